@@ -1,0 +1,62 @@
+"""Admin base: history on every audited model and services as the single path for writes."""
+
+from django.contrib import admin, messages
+from simple_history.admin import SimpleHistoryAdmin
+
+from .errors import DomainError
+
+
+def add_domain_error(form, exc: DomainError) -> None:
+    """Put a domain error on the form: on the fields it names where the form has them."""
+    placed = False
+    for name, messages_ in exc.fields.items():
+        if name in form.fields:
+            for message in messages_:
+                form.add_error(name, message)
+            placed = True
+    if not placed:
+        form.add_error(None, exc.message)
+
+
+class ServiceFormMixin:
+    """A ModelForm whose clean() asks the admin to validate through the services, so that rules
+    (limits, naming, editions, locks) refuse bad input as form errors instead of 500s."""
+
+    admin_request = None
+    model_admin = None
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.errors and self.model_admin is not None:
+            try:
+                self.model_admin.service_validate(self.admin_request, self.instance, cleaned, self)
+            except DomainError as exc:
+                add_domain_error(self, exc)
+        return cleaned
+
+
+class AuditedAdmin(SimpleHistoryAdmin):
+    """ModelAdmin with history. Subclasses implement `service_validate` (called from the form's
+    clean) and `save_model`/`delete_model` through services."""
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        if issubclass(form, ServiceFormMixin):
+            return type(form.__name__, (form,), {"admin_request": request, "model_admin": self})
+        return type(form.__name__, (ServiceFormMixin, form), {"admin_request": request, "model_admin": self})
+
+    def service_validate(self, request, instance, cleaned_data, form) -> None:
+        """Override to check the change with the services before save_model runs."""
+
+    def run_service(self, request, func, *args, **kwargs):
+        """Call a service from an admin action and report a domain error as a message."""
+        try:
+            return func(*args, **kwargs)
+        except DomainError as exc:
+            self.message_user(request, exc.message, level=messages.ERROR)
+            return None
+
+
+admin.site.site_header = "Planasonix Environments"
+admin.site.site_title = "Planasonix Environments"
+admin.site.index_title = "Administration"

@@ -1,0 +1,64 @@
+"""Request plumbing: a request id for logs and error bodies, and refusal of NUL bytes in URLs."""
+
+import contextvars
+import logging
+import re
+import uuid
+from urllib.parse import unquote
+
+from django.http import JsonResponse
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestIdMiddleware:
+    """Takes X-Request-ID from the caller when it is well-formed, else makes one; echoes it back."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        incoming = request.headers.get("X-Request-ID", "")
+        request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request.request_id = request_id
+        token = request_id_var.set(request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id_var.reset(token)
+        response["X-Request-ID"] = request_id
+        return response
+
+
+class RequestIdLogFilter(logging.Filter):
+    def filter(self, record):
+        record.request_id = request_id_var.get()
+        return True
+
+
+class RejectNulBytesMiddleware:
+    """NUL bytes in a path or query string are refused with 400 before any view or database sees
+    them (PostgreSQL cannot store them and would answer with a 500)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        raw_query = request.META.get("QUERY_STRING", "")
+        if "\x00" in request.path or "\x00" in unquote(raw_query):
+            field = next(
+                (part.split("=", 1)[0] for part in raw_query.split("&") if "\x00" in unquote(part)),
+                "path",
+            )
+            return JsonResponse(
+                {
+                    "error": {
+                        "code": "validation_error",
+                        "message": f"{unquote(field) or 'query'}: NUL characters are not allowed.",
+                        "fields": {unquote(field).replace("\x00", "") or "query": ["NUL characters are not allowed."]},
+                    }
+                },
+                status=400,
+            )
+        return self.get_response(request)

@@ -1,0 +1,15 @@
+"""API-key scopes. `admin` includes everything; `write` includes `read`; `run` stands alone
+("may start runs and report results, nothing else")."""
+
+SCOPES = ("read", "run", "write", "admin")
+_SCOPE_IMPLIES = {
+    "admin": {"admin", "write", "read", "run"},
+    "write": {"write", "read"},
+    "read": {"read"},
+    "run": {"run"},
+}
+
+
+def scopes_grant(scopes, required: str) -> bool:
+    """True when any of `scopes` includes `required`."""
+    return any(required in _SCOPE_IMPLIES.get(scope, set()) for scope in scopes or ())

@@ -1,0 +1,36 @@
+"""Shared service helpers: saving audited rows with the acting user recorded in history."""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+
+from .errors import from_django_validation_error
+
+
+def validate(instance, *, exclude=None, validate_unique=True) -> None:
+    """full_clean() that raises the domain error instead of Django's."""
+    try:
+        instance.full_clean(exclude=exclude, validate_unique=validate_unique)
+    except DjangoValidationError as exc:
+        raise from_django_validation_error(exc) from exc
+
+
+def audited_save(instance, *, actor, reason: str | None = None, clean: bool = True) -> None:
+    """Validate and save a history-tracked row, recording who did it (and why) in its history.
+
+    Works the same inside requests, tasks and management commands, where no middleware is there
+    to tell simple-history who acted."""
+    if clean:
+        validate(instance)
+    if actor is not None and getattr(actor, "is_authenticated", False):
+        instance._history_user = actor
+    if reason:
+        instance._change_reason = reason[:500]
+    instance.save()
+
+
+def audited_delete(instance, *, actor, reason: str | None = None) -> None:
+    """Delete a history-tracked row, recording who did it."""
+    if actor is not None and getattr(actor, "is_authenticated", False):
+        instance._history_user = actor
+    if reason:
+        instance._change_reason = reason[:500]
+    instance.delete()

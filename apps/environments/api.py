@@ -1,0 +1,302 @@
+"""API for environments, their runtime policy, freeze windows and per-environment permissions."""
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.shortcuts import get_object_or_404
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from apps.core.api import StrictModelSerializer, StrictSerializer
+from apps.notifications.models import Channel
+from apps.tenancy.models import Organization
+
+from . import permissions as perms
+from . import selectors, services
+from .models import (
+    Environment,
+    EnvironmentGroupObjectPermission,
+    EnvironmentUserObjectPermission,
+    FreezeWindow,
+    RuntimePolicy,
+)
+
+User = get_user_model()
+
+
+class RuntimePolicySerializer(serializers.ModelSerializer):
+    notification_channels = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+
+    class Meta:
+        model = RuntimePolicy
+        fields = [
+            "max_rows",
+            "sample_rows",
+            "sample_percent",
+            "allowed_destinations",
+            "notification_channels",
+            "log_level",
+            "allow_runtime_overrides",
+            "forbid_plaintext_secrets",
+            "locked",
+            "watch_first_runs",
+            "auto_rollback_on_failure",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class RuntimePolicyWriteSerializer(StrictModelSerializer):
+    notification_channels = serializers.PrimaryKeyRelatedField(
+        many=True, queryset=Channel.objects.all(), required=False
+    )
+    allowed_destinations = serializers.ListField(
+        child=serializers.CharField(max_length=100), max_length=200, required=False
+    )
+
+    class Meta:
+        model = RuntimePolicy
+        fields = [
+            "max_rows",
+            "sample_rows",
+            "sample_percent",
+            "allowed_destinations",
+            "notification_channels",
+            "log_level",
+            "allow_runtime_overrides",
+            "forbid_plaintext_secrets",
+            "locked",
+            "watch_first_runs",
+            "auto_rollback_on_failure",
+        ]
+
+
+class FreezeWindowSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = FreezeWindow
+        fields = ["id", "kind", "starts_at", "ends_at", "cron", "duration_minutes", "timezone", "reason", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class FreezeWindowWriteSerializer(StrictModelSerializer):
+    class Meta:
+        model = FreezeWindow
+        fields = ["kind", "starts_at", "ends_at", "cron", "duration_minutes", "timezone", "reason"]
+
+
+class EnvironmentSerializer(serializers.ModelSerializer):
+    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    promotes_to = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    policy = RuntimePolicySerializer(read_only=True)
+    freeze_windows = FreezeWindowSerializer(many=True, read_only=True)
+    my_permissions = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Environment
+        fields = [
+            "id",
+            "organization",
+            "name",
+            "slug",
+            "kind",
+            "position",
+            "promotes_to",
+            "is_protected",
+            "color",
+            "description",
+            "policy",
+            "freeze_windows",
+            "my_permissions",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_my_permissions(self, obj) -> list[str]:
+        return perms.held_codenames(self.context["request"].user, obj)
+
+
+class _PromotesToField(serializers.SlugRelatedField):
+    """An environment slug, looked up in the same organization as the environment being written."""
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            slug_field="slug", queryset=Environment.objects.all(), allow_null=True, required=False, **kwargs
+        )
+
+    def get_queryset(self):
+        organization = self.parent.context.get("organization")
+        return Environment.objects.filter(organization=organization)
+
+
+class EnvironmentCreateSerializer(StrictModelSerializer):
+    organization = serializers.SlugRelatedField(slug_field="slug", queryset=Organization.objects.all())
+    promotes_to = _PromotesToField()
+    policy = RuntimePolicyWriteSerializer(required=False)
+    slug = serializers.SlugField(max_length=63, required=False)
+    is_protected = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+    class Meta:
+        model = Environment
+        fields = [
+            "organization",
+            "name",
+            "slug",
+            "kind",
+            "position",
+            "promotes_to",
+            "is_protected",
+            "color",
+            "description",
+            "policy",
+        ]
+
+    def get_validators(self):
+        return []
+
+
+class EnvironmentUpdateSerializer(StrictModelSerializer):
+    promotes_to = _PromotesToField()
+
+    class Meta:
+        model = Environment
+        fields = ["name", "slug", "kind", "position", "promotes_to", "is_protected", "color", "description"]
+
+    def get_validators(self):
+        return []
+
+
+class PermissionGrantSerializer(StrictSerializer):
+    codename = serializers.ChoiceField(choices=perms.CODENAMES)
+    username = serializers.SlugRelatedField(
+        slug_field="username", queryset=User.objects.all(), source="user", required=False
+    )
+    group = serializers.SlugRelatedField(slug_field="name", queryset=Group.objects.all(), required=False)
+
+
+class PermissionGrantListSerializer(serializers.Serializer):
+    users = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+    groups = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+
+
+class EnvironmentFilter(filters.FilterSet):
+    organization = filters.CharFilter(field_name="organization__slug")
+
+    class Meta:
+        model = Environment
+        fields = ["organization", "kind", "slug", "is_protected"]
+
+
+class EnvironmentViewSet(viewsets.ModelViewSet):
+    """Stages of the promotion path, with their runtime policy and freeze windows nested.
+
+    Lists show only environments you may view; changes need the matching per-environment permission."""
+
+    queryset = Environment.objects.none()
+    serializer_class = EnvironmentSerializer
+    filterset_class = EnvironmentFilter
+    search_fields = ["name", "slug"]
+    ordering_fields = ["position", "name", "created_at"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    required_scopes = {"create": "admin", "destroy": "admin", "permissions": "admin"}
+
+    def get_queryset(self):
+        return selectors.environments_visible_to(self.request.user)
+
+    def _out(self, environment, code=status.HTTP_200_OK):
+        fresh = self.get_queryset().filter(pk=environment.pk).first() or environment
+        return Response(EnvironmentSerializer(fresh, context={"request": self.request}).data, status=code)
+
+    @extend_schema(request=EnvironmentCreateSerializer, responses={201: EnvironmentSerializer})
+    def create(self, request):
+        organization = None
+        slug = request.data.get("organization") if isinstance(request.data, dict) else None
+        if isinstance(slug, str):
+            organization = Organization.objects.filter(slug=slug).first()
+        data = EnvironmentCreateSerializer(data=request.data, context={"organization": organization})
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        policy = fields.pop("policy", None)
+        environment = services.environment_create(actor=request.user, policy=policy, **fields)
+        return self._out(environment, status.HTTP_201_CREATED)
+
+    @extend_schema(request=EnvironmentUpdateSerializer, responses=EnvironmentSerializer)
+    def partial_update(self, request, pk=None):
+        environment = self.get_object()
+        data = EnvironmentUpdateSerializer(
+            environment, data=request.data, partial=True, context={"organization": environment.organization}
+        )
+        data.is_valid(raise_exception=True)
+        environment = services.environment_update(actor=request.user, environment=environment, **data.validated_data)
+        return self._out(environment)
+
+    def perform_destroy(self, instance):
+        services.environment_delete(actor=self.request.user, environment=instance)
+
+    @extend_schema(methods=["GET"], responses=RuntimePolicySerializer)
+    @extend_schema(methods=["PATCH"], request=RuntimePolicyWriteSerializer, responses=RuntimePolicySerializer)
+    @action(detail=True, methods=["get", "patch"])
+    def policy(self, request, pk=None):
+        """The environment's runtime policy. Changing it needs change_environment_config; a locked
+        policy (and the lock itself) needs manage_environment."""
+        environment = self.get_object()
+        if request.method == "GET":
+            return Response(RuntimePolicySerializer(environment.policy).data)
+        data = RuntimePolicyWriteSerializer(environment.policy, data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        policy = services.runtime_policy_update(actor=request.user, environment=environment, **data.validated_data)
+        return Response(RuntimePolicySerializer(policy).data)
+
+    @extend_schema(methods=["GET"], responses=FreezeWindowSerializer(many=True))
+    @extend_schema(methods=["POST"], request=FreezeWindowWriteSerializer, responses={201: FreezeWindowSerializer})
+    @action(detail=True, methods=["get", "post"], url_path="freeze-windows")
+    def freeze_windows(self, request, pk=None):
+        """Freeze windows (deployments blocked inside). Adding one needs manage_environment."""
+        environment = self.get_object()
+        if request.method == "GET":
+            return Response(FreezeWindowSerializer(environment.freeze_windows.all(), many=True).data)
+        data = FreezeWindowWriteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        window = services.freeze_window_create(actor=request.user, environment=environment, **data.validated_data)
+        return Response(FreezeWindowSerializer(window).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(parameters=[OpenApiParameter("window_id", int, OpenApiParameter.PATH)], responses={204: None})
+    @action(detail=True, methods=["delete"], url_path=r"freeze-windows/(?P<window_id>[0-9]+)")
+    def freeze_window_delete(self, request, pk=None, window_id=None):
+        environment = self.get_object()
+        window = get_object_or_404(FreezeWindow, pk=window_id, environment=environment)
+        services.freeze_window_delete(actor=request.user, window=window)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(methods=["GET"], responses=PermissionGrantListSerializer)
+    @extend_schema(
+        methods=["POST", "DELETE"], request=PermissionGrantSerializer, responses=PermissionGrantListSerializer
+    )
+    @action(detail=True, methods=["get", "post", "delete"])
+    def permissions(self, request, pk=None):
+        """Per-environment grants. Granting and revoking need manage_environment (groups: org admin)."""
+        environment = self.get_object()
+        if request.method != "GET":
+            data = PermissionGrantSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            service = services.permission_grant if request.method == "POST" else services.permission_revoke
+            service(actor=request.user, environment=environment, **data.validated_data)
+        else:
+            perms.require(request.user, perms.MANAGE, environment)
+        return Response(_grants_of(environment))
+
+
+def _grants_of(environment) -> dict:
+    users: dict[str, list[str]] = {}
+    for username, codename in EnvironmentUserObjectPermission.objects.filter(content_object=environment).values_list(
+        "user__username", "permission__codename"
+    ):
+        users.setdefault(username, []).append(codename)
+    groups: dict[str, list[str]] = {}
+    for name, codename in EnvironmentGroupObjectPermission.objects.filter(content_object=environment).values_list(
+        "group__name", "permission__codename"
+    ):
+        groups.setdefault(name, []).append(codename)
+    return {"users": {k: sorted(v) for k, v in users.items()}, "groups": {k: sorted(v) for k, v in groups.items()}}

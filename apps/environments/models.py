@@ -1,0 +1,220 @@
+"""Stages of the promotion path, their runtime policies, freeze windows and per-stage permissions."""
+
+import zoneinfo
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from croniter import croniter
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+from simple_history.models import HistoricalRecords
+
+from apps.core.models import TimeStampedModel
+from apps.tenancy.models import Organization
+
+
+class Kind(models.TextChoices):
+    DEVELOPMENT = "development", "Development"
+    STAGING = "staging", "Staging"
+    PRODUCTION = "production", "Production"
+    CUSTOM = "custom", "Custom"
+
+
+class Environment(TimeStampedModel):
+    """A stage (development, staging, production or custom) of an organization's promotion path."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="environments")
+    name = models.CharField(max_length=63)
+    slug = models.SlugField(max_length=63)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.DEVELOPMENT)
+    position = models.PositiveSmallIntegerField(default=0, help_text="Order in the promotion path (low first).")
+    promotes_to = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="promoted_from"
+    )
+    is_protected = models.BooleanField(default=False, help_text="Protected stages refuse previews and deletion.")
+    color = models.CharField(
+        max_length=7, default="#6b7280", validators=[RegexValidator(r"^#[0-9a-fA-F]{6}$", "Use #RRGGBB.")]
+    )
+    description = models.TextField(blank=True, max_length=2000)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["organization__name", "position", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "slug"], name="uniq_environment_slug"),
+            models.UniqueConstraint(fields=["organization", "name"], name="uniq_environment_name"),
+            models.CheckConstraint(condition=~Q(promotes_to=models.F("id")), name="environment_not_promoting_to_self"),
+        ]
+        permissions = [
+            ("change_environment_config", "Edit overrides, bindings and policy"),
+            ("run_in_environment", "Start runs and previews"),
+            ("request_promotion", "Request promotion into the environment"),
+            ("approve_promotion", "Decide promotion requests targeting the environment"),
+            ("use_environment_credentials", "Materialize secrets for runs"),
+            ("manage_schedules", "Edit schedules"),
+            ("manage_environment", "Everything, including policies and approval rules"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.organization.slug})"
+
+
+class EnvironmentUserObjectPermission(UserObjectPermissionBase):
+    """A permission on one environment granted to a user (direct foreign key, not generic)."""
+
+    content_object = models.ForeignKey(Environment, on_delete=models.CASCADE)
+    history = HistoricalRecords()
+
+    class Meta(UserObjectPermissionBase.Meta):
+        verbose_name = "environment user permission"
+
+
+class EnvironmentGroupObjectPermission(GroupObjectPermissionBase):
+    """A permission on one environment granted to a group (direct foreign key, not generic)."""
+
+    content_object = models.ForeignKey(Environment, on_delete=models.CASCADE)
+    history = HistoricalRecords()
+
+    class Meta(GroupObjectPermissionBase.Meta):
+        verbose_name = "environment group permission"
+
+
+class LogLevel(models.TextChoices):
+    DEBUG = "DEBUG", "Debug"
+    INFO = "INFO", "Info"
+    WARNING = "WARNING", "Warning"
+    ERROR = "ERROR", "Error"
+
+
+def validate_destinations(value) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValidationError("Give a list of connection role names and/or connection kinds.")
+    if len(value) > 200:
+        raise ValidationError("At most 200 entries.")
+    too_long = [v for v in value if len(v) > 100]
+    if too_long:
+        raise ValidationError(f"Entries are at most 100 characters: {too_long[0][:20]}…")
+
+
+class RuntimePolicy(TimeStampedModel):
+    """How runs behave in one environment: limits, sampling, destinations, locks, watching."""
+
+    environment = models.OneToOneField(Environment, on_delete=models.CASCADE, related_name="policy")
+    max_rows = models.PositiveBigIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Cap on rows read per source; empty = none."
+    )
+    sample_rows = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Read at most this many rows per source."
+    )
+    sample_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0.01")), MaxValueValidator(Decimal("100"))],
+        help_text="Keep this share of source rows.",
+    )
+    allowed_destinations = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_destinations],
+        help_text="Connection role names and/or kinds runs may write to; empty = any.",
+    )
+    notification_channels = models.ManyToManyField(
+        "notifications.Channel", blank=True, related_name="environment_policies"
+    )
+    log_level = models.CharField(max_length=10, choices=LogLevel.choices, default=LogLevel.INFO)
+    allow_runtime_overrides = models.BooleanField(default=True)
+    forbid_plaintext_secrets = models.BooleanField(default=False)
+    locked = models.BooleanField(default=False, help_text="Edits need the manage_environment permission.")
+    watch_first_runs = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(100)])
+    auto_rollback_on_failure = models.BooleanField(default=False)
+
+    history = HistoricalRecords(m2m_fields=[notification_channels])
+
+    class Meta:
+        verbose_name_plural = "runtime policies"
+
+    def __str__(self):
+        return f"policy of {self.environment}"
+
+
+class FreezeKind(models.TextChoices):
+    ONE_OFF = "one_off", "One-off"
+    RECURRING = "recurring", "Recurring"
+
+
+def validate_timezone(value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationError(f"Unknown time zone '{value}'.") from exc
+
+
+def validate_cron(value: str) -> None:
+    if not croniter.is_valid(value) or len(value.split()) != 5:
+        raise ValidationError(f"'{value}' is not a five-field cron expression.")
+
+
+class FreezeWindow(TimeStampedModel):
+    """A period in which deployments into the environment are blocked."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="freeze_windows")
+    kind = models.CharField(max_length=20, choices=FreezeKind.choices, default=FreezeKind.ONE_OFF)
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    cron = models.CharField(max_length=100, blank=True, validators=[validate_cron], help_text="Start of each window.")
+    duration_minutes = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(60 * 24 * 31)]
+    )
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    reason = models.CharField(max_length=500)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["environment", "starts_at", "id"]
+
+    def __str__(self):
+        if self.kind == FreezeKind.RECURRING:
+            return f"{self.environment.name}: every '{self.cron}' for {self.duration_minutes} min ({self.timezone})"
+        return f"{self.environment.name}: {self.starts_at:%Y-%m-%d %H:%M} → {self.ends_at:%Y-%m-%d %H:%M}"
+
+    def clean(self):
+        errors = {}
+        if self.kind == FreezeKind.ONE_OFF:
+            if not self.starts_at:
+                errors["starts_at"] = "A one-off window needs a start."
+            if not self.ends_at:
+                errors["ends_at"] = "A one-off window needs an end."
+            if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+                errors["ends_at"] = "The end must be after the start."
+            if self.cron:
+                errors["cron"] = "Only recurring windows have a cron expression."
+        else:
+            if not self.cron:
+                errors["cron"] = "A recurring window needs a cron expression."
+            if not self.duration_minutes:
+                errors["duration_minutes"] = "A recurring window needs a duration."
+            if self.starts_at or self.ends_at:
+                errors["starts_at"] = "Recurring windows have no fixed start or end."
+        if errors:
+            raise ValidationError(errors)
+
+    def active_at(self, moment: datetime) -> bool:
+        """True if `moment` (aware) falls inside this window."""
+        if self.kind == FreezeKind.ONE_OFF:
+            return bool(self.starts_at and self.ends_at and self.starts_at <= moment < self.ends_at)
+        tz = zoneinfo.ZoneInfo(self.timezone)
+        local = moment.astimezone(tz)
+        # The latest start at or before `moment`; croniter's get_prev is exclusive, so step 1 s on.
+        last_start = croniter(self.cron, local + timedelta(seconds=1)).get_prev(datetime)
+        return last_start <= local < last_start + timedelta(minutes=self.duration_minutes)

@@ -1,0 +1,136 @@
+"""The permission door: the one place that answers "may this user do X in environment E".
+
+Organization owners and admins (and Django superusers) may do everything in their organization.
+Everyone else needs a guardian object permission on the environment, granted to them or to one
+of their groups; `manage_environment` includes every other codename. Global (model-level)
+permissions are never consulted (`accept_global_perms=False` in guardian's terms), so a stray
+global grant cannot expose every environment. An API key narrows its owner: it reaches only its
+own organization and only what its scopes allow.
+
+The user's grants are read once (two queries) and memoized on the user object for the request.
+"""
+
+from django.contrib.auth.models import AnonymousUser
+from django.db.models import Q, QuerySet
+
+from apps.core.errors import PermissionDenied
+from apps.core.scopes import scopes_grant
+from apps.tenancy.permissions import admin_organization_ids, api_key_of, member_organization_ids
+
+from .models import Environment, EnvironmentGroupObjectPermission, EnvironmentUserObjectPermission
+
+VIEW = "view_environment"
+CHANGE_CONFIG = "change_environment_config"
+RUN = "run_in_environment"
+REQUEST_PROMOTION = "request_promotion"
+APPROVE_PROMOTION = "approve_promotion"
+USE_CREDENTIALS = "use_environment_credentials"
+MANAGE_SCHEDULES = "manage_schedules"
+MANAGE = "manage_environment"
+
+CODENAMES = (VIEW, CHANGE_CONFIG, RUN, REQUEST_PROMOTION, APPROVE_PROMOTION, USE_CREDENTIALS, MANAGE_SCHEDULES, MANAGE)
+
+# What a new member gets on every development environment ("developers default to dev
+# resources"); production and staging rights are granted explicitly.
+DEVELOPMENT_DEFAULTS = (VIEW, CHANGE_CONFIG, RUN, USE_CREDENTIALS, MANAGE_SCHEDULES)
+
+# The API-key scope each codename needs.
+SCOPE_FOR = {
+    VIEW: "read",
+    CHANGE_CONFIG: "write",
+    REQUEST_PROMOTION: "write",
+    APPROVE_PROMOTION: "write",
+    MANAGE_SCHEDULES: "write",
+    RUN: "run",
+    USE_CREDENTIALS: "run",
+    MANAGE: "admin",
+}
+
+_CACHE_ATTR = "_planasonix_env_perms"
+
+
+def _check_codename(codename: str) -> None:
+    if codename not in CODENAMES:
+        raise ValueError(f"unknown environment permission '{codename}'")
+
+
+def _grants(user) -> dict[int, set[str]]:
+    """environment id -> codenames granted to the user directly or through groups."""
+    cached = user.__dict__.get(_CACHE_ATTR)
+    if cached is not None:
+        return cached
+    grants: dict[int, set[str]] = {}
+    rows = EnvironmentUserObjectPermission.objects.filter(user=user).values_list(
+        "content_object_id", "permission__codename"
+    )
+    group_rows = EnvironmentGroupObjectPermission.objects.filter(group__user=user).values_list(
+        "content_object_id", "permission__codename"
+    )
+    for env_id, codename in [*rows, *group_rows]:
+        grants.setdefault(env_id, set()).add(codename)
+    user.__dict__[_CACHE_ATTR] = grants
+    return grants
+
+
+def forget(user) -> None:
+    """Drop the memoized grants (after granting or revoking within the same request)."""
+    if user is not None:
+        user.__dict__.pop(_CACHE_ATTR, None)
+
+
+def _key_allows(user, codename: str, organization_id: int) -> bool:
+    key = api_key_of(user)
+    if key is None:
+        return True
+    return key.organization_id == organization_id and scopes_grant(key.scopes, SCOPE_FOR[codename])
+
+
+def may(user, codename: str, environment: Environment) -> bool:
+    """May `user` do `codename` in `environment`?"""
+    _check_codename(codename)
+    if user is None or isinstance(user, AnonymousUser) or not user.is_authenticated or not user.is_active:
+        return False
+    if not _key_allows(user, codename, environment.organization_id):
+        return False
+    if user.is_superuser:
+        return True
+    if environment.organization_id in admin_organization_ids(user):
+        return True
+    if environment.organization_id not in member_organization_ids(user):
+        return False
+    held = _grants(user).get(environment.pk, set())
+    return codename in held or MANAGE in held
+
+
+def require(user, codename: str, environment: Environment) -> None:
+    """Raise PermissionDenied (naming the permission and environment) unless `may`."""
+    if not may(user, codename, environment):
+        raise PermissionDenied(
+            f"You lack the '{codename}' permission on environment '{environment.slug}'.",
+            code="permission_denied",
+        )
+
+
+def environments_where(user, codename: str, queryset: QuerySet | None = None) -> QuerySet:
+    """The environments (of `queryset`, default all) in which `user` may do `codename`."""
+    _check_codename(codename)
+    queryset = Environment.objects.all() if queryset is None else queryset
+    if user is None or not user.is_authenticated or not user.is_active:
+        return queryset.none()
+    key = api_key_of(user)
+    if key is not None:
+        if not scopes_grant(key.scopes, SCOPE_FOR[codename]):
+            return queryset.none()
+        queryset = queryset.filter(organization_id=key.organization_id)
+    if user.is_superuser:
+        return queryset
+    granted = [env_id for env_id, codes in _grants(user).items() if codename in codes or MANAGE in codes]
+    return queryset.filter(
+        Q(organization_id__in=admin_organization_ids(user))
+        | Q(pk__in=granted, organization_id__in=member_organization_ids(user))
+    )
+
+
+def held_codenames(user, environment: Environment) -> list[str]:
+    """Every codename the user may use in the environment (for screens and API payloads)."""
+    return [codename for codename in CODENAMES if may(user, codename, environment)]

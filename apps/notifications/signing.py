@@ -1,0 +1,30 @@
+"""HMAC-SHA256 signatures for webhook bodies.
+
+Headers sent with every webhook:
+  X-Planasonix-Event:      event name
+  X-Planasonix-Delivery:   delivery id (UUID; the same on every retry, so receivers can de-duplicate)
+  X-Planasonix-Timestamp:  Unix seconds when this attempt was signed
+  X-Planasonix-Signature:  "sha256=" + hex(HMAC-SHA256(secret, f"{timestamp}.{body}"))
+Signing the timestamp with the body lets receivers refuse replays older than their tolerance.
+"""
+
+import hashlib
+import hmac
+import time
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def verify(secret: str, timestamp: str, body: bytes, signature: str, *, tolerance_seconds: int = 300, now=None) -> bool:
+    """What a receiver does: check the signature and that the timestamp is recent."""
+    try:
+        ts = int(timestamp)
+    except (TypeError, ValueError):
+        return False
+    now = time.time() if now is None else now
+    if abs(now - ts) > tolerance_seconds:
+        return False
+    return hmac.compare_digest(sign(secret, ts, body), signature or "")

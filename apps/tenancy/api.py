@@ -1,0 +1,299 @@
+"""API for organizations, memberships, service accounts and API keys."""
+
+from django.contrib.auth import get_user_model
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.response import Response
+
+from apps.core.api import SCOPES, StrictModelSerializer, StrictSerializer
+
+from . import selectors, services
+from .models import ApiKey, Membership, Organization, Role, ServiceAccount
+from .permissions import org_role
+
+User = get_user_model()
+
+
+class UserSummarySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = User
+        fields = ["id", "username", "email"]
+        read_only_fields = fields
+
+
+# --- organizations --------------------------------------------------------------------------
+
+
+class OrganizationSerializer(serializers.ModelSerializer):
+    my_role = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Organization
+        fields = [
+            "id",
+            "name",
+            "slug",
+            "edition",
+            "max_environments",
+            "environment_name_pattern",
+            "my_role",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_my_role(self, obj) -> str | None:
+        return org_role(self.context["request"].user, obj)
+
+
+class OrganizationCreateSerializer(StrictModelSerializer):
+    class Meta:
+        model = Organization
+        fields = ["name", "slug", "edition", "max_environments", "environment_name_pattern"]
+        extra_kwargs = {"slug": {"required": False}}
+
+    def get_validators(self):  # uniqueness is the service's business (409 with a clear message)
+        return []
+
+
+class OrganizationUpdateSerializer(StrictModelSerializer):
+    class Meta:
+        model = Organization
+        fields = ["name", "edition", "max_environments", "environment_name_pattern"]
+
+    def get_validators(self):
+        return []
+
+
+class OrganizationFilter(filters.FilterSet):
+    class Meta:
+        model = Organization
+        fields = ["slug", "edition"]
+
+
+class OrganizationViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Organizations you belong to. Creating one, or changing its edition or limit, is for staff."""
+
+    queryset = Organization.objects.none()
+    serializer_class = OrganizationSerializer
+    filterset_class = OrganizationFilter
+    search_fields = ["name", "slug"]
+    ordering_fields = ["name", "created_at"]
+    required_scopes = {"create": "admin", "update": "admin", "partial_update": "admin"}
+
+    def get_queryset(self):
+        return selectors.organizations_for(self.request.user)
+
+    @extend_schema(request=OrganizationCreateSerializer, responses={201: OrganizationSerializer})
+    def create(self, request):
+        data = OrganizationCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        org = services.organization_create(actor=request.user, **data.validated_data)
+        return Response(OrganizationSerializer(org, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=OrganizationUpdateSerializer, responses=OrganizationSerializer)
+    def update(self, request, pk=None, partial=False):
+        org = self.get_object()
+        data = OrganizationUpdateSerializer(org, data=request.data, partial=partial)
+        data.is_valid(raise_exception=True)
+        org = services.organization_update(actor=request.user, organization=org, **data.validated_data)
+        return Response(OrganizationSerializer(org, context={"request": request}).data)
+
+    @extend_schema(request=OrganizationUpdateSerializer, responses=OrganizationSerializer)
+    def partial_update(self, request, pk=None):
+        return self.update(request, pk, partial=True)
+
+
+# --- memberships ----------------------------------------------------------------------------
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    user = UserSummarySerializer(read_only=True)
+    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "organization", "user", "role", "created_at"]
+        read_only_fields = fields
+
+
+class MembershipCreateSerializer(StrictSerializer):
+    organization = serializers.SlugRelatedField(slug_field="slug", queryset=Organization.objects.all())
+    username = serializers.SlugRelatedField(
+        slug_field="username", queryset=User.objects.filter(is_active=True), source="user"
+    )
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
+
+
+class MembershipUpdateSerializer(StrictSerializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class MembershipFilter(filters.FilterSet):
+    organization = filters.CharFilter(field_name="organization__slug")
+    username = filters.CharFilter(field_name="user__username")
+
+    class Meta:
+        model = Membership
+        fields = ["organization", "role", "username"]
+
+
+class MembershipViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
+    """Who belongs to your organizations. Owners and admins add, change and remove members."""
+
+    queryset = Membership.objects.none()
+    serializer_class = MembershipSerializer
+    filterset_class = MembershipFilter
+    ordering_fields = ["created_at", "role"]
+    required_scopes = {"create": "admin", "partial_update": "admin", "destroy": "admin"}
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self):
+        return selectors.memberships_for(self.request.user)
+
+    @extend_schema(request=MembershipCreateSerializer, responses={201: MembershipSerializer})
+    def create(self, request):
+        data = MembershipCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = services.membership_add(actor=request.user, **data.validated_data)
+        return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=MembershipUpdateSerializer, responses=MembershipSerializer)
+    def partial_update(self, request, pk=None):
+        membership = self.get_object()
+        data = MembershipUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = services.membership_change_role(actor=request.user, membership=membership, **data.validated_data)
+        return Response(MembershipSerializer(membership).data)
+
+    def perform_destroy(self, instance):
+        services.membership_remove(actor=self.request.user, membership=instance)
+
+
+# --- service accounts -----------------------------------------------------------------------
+
+
+class ServiceAccountSerializer(serializers.ModelSerializer):
+    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    user = UserSummarySerializer(read_only=True)
+
+    class Meta:
+        model = ServiceAccount
+        fields = ["id", "organization", "name", "description", "user", "created_at"]
+        read_only_fields = fields
+
+
+class ServiceAccountCreateSerializer(StrictSerializer):
+    organization = serializers.SlugRelatedField(slug_field="slug", queryset=Organization.objects.all())
+    name = serializers.CharField(max_length=80)
+    description = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class ServiceAccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Non-human members (CI, external executors) that own API keys."""
+
+    queryset = ServiceAccount.objects.none()
+    serializer_class = ServiceAccountSerializer
+    filterset_fields = ["organization__slug"]
+    required_scopes = {"create": "admin"}
+
+    def get_queryset(self):
+        return selectors.service_accounts_for(self.request.user)
+
+    @extend_schema(request=ServiceAccountCreateSerializer, responses={201: ServiceAccountSerializer})
+    def create(self, request):
+        data = ServiceAccountCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        account = services.service_account_create(actor=request.user, **data.validated_data)
+        return Response(ServiceAccountSerializer(account).data, status=status.HTTP_201_CREATED)
+
+
+# --- API keys -------------------------------------------------------------------------------
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    owner = UserSummarySerializer(read_only=True)
+    is_active = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = ApiKey
+        fields = [
+            "id",
+            "organization",
+            "owner",
+            "name",
+            "prefix",
+            "scopes",
+            "expires_at",
+            "last_used_at",
+            "revoked_at",
+            "is_active",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class ApiKeyCreateSerializer(StrictSerializer):
+    organization = serializers.SlugRelatedField(slug_field="slug", queryset=Organization.objects.all())
+    name = serializers.CharField(max_length=80)
+    scopes = serializers.ListField(child=serializers.ChoiceField(choices=SCOPES), min_length=1, max_length=4)
+    owner = serializers.SlugRelatedField(
+        slug_field="username",
+        queryset=User.objects.filter(is_active=True),
+        required=False,
+        help_text="Username of the owner (yourself by default; a service account's user for machine keys).",
+    )
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class ApiKeyFilter(filters.FilterSet):
+    organization = filters.CharFilter(field_name="organization__slug")
+    owner = filters.CharFilter(field_name="owner__username")
+    active = filters.BooleanFilter(field_name="revoked_at", lookup_expr="isnull")
+
+    class Meta:
+        model = ApiKey
+        fields = ["organization", "owner", "active"]
+
+
+class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """API keys. The secret token is returned once, by create; only a hash is stored."""
+
+    queryset = ApiKey.objects.none()
+    serializer_class = ApiKeySerializer
+    filterset_class = ApiKeyFilter
+    ordering_fields = ["created_at", "last_used_at", "name"]
+    required_scopes = {"create": "admin", "destroy": "admin"}
+
+    def get_queryset(self):
+        return selectors.api_keys_for(self.request.user)
+
+    @extend_schema(
+        request=ApiKeyCreateSerializer,
+        responses={
+            201: inline_serializer(
+                "ApiKeyCreated",
+                {"key": ApiKeySerializer(), "token": serializers.CharField(help_text="Shown once; store it now.")},
+            )
+        },
+    )
+    def create(self, request):
+        data = ApiKeyCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        key, token = services.api_key_create(actor=request.user, **data.validated_data)
+        return Response({"key": ApiKeySerializer(key).data, "token": token}, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, pk=None):
+        """Revoke the key (it stays listed, inactive, for the audit trail)."""
+        services.api_key_revoke(actor=request.user, key=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)

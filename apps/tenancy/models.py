@@ -1,0 +1,140 @@
+"""Organizations, memberships, service accounts and API keys."""
+
+import re
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+from simple_history.models import HistoricalRecords
+
+from apps.core.models import TimeStampedModel
+
+DEFAULT_ENVIRONMENT_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9 _-]{0,62}$"
+
+
+def validate_regex(value: str) -> None:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValidationError(f"Not a valid regular expression: {exc}") from exc
+
+
+class Edition(models.TextChoices):
+    STANDARD = "standard", "Standard (projects only)"
+    ENTERPRISE = "enterprise", "Enterprise (environments)"
+
+
+class Organization(TimeStampedModel):
+    """A tenant. Its edition decides whether the environments feature is available."""
+
+    name = models.CharField(max_length=120, unique=True)
+    slug = models.SlugField(max_length=60, unique=True)
+    edition = models.CharField(max_length=20, choices=Edition.choices, default=Edition.ENTERPRISE)
+    max_environments = models.PositiveIntegerField(
+        default=5, validators=[MinValueValidator(1), MaxValueValidator(1000)]
+    )
+    environment_name_pattern = models.CharField(
+        max_length=200,
+        default=DEFAULT_ENVIRONMENT_NAME_PATTERN,
+        validators=[validate_regex],
+        help_text="Regular expression every environment name must match in full.",
+    )
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def has_environments_feature(self) -> bool:
+        return self.edition == Edition.ENTERPRISE
+
+
+class Role(models.TextChoices):
+    OWNER = "owner", "Owner"
+    ADMIN = "admin", "Admin"
+    MEMBER = "member", "Member"
+
+
+ADMIN_ROLES = (Role.OWNER, Role.ADMIN)
+
+
+class Membership(TimeStampedModel):
+    """A user's role in an organization."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.MEMBER)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["organization__name", "user__username"]
+        constraints = [models.UniqueConstraint(fields=["organization", "user"], name="uniq_membership")]
+
+    def __str__(self):
+        return f"{self.user} in {self.organization} ({self.role})"
+
+
+class ServiceAccount(TimeStampedModel):
+    """A non-human user of an organization (CI systems, external executors); it cannot sign in."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="service_accounts")
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="service_account")
+    name = models.CharField(max_length=80)
+    description = models.TextField(blank=True, max_length=2000)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["organization__name", "name"]
+        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="uniq_service_account_name")]
+
+    def __str__(self):
+        return f"{self.name} (service account, {self.organization})"
+
+
+def default_scopes():
+    return ["read"]
+
+
+class ApiKey(TimeStampedModel):
+    """A bearer credential. Only a hash of the secret is stored; the secret is shown once."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=80)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    scopes = models.JSONField(default=default_scopes)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    # The hash is not a secret value, but history has no use for it; last_used_at changes on use
+    # and is written without history (see services.api_key_authenticate).
+    history = HistoricalRecords(excluded_fields=["key_hash", "last_used_at"])
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > timezone.now()

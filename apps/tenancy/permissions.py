@@ -1,0 +1,88 @@
+"""Organization-level roles: who administers an organization."""
+
+from .models import ADMIN_ROLES, Membership
+
+
+def org_role(user, organization) -> str | None:
+    """The user's role in the organization, or None. Cached on the user object per request."""
+    if not getattr(user, "is_authenticated", False):
+        return None
+    cache = user.__dict__.setdefault("_planasonix_org_roles", None)
+    if cache is None:
+        cache = dict(Membership.objects.filter(user=user).values_list("organization_id", "role"))
+        user.__dict__["_planasonix_org_roles"] = cache
+    return cache.get(_org_id(organization))
+
+
+def forget_org_roles(user) -> None:
+    user.__dict__.pop("_planasonix_org_roles", None)
+
+
+def _org_id(organization) -> int:
+    return organization.pk if hasattr(organization, "pk") else organization
+
+
+def is_org_admin(user, organization) -> bool:
+    """Owners and admins administer the organization; Django superusers administer every one.
+    Through an API key, only with the `admin` scope and only in the key's organization."""
+    if not key_allows(user, _org_id(organization), "admin"):
+        return False
+    if getattr(user, "is_superuser", False) and user.is_active:
+        return True
+    return org_role(user, organization) in ADMIN_ROLES
+
+
+def is_org_member(user, organization) -> bool:
+    """Members see their organization; through an API key, only the key's organization."""
+    key = api_key_of(user)
+    if key is not None and key.organization_id != _org_id(organization):
+        return False
+    if getattr(user, "is_superuser", False) and user.is_active:
+        return True
+    return org_role(user, organization) is not None
+
+
+def admin_organization_ids(user) -> set[int]:
+    """Organizations the user administers through a membership (superusers: see is_org_admin)."""
+    if not getattr(user, "is_authenticated", False):
+        return set()
+    org_role(user, 0)
+    ids = {org_id for org_id, role in user.__dict__["_planasonix_org_roles"].items() if role in ADMIN_ROLES}
+    return {org_id for org_id in ids if key_allows(user, org_id, "admin")}
+
+
+def member_organization_ids(user) -> set[int]:
+    """Organizations the user belongs to (narrowed to the API key's organization)."""
+    if not getattr(user, "is_authenticated", False):
+        return set()
+    org_role(user, 0)
+    key = api_key_of(user)
+    ids = set(user.__dict__["_planasonix_org_roles"])
+    return {key.organization_id} & ids if key is not None else ids
+
+
+# --- API keys narrow their owner ------------------------------------------------------------
+# ApiKeyAuthentication attaches the key to the user object it authenticates (a fresh object per
+# request), so every permission check below and in the environments door sees the narrowing
+# without each service having to carry the key along.
+
+_KEY_ATTR = "_planasonix_api_key"
+
+
+def attach_api_key(user, key) -> None:
+    user.__dict__[_KEY_ATTR] = key
+
+
+def api_key_of(user):
+    """The API key the user authenticated with in this request, or None (session, shell, tasks)."""
+    return getattr(user, "__dict__", {}).get(_KEY_ATTR)
+
+
+def key_allows(user, organization_id: int, scope: str) -> bool:
+    """False when the user acts through an API key of another organization or without `scope`."""
+    from apps.core.scopes import scopes_grant
+
+    key = api_key_of(user)
+    if key is None:
+        return True
+    return key.organization_id == organization_id and scopes_grant(key.scopes, scope)

@@ -1,0 +1,273 @@
+"""Writes for organizations, memberships, service accounts and API keys."""
+
+import hashlib
+import hmac
+import secrets
+import string
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from apps.core.errors import Conflict, PermissionDenied, ValidationFailed, field_error
+from apps.core.scopes import SCOPES
+from apps.core.services import audited_delete, audited_save, validate
+
+from . import signals
+from .models import ApiKey, Edition, Membership, Organization, Role, ServiceAccount
+from .permissions import forget_org_roles, is_org_admin, is_org_member
+
+User = get_user_model()
+
+ORGANIZATION_ADMIN_FIELDS = {"name", "environment_name_pattern"}
+# Edition and limits are commercial settings: only platform staff change them.
+ORGANIZATION_STAFF_FIELDS = {"edition", "max_environments"}
+
+
+def _require_org_admin(actor, organization) -> None:
+    if not is_org_admin(actor, organization):
+        raise PermissionDenied(f"You must be an owner or admin of organization '{organization.slug}'.")
+
+
+def _require_staff(actor, what: str) -> None:
+    if not (getattr(actor, "is_staff", False) and actor.is_active):
+        raise PermissionDenied(f"Only platform staff may {what}.")
+
+
+@transaction.atomic
+def organization_create(
+    *,
+    actor,
+    name: str,
+    slug: str = "",
+    edition: str = Edition.ENTERPRISE,
+    max_environments: int = 5,
+    environment_name_pattern: str | None = None,
+    owner=None,
+) -> Organization:
+    """Create an organization with its owner (the actor unless given); staff only."""
+    _require_staff(actor, "create organizations")
+    organization = Organization(
+        name=name,
+        slug=slug or slugify(name)[:60],
+        edition=edition,
+        max_environments=max_environments,
+    )
+    if environment_name_pattern is not None:
+        organization.environment_name_pattern = environment_name_pattern
+    if not organization.slug:
+        raise field_error("slug", "Could not derive a slug from the name; give one.")
+    audited_save(organization, actor=actor, reason="organization created")
+    owner = owner or actor
+    membership = Membership(organization=organization, user=owner, role=Role.OWNER)
+    audited_save(membership, actor=actor, reason="organization owner")
+    forget_org_roles(owner)
+    signals.organization_created.send(sender=Organization, organization=organization, actor=actor)
+    signals.member_added.send(sender=Membership, membership=membership, actor=actor)
+    return organization
+
+
+@transaction.atomic
+def organization_update(*, actor, organization: Organization, **changes) -> Organization:
+    """Change an organization's settings. Other apps may refuse (e.g. a limit below current use)."""
+    organization = Organization.objects.select_for_update().get(pk=organization.pk)
+    unknown = set(changes) - ORGANIZATION_ADMIN_FIELDS - ORGANIZATION_STAFF_FIELDS
+    if unknown:
+        raise ValidationFailed(f"Unknown organization fields: {', '.join(sorted(unknown))}")
+    real = {k: v for k, v in changes.items() if getattr(organization, k) != v}
+    if not real:
+        return organization
+    if set(real) & ORGANIZATION_STAFF_FIELDS:
+        _require_staff(actor, "change an organization's edition or environment limit")
+    else:
+        _require_org_admin(actor, organization)
+    for field, value in real.items():
+        setattr(organization, field, value)
+    validate(organization)
+    signals.organization_changing.send(sender=Organization, organization=organization, changes=real, actor=actor)
+    audited_save(organization, actor=actor, reason="changed: " + ", ".join(sorted(real)), clean=False)
+    return organization
+
+
+def _owner_count(organization) -> int:
+    return Membership.objects.filter(organization=organization, role=Role.OWNER).count()
+
+
+@transaction.atomic
+def membership_add(*, actor, organization: Organization, user, role: str = Role.MEMBER) -> Membership:
+    """Add a user to an organization. Members start with development-environment rights only."""
+    _require_org_admin(actor, organization)
+    if role == Role.OWNER and not (actor.is_superuser or _is_owner(actor, organization)):
+        raise PermissionDenied("Only an owner may add another owner.", fields={"role": ["Only an owner may grant it."]})
+    if Membership.objects.filter(organization=organization, user=user).exists():
+        raise Conflict(
+            f"{user.username} is already a member of {organization.slug}.", fields={"user": ["Already a member."]}
+        )
+    membership = Membership(organization=organization, user=user, role=role)
+    audited_save(membership, actor=actor, reason="member added")
+    forget_org_roles(user)
+    signals.member_added.send(sender=Membership, membership=membership, actor=actor)
+    return membership
+
+
+def _is_owner(user, organization) -> bool:
+    return Membership.objects.filter(organization=organization, user=user, role=Role.OWNER).exists()
+
+
+@transaction.atomic
+def membership_change_role(*, actor, membership: Membership, role: str) -> Membership:
+    membership = Membership.objects.select_for_update().select_related("organization", "user").get(pk=membership.pk)
+    organization = membership.organization
+    _require_org_admin(actor, organization)
+    if role not in Role.values:
+        raise field_error("role", f"'{role}' is not one of {', '.join(Role.values)}.")
+    if role == membership.role:
+        return membership
+    touches_owner = Role.OWNER in (role, membership.role)
+    if touches_owner and not (actor.is_superuser or _is_owner(actor, organization)):
+        raise PermissionDenied("Only an owner may grant or take away the owner role.", fields={"role": ["Owner only."]})
+    if membership.role == Role.OWNER and _owner_count(organization) == 1:
+        raise Conflict("An organization must keep at least one owner.", fields={"role": ["Last owner."]})
+    membership.role = role
+    audited_save(membership, actor=actor, reason=f"role set to {role}")
+    forget_org_roles(membership.user)
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, actor, membership: Membership) -> None:
+    """Remove a member; their per-environment permissions in the organization go with them."""
+    membership = Membership.objects.select_for_update().select_related("organization", "user").get(pk=membership.pk)
+    organization = membership.organization
+    if actor != membership.user:
+        _require_org_admin(actor, organization)
+        if membership.role == Role.OWNER and not (actor.is_superuser or _is_owner(actor, organization)):
+            raise PermissionDenied("Only an owner may remove an owner.")
+    if membership.role == Role.OWNER and _owner_count(organization) == 1:
+        raise Conflict("An organization must keep at least one owner.")
+    signals.member_removed.send(sender=Membership, membership=membership, actor=actor)
+    ApiKey.objects.filter(organization=organization, owner=membership.user, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    audited_delete(membership, actor=actor, reason="member removed")
+    forget_org_roles(membership.user)
+
+
+@transaction.atomic
+def service_account_create(*, actor, organization: Organization, name: str, description: str = "") -> ServiceAccount:
+    """Create a service-account user (cannot sign in) as a member of the organization."""
+    _require_org_admin(actor, organization)
+    base = slugify(name)[:40]
+    if not base:
+        raise field_error("name", "Give a name made of letters, digits, spaces or dashes.")
+    if ServiceAccount.objects.filter(organization=organization, name=name).exists():
+        raise Conflict(f"A service account named '{name}' exists.", fields={"name": ["Already exists."]})
+    username = f"svc-{organization.slug}-{base}"[:150]
+    if User.objects.filter(username=username).exists():
+        raise Conflict(f"The user name '{username}' is taken.", fields={"name": ["Already exists."]})
+    user = User(username=username, first_name=name[:150], is_active=True)
+    user.set_unusable_password()
+    user.save()
+    account = ServiceAccount(organization=organization, user=user, name=name, description=description, created_by=actor)
+    audited_save(account, actor=actor, reason="service account created")
+    membership = Membership(organization=organization, user=user, role=Role.MEMBER)
+    audited_save(membership, actor=actor, reason="service account membership")
+    signals.member_added.send(sender=Membership, membership=membership, actor=actor)
+    return account
+
+
+# --- API keys -------------------------------------------------------------------------------
+
+_KEY_ALPHABET = string.ascii_letters + string.digits
+KEY_PREFIX = "pnx"
+
+
+def _hash_token(token: str) -> str:
+    # The token carries 238 bits of randomness, so a fast keyed digest is enough; a slow password
+    # hash would only add latency to every API request.
+    return hmac.new(settings.SECRET_KEY.encode(), token.encode(), hashlib.sha256).hexdigest()
+
+
+def _clean_scopes(scopes) -> list[str]:
+    if not isinstance(scopes, list | tuple) or not scopes:
+        raise field_error("scopes", f"Give a non-empty list of scopes from: {', '.join(SCOPES)}.")
+    bad = [s for s in scopes if s not in SCOPES]
+    if bad:
+        raise field_error("scopes", f"Unknown scope(s) {', '.join(map(str, bad))}; allowed: {', '.join(SCOPES)}.")
+    return [s for s in SCOPES if s in scopes]
+
+
+@transaction.atomic
+def api_key_create(
+    *, actor, organization: Organization, name: str, scopes, owner=None, expires_at: datetime | None = None
+) -> tuple[ApiKey, str]:
+    """Create a key and return it with its secret token (the only time the token exists)."""
+    owner = owner or actor
+    if owner != actor:
+        _require_org_admin(actor, organization)
+    if not is_org_member(actor, organization):
+        raise PermissionDenied(f"You are not a member of organization '{organization.slug}'.")
+    if not _is_member_row(owner, organization):
+        raise field_error("owner", "The key's owner must be a member of the organization.")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise field_error("expires_at", "Must be in the future.")
+    scopes = _clean_scopes(scopes)
+    for _attempt in range(5):
+        prefix = "".join(secrets.choice(_KEY_ALPHABET) for _ in range(10))
+        if not ApiKey.objects.filter(prefix=prefix).exists():
+            break
+    secret = "".join(secrets.choice(_KEY_ALPHABET) for _ in range(40))
+    token = f"{KEY_PREFIX}_{prefix}_{secret}"
+    key = ApiKey(
+        organization=organization,
+        owner=owner,
+        name=name,
+        prefix=prefix,
+        key_hash=_hash_token(token),
+        scopes=scopes,
+        expires_at=expires_at,
+        created_by=actor,
+    )
+    try:
+        with transaction.atomic():
+            audited_save(key, actor=actor, reason="api key created")
+    except IntegrityError as exc:
+        raise Conflict("Could not allocate a unique key prefix; try again.") from exc
+    return key, token
+
+
+def _is_member_row(user, organization) -> bool:
+    return Membership.objects.filter(organization=organization, user=user).exists()
+
+
+@transaction.atomic
+def api_key_revoke(*, actor, key: ApiKey) -> ApiKey:
+    key = ApiKey.objects.select_for_update().get(pk=key.pk)
+    if key.owner_id != actor.pk:
+        _require_org_admin(actor, key.organization)
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        audited_save(key, actor=actor, reason="api key revoked")
+    return key
+
+
+def api_key_authenticate(token: str) -> ApiKey | None:
+    """The active key for a bearer token, or None. Marks the key used (at most once a minute,
+    without a history row: use is not a change of configuration)."""
+    parts = token.split("_")
+    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+        return None
+    key = ApiKey.objects.select_related("owner", "organization").filter(prefix=parts[1]).first()
+    if key is None or not hmac.compare_digest(key.key_hash, _hash_token(token)):
+        return None
+    if not key.is_active or not key.owner.is_active or not _is_member_row(key.owner, key.organization):
+        return None
+    now = timezone.now()
+    resolution = timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
+    if key.last_used_at is None or now - key.last_used_at > resolution:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
+    return key

@@ -1,0 +1,22 @@
+"""The Celery application. Configuration comes from Django settings (CELERY_* names)."""
+
+import os
+from pathlib import Path
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "planasonix_env.settings")
+
+app = Celery("planasonix_env")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+def ensure_broker_folders() -> None:
+    """The filesystem transport (embedded default) needs its folders to exist."""
+    if not str(app.conf.broker_url or "").startswith("filesystem://"):
+        return
+    for key in ("data_folder_in", "data_folder_out", "control_folder", "processed_folder"):
+        folder = (app.conf.broker_transport_options or {}).get(key)
+        if folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)

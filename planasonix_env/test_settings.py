@@ -1,0 +1,23 @@
+"""Test settings: the real settings plus isolation (a private broker folder, fast hashing).
+
+Everything else still comes from the environment, so CI points the suite at PostgreSQL and Redis
+with DATABASE_URL and CELERY_BROKER_URL exactly as production would."""
+
+import tempfile
+from pathlib import Path
+
+from .settings import *  # noqa: F403
+from .settings import CELERY_BROKER_URL
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker = Path(tempfile.mkdtemp(prefix="planasonix-test-broker-"))
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker / "queue"),
+        "data_folder_out": str(_broker / "queue"),
+        "control_folder": str(_broker / "control"),
+        "processed_folder": str(_broker / "processed"),
+        "store_processed": False,
+    }
+CELERY_BEAT_SCHEDULE = {}
