@@ -12,10 +12,11 @@ from pathlib import Path
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(environ.Env().str("PLANASONIX_VAR_DIR", default=str(BASE_DIR / "var")))
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+if (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+VAR_DIR = Path(env.str("PLANASONIX_VAR_DIR", default=str(BASE_DIR / "var")))
 
 # --- core -----------------------------------------------------------------------------------
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
@@ -43,6 +44,7 @@ INSTALLED_APPS = [
     "apps.tenancy",
     "apps.notifications",
     "apps.environments",
+    "apps.demo",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class DemoConfig(AppConfig):
+    """Demo data for `make run`. Sits above every other app: it may import any of them."""
+
+    name = "apps.demo"
+    label = "demo"
+    verbose_name = "Demo data"
