@@ -16,6 +16,7 @@ $(STAMP): requirements/base.txt requirements/dev.txt
 run: $(STAMP)
 	@mkdir -p var
 	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/python manage.py collectstatic --no-input --verbosity 0
 	$(BIN)/python manage.py seed_demo
 	@echo
 	@echo "  Planasonix Environments: http://127.0.0.1:8000/admin/   (API: /api/v1/  docs: /api/docs/  health: /healthz)"
@@ -36,6 +37,9 @@ format: $(STAMP)
 check: $(STAMP)
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/python manage.py check
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/resolution.py
 
 clean-var:
 	rm -rf var

@@ -2,9 +2,14 @@
 
 from rest_framework.routers import DefaultRouter
 
+from apps.connections.api import ConnectionBindingViewSet, ConnectionRoleViewSet
 from apps.environments.api import EnvironmentViewSet
 from apps.notifications.api import ChannelViewSet, NotificationViewSet
+from apps.pipelines.api import PipelineViewSet, ProjectViewSet
+from apps.resolution.api import PipelineResolutionViewSet, ProjectMatrixViewSet
+from apps.secrets.api import SecretViewSet
 from apps.tenancy.api import ApiKeyViewSet, MembershipViewSet, OrganizationViewSet, ServiceAccountViewSet
+from apps.variables.api import VariableOverrideViewSet, VariableViewSet
 
 router = DefaultRouter()
 router.register("organizations", OrganizationViewSet, basename="organization")
@@ -14,3 +19,12 @@ router.register("api-keys", ApiKeyViewSet, basename="api-key")
 router.register("environments", EnvironmentViewSet, basename="environment")
 router.register("notification-channels", ChannelViewSet, basename="notification-channel")
 router.register("notifications", NotificationViewSet, basename="notification")
+router.register("secrets", SecretViewSet, basename="secret")
+router.register("projects", ProjectViewSet, basename="project")
+router.register("projects", ProjectMatrixViewSet, basename="project-matrix")
+router.register("pipelines", PipelineViewSet, basename="pipeline")
+router.register("pipelines", PipelineResolutionViewSet, basename="pipeline-resolution")
+router.register("variables", VariableViewSet, basename="variable")
+router.register("variable-overrides", VariableOverrideViewSet, basename="variable-override")
+router.register("connection-roles", ConnectionRoleViewSet, basename="connection-role")
+router.register("connection-bindings", ConnectionBindingViewSet, basename="connection-binding")

@@ -44,6 +44,11 @@ INSTALLED_APPS = [
     "apps.tenancy",
     "apps.notifications",
     "apps.environments",
+    "apps.secrets",
+    "apps.pipelines",
+    "apps.variables",
+    "apps.connections",
+    "apps.resolution",
     "apps.demo",
 ]
 
@@ -147,6 +152,9 @@ if not FIELD_ENCRYPTION_KEYS:
 else:
     FIELD_ENCRYPTION_KEYS_DERIVED = False
 
+# External secret providers: {"name": "dotted.path.ProviderClass"} (see apps/secrets/providers.py).
+SECRET_PROVIDERS = env.dict("SECRET_PROVIDERS", default={})
+
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -188,6 +196,7 @@ SPECTACULAR_SETTINGS = {
         "EnvironmentKindEnum": "apps.environments.models.Kind",
         "ChannelKindEnum": "apps.notifications.models.ChannelKind",
         "FreezeKindEnum": "apps.environments.models.FreezeKind",
+        "ConnectionKindEnum": "apps.connections.models.ConnectionKind",
     },
     "APPEND_COMPONENTS": {
         "securitySchemes": {"ApiKeyAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "pk_<prefix>_<secret>"}}

@@ -7,7 +7,12 @@ import tempfile
 from pathlib import Path
 
 from .settings import *  # noqa: F403
-from .settings import CELERY_BROKER_URL
+from .settings import CELERY_BROKER_URL, DATABASES
+
+# SQLite's default test database is a shared in-memory one, on which a real worker's threads get
+# "database table is locked" instead of waiting; a temporary file behaves like the real thing.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.mkdtemp(prefix="planasonix-test-db-")) / "test.sqlite3")}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
@@ -21,3 +26,4 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 CELERY_BEAT_SCHEDULE = {}
+STATIC_ROOT = Path(tempfile.mkdtemp(prefix="planasonix-test-static-"))

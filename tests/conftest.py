@@ -32,7 +32,12 @@ def _clear_caches():
 
 @pytest.fixture
 def platform_staff(db):
-    return User.objects.create_user("staff", "staff@example.com", "pw", is_staff=True, is_superuser=False)
+    """A platform operator: staff with tenancy.operate_platform (not a superuser)."""
+    from django.contrib.auth.models import Permission
+
+    user = User.objects.create_user("staff", "staff@example.com", "pw", is_staff=True, is_superuser=False)
+    user.user_permissions.add(Permission.objects.get(codename="operate_platform", content_type__app_label="tenancy"))
+    return User.objects.get(pk=user.pk)
 
 
 @pytest.fixture

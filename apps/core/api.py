@@ -1,13 +1,49 @@
 """API plumbing shared by every app: pagination, scope checks, strict input (errors: api_errors)."""
 
+import re
+
+from django import forms
+from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import exceptions, pagination, permissions, serializers
 
 from .scopes import SCOPES, scopes_grant  # noqa: F401  (re-exported for API modules)
 
+_WHOLE_NUMBER = re.compile(r"^[0-9]{1,9}\Z")
+
 
 class Pagination(pagination.PageNumberPagination):
+    """Page-number pagination with validated parameters: a `page` that is not a whole number from 1,
+    or a `page_size` outside 1..`max_page_size`, is a 400 naming the parameter (DRF would silently
+    fall back to the first page or the default size)."""
+
     page_size_query_param = "page_size"
     max_page_size = 500
+
+    def get_page_size(self, request):
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        size = int(raw) if _WHOLE_NUMBER.match(raw) else 0
+        if not 1 <= size <= self.max_page_size:
+            message = f"Give a whole number from 1 to {self.max_page_size}."
+            raise exceptions.ValidationError({self.page_size_query_param: [message]})
+        return size
+
+    def get_page_number(self, request, paginator):
+        raw = request.query_params.get(self.page_query_param)
+        if raw is None or raw in self.last_page_strings:
+            return super().get_page_number(request, paginator)
+        if not _WHOLE_NUMBER.match(raw) or int(raw) < 1:
+            raise exceptions.ValidationError({self.page_query_param: ["Give a page number from 1."]})
+        return int(raw)  # past the last page: DRF's 404
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"]["minimum"] = 1
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"]["maximum"] = self.max_page_size
+        return parameters
 
 
 class IsAuthenticatedWithScope(permissions.BasePermission):
@@ -47,9 +83,43 @@ def contains_nul(value) -> bool:
     return False
 
 
+def wrong_json_type(field, value) -> str | None:
+    """The message when `value` has the wrong JSON type for `field`, else None.
+
+    DRF coerces on input (`"5"` for an integer, `0` for a string, `"yes"` for a boolean); the API
+    takes JSON as typed, so the schema it publishes is the contract it enforces."""
+    if value is None:
+        return None  # allow_null is the field's own business
+    if isinstance(field, serializers.BooleanField):
+        return None if isinstance(value, bool) else "Must be true or false."
+    if isinstance(field, serializers.IntegerField):
+        return None if isinstance(value, int) and not isinstance(value, bool) else "Must be an integer."
+    if isinstance(field, serializers.FloatField):
+        return None if isinstance(value, int | float) and not isinstance(value, bool) else "Must be a number."
+    if isinstance(field, serializers.CharField):
+        if not isinstance(value, str):
+            return "Must be a string."
+        if field.max_length is not None and len(value) > field.max_length:
+            # DRF measures after trimming whitespace; the published maxLength is about what was sent.
+            return f"Ensure this field has no more than {field.max_length} characters."
+        return None
+    if isinstance(field, serializers.ChoiceField) and not isinstance(field, serializers.MultipleChoiceField):
+        if all(isinstance(choice, str) for choice in field.choices):
+            return None if isinstance(value, str) else "Must be a string."
+        return None
+    if isinstance(field, serializers.ListField):
+        if not isinstance(value, list):
+            return "Must be a list."
+        for item in value:
+            message = wrong_json_type(field.child, item)
+            if message:
+                return f"Every item: {message[0].lower()}{message[1:]}"
+    return None
+
+
 class StrictSerializer(serializers.Serializer):
-    """Refuses fields the serializer does not know (a typo must not be silently ignored) and NUL
-    characters anywhere in JSON values."""
+    """Refuses fields the serializer does not know (a typo must not be silently ignored), values
+    of the wrong JSON type (no silent coercion) and NUL characters anywhere in JSON values."""
 
     def to_internal_value(self, data):
         if isinstance(data, dict):
@@ -60,8 +130,86 @@ class StrictSerializer(serializers.Serializer):
             bad = sorted(k for k, v in data.items() if contains_nul(v))
             if bad:
                 raise serializers.ValidationError({name: ["NUL characters are not allowed."] for name in bad})
+            mistyped = {name: wrong_json_type(self.fields[name], value) for name, value in data.items()}
+            mistyped = {name: [message] for name, message in mistyped.items() if message}
+            if mistyped:
+                raise serializers.ValidationError(mistyped)
         return super().to_internal_value(data)
 
 
 class StrictModelSerializer(StrictSerializer, serializers.ModelSerializer):
     """ModelSerializer with StrictSerializer's checks."""
+
+
+def etag_for(obj) -> str:
+    """A strong validator for a configuration row: changes whenever the row is saved."""
+    import hashlib
+
+    stamp = getattr(obj, "updated_at", None)
+    raw = f"{obj._meta.label}:{obj.pk}:{stamp.isoformat() if stamp else ''}"
+    return '"' + hashlib.sha256(raw.encode()).hexdigest()[:32] + '"'
+
+
+class ETagMixin:
+    """ETag on detail responses of configuration resources, and If-Match on writes: a stale
+    If-Match gets 412, so concurrent editors cannot overwrite each other silently. Views call
+    `locked_object()` inside a transaction before writing."""
+
+    def retrieve(self, request, *args, **kwargs):
+        response = super().retrieve(request, *args, **kwargs)
+        response["ETag"] = etag_for(self.get_object())
+        return response
+
+    def locked_object(self):
+        """The object, row-locked for the surrounding transaction, after the If-Match check."""
+        from .errors import PreconditionFailed
+
+        obj = self.get_object()
+        obj = type(obj).objects.select_for_update().get(pk=obj.pk)
+        expected = self.request.headers.get("If-Match")
+        if expected and expected.strip() != "*" and etag_for(obj) not in [e.strip() for e in expected.split(",")]:
+            raise PreconditionFailed(
+                "The resource changed since you read it (If-Match does not match its ETag); read it again.",
+                fields={"If-Match": ["Stale ETag."]},
+            )
+        return obj
+
+    def with_etag(self, response, obj):
+        response["ETag"] = etag_for(obj)
+        return response
+
+
+class StrictFilterBackend(DjangoFilterBackend):
+    """django-filter, minus its silent fallbacks: `?active=maybe` (a boolean it cannot read) and
+    `?kind=` (an empty value for a choice, boolean, number or date) are 400s naming the parameter
+    instead of meaning "no filter", so the published parameter types are what the API enforces."""
+
+    def filter_queryset(self, request, queryset, view):
+        filterset = self.get_filterset(request, queryset, view)
+        if filterset is None:
+            return queryset
+        errors = {} if filterset.is_valid() else dict(filterset.errors)
+        for name, messages in unreadable_parameters(filterset.form).items():
+            errors.setdefault(name, messages)
+        if errors:
+            raise exceptions.ValidationError({name: [str(m) for m in messages] for name, messages in errors.items()})
+        return filterset.qs
+
+
+_BOOLEAN_SPELLINGS = {"true", "false", "1", "0"}
+
+
+def unreadable_parameters(form) -> dict[str, list[str]]:
+    """Query parameters that django-filter would quietly ignore: {name: [message]}."""
+    errors: dict[str, list[str]] = {}
+    for name, field in form.fields.items():
+        key = form.add_prefix(name)
+        if key not in form.data:
+            continue
+        values = form.data.getlist(key) if hasattr(form.data, "getlist") else [form.data.get(key)]
+        for value in values:
+            if value == "" and not isinstance(field, forms.CharField):
+                errors[key] = ["Give a value or leave the parameter out."]
+            elif isinstance(field, forms.NullBooleanField) and str(value).lower() not in _BOOLEAN_SPELLINGS:
+                errors[key] = ["Give true or false."]
+    return errors

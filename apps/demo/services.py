@@ -1,15 +1,27 @@
 """Builds the demo organization through the same services the API and admin use. Idempotent."""
 
+import random
+import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from apps.connections import services as connection_services
+from apps.connections.models import ConnectionBinding, ConnectionRole
 from apps.environments import permissions as perms
 from apps.environments import services as env_services
 from apps.environments.models import Environment, Kind
+from apps.pipelines import services as pipeline_services
+from apps.pipelines.models import Pipeline, Project
+from apps.secrets import services as secret_services
+from apps.secrets.models import Secret
 from apps.tenancy import services as tenancy_services
 from apps.tenancy.models import Edition, Membership, Organization, Role
+from apps.variables import services as variable_services
+from apps.variables.models import Variable
 
 User = get_user_model()
 
@@ -37,7 +49,10 @@ GRANTS = {
         "staging": (perms.VIEW, perms.REQUEST_PROMOTION, perms.RUN),
         "production": (perms.VIEW, perms.REQUEST_PROMOTION),
     },
-    "approver1": {"staging": (perms.VIEW, perms.APPROVE_PROMOTION), "production": (perms.VIEW, perms.APPROVE_PROMOTION)},
+    "approver1": {
+        "staging": (perms.VIEW, perms.APPROVE_PROMOTION),
+        "production": (perms.VIEW, perms.APPROVE_PROMOTION),
+    },
     "approver2": {"production": (perms.VIEW, perms.APPROVE_PROMOTION)},
 }
 
@@ -98,4 +113,143 @@ def seed_demo() -> dict:
                 env_services.permission_grant(
                     actor=admin, environment=stages[slug], codename=codename, user=users[username]
                 )
-    return {"organization": organization, "stages": stages, "users": users}
+    pipeline = _configuration(admin, organization, stages)
+    return {"organization": organization, "stages": stages, "users": users, "pipeline": pipeline}
+
+
+DEMO_GRAPH = {
+    "nodes": [
+        {
+            "id": "orders_src",
+            "type": "source",
+            "connection": "analytics_warehouse",
+            "query": "SELECT order_id, customer_id, amount, created_at FROM {{ source_table }}",
+        },
+        {
+            "id": "orders_out",
+            "type": "destination",
+            "connection": "reporting_db",
+            "table": "{{ target_table }}",
+            "mode": "replace",
+            "key": ["order_id"],
+        },
+    ],
+    "edges": [["orders_src", "orders_out"]],
+}
+
+# name, type, default, per-stage overrides, required in, runtime override allowed
+DEMO_VARIABLES = (
+    ("source_table", "string", "orders", {}, [], False),
+    (
+        "target_table",
+        "string",
+        "orders_mart_dev",
+        {"staging": "orders_mart_stg", "production": "orders_mart"},
+        ["production"],
+        False,
+    ),
+    ("batch_size", "integer", 500, {"staging": 5000, "production": 20000}, [], True),
+    ("enable_discounts", "boolean", True, {"production": False}, [], True),
+)
+SOURCE_ROWS = {"development": 200, "staging": 1000, "production": 1000}
+
+
+def demo_database_path(stage: str, role: str) -> Path:
+    return Path(settings.VAR_DIR) / "demo" / f"{stage}_{role}.sqlite3"
+
+
+def _demo_warehouse(stage: str) -> Path:
+    """A small SQLite 'warehouse' with an orders table (same rows in staging and production, so a
+    staging validation can be compared with a production baseline)."""
+    path = demo_database_path(stage, "warehouse")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(42)  # deterministic demo data, not security-sensitive
+    rows = [
+        (i, rng.randint(1, 300), round(rng.uniform(5, 500), 2), f"2026-11-{1 + i % 28:02d}")
+        for i in range(1, SOURCE_ROWS[stage] + 1)
+    ]
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS orders (order_id INTEGER PRIMARY KEY, customer_id INTEGER, amount REAL, "
+            "created_at TEXT)"
+        )
+        conn.executemany("INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?)", rows)
+    return path
+
+
+def _configuration(admin, organization, stages):
+    secret = Secret.objects.filter(organization=organization, name="reporting_password").first()
+    if secret is None:
+        secret = secret_services.secret_create(
+            actor=admin,
+            organization=organization,
+            name="reporting_password",
+            value="demo-" + "".join(random.choice("abcdefghjkmnpqrstuvwxyz23456789") for _ in range(20)),
+            allowed_environments=[stages["staging"], stages["production"]],
+            description="Demo credential of the reporting database (SQLite ignores it).",
+        )
+    project = Project.objects.filter(organization=organization, slug="sales").first()
+    if project is None:
+        project = pipeline_services.project_create(
+            actor=admin,
+            organization=organization,
+            name="Sales",
+            slug="sales",
+            description="Order analytics.",
+            default_environment=stages["development"],
+        )
+    pipeline = Pipeline.objects.filter(project=project, slug="orders-daily").first()
+    if pipeline is None:
+        pipeline = pipeline_services.pipeline_create(
+            actor=admin,
+            project=project,
+            name="Orders daily",
+            slug="orders-daily",
+            description="Copies orders into the reporting mart.",
+        )
+        pipeline_services.pipeline_version_create(
+            actor=admin,
+            pipeline=pipeline,
+            graph=DEMO_GRAPH,
+            message="Initial version",
+            git_repository="https://git.example.com/acme/pipelines",
+            git_branch="main",
+            git_commit="3f2a9c1",
+        )
+    for name, var_type, default, overrides, required_in, runtime in DEMO_VARIABLES:
+        variable = Variable.objects.filter(organization=organization, project=project, name=name).first()
+        if variable is None:
+            variable = variable_services.variable_create(
+                actor=admin,
+                organization=organization,
+                project=project,
+                name=name,
+                type=var_type,
+                default_value=default,
+                required_in=required_in,
+                allow_runtime_override=runtime,
+            )
+        for stage, value in overrides.items():
+            variable_services.variable_override_set(
+                actor=admin, variable=variable, environment=stages[stage], value=value
+            )
+    for role_name, kind in (("analytics_warehouse", "sqlite"), ("reporting_db", "sqlite")):
+        role = ConnectionRole.objects.filter(organization=organization, name=role_name).first()
+        if role is None:
+            role = connection_services.connection_role_create(
+                actor=admin, organization=organization, name=role_name, kind=kind, required_in=["production"]
+            )
+        for slug, environment in stages.items():
+            if role_name == "analytics_warehouse":
+                path = _demo_warehouse(slug)
+            else:
+                path = demo_database_path(slug, "reporting")
+            if not ConnectionBinding.objects.filter(role=role, environment=environment).exists():
+                connection_services.connection_binding_set(
+                    actor=admin,
+                    role=role,
+                    environment=environment,
+                    params={"path": str(path)},
+                    credential=secret if role_name == "reporting_db" and slug != "development" else None,
+                )
+    return pipeline

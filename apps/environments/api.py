@@ -88,7 +88,7 @@ class FreezeWindowWriteSerializer(StrictModelSerializer):
 
 class EnvironmentSerializer(serializers.ModelSerializer):
     organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    promotes_to = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    promotes_to = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     policy = RuntimePolicySerializer(read_only=True)
     freeze_windows = FreezeWindowSerializer(many=True, read_only=True)
     my_permissions = serializers.SerializerMethodField()
@@ -251,7 +251,7 @@ class EnvironmentViewSet(viewsets.ModelViewSet):
 
     @extend_schema(methods=["GET"], responses=FreezeWindowSerializer(many=True))
     @extend_schema(methods=["POST"], request=FreezeWindowWriteSerializer, responses={201: FreezeWindowSerializer})
-    @action(detail=True, methods=["get", "post"], url_path="freeze-windows")
+    @action(detail=True, methods=["get", "post"], url_path="freeze-windows", pagination_class=None, filter_backends=[])
     def freeze_windows(self, request, pk=None):
         """Freeze windows (deployments blocked inside). Adding one needs manage_environment."""
         environment = self.get_object()
@@ -272,7 +272,7 @@ class EnvironmentViewSet(viewsets.ModelViewSet):
 
     @extend_schema(methods=["GET"], responses=PermissionGrantListSerializer)
     @extend_schema(
-        methods=["POST", "DELETE"], request=PermissionGrantSerializer, responses=PermissionGrantListSerializer
+        methods=["POST", "DELETE"], request=PermissionGrantSerializer, responses={200: PermissionGrantListSerializer}
     )
     @action(detail=True, methods=["get", "post", "delete"])
     def permissions(self, request, pk=None):

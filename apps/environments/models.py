@@ -215,6 +215,8 @@ class FreezeWindow(TimeStampedModel):
             return bool(self.starts_at and self.ends_at and self.starts_at <= moment < self.ends_at)
         tz = zoneinfo.ZoneInfo(self.timezone)
         local = moment.astimezone(tz)
-        # The latest start at or before `moment`; croniter's get_prev is exclusive, so step 1 s on.
-        last_start = croniter(self.cron, local + timedelta(seconds=1)).get_prev(datetime)
+        # The latest start at or before `moment`; croniter's get_prev is exclusive, so step 1 s on
+        # from the whole second (from `local` itself, a moment just under a second before a start
+        # would find that start, ahead of it, and miss the earlier window still running).
+        last_start = croniter(self.cron, local.replace(microsecond=0) + timedelta(seconds=1)).get_prev(datetime)
         return last_start <= local < last_start + timedelta(minutes=self.duration_minutes)

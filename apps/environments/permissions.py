@@ -15,7 +15,8 @@ from django.db.models import Q, QuerySet
 
 from apps.core.errors import PermissionDenied
 from apps.core.scopes import scopes_grant
-from apps.tenancy.permissions import admin_organization_ids, api_key_of, member_organization_ids
+from apps.tenancy.models import ADMIN_ROLES
+from apps.tenancy.permissions import api_key_of, member_organization_ids, org_role
 
 from .models import Environment, EnvironmentGroupObjectPermission, EnvironmentUserObjectPermission
 
@@ -78,6 +79,15 @@ def forget(user) -> None:
         user.__dict__.pop(_CACHE_ATTR, None)
 
 
+def _administered_organization_ids(user) -> set[int]:
+    """Organizations where the user is owner or admin, narrowed to an API key's organization.
+
+    Not tenancy's admin_organization_ids: that one also demands the key's `admin` scope (right for
+    administering the organization), which would leave an admin's read or write key with no
+    environment at all. Here the key's scope is checked per codename (SCOPE_FOR) instead."""
+    return {org_id for org_id in member_organization_ids(user) if org_role(user, org_id) in ADMIN_ROLES}
+
+
 def _key_allows(user, codename: str, organization_id: int) -> bool:
     key = api_key_of(user)
     if key is None:
@@ -94,7 +104,7 @@ def may(user, codename: str, environment: Environment) -> bool:
         return False
     if user.is_superuser:
         return True
-    if environment.organization_id in admin_organization_ids(user):
+    if environment.organization_id in _administered_organization_ids(user):
         return True
     if environment.organization_id not in member_organization_ids(user):
         return False
@@ -126,7 +136,7 @@ def environments_where(user, codename: str, queryset: QuerySet | None = None) ->
         return queryset
     granted = [env_id for env_id, codes in _grants(user).items() if codename in codes or MANAGE in codes]
     return queryset.filter(
-        Q(organization_id__in=admin_organization_ids(user))
+        Q(organization_id__in=_administered_organization_ids(user))
         | Q(pk__in=granted, organization_id__in=member_organization_ids(user))
     )
 
@@ -134,3 +144,22 @@ def environments_where(user, codename: str, queryset: QuerySet | None = None) ->
 def held_codenames(user, environment: Environment) -> list[str]:
     """Every codename the user may use in the environment (for screens and API payloads)."""
     return [codename for codename in CODENAMES if may(user, codename, environment)]
+
+
+def may_edit_config(user, environment: Environment) -> bool:
+    """Editing an environment's configuration (overrides, bindings, policy) needs
+    change_environment_config, and manage_environment as well while its policy is locked."""
+    if not may(user, CHANGE_CONFIG, environment):
+        return False
+    policy = getattr(environment, "policy", None)
+    return not (policy is not None and policy.locked) or may(user, MANAGE, environment)
+
+
+def require_config_edit(user, environment: Environment) -> None:
+    """Raise PermissionDenied unless may_edit_config, saying which permission is missing."""
+    require(user, CHANGE_CONFIG, environment)
+    if not may_edit_config(user, environment):
+        raise PermissionDenied(
+            f"Environment '{environment.slug}' is locked; editing its configuration needs manage_environment.",
+            code="environment_locked",
+        )

@@ -47,7 +47,7 @@ def refuse_changes_that_break_environments(sender, organization, changes, actor,
 @receiver(signals.member_added)
 def grant_development_rights(sender, membership, actor, **kwargs):
     for environment in Environment.objects.filter(organization=membership.organization, kind=Kind.DEVELOPMENT):
-        services.grant_development_defaults(user=membership.user, environment=environment)
+        services.grant_development_defaults(actor=actor, user=membership.user, environment=environment)
 
 
 @receiver(signals.member_removed)

@@ -2,16 +2,17 @@
 
 import re
 
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
+from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 from django.utils.text import slugify
-from guardian.shortcuts import assign_perm
 
 from apps.core.errors import Conflict, PermissionDenied, ValidationFailed, field_error
 from apps.core.services import audited_delete, audited_save, validate
 from apps.notifications.services import emit
+from apps.tenancy import revisions
 from apps.tenancy.models import Edition, Membership, Organization
 from apps.tenancy.permissions import is_org_admin
 
@@ -89,7 +90,9 @@ def _check_promotes_to(environment: Environment, target: Environment | None) -> 
         step = step.promotes_to
 
 
-def validate_environment_create(*, organization: Organization, name: str, slug: str = "") -> None:
+def validate_environment_create(
+    *, organization: Organization, name: str, slug: str = "", promotes_to: Environment | None = None
+) -> None:
     """The rules an environment must pass before it is created (admin forms call this too)."""
     _require_enterprise(organization, "Creating an environment")
     count = Environment.objects.filter(organization=organization).count()
@@ -104,6 +107,7 @@ def validate_environment_create(*, organization: Organization, name: str, slug: 
     slug = slug or slugify(name)
     if Environment.objects.filter(organization=organization, slug=slug).exists():
         raise Conflict(f"An environment with slug '{slug}' exists.", fields={"slug": ["Already taken."]})
+    _check_promotes_to(Environment(organization=organization), promotes_to)
 
 
 @transaction.atomic
@@ -126,7 +130,7 @@ def environment_create(
         raise PermissionDenied(f"Only owners and admins of '{organization.slug}' create environments.")
     # Lock the organization row: concurrent creates must not both pass the limit check.
     organization = Organization.objects.select_for_update().get(pk=organization.pk)
-    validate_environment_create(organization=organization, name=name, slug=slug)
+    validate_environment_create(organization=organization, name=name, slug=slug, promotes_to=promotes_to)
     return _environment_create(
         actor=actor,
         organization=organization,
@@ -165,7 +169,13 @@ def _environment_create(
     _check_promotes_to(environment, promotes_to)
     environment.promotes_to = promotes_to
     audited_save(environment, actor=actor, reason="environment created")
-    values = {**POLICY_DEFAULTS.get(kind, {}), **(policy or {})}
+    defaults = dict(POLICY_DEFAULTS.get(kind, {}))
+    if policy and {"sample_rows", "sample_percent"} & set(policy):
+        # A caller choosing how to sample replaces the kind's default sampling; keeping both would
+        # trip "rows or percent, not both" on a request that asked for one.
+        defaults.pop("sample_rows", None)
+        defaults.pop("sample_percent", None)
+    values = {**defaults, **(policy or {})}
     channels = values.pop("notification_channels", None)
     unknown = set(values) - POLICY_FIELDS
     if unknown:
@@ -174,13 +184,13 @@ def _environment_create(
             fields={f"policy.{u}": ["Unknown field."] for u in unknown},
         )
     runtime_policy = RuntimePolicy(environment=environment, **values)
-    _validate_policy(runtime_policy)
+    validate_policy_values(runtime_policy)
     audited_save(runtime_policy, actor=actor, reason="policy created", clean=False)
     if channels is not None:
         _set_channels(runtime_policy, channels)
     if kind == Kind.DEVELOPMENT:
         for membership in Membership.objects.filter(organization=organization).select_related("user"):
-            grant_development_defaults(user=membership.user, environment=environment)
+            grant_development_defaults(actor=actor, user=membership.user, environment=environment)
     return environment
 
 
@@ -270,42 +280,49 @@ def environment_delete(*, actor, environment: Environment) -> None:
 # --- runtime policy -------------------------------------------------------------------------
 
 
-def _validate_policy(policy: RuntimePolicy) -> None:
+def validate_policy_values(policy: RuntimePolicy) -> None:
+    """Field rules of a policy (validators, rows-or-percent sampling); the admin checks a draft with it."""
     validate(policy, exclude=["environment"], validate_unique=False)
     if policy.sample_rows is not None and policy.sample_percent is not None:
         raise field_error("sample_percent", "Sample by rows or by percent, not both.")
 
 
-def _set_channels(policy: RuntimePolicy, channels) -> None:
-    channels = list(channels)
-    foreign = [c for c in channels if c.organization_id != policy.environment.organization_id]
+def _check_channels(environment: Environment, channels) -> None:
+    foreign = [c for c in channels if c.organization_id != environment.organization_id]
     if foreign:
         raise field_error("notification_channels", f"Channel '{foreign[0].name}' belongs to another organization.")
+
+
+def _set_channels(policy: RuntimePolicy, channels) -> None:
+    channels = list(channels)
+    _check_channels(policy.environment, channels)
     policy.notification_channels.set(channels)
 
 
 def validate_policy_change(*, actor, environment: Environment, changes: dict) -> None:
     """Who may change the policy: config editors; a locked policy (or the lock) needs manage."""
-    perms.require(actor, perms.CHANGE_CONFIG, environment)
-    policy = environment.policy
-    touches_lock = "locked" in changes and changes["locked"] != policy.locked
-    if (policy.locked or touches_lock) and not perms.may(actor, perms.MANAGE, environment):
+    perms.require_config_edit(actor, environment)
+    touches_lock = "locked" in changes and changes["locked"] != environment.policy.locked
+    if touches_lock and not perms.may(actor, perms.MANAGE, environment):
         raise PermissionDenied(
-            f"The policy of '{environment.slug}' is locked; changing it (or the lock) needs manage_environment.",
-            code="environment_locked",
+            f"Locking or unlocking '{environment.slug}' needs manage_environment.", code="environment_locked"
         )
     unknown = set(changes) - POLICY_FIELDS - {"notification_channels"}
     if unknown:
         raise ValidationFailed(
             f"Unknown policy fields: {', '.join(sorted(unknown))}", fields={u: ["Unknown field."] for u in unknown}
         )
+    _check_channels(environment, changes.get("notification_channels") or ())
 
 
 @transaction.atomic
 def runtime_policy_update(*, actor, environment: Environment, **changes) -> RuntimePolicy:
     """Change an environment's runtime policy."""
+    # of=("self",): the policy is the nullable side of an outer join, which PostgreSQL cannot lock.
     environment = (
-        Environment.objects.select_for_update().select_related("organization", "policy").get(pk=environment.pk)
+        Environment.objects.select_for_update(of=("self",))
+        .select_related("organization", "policy")
+        .get(pk=environment.pk)
     )
     validate_policy_change(actor=actor, environment=environment, changes=changes)
     policy = environment.policy
@@ -314,8 +331,9 @@ def runtime_policy_update(*, actor, environment: Environment, **changes) -> Runt
     for field, value in real.items():
         setattr(policy, field, value)
     if real:
-        _validate_policy(policy)
+        validate_policy_values(policy)
         audited_save(policy, actor=actor, reason="changed: " + ", ".join(sorted(real)), clean=False)
+        revisions.bump(environment.organization_id)  # resolved configuration includes the policy
     if channels is not None:
         _set_channels(policy, channels)
     return policy
@@ -351,10 +369,26 @@ def active_freeze(environment: Environment, at=None) -> FreezeWindow | None:
 # --- per-environment permissions ------------------------------------------------------------
 
 
-def grant_development_defaults(*, user, environment: Environment) -> None:
+def _assign(codename: str, *, actor, environment: Environment, user=None, group=None, reason: str) -> None:
+    """Create the grant row unless it exists, with the acting user in its history.
+
+    Not guardian's assign_perm: its get_or_create leaves the history row without a user outside
+    session requests (API keys, receivers, commands), and §8.5 wants who granted what."""
+    permission = Permission.objects.get(content_type=ContentType.objects.get_for_model(Environment), codename=codename)
+    if user is not None:
+        model, holder = EnvironmentUserObjectPermission, {"user": user}
+    else:
+        model, holder = EnvironmentGroupObjectPermission, {"group": group}
+    if model.objects.filter(permission=permission, content_object=environment, **holder).exists():
+        return
+    row = model(permission=permission, content_object=environment, **holder)
+    audited_save(row, actor=actor, reason=reason, clean=False)
+
+
+def grant_development_defaults(*, actor=None, user, environment: Environment) -> None:
     """Give a member the default rights on a development environment."""
     for codename in perms.DEVELOPMENT_DEFAULTS:
-        assign_perm(codename, user, environment)
+        _assign(codename, actor=actor, environment=environment, user=user, reason="development default")
     perms.forget(user)
 
 
@@ -362,7 +396,7 @@ def grant_development_defaults(*, user, environment: Environment) -> None:
 def permission_grant(*, actor, environment: Environment, codename: str, user=None, group: Group | None = None):
     """Grant a per-environment permission to a member or a group."""
     _check_grant(actor, environment, codename, user, group)
-    assign_perm(codename, user or group, environment)
+    _assign(codename, actor=actor, environment=environment, user=user, group=group, reason=f"granted {codename}")
     perms.forget(user)
 
 
@@ -377,6 +411,11 @@ def permission_revoke(*, actor, environment: Environment, codename: str, user=No
     for row in rows.filter(permission__codename=codename):
         audited_delete(row, actor=actor, reason=f"revoked {codename}")
     perms.forget(user)
+
+
+def validate_permission_change(*, actor, environment: Environment, codename: str, user=None, group=None) -> None:
+    """Who may grant or revoke `codename` (admin forms call this before saving)."""
+    _check_grant(actor, environment, codename, user, group)
 
 
 def _check_grant(actor, environment, codename, user, group) -> None:

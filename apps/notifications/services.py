@@ -18,7 +18,7 @@ from django.utils import timezone
 from apps.core import crypto
 from apps.core.errors import PermissionDenied, ValidationFailed, field_error
 from apps.core.services import audited_delete, audited_save
-from apps.tenancy.permissions import is_org_admin
+from apps.tenancy.permissions import api_key_of, is_org_admin
 
 from . import signing
 from .models import Channel, ChannelKind, Delivery, DeliveryStatus, Event, Notification
@@ -33,14 +33,26 @@ RETRYABLE_STATUSES = {408, 409, 425, 429}
 
 
 def mask_url(url: str) -> str:
-    """scheme://host/… — enough to recognise a Slack-style URL without revealing its token."""
+    """scheme://host[:port]/… — enough to recognise a Slack-style URL without revealing its token.
+    Any user:password in the authority is dropped too (it is a credential as much as the path)."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}/…"
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}/…"
 
 
 def _validate_url(field: str, url: str) -> None:
     parts = urlsplit(url or "")
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts.port  # noqa: B018  (raises ValueError for a port out of range or not a number)
+    except ValueError:
+        raise field_error(field, "Give an http(s) URL with a valid port.") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise field_error(field, "Give an http(s) URL.")
 
 
@@ -215,7 +227,13 @@ def notification_mark_read(*, actor, notification: Notification) -> Notification
 
 
 def notifications_mark_all_read(*, actor) -> int:
-    return Notification.objects.filter(user=actor, read_at__isnull=True).update(read_at=timezone.now())
+    """Mark the actor's unread notifications read; through an API key, only those of the key's organization
+    (the inbox it can see)."""
+    unread = Notification.objects.filter(user=actor, read_at__isnull=True)
+    key = api_key_of(actor)
+    if key is not None:
+        unread = unread.filter(organization_id=key.organization_id)
+    return unread.update(read_at=timezone.now())
 
 
 # --- delivering -----------------------------------------------------------------------------
@@ -280,10 +298,13 @@ def delivery_attempt(delivery_pk: int) -> Delivery | None:
 
 
 def _record(delivery: Delivery, *, code, error: str, retryable: bool) -> Delivery:
+    """Store the attempt's outcome. The retry's wake-up is enqueued only after the row is saved and
+    committed as pending: a worker that picks it up at once must find the row due, not still leased."""
     now = timezone.now()
     delivery.last_response_code = code
     delivery.last_error = error[:500]
     delivery.lease_expires_at = None
+    wait = None
     if not error:
         delivery.status = DeliveryStatus.SUCCEEDED
         delivery.delivered_at = now
@@ -291,19 +312,21 @@ def _record(delivery: Delivery, *, code, error: str, retryable: bool) -> Deliver
         delivery.status = DeliveryStatus.PENDING
         wait = backoff_seconds(delivery.attempts)
         delivery.next_attempt_at = now + timedelta(seconds=wait)
-        transaction.on_commit(lambda: _enqueue([delivery.pk], countdown=wait), robust=True)
     else:
         delivery.status = DeliveryStatus.FAILED
-    delivery.save(
-        update_fields=[
-            "status",
-            "last_response_code",
-            "last_error",
-            "lease_expires_at",
-            "delivered_at",
-            "next_attempt_at",
-        ]
-    )
+    with transaction.atomic():
+        delivery.save(
+            update_fields=[
+                "status",
+                "last_response_code",
+                "last_error",
+                "lease_expires_at",
+                "delivered_at",
+                "next_attempt_at",
+            ]
+        )
+        if wait is not None:
+            transaction.on_commit(lambda: _enqueue([delivery.pk], countdown=wait), robust=True)
     return delivery
 
 
@@ -332,7 +355,9 @@ def _send(channel: Channel, delivery: Delivery) -> int:
         url = crypto.decrypt(channel.secret_ciphertext)
         text = f"*{_title(delivery.event, delivery.payload)}* ({delivery.event})"
         body = json.dumps({"text": text, "planasonix": json.loads(_body(delivery))}).encode()
-        response = requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=timeout)
+        response = requests.post(
+            url, data=body, headers={"Content-Type": "application/json"}, timeout=timeout, allow_redirects=False
+        )
         return response.status_code
     body = _body(delivery)
     timestamp = int(time.time())

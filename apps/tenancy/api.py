@@ -16,10 +16,26 @@ User = get_user_model()
 
 
 class UserSummarySerializer(serializers.ModelSerializer):
+    email = serializers.CharField(read_only=True, help_text="Empty for service accounts.")
+
     class Meta:
         model = User
         fields = ["id", "username", "email"]
         read_only_fields = fields
+
+
+class MemberOrganizationField(serializers.SlugRelatedField):
+    """An organization by slug, among those the caller belongs to: another organization's slug is
+    answered exactly like an unknown one, so slugs cannot be probed."""
+
+    def __init__(self, **kwargs):
+        super().__init__(slug_field="slug", queryset=Organization.objects.all(), **kwargs)
+
+    def get_queryset(self):
+        request = self.context.get("request")
+        if request is None:
+            return Organization.objects.none()
+        return selectors.organizations_for(request.user)
 
 
 # --- organizations --------------------------------------------------------------------------
@@ -124,7 +140,7 @@ class MembershipSerializer(serializers.ModelSerializer):
 
 
 class MembershipCreateSerializer(StrictSerializer):
-    organization = serializers.SlugRelatedField(slug_field="slug", queryset=Organization.objects.all())
+    organization = MemberOrganizationField()
     username = serializers.SlugRelatedField(
         slug_field="username", queryset=User.objects.filter(is_active=True), source="user"
     )
@@ -161,7 +177,7 @@ class MembershipViewSet(
 
     @extend_schema(request=MembershipCreateSerializer, responses={201: MembershipSerializer})
     def create(self, request):
-        data = MembershipCreateSerializer(data=request.data)
+        data = MembershipCreateSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         membership = services.membership_add(actor=request.user, **data.validated_data)
         return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
@@ -192,7 +208,7 @@ class ServiceAccountSerializer(serializers.ModelSerializer):
 
 
 class ServiceAccountCreateSerializer(StrictSerializer):
-    organization = serializers.SlugRelatedField(slug_field="slug", queryset=Organization.objects.all())
+    organization = MemberOrganizationField()
     name = serializers.CharField(max_length=80)
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
 
@@ -210,7 +226,7 @@ class ServiceAccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vi
 
     @extend_schema(request=ServiceAccountCreateSerializer, responses={201: ServiceAccountSerializer})
     def create(self, request):
-        data = ServiceAccountCreateSerializer(data=request.data)
+        data = ServiceAccountCreateSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         account = services.service_account_create(actor=request.user, **data.validated_data)
         return Response(ServiceAccountSerializer(account).data, status=status.HTTP_201_CREATED)
@@ -243,7 +259,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
 
 
 class ApiKeyCreateSerializer(StrictSerializer):
-    organization = serializers.SlugRelatedField(slug_field="slug", queryset=Organization.objects.all())
+    organization = MemberOrganizationField()
     name = serializers.CharField(max_length=80)
     scopes = serializers.ListField(child=serializers.ChoiceField(choices=SCOPES), min_length=1, max_length=4)
     owner = serializers.SlugRelatedField(
@@ -287,7 +303,7 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         },
     )
     def create(self, request):
-        data = ApiKeyCreateSerializer(data=request.data)
+        data = ApiKeyCreateSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         key, token = services.api_key_create(actor=request.user, **data.validated_data)
         return Response({"key": ApiKeySerializer(key).data, "token": token}, status=status.HTTP_201_CREATED)

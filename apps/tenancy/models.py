@@ -14,11 +14,18 @@ from apps.core.models import TimeStampedModel
 DEFAULT_ENVIRONMENT_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9 _-]{0,62}$"
 
 
+# A quantified group that itself contains a quantifier, e.g. (a+)+ or (\w*)*: patterns like this
+# backtrack exponentially (ReDoS) and would let one setting stall every environment write.
+_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)\s*[+*{]")
+
+
 def validate_regex(value: str) -> None:
     try:
         re.compile(value)
     except re.error as exc:
         raise ValidationError(f"Not a valid regular expression: {exc}") from exc
+    if _NESTED_QUANTIFIER.search(value):
+        raise ValidationError("Nested quantifiers such as (a+)+ are not allowed: they can make matching hang.")
 
 
 class Edition(models.TextChoices):
@@ -46,6 +53,7 @@ class Organization(TimeStampedModel):
 
     class Meta:
         ordering = ["name"]
+        permissions = [("operate_platform", "Create organizations and change editions and limits")]
 
     def __str__(self):
         return self.name
@@ -138,3 +146,16 @@ class ApiKey(TimeStampedModel):
         if self.revoked_at is not None:
             return False
         return self.expires_at is None or self.expires_at > timezone.now()
+
+
+class ConfigRevision(models.Model):
+    """A counter bumped in the same transaction as every configuration write of an organization.
+
+    Cached resolved configuration is keyed by it, so a write makes every cached answer for the
+    organization stale at commit. Not audited: it carries no information of its own."""
+
+    organization = models.OneToOneField(Organization, on_delete=models.CASCADE, related_name="config_revision")
+    value = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self):
+        return f"{self.organization_id}@{self.value}"

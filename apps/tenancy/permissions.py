@@ -32,6 +32,15 @@ def is_org_admin(user, organization) -> bool:
     return org_role(user, organization) in ADMIN_ROLES
 
 
+def is_platform_operator(user) -> bool:
+    """Platform operators create organizations and set editions and limits: superusers and users
+    holding tenancy.operate_platform. Being staff (admin access) is not enough, since every
+    organization admin needs that. Never through an API key."""
+    if not (getattr(user, "is_authenticated", False) and user.is_active) or api_key_of(user) is not None:
+        return False
+    return user.is_superuser or user.has_perm("tenancy.operate_platform")
+
+
 def is_org_member(user, organization) -> bool:
     """Members see their organization; through an API key, only the key's organization."""
     key = api_key_of(user)

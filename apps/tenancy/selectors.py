@@ -3,7 +3,7 @@
 from django.db.models import Q, QuerySet
 
 from .models import ApiKey, Membership, Organization, ServiceAccount
-from .permissions import admin_organization_ids, api_key_of, member_organization_ids
+from .permissions import admin_organization_ids, api_key_of, is_platform_operator, member_organization_ids
 
 
 def _visible_org_ids(user):
@@ -13,7 +13,8 @@ def _visible_org_ids(user):
 
 
 def organizations_for(user) -> QuerySet[Organization]:
-    ids = _visible_org_ids(user)
+    """Organizations the user belongs to; platform operators see every organization."""
+    ids = None if is_platform_operator(user) else _visible_org_ids(user)
     qs = Organization.objects.all()
     return qs if ids is None else qs.filter(pk__in=ids)
 

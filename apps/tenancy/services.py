@@ -18,7 +18,7 @@ from apps.core.services import audited_delete, audited_save, validate
 
 from . import signals
 from .models import ApiKey, Edition, Membership, Organization, Role, ServiceAccount
-from .permissions import forget_org_roles, is_org_admin, is_org_member
+from .permissions import forget_org_roles, is_org_admin, is_org_member, is_platform_operator
 
 User = get_user_model()
 
@@ -32,8 +32,12 @@ def _require_org_admin(actor, organization) -> None:
         raise PermissionDenied(f"You must be an owner or admin of organization '{organization.slug}'.")
 
 
+def _is_staff(actor) -> bool:
+    return is_platform_operator(actor)
+
+
 def _require_staff(actor, what: str) -> None:
-    if not (getattr(actor, "is_staff", False) and actor.is_active):
+    if not _is_staff(actor):
         raise PermissionDenied(f"Only platform staff may {what}.")
 
 
@@ -79,6 +83,9 @@ def organization_update(*, actor, organization: Organization, **changes) -> Orga
         raise ValidationFailed(f"Unknown organization fields: {', '.join(sorted(unknown))}")
     real = {k: v for k, v in changes.items() if getattr(organization, k) != v}
     if not real:
+        # Nothing changes, but a caller who may not change anything is still told so.
+        if not (is_org_admin(actor, organization) or (set(changes) & ORGANIZATION_STAFF_FIELDS and _is_staff(actor))):
+            _require_org_admin(actor, organization)
         return organization
     if set(real) & ORGANIZATION_STAFF_FIELDS:
         _require_staff(actor, "change an organization's edition or environment limit")
@@ -119,6 +126,10 @@ def _is_owner(user, organization) -> bool:
 
 @transaction.atomic
 def membership_change_role(*, actor, membership: Membership, role: str) -> Membership:
+    """Change a member's role; only owners grant or take away the owner role; one owner always remains."""
+    # FOR UPDATE over the select_related join also locks the organization row: that serializes role
+    # changes and removals per organization, so two owners cannot demote each other at once (the
+    # last-owner check would otherwise see two owners in both transactions).
     membership = Membership.objects.select_for_update().select_related("organization", "user").get(pk=membership.pk)
     organization = membership.organization
     _require_org_admin(actor, organization)
@@ -140,6 +151,7 @@ def membership_change_role(*, actor, membership: Membership, role: str) -> Membe
 @transaction.atomic
 def membership_remove(*, actor, membership: Membership) -> None:
     """Remove a member; their per-environment permissions in the organization go with them."""
+    # Locks the organization row too (see membership_change_role): the last-owner check stays true.
     membership = Membership.objects.select_for_update().select_related("organization", "user").get(pk=membership.pk)
     organization = membership.organization
     if actor != membership.user:
@@ -149,9 +161,13 @@ def membership_remove(*, actor, membership: Membership) -> None:
     if membership.role == Role.OWNER and _owner_count(organization) == 1:
         raise Conflict("An organization must keep at least one owner.")
     signals.member_removed.send(sender=Membership, membership=membership, actor=actor)
-    ApiKey.objects.filter(organization=organization, owner=membership.user, revoked_at__isnull=True).update(
-        revoked_at=timezone.now()
-    )
+    now = timezone.now()
+    # One save per key (not QuerySet.update) so that each revocation is in the history.
+    for key in ApiKey.objects.select_for_update().filter(
+        organization=organization, owner=membership.user, revoked_at__isnull=True
+    ):
+        key.revoked_at = now
+        audited_save(key, actor=actor, reason="api key revoked: owner left the organization", clean=False)
     audited_delete(membership, actor=actor, reason="member removed")
     forget_org_roles(membership.user)
 
@@ -208,6 +224,10 @@ def api_key_create(
     owner = owner or actor
     if owner != actor:
         _require_org_admin(actor, organization)
+        # A key owned by another person would let its creator act as them (an admin could become
+        # an owner that way): keys for others are machine keys, owned by a service account.
+        if not ServiceAccount.objects.filter(organization=organization, user=owner).exists():
+            raise field_error("owner", "Keys for someone else must be owned by a service account of the organization.")
     if not is_org_member(actor, organization):
         raise PermissionDenied(f"You are not a member of organization '{organization.slug}'.")
     if not _is_member_row(owner, organization):
@@ -254,11 +274,17 @@ def api_key_revoke(*, actor, key: ApiKey) -> ApiKey:
     return key
 
 
+def _is_key_chars(value: str) -> bool:
+    return bool(value) and len(value) <= 64 and all(char in _KEY_ALPHABET for char in value)
+
+
 def api_key_authenticate(token: str) -> ApiKey | None:
     """The active key for a bearer token, or None. Marks the key used (at most once a minute,
     without a history row: use is not a change of configuration)."""
     parts = token.split("_")
-    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+    # Checked before any query: a NUL or other odd character must not reach the database (PostgreSQL
+    # refuses NUL in strings and would answer with a 500 instead of a 401).
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or not all(_is_key_chars(part) for part in parts[1:]):
         return None
     key = ApiKey.objects.select_related("owner", "organization").filter(prefix=parts[1]).first()
     if key is None or not hmac.compare_digest(key.key_hash, _hash_token(token)):

@@ -1,0 +1,453 @@
+"""Admin for connections: roles with their per-environment bindings inline, a "test connection"
+action on bindings, and the (read-only) test outcomes.
+
+Every write goes through the services: parameters are checked by the kind's schema, credentials
+must be secrets of the organization allowed in the environment, a bound role's kind cannot change,
+and a locked environment's bindings need manage_environment, all shown as form errors. Binding rows
+in environments the staff user may not edit are read-only. Non-superuser staff see only their
+organizations' rows."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError
+from django.db.models import Count, OuterRef, Subquery
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpResponseRedirect
+from django.urls import reverse
+
+from apps.core.admin import AuditedAdmin
+from apps.core.errors import DomainError
+from apps.environments import permissions as perms
+from apps.environments.models import Environment, Kind
+from apps.pipelines.models import Project
+from apps.secrets.models import Secret
+from apps.tenancy.models import Organization
+from apps.variables.admin import adopt, dry_run, editable_environments, sees_everything, visible_organization_ids
+
+from . import selectors, services
+from .models import ConnectionBinding, ConnectionRole, ConnectionTest
+
+
+def add_binding_error(form, exc: DomainError) -> None:
+    """Place a service error on the binding form: `params.<key>` messages go on the params field."""
+    placed = False
+    for name, messages_ in exc.fields.items():
+        target = "params" if name.startswith("params.") else name
+        if target in form.fields:
+            for message in messages_:
+                form.add_error(target, f"{name.removeprefix('params.')}: {message}" if target != name else message)
+            placed = True
+    if not placed:
+        form.add_error(None, exc.message)
+
+
+# --- bindings inline ------------------------------------------------------------------------------
+
+
+class BindingInlineForm(forms.ModelForm):
+    """One binding row; validated by services.validate_binding against the role as edited."""
+
+    admin_request = None
+    params = forms.JSONField(
+        initial=dict,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 50}),
+        help_text='JSON object, e.g. {"host": "db", "database": "{{ db_schema }}"}. Credentials go in the credential.',
+    )
+
+    class Meta:
+        model = ConnectionBinding
+        fields = ["environment", "params", "credential"]
+
+    def __init__(self, *args, parent=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.parent = parent
+        self.read_only = False
+        user = self.admin_request.user
+        organization_id = parent.organization_id if parent is not None else None
+        self.fields["credential"].queryset = Secret.objects.filter(organization_id=organization_id)
+        if self.instance.pk:
+            environment = self.instance.environment
+            self.fields["environment"].queryset = Environment.objects.filter(pk=environment.pk)
+            self.fields["environment"].disabled = True
+            self.read_only = not perms.may_edit_config(user, environment)
+            if self.read_only:
+                for field in self.fields.values():
+                    field.disabled = True
+        else:
+            editable = [e.pk for e in editable_environments(user, organization_id)] if organization_id else []
+            self.fields["environment"].queryset = Environment.objects.filter(pk__in=editable).order_by("position")
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors or self.read_only or not self.has_changed() or cleaned.get("DELETE"):
+            return cleaned
+        environment = cleaned.get("environment")
+        if environment is None:
+            return cleaned
+        try:
+            services.validate_binding(
+                actor=self.admin_request.user,
+                role=self.parent,
+                environment=environment,
+                params=cleaned.get("params"),
+                credential=cleaned.get("credential"),
+            )
+        except DomainError as exc:
+            add_binding_error(self, exc)
+        return cleaned
+
+
+class BindingFormSet(BaseInlineFormSet):
+    def get_form_kwargs(self, index):
+        kwargs = super().get_form_kwargs(index)
+        kwargs["parent"] = self.instance
+        return kwargs
+
+    def add_fields(self, form, index):
+        super().add_fields(form, index)
+        if getattr(form, "read_only", False) and "DELETE" in form.fields:
+            form.fields["DELETE"].disabled = True
+
+    def clean(self):
+        super().clean()
+        user = self.form.admin_request.user
+        seen = set()
+        for form in self.forms:
+            if not hasattr(form, "cleaned_data"):
+                continue
+            if self._should_delete_form(form):
+                if form.instance.pk:
+                    try:
+                        perms.require_config_edit(user, form.instance.environment)
+                    except DomainError as exc:
+                        raise ValidationError(exc.message) from exc
+                continue
+            environment = form.cleaned_data.get("environment")
+            if environment is not None:
+                if environment.pk in seen:
+                    form.add_error("environment", "One binding per environment: this one is given twice.")
+                seen.add(environment.pk)
+
+
+class ConnectionBindingInline(admin.StackedInline):
+    model = ConnectionBinding
+    form = BindingInlineForm
+    formset = BindingFormSet
+    fields = ["environment", "params", "credential"]
+    extra = 1
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .filter(environment__in=perms.environments_where(request.user, perms.VIEW))
+            .select_related("environment__policy", "environment__organization", "credential", "role")
+        )
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.form = type(formset.form.__name__, (formset.form,), {"admin_request": request})
+        return formset
+
+    def _edits_some_environment(self, request, obj) -> bool:
+        return obj is None or bool(editable_environments(request.user, obj.organization_id))
+
+    def has_view_permission(self, request, obj=None):
+        return True  # the role admin decided that the role is visible; rows are filtered above
+
+    def has_add_permission(self, request, obj=None):
+        return obj is not None and self._edits_some_environment(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return self._edits_some_environment(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._edits_some_environment(request, obj)
+
+
+# --- roles ----------------------------------------------------------------------------------------
+
+
+class RoleAdminForm(forms.ModelForm):
+    required_in = forms.MultipleChoiceField(
+        choices=Kind.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Environment kinds where a binding must exist before a run or promotion.",
+    )
+
+    class Meta:
+        model = ConnectionRole
+        fields = ["organization", "project", "name", "kind", "description", "required_in"]
+
+
+class _OrganizationScoped:
+    """Rows and choices of the organizations the staff user belongs to (superusers: all)."""
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    def _sees_some(self, request) -> bool:
+        ids = visible_organization_ids(request.user)
+        return ids is None or bool(ids)
+
+
+@admin.register(ConnectionRole)
+class ConnectionRoleAdmin(_OrganizationScoped, AuditedAdmin):
+    form = RoleAdminForm
+    list_display = ["name", "kind", "organization", "project", "required_in", "binding_count"]
+    list_filter = ["kind", "organization"]
+    list_select_related = ["organization", "project"]
+    search_fields = ["name", "description", "organization__slug", "project__slug"]
+    inlines = [ConnectionBindingInline]
+
+    @admin.display(description="bindings", ordering="binding_count")
+    def binding_count(self, obj) -> int:
+        return obj.binding_count
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request).annotate(binding_count=Count("bindings"))
+        ids = visible_organization_ids(request.user)
+        return qs if ids is None else qs.filter(organization_id__in=ids)
+
+    def has_view_permission(self, request, obj=None):
+        ids = visible_organization_ids(request.user)
+        if obj is not None and ids is not None:
+            return obj.organization_id in ids
+        return self._sees_some(request)
+
+    def has_add_permission(self, request):
+        return self._sees_some(request)
+
+    def has_change_permission(self, request, obj=None):
+        if obj is None:
+            return self._sees_some(request)
+        return services.may_define(request.user, obj.organization, obj.project)
+
+    def has_delete_permission(self, request, obj=None):
+        return self.has_change_permission(request, obj)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # deletes go one by one through connection_role_delete
+        return actions
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["organization", "project", "name"] if obj is not None else []
+
+    def get_inlines(self, request, obj):
+        return [] if obj is None else self.inlines
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        ids = visible_organization_ids(request.user)
+        if ids is not None:
+            if db_field.name == "organization":
+                kwargs["queryset"] = Organization.objects.filter(pk__in=ids)
+            elif db_field.name == "project":
+                kwargs["queryset"] = Project.objects.filter(organization_id__in=ids)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def _changes(self, role_pk, cleaned_data) -> dict:
+        current = ConnectionRole.objects.get(pk=role_pk)
+        return {
+            name: cleaned_data[name]
+            for name in services.ROLE_FIELDS
+            if name in cleaned_data and cleaned_data[name] != getattr(current, name)
+        }
+
+    def _create_kwargs(self, request, cleaned_data) -> dict:
+        return {
+            "actor": request.user,
+            "organization": cleaned_data["organization"],
+            "project": cleaned_data.get("project"),
+            "name": cleaned_data["name"],
+            "kind": cleaned_data["kind"],
+            "description": cleaned_data.get("description", ""),
+            "required_in": list(cleaned_data.get("required_in") or []),
+        }
+
+    def service_validate(self, request, instance, cleaned_data, form) -> None:
+        if instance.pk is None:
+            if cleaned_data.get("organization") is not None:
+                dry_run(services.connection_role_create, **self._create_kwargs(request, cleaned_data))
+            return
+        changes = self._changes(instance.pk, cleaned_data)
+        if changes:
+            dry_run(services.connection_role_update, actor=request.user, role=instance, **changes)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            changes = self._changes(obj.pk, form.cleaned_data)
+            saved = (
+                services.connection_role_update(actor=request.user, role=obj, **changes)
+                if changes
+                else ConnectionRole.objects.get(pk=obj.pk)
+            )
+        else:
+            saved = services.connection_role_create(**self._create_kwargs(request, form.cleaned_data))
+        adopt(obj, saved)
+
+    def save_related(self, request, form, formsets, change):
+        for formset in formsets:
+            self.save_formset(request, form, formset, change)
+
+    def save_formset(self, request, form, formset, change):
+        role = form.instance
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        deleted = formset.deleted_forms
+        for inline_form in formset.initial_forms:
+            if inline_form.read_only:
+                continue
+            if inline_form in deleted:
+                binding = ConnectionBinding.objects.select_related("role", "environment__policy").get(
+                    pk=inline_form.instance.pk
+                )
+                services.connection_binding_delete(actor=request.user, binding=binding)
+                formset.deleted_objects.append(binding)
+            elif inline_form.has_changed():
+                binding = services.connection_binding_set(
+                    actor=request.user,
+                    role=role,
+                    environment=inline_form.instance.environment,
+                    params=inline_form.cleaned_data["params"],
+                    credential=inline_form.cleaned_data.get("credential"),
+                )
+                formset.changed_objects.append((binding, inline_form.changed_data))
+        for inline_form in formset.extra_forms:
+            if inline_form in deleted or not inline_form.has_changed():
+                continue
+            binding = services.connection_binding_set(
+                actor=request.user,
+                role=role,
+                environment=inline_form.cleaned_data["environment"],
+                params=inline_form.cleaned_data["params"],
+                credential=inline_form.cleaned_data.get("credential"),
+            )
+            formset.new_objects.append(binding)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        """Refuse (with a message) what connection_role_delete refuses, before the confirmation acts."""
+        if request.method == "POST":
+            role = self.get_object(request, unquote(object_id))
+            if role is not None and self.has_delete_permission(request, role):
+                try:
+                    dry_run(services.connection_role_delete, actor=request.user, role=role)
+                except DomainError as exc:
+                    self.message_user(request, exc.message, level=messages.ERROR)
+                    return HttpResponseRedirect(
+                        reverse(
+                            "admin:connections_connectionrole_change", args=[role.pk], current_app=self.admin_site.name
+                        )
+                    )
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_model(self, request, obj):
+        services.connection_role_delete(actor=request.user, role=obj)
+
+    def get_deleted_objects(self, objs, request):
+        # Overrides/bindings (and their tests) go with their parent; connection_role_delete decides who may
+        # delete (the lock on each environment), not the admin's per-model delete permissions.
+        deleted, model_count, _perms_needed, protected = super().get_deleted_objects(objs, request)
+        return deleted, model_count, set(), protected
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        if request.method == "POST":  # reverting would save an old version past the services
+            raise DjangoPermissionDenied
+        return super().history_form_view(request, object_id, version_id, extra_context)
+
+
+# --- bindings (list + test action) and test outcomes ------------------------------------------------
+
+
+@admin.register(ConnectionBinding)
+class ConnectionBindingAdmin(_OrganizationScoped, AuditedAdmin):
+    """Bindings across roles, for finding and testing them; edit them inline under their role."""
+
+    list_display = ["role", "environment", "kind", "credential_reference", "last_test", "updated_at"]
+    list_filter = ["environment__organization", "environment__kind", "role__kind"]
+    list_select_related = ["role", "environment", "credential"]
+    search_fields = ["role__name", "environment__slug"]
+    actions = ["test_connection"]
+    fields = ["role", "environment", "params", "credential_reference"]
+    readonly_fields = fields
+
+    @admin.display(description="kind", ordering="role__kind")
+    def kind(self, obj):
+        return obj.role.kind
+
+    @admin.display(description="credential")
+    def credential_reference(self, obj):
+        return obj.credential.display_reference if obj.credential else "—"
+
+    @admin.display(description="last test")
+    def last_test(self, obj):
+        return f"{obj.last_test_status}: {obj.last_test_message}" if obj.last_test_status else "—"
+
+    def get_queryset(self, request):
+        latest = ConnectionTest.objects.filter(binding=OuterRef("pk")).order_by("-created_at")
+        return (
+            selectors.bindings_for(request.user)
+            .select_related("role__organization")
+            .annotate(
+                last_test_status=Subquery(latest.values("status")[:1]),
+                last_test_message=Subquery(latest.values("message")[:1]),
+            )
+        )
+
+    def has_view_permission(self, request, obj=None):
+        if obj is not None:
+            return perms.may(request.user, perms.VIEW, obj.environment)
+        return sees_everything(request.user) or self._sees_some(request)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Test connection (queued; see Connection tests for the outcome)")
+    def test_connection(self, request, queryset):
+        queued = 0
+        for binding in queryset.select_related("role", "environment__policy", "credential"):
+            if self.run_service(request, services.connection_test_request, actor=request.user, binding=binding):
+                queued += 1
+        if queued:
+            self.message_user(
+                request,
+                f"Queued {queued} connection test(s); a worker runs them (see Connection tests).",
+                level=messages.SUCCESS,
+            )
+
+
+@admin.register(ConnectionTest)
+class ConnectionTestAdmin(_OrganizationScoped, admin.ModelAdmin):
+    """Outcomes of "test connection" (read-only)."""
+
+    list_display = ["binding", "status", "message", "requested_by", "created_at", "finished_at"]
+    list_filter = ["status", "binding__environment__organization", "binding__role__kind"]
+    list_select_related = ["binding__role", "binding__environment", "requested_by"]
+    search_fields = ["binding__role__name", "binding__environment__slug", "message"]
+    fields = ["binding", "status", "message", "requested_by", "created_at", "finished_at"]
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(binding__in=selectors.bindings_for(request.user))
+
+    def has_view_permission(self, request, obj=None):
+        if obj is not None:
+            return perms.may(request.user, perms.VIEW, obj.binding.environment)
+        return self._sees_some(request)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,137 @@
+"""Connection roles and per-environment bindings, validated on write."""
+
+from django.db import transaction
+
+from apps.core.errors import Conflict, PermissionDenied, field_error
+from apps.core.services import audited_delete, audited_save, validate
+from apps.environments import permissions as perms
+from apps.environments.models import Environment, Kind
+from apps.tenancy import revisions
+from apps.tenancy.permissions import is_org_admin, is_org_member
+
+from .models import ConnectionBinding, ConnectionRole, ConnectionTest
+from .schemas import validate_params
+
+ROLE_FIELDS = {"kind", "description", "required_in"}
+
+
+def may_define(actor, organization, project=None) -> bool:
+    """Whether `actor` may define connection roles at this scope (organization-wide: owners and admins)."""
+    return is_org_admin(actor, organization) if project is None else is_org_member(actor, organization)
+
+
+def _require_definer(actor, organization, project) -> None:
+    if project is None:
+        if not is_org_admin(actor, organization):
+            raise PermissionDenied("Only organization owners and admins define organization-wide connection roles.")
+    elif not is_org_member(actor, organization):
+        raise PermissionDenied(f"You are not a member of '{organization.slug}'.")
+
+
+def _check_role(role: ConnectionRole) -> None:
+    if role.project is not None and role.project.organization_id != role.organization_id:
+        raise field_error("project", "Must be a project of the same organization.")
+    validate(role, exclude=["organization", "project"], validate_unique=False)
+    if not isinstance(role.required_in, list) or any(k not in Kind.values for k in role.required_in):
+        raise field_error("required_in", f"A list of environment kinds: {', '.join(Kind.values)}.")
+
+
+@transaction.atomic
+def connection_role_create(*, actor, organization, name: str, kind: str, project=None, **fields) -> ConnectionRole:
+    unknown = set(fields) - ROLE_FIELDS
+    if unknown:
+        raise field_error(sorted(unknown)[0], "Unknown field.")
+    _require_definer(actor, organization, project)
+    role = ConnectionRole(organization=organization, project=project, name=name, kind=kind, **fields)
+    _check_role(role)
+    if ConnectionRole.objects.filter(organization=organization, project=project, name=name).exists():
+        raise Conflict(f"A connection role named '{name}' exists here.", fields={"name": ["Already exists."]})
+    audited_save(role, actor=actor, reason="connection role created", clean=False)
+    revisions.bump(organization.pk)
+    return role
+
+
+@transaction.atomic
+def connection_role_update(*, actor, role: ConnectionRole, **changes) -> ConnectionRole:
+    role = (
+        ConnectionRole.objects.select_for_update(of=("self",)).select_related("organization", "project").get(pk=role.pk)
+    )
+    unknown = set(changes) - ROLE_FIELDS
+    if unknown:
+        raise field_error(sorted(unknown)[0], "Unknown field.")
+    _require_definer(actor, role.organization, role.project)
+    if "kind" in changes and changes["kind"] != role.kind and role.bindings.exists():
+        raise field_error("kind", "The kind of a bound role cannot change; remove its bindings first.")
+    for name, value in changes.items():
+        setattr(role, name, value)
+    _check_role(role)
+    audited_save(role, actor=actor, reason="changed: " + ", ".join(sorted(changes)), clean=False)
+    revisions.bump(role.organization_id)
+    return role
+
+
+@transaction.atomic
+def connection_role_delete(*, actor, role: ConnectionRole) -> None:
+    _require_definer(actor, role.organization, role.project)
+    for binding in role.bindings.select_related("environment__policy"):
+        perms.require_config_edit(actor, binding.environment)
+    audited_delete(role, actor=actor, reason="connection role deleted")
+    revisions.bump(role.organization_id)
+
+
+def validate_binding(*, actor, role: ConnectionRole, environment: Environment, params, credential=None) -> dict:
+    """Check a binding before writing it (admin forms call this too)."""
+    if environment.organization_id != role.organization_id:
+        raise field_error("environment", "Must be an environment of the role's organization.")
+    perms.require_config_edit(actor, environment)
+    validate_params(role.kind, params)
+    if credential is not None:
+        if credential.organization_id != role.organization_id:
+            raise field_error("credential", f"Secret '{credential.name}' belongs to another organization.")
+        if not credential.allowed_environments.filter(pk=environment.pk).exists():
+            raise field_error(
+                "credential", f"Secret '{credential.name}' is not allowed in environment '{environment.slug}'."
+            )
+    return params
+
+
+@transaction.atomic
+def connection_binding_set(*, actor, role: ConnectionRole, environment: Environment, params, credential=None):
+    """Bind (or re-bind) a role in an environment."""
+    environment = Environment.objects.select_related("policy").get(pk=environment.pk)
+    params = validate_binding(actor=actor, role=role, environment=environment, params=params, credential=credential)
+    binding = ConnectionBinding.objects.select_for_update().filter(role=role, environment=environment).first()
+    if binding is None:
+        binding = ConnectionBinding(role=role, environment=environment)
+    elif binding.params == params and binding.credential_id == (credential.pk if credential else None):
+        return binding
+    binding.params, binding.credential = params, credential
+    audited_save(binding, actor=actor, reason=f"{role.name} bound in {environment.slug}", clean=False)
+    revisions.bump(role.organization_id)
+    return binding
+
+
+@transaction.atomic
+def connection_binding_delete(*, actor, binding: ConnectionBinding) -> None:
+    perms.require_config_edit(actor, binding.environment)
+    audited_delete(binding, actor=actor, reason=f"{binding.role.name} unbound in {binding.environment.slug}")
+    revisions.bump(binding.role.organization_id)
+
+
+@transaction.atomic
+def connection_test_request(*, actor, binding: ConnectionBinding) -> ConnectionTest:
+    """Queue a reachability check of a binding; a worker runs it (resolution.tasks)."""
+    if not (perms.may(actor, perms.RUN, binding.environment) or perms.may_edit_config(actor, binding.environment)):
+        raise PermissionDenied(
+            f"Testing a connection in '{binding.environment.slug}' needs run_in_environment or "
+            "change_environment_config."
+        )
+    test = ConnectionTest.objects.create(binding=binding, requested_by=actor)
+
+    def enqueue():
+        from apps.resolution.tasks import test_connection
+
+        test_connection.delay(test.pk)
+
+    transaction.on_commit(enqueue, robust=True)
+    return test

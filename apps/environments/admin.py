@@ -1,0 +1,571 @@
+"""Admin for environments: object-permission screens (guardian), history, and every write through
+the services, so limits, naming, editions, locks and the permission door hold here as in the API.
+
+Non-superuser staff see only the environments the door lets them view, change only those they
+manage, and reach an environment's object-permission screens only with manage_environment."""
+
+import copy
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import transaction
+from django.shortcuts import get_object_or_404
+from guardian.admin import (
+    AdminGroupObjectPermissionsForm,
+    AdminUserObjectPermissionsForm,
+    GuardedModelAdminMixin,
+    ReinforcedGuardedModelAdmin,
+)
+
+from apps.core.admin import AuditedAdmin, add_domain_error
+from apps.core.errors import DomainError, PermissionDenied
+from apps.notifications.models import Channel
+from apps.tenancy.models import ADMIN_ROLES, Organization
+from apps.tenancy.permissions import is_org_admin
+
+from . import permissions as perms
+from . import services
+from .models import (
+    Environment,
+    EnvironmentGroupObjectPermission,
+    EnvironmentUserObjectPermission,
+    FreezeWindow,
+    RuntimePolicy,
+)
+
+
+def _administered_organizations(user):
+    if user.is_superuser and user.is_active:
+        return Organization.objects.all()
+    return Organization.objects.filter(memberships__user=user, memberships__role__in=ADMIN_ROLES).distinct()
+
+
+# --- inlines ----------------------------------------------------------------------------------
+
+POLICY_FORM_FIELDS = services.POLICY_FIELDS | {"notification_channels"}
+
+
+class RuntimePolicyInlineForm(forms.ModelForm):
+    """Checks a policy change with the services (who may, lock, field rules) before anything saves."""
+
+    admin_request = None
+
+    class Meta:
+        model = RuntimePolicy
+        fields = sorted(POLICY_FORM_FIELDS)
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors or not self.instance.pk:
+            return cleaned
+        changes = {name: cleaned.get(name) for name in self.changed_data if name in POLICY_FORM_FIELDS}
+        if not changes:
+            return cleaned
+        draft = copy.copy(self.instance)
+        for name, value in changes.items():
+            if name != "notification_channels":
+                setattr(draft, name, value)
+        try:
+            services.validate_policy_change(
+                actor=self.admin_request.user, environment=self.instance.environment, changes=changes
+            )
+            services.validate_policy_values(draft)
+        except DomainError as exc:
+            add_domain_error(self, exc)
+        return cleaned
+
+
+class RuntimePolicyInline(admin.StackedInline):
+    """The one runtime policy of the environment (created with it; changed through the service)."""
+
+    model = RuntimePolicy
+    form = RuntimePolicyInlineForm
+    fields = [
+        "max_rows",
+        "sample_rows",
+        "sample_percent",
+        "allowed_destinations",
+        "notification_channels",
+        "log_level",
+        "allow_runtime_overrides",
+        "forbid_plaintext_secrets",
+        "locked",
+        "watch_first_runs",
+        "auto_rollback_on_failure",
+    ]
+    filter_horizontal = ["notification_channels"]
+    extra = 0
+    max_num = 1
+    can_delete = False
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.form = type(formset.form.__name__, (formset.form,), {"admin_request": request})
+        if obj is not None and "notification_channels" in formset.form.base_fields:
+            formset.form.base_fields["notification_channels"].queryset = Channel.objects.filter(
+                organization=obj.organization
+            )
+        return formset
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    # `obj` is the environment; without one (InlineModelAdmin.get_queryset asks that way) the
+    # environment admin's own checks already decided who reaches the page.
+    def has_change_permission(self, request, obj=None):
+        return obj is None or perms.may(request.user, perms.MANAGE, obj)
+
+    def has_view_permission(self, request, obj=None):
+        return obj is None or perms.may(request.user, perms.VIEW, obj)
+
+
+class FreezeWindowInlineForm(forms.ModelForm):
+    admin_request = None
+
+    class Meta:
+        model = FreezeWindow
+        fields = ["kind", "starts_at", "ends_at", "cron", "duration_minutes", "timezone", "reason"]
+
+    def clean(self):
+        cleaned = super().clean()
+        environment = getattr(self.instance, "environment", None)
+        if self.errors or environment is None:
+            return cleaned
+        try:
+            perms.require(self.admin_request.user, perms.MANAGE, environment)
+        except DomainError as exc:
+            add_domain_error(self, exc)
+        return cleaned
+
+
+class FreezeWindowInline(admin.TabularInline):
+    """Freeze windows: add new ones or delete old ones (there is no service to edit a window)."""
+
+    model = FreezeWindow
+    form = FreezeWindowInlineForm
+    fields = ["kind", "starts_at", "ends_at", "cron", "duration_minutes", "timezone", "reason"]
+    extra = 0
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.form = type(formset.form.__name__, (formset.form,), {"admin_request": request})
+        return formset
+
+    def _manages(self, request, obj):
+        return obj is not None and perms.may(request.user, perms.MANAGE, obj)
+
+    def has_add_permission(self, request, obj=None):
+        return self._manages(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._manages(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_view_permission(self, request, obj=None):
+        return obj is None or perms.may(request.user, perms.VIEW, obj)
+
+
+# --- object-permission screens ------------------------------------------------------------------
+
+
+class _ServicePermissionsFormMixin:
+    """Guardian's per-user/per-group permission form, limited to the environment codenames and
+    saved through permission_grant/permission_revoke (membership, group and manage rules; history
+    with the acting user)."""
+
+    actor = None
+    holder_kwarg = "user"
+
+    def _holder(self):
+        return getattr(self, self.holder_kwarg)
+
+    def get_obj_perms_field_choices(self):
+        labels = dict(super().get_obj_perms_field_choices())
+        return [(codename, labels.get(codename, codename)) for codename in perms.CODENAMES]
+
+    def get_obj_perms_field_initial(self):
+        return [codename for codename in super().get_obj_perms_field_initial() if codename in perms.CODENAMES]
+
+    def _diff(self):
+        wanted = set(self.cleaned_data[self.get_obj_perms_field_name()])
+        held = set(self.get_obj_perms_field_initial())
+        return sorted(wanted - held), sorted(held - wanted)
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        to_grant, to_revoke = self._diff()
+        try:
+            for codename in to_grant + to_revoke:
+                services.validate_permission_change(
+                    actor=self.actor, environment=self.obj, codename=codename, **{self.holder_kwarg: self._holder()}
+                )
+        except DomainError as exc:
+            self.add_error(None, exc.message)
+        return cleaned
+
+    @transaction.atomic
+    def save_obj_perms(self):
+        to_grant, to_revoke = self._diff()
+        holder = {self.holder_kwarg: self._holder()}
+        for codename in to_revoke:
+            services.permission_revoke(actor=self.actor, environment=self.obj, codename=codename, **holder)
+        for codename in to_grant:
+            services.permission_grant(actor=self.actor, environment=self.obj, codename=codename, **holder)
+
+
+class EnvironmentUserPermissionsForm(_ServicePermissionsFormMixin, AdminUserObjectPermissionsForm):
+    holder_kwarg = "user"
+
+
+class EnvironmentGroupPermissionsForm(_ServicePermissionsFormMixin, AdminGroupObjectPermissionsForm):
+    holder_kwarg = "group"
+
+
+# --- environment ----------------------------------------------------------------------------------
+
+
+class EnvironmentAdminForm(forms.ModelForm):
+    """Slug and position may be left empty on add: the service derives them."""
+
+    position = forms.IntegerField(required=False, min_value=0, max_value=32767)
+    is_protected = forms.TypedChoiceField(
+        required=False,
+        choices=[("", "By kind (production is protected)"), ("true", "Yes"), ("false", "No")],
+        coerce=lambda value: value == "true",
+        empty_value=None,
+    )
+
+    class Meta:
+        model = Environment
+        fields = [
+            "organization",
+            "name",
+            "slug",
+            "kind",
+            "position",
+            "promotes_to",
+            "is_protected",
+            "color",
+            "description",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        adding = self.instance.pk is None
+        if "slug" in self.fields:
+            self.fields["slug"].required = not adding
+        if not adding:
+            self.fields["position"].required = True
+            self.fields["is_protected"] = forms.BooleanField(required=False, label="Is protected")
+            self.initial["is_protected"] = self.instance.is_protected
+
+
+@admin.register(Environment)
+class EnvironmentAdmin(ReinforcedGuardedModelAdmin, AuditedAdmin):
+    """Environments, with guardian's object-permission screens and simple-history's history.
+
+    MRO: the guardian admin first (its get_urls adds the permission screens, then defers to
+    simple-history's, which adds the history views); AuditedAdmin wraps the form so that clean()
+    asks the services. Both buttons live on guardian's change form, which extends Django's (whose
+    object tools link to the history view that simple-history overrides)."""
+
+    form = EnvironmentAdminForm
+    change_form_template = "admin/guardian/model/change_form.html"
+    object_history_template = "simple_history/object_history.html"
+    list_display = ["name", "organization", "kind", "position", "promotes_to", "is_protected", "locked"]
+    list_filter = ["organization", "kind", "is_protected", "policy__locked"]
+    list_select_related = ["organization", "promotes_to__organization", "policy"]
+    search_fields = ["name", "slug", "description", "organization__name", "organization__slug"]
+    ordering = ["organization__name", "position", "name"]
+    inlines = [RuntimePolicyInline, FreezeWindowInline]
+    add_fields = [
+        "organization",
+        "name",
+        "slug",
+        "kind",
+        "position",
+        "promotes_to",
+        "is_protected",
+        "color",
+        "description",
+    ]
+    change_fields = [
+        "organization",
+        "name",
+        "slug",
+        "kind",
+        "position",
+        "promotes_to",
+        "is_protected",
+        "color",
+        "description",
+    ]
+
+    @admin.display(boolean=True, description="locked", ordering="policy__locked")
+    def locked(self, obj):
+        policy = getattr(obj, "policy", None)
+        return bool(policy and policy.locked)
+
+    # --- who sees and changes what (the door, never global model permissions) ---
+
+    def get_queryset(self, request):
+        return perms.environments_where(request.user, perms.VIEW, super().get_queryset(request))
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request) or self.has_add_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        if obj is not None:
+            return perms.may(request.user, perms.VIEW, obj)
+        return perms.environments_where(request.user, perms.VIEW).exists()
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None:
+            return perms.may(request.user, perms.MANAGE, obj)
+        return perms.environments_where(request.user, perms.MANAGE).exists()
+
+    def has_add_permission(self, request):
+        return _administered_organizations(request.user).exists()
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None:
+            return is_org_admin(request.user, obj.organization)
+        return _administered_organizations(request.user).exists()
+
+    # --- forms ---
+
+    def get_fields(self, request, obj=None):
+        return self.add_fields if obj is None else self.change_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else ["organization", "kind"]
+
+    def get_inlines(self, request, obj):
+        # On add the service creates the policy from the kind's defaults; edit it afterwards.
+        return [] if obj is None else self.inlines
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "organization":
+            kwargs["queryset"] = _administered_organizations(request.user)
+        elif db_field.name == "promotes_to":
+            kwargs["queryset"] = perms.environments_where(
+                request.user, perms.VIEW, Environment.objects.select_related("organization")
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def _changes(self, form) -> dict:
+        return {
+            name: form.cleaned_data.get(name)
+            for name in form.changed_data
+            if name in services.ENVIRONMENT_FIELDS and name in form.cleaned_data
+        }
+
+    def service_validate(self, request, instance, cleaned_data, form) -> None:
+        """Refuse through the services what save_model would refuse, so it shows as a form error."""
+        if instance.pk is None:
+            organization = cleaned_data.get("organization")
+            if organization is None:
+                return
+            if not is_org_admin(request.user, organization):
+                raise PermissionDenied(f"Only owners and admins of '{organization.slug}' create environments.")
+            services.validate_environment_create(
+                organization=organization,
+                name=cleaned_data.get("name") or "",
+                slug=cleaned_data.get("slug") or "",
+                promotes_to=cleaned_data.get("promotes_to"),
+            )
+            return
+        perms.require(request.user, perms.MANAGE, instance)
+        services.validate_environment_update(environment=instance, changes=self._changes(form))
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            environment = services.environment_update(actor=request.user, environment=obj, **self._changes(form))
+        else:
+            data = form.cleaned_data
+            environment = services.environment_create(
+                actor=request.user,
+                organization=data["organization"],
+                name=data["name"],
+                kind=data["kind"],
+                slug=data.get("slug") or "",
+                position=data.get("position"),
+                promotes_to=data.get("promotes_to"),
+                is_protected=data.get("is_protected"),
+                color=data.get("color") or "#6b7280",
+                description=data.get("description") or "",
+            )
+        # The admin goes on with `obj` (log entry, inlines, redirect): make it the saved row.
+        for field in Environment._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(environment, field.attname))
+        obj._state.adding = False
+        obj._state.db = environment._state.db
+
+    def save_related(self, request, form, formsets, change):
+        for formset in formsets:
+            self.save_formset(request, form, formset, change)
+
+    def save_formset(self, request, form, formset, change):
+        environment = form.instance
+        # construct_change_message reads these after saving; the services did the saving.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        if formset.model is RuntimePolicy:
+            for inline_form in formset.forms:
+                changes = {
+                    name: inline_form.cleaned_data.get(name)
+                    for name in inline_form.changed_data
+                    if name in POLICY_FORM_FIELDS
+                }
+                if changes and inline_form.instance.pk:
+                    policy = services.runtime_policy_update(actor=request.user, environment=environment, **changes)
+                    formset.changed_objects.append((policy, sorted(changes)))
+        elif formset.model is FreezeWindow:
+            for inline_form in formset.deleted_forms:
+                if inline_form.instance.pk:
+                    services.freeze_window_delete(actor=request.user, window=inline_form.instance)
+                    formset.deleted_objects.append(inline_form.instance)
+            for inline_form in formset.extra_forms:
+                if inline_form in formset.deleted_forms or not inline_form.has_changed():
+                    continue
+                fields = {name: inline_form.cleaned_data.get(name) for name in FreezeWindowInlineForm.Meta.fields}
+                window = services.freeze_window_create(actor=request.user, environment=environment, **fields)
+                formset.new_objects.append(window)
+
+    def delete_model(self, request, obj):
+        services.environment_delete(actor=request.user, environment=obj)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        obj = self.get_object(request, object_id)
+        if obj is not None and request.method == "POST":
+            try:
+                services.validate_environment_delete(environment=obj)
+            except DomainError as exc:
+                self.message_user(request, exc.message, level=messages.ERROR)
+                return self.response_post_save_change(request, obj)
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_queryset(self, request, queryset):
+        for environment in queryset:
+            self.run_service(request, services.environment_delete, actor=request.user, environment=environment)
+
+    def get_deleted_objects(self, objs, request):
+        # Policies, freeze windows and grants go with the environment; environment_delete decides
+        # who may delete (org admins), not the admin's per-model delete permissions.
+        deleted, model_count, _perms_needed, protected = super().get_deleted_objects(objs, request)
+        return deleted, model_count, set(), protected
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        # Reverting is disabled (SIMPLE_HISTORY_REVERT_DISABLED); a POST here would save an old
+        # version past the services.
+        if request.method == "POST":
+            raise DjangoPermissionDenied
+        return super().history_form_view(request, object_id, version_id, extra_context)
+
+    # --- object-permission screens: manage_environment on that environment ---
+    # ReinforcedGuardedModelAdmin guards these screens with *global* permissions on guardian's
+    # generic tables; this project never consults global permissions (ENGINEERING trap 1) and
+    # keeps grants in direct-FK tables, so the per-object manage_environment check replaces it.
+
+    def _managed_or_deny(self, request, object_pk) -> Environment:
+        environment = get_object_or_404(self.get_queryset(request), pk=object_pk)
+        if not perms.may(request.user, perms.MANAGE, environment):
+            raise DjangoPermissionDenied
+        return environment
+
+    def obj_perms_manage_view(self, request, object_pk):
+        self._managed_or_deny(request, object_pk)
+        return GuardedModelAdminMixin.obj_perms_manage_view(self, request, object_pk)
+
+    def obj_perms_manage_user_view(self, request, object_pk, user_id):
+        self._managed_or_deny(request, object_pk)
+        return GuardedModelAdminMixin.obj_perms_manage_user_view(self, request, object_pk, user_id)
+
+    def obj_perms_manage_group_view(self, request, object_pk, group_id):
+        environment = self._managed_or_deny(request, object_pk)
+        if not is_org_admin(request.user, environment.organization):
+            raise DjangoPermissionDenied
+        return GuardedModelAdminMixin.obj_perms_manage_group_view(self, request, object_pk, group_id)
+
+    def get_obj_perms_manage_user_form(self, request):
+        return type("EnvironmentUserPermissionsForm", (EnvironmentUserPermissionsForm,), {"actor": request.user})
+
+    def get_obj_perms_manage_group_form(self, request):
+        return type("EnvironmentGroupPermissionsForm", (EnvironmentGroupPermissionsForm,), {"actor": request.user})
+
+
+# --- the grant tables (read-mostly: grant on the environment's permission screen) --------------
+
+
+class _GrantAdmin(AuditedAdmin):
+    holder = "user"
+    list_display = ["content_object", "holder_name", "permission_codename"]
+    list_select_related = ["content_object__organization", "permission"]
+    list_filter = ["permission__codename", "content_object__organization"]
+
+    @admin.display(description="permission", ordering="permission__codename")
+    def permission_codename(self, obj):
+        return obj.permission.codename
+
+    def get_queryset(self, request):
+        managed = perms.environments_where(request.user, perms.MANAGE)
+        return super().get_queryset(request).filter(content_object__in=managed).select_related(self.holder)
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        if obj is not None:
+            return perms.may(request.user, perms.MANAGE, obj.content_object)
+        return perms.environments_where(request.user, perms.MANAGE).exists()
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return self.has_view_permission(request, obj)
+
+    def _revoke(self, request, row):
+        services.permission_revoke(
+            actor=request.user,
+            environment=row.content_object,
+            codename=row.permission.codename,
+            **{self.holder: getattr(row, self.holder)},
+        )
+
+    def delete_model(self, request, obj):
+        self._revoke(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for row in queryset:
+            self.run_service(request, self._revoke, request, row)
+
+
+@admin.register(EnvironmentUserObjectPermission)
+class EnvironmentUserObjectPermissionAdmin(_GrantAdmin):
+    holder = "user"
+    search_fields = ["user__username", "content_object__name", "content_object__slug"]
+
+    @admin.display(description="user", ordering="user__username")
+    def holder_name(self, obj):
+        return obj.user.username
+
+
+@admin.register(EnvironmentGroupObjectPermission)
+class EnvironmentGroupObjectPermissionAdmin(_GrantAdmin):
+    holder = "group"
+    search_fields = ["group__name", "content_object__name", "content_object__slug"]
+
+    @admin.display(description="group", ordering="group__name")
+    def holder_name(self, obj):
+        return obj.group.name

@@ -1,0 +1,83 @@
+"""Projects, pipelines and their immutable versions."""
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from simple_history.models import HistoricalRecords
+
+from apps.core.models import TimeStampedModel
+from apps.environments.models import Environment
+from apps.tenancy.models import Organization
+
+
+class Project(TimeStampedModel):
+    """A group of pipelines; its default environment is used when a run names none."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="projects")
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=63)
+    description = models.TextField(blank=True, max_length=4000)
+    default_environment = models.ForeignKey(
+        Environment, null=True, blank=True, on_delete=models.SET_NULL, related_name="default_for_projects"
+    )
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["organization__name", "name"]
+        constraints = [models.UniqueConstraint(fields=["organization", "slug"], name="uniq_project_slug")]
+
+    def __str__(self):
+        return self.name
+
+
+class Pipeline(TimeStampedModel):
+    """One pipeline definition, run in every stage without forking."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="pipelines")
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=63)
+    description = models.TextField(blank=True, max_length=4000)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["project__name", "name"]
+        constraints = [models.UniqueConstraint(fields=["project", "slug"], name="uniq_pipeline_slug")]
+
+    def __str__(self):
+        return f"{self.project.slug}/{self.slug}"
+
+    @property
+    def organization_id(self):
+        return self.project.organization_id
+
+
+class PipelineVersion(models.Model):
+    """An immutable snapshot of a pipeline's graph. A change is a new version."""
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    graph = models.JSONField()
+    content_hash = models.CharField(max_length=71, editable=False)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    message = models.CharField(max_length=500, blank=True)
+    git_repository = models.CharField(max_length=500, blank=True)
+    git_commit = models.CharField(max_length=64, blank=True)
+    git_branch = models.CharField(max_length=255, blank=True)
+    git_tag = models.CharField(max_length=255, blank=True)
+    git_merged = models.BooleanField(default=False)
+    compare_url = models.URLField(max_length=1000, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["pipeline", "-number"]
+        constraints = [models.UniqueConstraint(fields=["pipeline", "number"], name="uniq_pipeline_version_number")]
+
+    def __str__(self):
+        return f"{self.pipeline} v{self.number}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValidationError("Pipeline versions are immutable; create a new version instead.")
+        super().save(*args, **kwargs)

@@ -1,0 +1,132 @@
+"""Read endpoints of resolution: resolve, diff, readiness (per pipeline) and the matrix (per project)."""
+
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from apps.core.errors import NotFound, field_error
+from apps.environments.models import Environment
+from apps.pipelines.models import Pipeline, Project
+from apps.pipelines.selectors import pipelines_for, projects_for
+
+from . import services
+
+ENV = OpenApiParameter("environment", str, required=True, description="Environment slug.")
+VERSION = OpenApiParameter("version", int, description="Version number (default: the latest).")
+AS_OF = OpenApiParameter("as_of", OpenApiTypes.DATETIME, description="Rebuild the answer as of this moment.")
+
+
+def _environment(organization_id, slug, field="environment"):
+    if not slug:
+        raise field_error(field, "Give an environment slug.")
+    environment = (
+        Environment.objects.select_related("policy").filter(organization_id=organization_id, slug=slug).first()
+    )
+    if environment is None:
+        raise field_error(field, f"No environment '{slug}' in this organization.")
+    return environment
+
+
+def _version(pipeline, raw):
+    if raw in (None, ""):
+        return None
+    if not str(raw).isdigit():
+        raise field_error("version", "Give a version number.")
+    version = pipeline.versions.filter(number=int(raw)).first()
+    if version is None:
+        raise field_error("version", f"Pipeline '{pipeline.slug}' has no version {raw}.")
+    return version
+
+
+def _as_of(raw):
+    if raw in (None, ""):
+        return None
+    moment = parse_datetime(raw)
+    if moment is None or moment.tzinfo is None:
+        raise field_error("as_of", "Give an ISO 8601 date-time with a time zone, e.g. 2026-11-24T09:00:00Z.")
+    return moment
+
+
+class PipelineResolutionViewSet(viewsets.GenericViewSet):
+    """What a pipeline resolves to per environment (secrets appear as references)."""
+
+    queryset = Pipeline.objects.none()
+
+    def get_queryset(self):
+        return pipelines_for(self.request.user)
+
+    def _pipeline(self, pk):
+        pipeline = self.get_queryset().filter(pk=pk).first() if str(pk).isdigit() else None
+        if pipeline is None:
+            raise NotFound("No such pipeline.")
+        return pipeline
+
+    @extend_schema(parameters=[ENV, VERSION, AS_OF], responses=OpenApiTypes.OBJECT)
+    @action(detail=True, methods=["get"])
+    def resolve(self, request, pk=None):
+        pipeline = self._pipeline(pk)
+        org = pipeline.project.organization_id
+        answer = services.resolve_for(
+            request.user,
+            pipeline,
+            _environment(org, request.query_params.get("environment")),
+            version=_version(pipeline, request.query_params.get("version")),
+            as_of=_as_of(request.query_params.get("as_of")),
+        )
+        return Response(answer)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("from", str, required=True, description="Left environment slug."),
+            OpenApiParameter("to", str, required=True, description="Right environment slug."),
+            VERSION,
+        ],
+        responses=OpenApiTypes.OBJECT,
+    )
+    @action(detail=True, methods=["get"])
+    def diff(self, request, pk=None):
+        pipeline = self._pipeline(pk)
+        org = pipeline.project.organization_id
+        return Response(
+            services.environment_diff(
+                request.user,
+                pipeline,
+                _environment(org, request.query_params.get("from"), "from"),
+                _environment(org, request.query_params.get("to"), "to"),
+                version=_version(pipeline, request.query_params.get("version")),
+            )
+        )
+
+    @extend_schema(parameters=[ENV, VERSION], responses=OpenApiTypes.OBJECT)
+    @action(detail=True, methods=["get"])
+    def readiness(self, request, pk=None):
+        pipeline = self._pipeline(pk)
+        org = pipeline.project.organization_id
+        return Response(
+            services.readiness(
+                request.user,
+                pipeline,
+                _environment(org, request.query_params.get("environment")),
+                version=_version(pipeline, request.query_params.get("version")),
+            )
+        )
+
+
+class ProjectMatrixViewSet(viewsets.GenericViewSet):
+    """Variables × environments for a project."""
+
+    queryset = Project.objects.none()
+
+    def get_queryset(self):
+        return projects_for(self.request.user)
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @action(detail=True, methods=["get"])
+    def matrix(self, request, pk=None):
+        project = self.get_queryset().filter(pk=pk).first() if str(pk).isdigit() else None
+        if project is None:
+            raise NotFound("No such project.")
+        return Response(services.matrix(request.user, project))

@@ -1,0 +1,58 @@
+"""Running a "test connection": resolve the binding's params for its environment, materialize its
+credential (only for a requester holding use_environment_credentials), and connect for real."""
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.connections import connectors
+from apps.connections.models import ConnectionTest
+from apps.connections.schemas import validate_params
+from apps.core.errors import DomainError
+from apps.environments import permissions as perms
+from apps.secrets import services as secret_services
+
+from .engine import resolve
+from .interpolation import Interpolator
+
+
+def run(test_pk: int) -> ConnectionTest | None:
+    with transaction.atomic():
+        test = (
+            ConnectionTest.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("binding__role", "binding__environment", "binding__credential", "requested_by")
+            .filter(pk=test_pk, status=ConnectionTest.Status.QUEUED)
+            .first()
+        )
+        if test is None:
+            return None
+        ok, message = _check(test)
+        test.status = ConnectionTest.Status.OK if ok else ConnectionTest.Status.FAILED
+        test.message = message[:500]
+        test.finished_at = timezone.now()
+        test.save(update_fields=["status", "message", "finished_at"])
+    return test
+
+
+def _check(test: ConnectionTest) -> tuple[bool, str]:
+    binding = test.binding
+    environment = binding.environment
+    actor = test.requested_by
+    answer = resolve(None, environment, project=binding.role.project, use_cache=True)
+    values = {name: entry["value"] for name, entry in answer["variables"].items() if entry["secret"] is None}
+    interpolator = Interpolator(lambda name: (name in values, values.get(name), False))
+    try:
+        params = interpolator.expand_value(binding.params, [binding.role.name])
+        validate_params(binding.role.kind, params, resolved=True)
+    except Exception as exc:
+        return False, f"Parameters do not resolve: {exc}"
+    password = None
+    if binding.credential is not None:
+        if actor is None or not perms.may(actor, perms.USE_CREDENTIALS, environment):
+            return False, "The credential was not used: the requester lacks use_environment_credentials here."
+        try:
+            password = secret_services.materialize(
+                actor=actor, secret=binding.credential, environment=environment, executor=True
+            )
+        except DomainError as exc:
+            return False, exc.message
+    return connectors.check(binding.role.kind, params, password)

@@ -1,0 +1,329 @@
+"""The layering engine: what a pipeline resolves to in an environment, with provenance.
+
+Precedence, highest first (DESIGN.md §5): run parameter (when the variable and the policy allow
+run-time overrides) > pipeline override > project override > organization override > pipeline
+default > project default > organization default. An environment's value always beats a default.
+"""
+
+import hashlib
+import json
+
+from django.core.cache import cache
+from django.utils import timezone
+
+from apps.connections.schemas import validate_params
+from apps.core.errors import ValidationFailed
+from apps.environments.models import Environment
+from apps.pipelines import graph as graphs
+from apps.pipelines.models import Pipeline, PipelineVersion
+from apps.tenancy import revisions
+from apps.variables import validation
+from apps.variables.models import VariableType
+
+from .interpolation import InterpolationError, Interpolator
+from .snapshot import Snapshot, load_as_of, load_live
+
+SCOPE_RANK = {"pipeline": 0, "project": 1, "organization": 2}
+POLICY_FIELDS = (
+    "max_rows",
+    "sample_rows",
+    "sample_percent",
+    "allowed_destinations",
+    "log_level",
+    "allow_runtime_overrides",
+    "forbid_plaintext_secrets",
+    "locked",
+    "watch_first_runs",
+    "auto_rollback_on_failure",
+)
+CACHE_SECONDS = 3600
+SECRET_PLACEHOLDER = "«secret:{name}»"
+
+
+def _secret_ref(secret) -> str:
+    return f"secret://{secret.name}"
+
+
+class _Result:
+    def __init__(self):
+        self.errors: list[dict] = []
+        self.warnings: list[dict] = []
+
+    def error(self, code: str, path: str, message: str):
+        self.errors.append({"code": code, "path": path, "message": message})
+
+    def warn(self, code: str, path: str, message: str):
+        self.warnings.append({"code": code, "path": path, "message": message})
+
+
+def _layers(snap: Snapshot):
+    """name -> (definitions most specific first, candidates [(source, definition, override)] from
+    the highest precedence to the lowest)."""
+    by_name: dict[str, list] = {}
+    for variable in snap.definitions:
+        by_name.setdefault(variable.name, []).append(variable)
+    overrides = snap.overrides
+    layered = {}
+    for name, definitions in by_name.items():
+        if len(definitions) > 1:
+            definitions.sort(key=lambda v: SCOPE_RANK[v.scope])
+        candidates = []
+        for variable in definitions:
+            override = overrides.get(variable.id)
+            if override is not None:
+                candidates.append(("override:" + variable.scope, variable, override))
+        for variable in definitions:
+            if variable.default_value is not None or variable.default_secret_id is not None:
+                candidates.append(("default:" + variable.scope, variable, None))
+        layered[name] = (definitions, candidates)
+    return layered
+
+
+def _params_key(parameters) -> str:
+    return hashlib.sha256(json.dumps(parameters or {}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def cache_key(pipeline_id, environment_id, version_id, revision, parameters, project_id=None) -> str:
+    return f"resolve:v1:{project_id}:{pipeline_id}:{environment_id}:{version_id}:{revision}:{_params_key(parameters)}"
+
+
+def resolve(
+    pipeline: Pipeline | None,
+    environment: Environment,
+    version: PipelineVersion | None = None,
+    parameters: dict | None = None,
+    as_of=None,
+    *,
+    project=None,
+    materializer=None,
+    use_cache: bool = True,
+) -> dict:
+    """Resolve every variable, connection binding and policy value for `environment`.
+
+    Secrets are redacted to references; `materializer(secret) -> str` (given only by executors,
+    see apps.resolution.services.resolve_for_executor) fills in values, and such answers are never
+    cached. With `pipeline=None` and a `project`, resolves the project's variables (the matrix)."""
+    project = pipeline.project if pipeline is not None else project
+    organization_id = environment.organization_id
+    if project is not None and project.organization_id != organization_id:
+        raise ValidationFailed("environment: belongs to another organization.", fields={"environment": ["Wrong org."]})
+    if pipeline is not None and version is None and as_of is None:
+        version = pipeline.versions.order_by("-number").first()
+    if pipeline is not None and version is None and as_of is not None:
+        version = pipeline.versions.filter(created_at__lte=as_of).order_by("-number").first()
+    cacheable = use_cache and as_of is None and materializer is None
+    key = None
+    revision = None
+    if cacheable or as_of is None:
+        revision = revisions.current(organization_id)
+    if cacheable:
+        key = cache_key(
+            pipeline.pk if pipeline else None,
+            environment.pk,
+            version.pk if version else None,
+            revision,
+            parameters,
+            project.pk if project else None,
+        )
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+    loader_args = {
+        "organization_id": organization_id,
+        "project_id": project.pk if project else None,
+        "pipeline_id": pipeline.pk if pipeline else None,
+        "environment": environment,
+    }
+    snap = load_as_of(at=as_of, **loader_args) if as_of is not None else load_live(**loader_args)
+    answer = _compute(pipeline, project, environment, version, parameters or {}, snap, materializer)
+    answer["as_of"] = as_of.isoformat() if as_of is not None else None
+    answer["config_revision"] = revision
+    answer["resolved_at"] = timezone.now().isoformat()
+    if cacheable:
+        cache.set(key, answer, CACHE_SECONDS)
+    return answer
+
+
+def _compute(pipeline, project, environment, version, parameters, snap: Snapshot, materializer) -> dict:
+    result = _Result()
+    policy = snap.policy
+    layered = _layers(snap)
+    allow_params = bool(policy and policy.allow_runtime_overrides)
+
+    for name in sorted(set(parameters) - set(layered)):
+        result.error("unknown_parameter", f"parameters.{name}", f"No variable named '{name}' to override.")
+
+    variables: dict[str, dict] = {}
+    raw: dict[str, tuple[object, bool]] = {}  # name -> (value before interpolation, is secret)
+    for name in sorted(layered):
+        definitions, candidates = layered[name]
+        types = {d.type for d in definitions}
+        if len(types) > 1:
+            result.error("type_mismatch", f"variables.{name}", f"'{name}' is defined with types {sorted(types)}.")
+        top = definitions[0]
+        entry = {"type": top.type, "scope": top.scope, "source": None, "value": None, "secret": None}
+        if name in parameters:
+            if not (allow_params and top.allow_runtime_override):
+                why = "the environment's policy" if not allow_params else f"variable '{name}'"
+                result.error("override_not_allowed", f"parameters.{name}", f"Run-time overrides are refused by {why}.")
+            elif top.type == VariableType.SECRET:
+                result.error("override_not_allowed", f"parameters.{name}", "Secrets cannot be run parameters.")
+            else:
+                try:
+                    value = validation.coerce(
+                        top.type,
+                        parameters[name],
+                        field=f"parameters.{name}",
+                        choices=top.choices,
+                        regex=top.regex,
+                        min_value=top.min_value,
+                        max_value=top.max_value,
+                    )
+                    entry.update(source="parameter", value=value)
+                except ValidationFailed as exc:
+                    result.error("invalid_parameter", f"parameters.{name}", exc.message)
+        if entry["source"] is None and candidates:
+            source, variable, override = candidates[0]
+            secret_id = (
+                (override.secret_id if override else variable.default_secret_id) if top.type == "secret" else None
+            )
+            secret = snap.secrets.get(secret_id)
+            entry["source"] = source
+            entry["scope"] = variable.scope
+            if secret is not None:
+                entry["secret"] = _secret_ref(secret)
+                entry["value"] = _secret_value(secret, environment, snap, result, f"variables.{name}", materializer)
+            else:
+                entry["value"] = override.value if override else variable.default_value
+        if entry["source"] is None:
+            entry["source"] = "unset"
+            if environment.kind in (top.required_in or []):
+                result.error(
+                    "missing_required",
+                    f"variables.{name}",
+                    f"'{name}' must have a value in {environment.kind} environments; "
+                    f"none is set for '{environment.slug}'.",
+                )
+        variables[name] = entry
+        raw[name] = (entry["value"], entry["secret"] is not None)
+
+    def lookup(name):
+        if name not in raw:
+            return False, None, False
+        value, is_secret = raw[name]
+        if is_secret and value is None:
+            return True, SECRET_PLACEHOLDER.format(name=name), True
+        return True, value, is_secret
+
+    interpolator = Interpolator(lookup)
+    for name, entry in variables.items():
+        if entry["secret"] is None and isinstance(entry["value"], str | list | dict):
+            try:
+                entry["value"] = interpolator.expand_value(entry["value"], [name])
+            except InterpolationError as exc:
+                result.error("interpolation", f"variables.{name}", str(exc))
+
+    connections = _connections(snap, environment, interpolator, result, materializer)
+    graph = None
+    if version is not None:
+        graph = _graph(version.graph, interpolator, connections, result)
+    return {
+        "pipeline": {"id": pipeline.pk, "slug": pipeline.slug} if pipeline else None,
+        "project": {"id": project.pk, "slug": project.slug} if project else None,
+        "environment": {"id": environment.pk, "slug": environment.slug, "kind": environment.kind},
+        "version": {"id": version.pk, "number": version.number, "content_hash": version.content_hash}
+        if version
+        else None,
+        "variables": variables,
+        "connections": connections,
+        "policy": _policy(policy),
+        "graph": graph,
+        "errors": result.errors,
+        "warnings": result.warnings,
+        "redacted": materializer is None,
+    }
+
+
+def _secret_value(secret, environment, snap: Snapshot, result: _Result, path: str, materializer):
+    if secret.id not in snap.allowed_secret_ids:
+        result.error(
+            "secret_not_allowed", path, f"Secret '{secret.name}' is not allowed in environment '{environment.slug}'."
+        )
+        return None
+    if materializer is None:
+        return None
+    try:
+        return materializer(secret)
+    except Exception as exc:  # provider failure: report the kind of failure, never the value
+        result.error("secret_unavailable", path, f"Secret '{secret.name}' could not be read: {type(exc).__name__}.")
+        return None
+
+
+def _connections(snap: Snapshot, environment, interpolator: Interpolator, result: _Result, materializer) -> dict:
+    roles: dict[str, object] = {}
+    for role in sorted(snap.roles, key=lambda r: (r.project_id is None, r.name)):
+        roles.setdefault(role.name, role)  # a project's role shadows the organization's
+    out = {}
+    for name, role in sorted(roles.items()):
+        binding = snap.bindings.get(role.pk)
+        entry = {
+            "kind": role.kind,
+            "role_scope": "project" if role.project_id else "organization",
+            "source": "binding" if binding else "unbound",
+            "params": None,
+            "credential": None,
+        }
+        if binding is None:
+            if environment.kind in (role.required_in or []):
+                result.error("unbound_role", f"connections.{name}", f"'{name}' has no binding in '{environment.slug}'.")
+        else:
+            try:
+                params = interpolator.expand_value(binding.params, [f"connections.{name}"])
+                validate_params(role.kind, params, resolved=True)
+                entry["params"] = params
+            except InterpolationError as exc:
+                result.error("interpolation", f"connections.{name}.params", str(exc))
+                entry["params"] = binding.params
+            except ValidationFailed as exc:
+                result.error("invalid_params", f"connections.{name}.params", exc.message)
+                entry["params"] = binding.params
+            credential = snap.secrets.get(binding.credential_id)
+            if credential is not None:
+                entry["credential"] = _secret_ref(credential)
+                value = _secret_value(
+                    credential, environment, snap, result, f"connections.{name}.credential", materializer
+                )
+                if materializer is not None:
+                    entry["credential_value"] = value
+        out[name] = entry
+    return out
+
+
+def _graph(graph: dict, interpolator: Interpolator, connections: dict, result: _Result) -> dict:
+    nodes = []
+    for node in graph.get("nodes", []):
+        node = dict(node)
+        label = f"graph.nodes[{node.get('id')}]"
+        for field in graphs.interpolated_fields(node):
+            try:
+                node[field] = interpolator.expand_text(node[field], [f"{node.get('id')}.{field}"])
+            except InterpolationError as exc:
+                result.error("interpolation", f"{label}.{field}", str(exc))
+        role = node.get("connection")
+        if role is not None:
+            if role not in connections:
+                result.error("unknown_role", f"{label}.connection", f"No connection role named '{role}'.")
+            elif connections[role]["source"] == "unbound":
+                result.error("unbound_role", f"{label}.connection", f"Connection role '{role}' is not bound here.")
+        nodes.append(node)
+    return {"nodes": nodes, "edges": graph.get("edges", [])}
+
+
+def _policy(policy) -> dict:
+    if policy is None:
+        return {}
+    out = {}
+    for name in POLICY_FIELDS:
+        value = getattr(policy, name)
+        out[name] = str(value) if name == "sample_percent" and value is not None else value
+    return out

@@ -1,0 +1,222 @@
+"""Loading the rows resolution needs, live or as they were at a moment (from the audit history),
+in a fixed number of queries whatever the number of variables.
+
+Rows are read as plain tuples into slotted records rather than model instances: resolution touches
+every variable, and building thousands of model objects costs more than the query itself."""
+
+import json
+from dataclasses import dataclass, field
+
+from django.apps import apps
+from django.db import connections
+from django.db.models import FilteredRelation, Q
+
+from apps.connections.models import ConnectionBinding, ConnectionRole
+from apps.environments.models import RuntimePolicy
+from apps.secrets.models import Secret
+from apps.variables.models import Scope, Variable, VariableOverride
+
+DEFINITION_COLUMNS = (
+    "id",
+    "name",
+    "type",
+    "default_value",
+    "default_secret_id",
+    "project_id",
+    "pipeline_id",
+    "required_in",
+    "choices",
+    "regex",
+    "min_value",
+    "max_value",
+    "allow_runtime_override",
+)
+
+
+@dataclass(slots=True)
+class Definition:
+    id: int
+    name: str
+    type: str
+    default_value: object
+    default_secret_id: int | None
+    project_id: int | None
+    pipeline_id: int | None
+    required_in: list
+    choices: list | None
+    regex: str
+    min_value: float | None
+    max_value: float | None
+    allow_runtime_override: bool
+
+    @property
+    def scope(self) -> str:
+        if self.pipeline_id:
+            return Scope.PIPELINE
+        if self.project_id:
+            return Scope.PROJECT
+        return Scope.ORGANIZATION
+
+
+@dataclass(slots=True)
+class Override:
+    variable_id: int
+    value: object
+    secret_id: int | None
+
+
+@dataclass(slots=True)
+class SecretRef:
+    id: int
+    name: str
+
+
+@dataclass
+class Snapshot:
+    definitions: list = field(default_factory=list)
+    overrides: dict = field(default_factory=dict)  # variable id -> Override
+    secrets: dict = field(default_factory=dict)  # secret id -> SecretRef
+    allowed_secret_ids: set = field(default_factory=set)  # secrets allowed in the environment
+    roles: list = field(default_factory=list)
+    bindings: dict = field(default_factory=dict)  # role id -> binding
+    policy: object = None
+
+
+def _scope_filter(organization_id: int, project_id: int | None, pipeline_id: int | None) -> Q:
+    scope = Q(project_id__isnull=True, pipeline_id__isnull=True)
+    if project_id:
+        scope |= Q(project_id=project_id, pipeline_id__isnull=True)
+    if pipeline_id:
+        scope |= Q(pipeline_id=pipeline_id)
+    return Q(organization_id=organization_id) & scope
+
+
+def _role_filter(organization_id: int, project_id: int | None) -> Q:
+    scope = Q(project_id__isnull=True)
+    if project_id:
+        scope |= Q(project_id=project_id)
+    return Q(organization_id=organization_id) & scope
+
+
+def _raw_rows(queryset):
+    """Rows of a values_list queryset straight from the driver: Django's per-column converters cost
+    more than the query for thousands of rows; JSON columns are decoded by `_json` instead."""
+    sql, params = queryset.query.sql_with_params()
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _json(raw):
+    """Decode a JSON column value as the driver returned it (text on SQLite and PostgreSQL)."""
+    if raw is None or raw == "null":
+        return None
+    return json.loads(raw) if isinstance(raw, str) else raw
+
+
+def _secret_ids(snap: Snapshot) -> set[int]:
+    return (
+        {d.default_secret_id for d in snap.definitions}
+        | {o.secret_id for o in snap.overrides.values()}
+        | {b.credential_id for b in snap.bindings.values()}
+    ) - {None}
+
+
+def load_live(*, organization_id: int, project_id, pipeline_id, environment) -> Snapshot:
+    snap = Snapshot()
+    # Definitions and this environment's overrides in one query (a LEFT JOIN on the override).
+    rows = (
+        Variable.objects.filter(_scope_filter(organization_id, project_id, pipeline_id))
+        .annotate(here=FilteredRelation("overrides", condition=Q(overrides__environment_id=environment.pk)))
+        .values_list(*DEFINITION_COLUMNS, "here__id", "here__value", "here__secret_id")
+    )
+    for row in _raw_rows(rows):
+        (
+            pk,
+            name,
+            var_type,
+            default,
+            default_secret_id,
+            project,
+            pipeline,
+            required_in,
+            choices,
+            regex,
+            low,
+            high,
+            runtime,
+            override_id,
+            override_value,
+            override_secret_id,
+        ) = row
+        definition = Definition(
+            pk,
+            name,
+            var_type,
+            _json(default),
+            default_secret_id,
+            project,
+            pipeline,
+            [] if required_in == "[]" else _json(required_in),
+            _json(choices),
+            regex,
+            low,
+            high,
+            bool(runtime),
+        )
+        snap.definitions.append(definition)
+        if override_id is not None:
+            snap.overrides[pk] = Override(pk, _json(override_value), override_secret_id)
+    snap.roles = list(ConnectionRole.objects.filter(_role_filter(organization_id, project_id)))
+    for binding in ConnectionBinding.objects.filter(
+        role_id__in=[r.pk for r in snap.roles], environment_id=environment.pk
+    ):
+        snap.bindings[binding.role_id] = binding
+    ids = _secret_ids(snap)
+    if ids:
+        snap.secrets = {
+            pk: SecretRef(pk, name) for pk, name in Secret.objects.filter(pk__in=ids).values_list("id", "name")
+        }
+        snap.allowed_secret_ids = set(
+            Secret.allowed_environments.through.objects.filter(
+                environment_id=environment.pk, secret_id__in=ids
+            ).values_list("secret_id", flat=True)
+        )
+    snap.policy = RuntimePolicy.objects.filter(environment_id=environment.pk).first()
+    return snap
+
+
+def load_as_of(*, organization_id: int, project_id, pipeline_id, environment, at) -> Snapshot:
+    """The same rows as they were at `at`, rebuilt from simple-history's tables."""
+    snap = Snapshot()
+    snap.definitions = [
+        Definition(*(getattr(v, column) for column in DEFINITION_COLUMNS))
+        for v in Variable.history.as_of(at).filter(_scope_filter(organization_id, project_id, pipeline_id))
+    ]
+    ids = [d.id for d in snap.definitions]
+    for override in VariableOverride.history.as_of(at).filter(variable_id__in=ids, environment_id=environment.pk):
+        snap.overrides[override.variable_id] = Override(override.variable_id, override.value, override.secret_id)
+    snap.roles = list(ConnectionRole.history.as_of(at).filter(_role_filter(organization_id, project_id)))
+    for binding in ConnectionBinding.history.as_of(at).filter(
+        role_id__in=[r.pk for r in snap.roles], environment_id=environment.pk
+    ):
+        snap.bindings[binding.role_id] = binding
+    secret_ids = _secret_ids(snap)
+    snap.secrets = {s.pk: SecretRef(s.pk, s.name) for s in Secret.history.as_of(at).filter(id__in=secret_ids)}
+    # Which environments a secret allowed is history too: the m2m rows of the secret's version then.
+    latest = (
+        Secret.history.filter(id__in=secret_ids, history_date__lte=at)
+        .order_by("id", "-history_date")
+        .values_list("id", "history_id")
+    )
+    version_of: dict[int, int] = {}
+    for secret_id, history_id in latest:
+        version_of.setdefault(secret_id, history_id)
+    allowed_model = apps.get_model("secrets", "HistoricalSecret_allowed_environments")
+    snap.allowed_secret_ids = set(
+        allowed_model.objects.filter(
+            history_id__in=list(version_of.values()), environment_id=environment.pk
+        ).values_list("secret_id", flat=True)
+    )
+    snap.policy = RuntimePolicy.history.as_of(at).filter(environment_id=environment.pk).first()
+    return snap

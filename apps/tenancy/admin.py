@@ -1,0 +1,450 @@
+"""Admin for organizations, memberships, service accounts and API keys, written through the services.
+
+Every add or change is validated by running the service in a savepoint that is rolled back (so
+rule violations become form errors), then saved by running the service for real. Django's model
+permissions are not consulted: superusers see everything, other staff see the organizations they
+own or administer (the same rule the services apply)."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import Count
+from django.http import HttpResponseRedirect
+from django.urls import reverse
+
+from apps.core.admin import AuditedAdmin
+from apps.core.errors import DomainError
+from apps.core.scopes import SCOPES
+
+from . import services
+from .models import ApiKey, Membership, Organization, ServiceAccount
+from .permissions import admin_organization_ids, forget_org_roles, is_platform_operator
+
+User = get_user_model()
+
+
+class _DryRun(Exception):
+    """Raised to roll back a service call made only to validate a form."""
+
+
+def _dry_run(request, func, **kwargs) -> None:
+    """Call a service in a savepoint that is always rolled back: its DomainError reaches the
+    caller, its writes never do."""
+    try:
+        with transaction.atomic():
+            func(**kwargs)
+            raise _DryRun
+    except _DryRun:
+        pass
+    finally:
+        # The rolled-back call may have cached roles in organizations that do not exist.
+        forget_org_roles(request.user)
+
+
+def _adopt(obj, saved) -> None:
+    """Make the admin's unsaved form instance the row the service saved (for logging and redirects)."""
+    for field in obj._meta.concrete_fields:
+        setattr(obj, field.attname, getattr(saved, field.attname))
+    obj._state.adding = False
+    obj._state.db = saved._state.db
+
+
+def _sees_everything(user) -> bool:
+    return user.is_active and user.is_superuser
+
+
+class OrganizationScopedAdmin(AuditedAdmin):
+    """Rows, choices and permissions limited to the organizations the staff user administers."""
+
+    organization_lookup = "organization"
+
+    def _administered(self, request) -> set[int]:
+        return admin_organization_ids(request.user)
+
+    def _organization_id(self, obj) -> int:
+        return obj.organization_id
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        if _sees_everything(request.user):
+            return qs
+        return qs.filter(**{f"{self.organization_lookup}__in": self._administered(request)})
+
+    def _may(self, request, obj=None) -> bool:
+        if _sees_everything(request.user):
+            return True
+        administered = self._administered(request)
+        if obj is None:
+            return bool(administered)
+        return self._organization_id(obj) in administered
+
+    def has_module_permission(self, request):
+        return self._may(request)
+
+    def has_view_permission(self, request, obj=None):
+        return self._may(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return self._may(request, obj)
+
+    def has_add_permission(self, request):
+        return self._may(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._may(request, obj)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.related_model is Organization and not _sees_everything(request.user):
+            kwargs["queryset"] = Organization.objects.filter(pk__in=self._administered(request))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+# --- organizations --------------------------------------------------------------------------
+
+
+class MembershipInline(admin.TabularInline):
+    """Read-only list of members; roles change on the membership pages (through the services)."""
+
+    model = Membership
+    fields = ["user", "role", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("user", "organization")
+
+    def has_view_permission(self, request, obj=None):
+        return True  # the organization admin already decided that this organization is visible
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+ORGANIZATION_FIELDS = ["name", "slug", "edition", "max_environments", "environment_name_pattern"]
+
+
+@admin.register(Organization)
+class OrganizationAdmin(OrganizationScopedAdmin):
+    organization_lookup = "pk"
+    list_display = ["name", "slug", "edition", "max_environments", "member_count", "created_at"]
+    list_filter = ["edition", "created_at"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ("name",)}
+    inlines = [MembershipInline]
+
+    def _organization_id(self, obj) -> int:
+        return obj.pk
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(member_count=Count("memberships", distinct=True))
+
+    @admin.display(description="members", ordering="member_count")
+    def member_count(self, obj) -> int:
+        return obj.member_count
+
+    def get_fields(self, request, obj=None):
+        return ORGANIZATION_FIELDS + (["created_at"] if obj is not None else [])
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["slug", "created_at"] if obj is not None else []
+
+    def get_prepopulated_fields(self, request, obj=None):
+        return self.prepopulated_fields if obj is None else {}
+
+    def get_inline_instances(self, request, obj=None):
+        return super().get_inline_instances(request, obj) if obj is not None else []
+
+    def has_module_permission(self, request):
+        return request.user.is_staff or super().has_module_permission(request)
+
+    def has_add_permission(self, request):
+        # Creating organizations is a platform-staff matter (services.organization_create decides).
+        return is_platform_operator(request.user)
+
+    def has_delete_permission(self, request, obj=None):
+        # There is no service that deletes an organization (and everything in it) safely.
+        return False
+
+    def _changes(self, form) -> dict:
+        editable = services.ORGANIZATION_ADMIN_FIELDS | services.ORGANIZATION_STAFF_FIELDS
+        return {name: form.cleaned_data[name] for name in form.changed_data if name in editable}
+
+    def service_validate(self, request, instance, cleaned_data, form) -> None:
+        if instance.pk is None:
+            _dry_run(request, services.organization_create, **self._create_kwargs(request, cleaned_data))
+        else:
+            _dry_run(
+                request, services.organization_update, actor=request.user, organization=instance, **self._changes(form)
+            )
+
+    def _create_kwargs(self, request, cleaned_data) -> dict:
+        return {
+            "actor": request.user,
+            "owner": request.user,
+            **{name: cleaned_data[name] for name in ORGANIZATION_FIELDS if name in cleaned_data},
+        }
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            saved = services.organization_update(actor=request.user, organization=obj, **self._changes(form))
+        else:
+            saved = services.organization_create(**self._create_kwargs(request, form.cleaned_data))
+        _adopt(obj, saved)
+
+
+# --- memberships ----------------------------------------------------------------------------
+
+
+@admin.register(Membership)
+class MembershipAdmin(OrganizationScopedAdmin):
+    list_display = ["user", "organization", "role", "created_at"]
+    list_filter = ["role", ("organization", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["user__username", "user__email", "organization__name", "organization__slug"]
+    list_select_related = ["user", "organization"]
+    actions = ["remove_members"]
+
+    def get_fields(self, request, obj=None):
+        return ["organization", "user", "role"] + (["created_at"] if obj is not None else [])
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["organization", "user", "created_at"] if obj is not None else []
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "user":
+            kwargs["queryset"] = User.objects.filter(is_active=True).order_by("username")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # bulk deletes would bypass the last-owner rule
+        return actions
+
+    def service_validate(self, request, instance, cleaned_data, form) -> None:
+        if instance.pk is None:
+            _dry_run(
+                request,
+                services.membership_add,
+                actor=request.user,
+                organization=cleaned_data["organization"],
+                user=cleaned_data["user"],
+                role=cleaned_data["role"],
+            )
+        elif "role" in form.changed_data:
+            _dry_run(
+                request,
+                services.membership_change_role,
+                actor=request.user,
+                membership=instance,
+                role=cleaned_data["role"],
+            )
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if change:
+            saved = services.membership_change_role(actor=request.user, membership=obj, role=data["role"])
+        else:
+            saved = services.membership_add(
+                actor=request.user, organization=data["organization"], user=data["user"], role=data["role"]
+            )
+        _adopt(obj, saved)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        """Refuse (with a message, before the confirmation is acted on) what the service refuses."""
+        if request.method == "POST":
+            membership = self.get_object(request, unquote(object_id))
+            if membership is not None and self.has_delete_permission(request, membership):
+                try:
+                    _dry_run(request, services.membership_remove, actor=request.user, membership=membership)
+                except DomainError as exc:
+                    self.message_user(request, exc.message, level=messages.ERROR)
+                    return HttpResponseRedirect(
+                        reverse(
+                            "admin:tenancy_membership_change", args=[membership.pk], current_app=self.admin_site.name
+                        )
+                    )
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_model(self, request, obj):
+        services.membership_remove(actor=request.user, membership=obj)
+
+    @admin.action(description="Remove selected members (their environment rights and API keys go too)")
+    def remove_members(self, request, queryset):
+        removed = 0
+        for membership in queryset:
+            self.run_service(request, services.membership_remove, actor=request.user, membership=membership)
+            removed += not Membership.objects.filter(pk=membership.pk).exists()
+        if removed:
+            self.message_user(request, f"Removed {removed} member(s).", level=messages.SUCCESS)
+
+
+# --- service accounts -----------------------------------------------------------------------
+
+
+@admin.register(ServiceAccount)
+class ServiceAccountAdmin(OrganizationScopedAdmin):
+    list_display = ["name", "organization", "user", "created_by", "created_at"]
+    list_filter = [("organization", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["name", "user__username", "organization__name", "organization__slug"]
+    list_select_related = ["organization", "user", "created_by"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["organization", "name", "description"]
+        return ["organization", "name", "description", "user", "created_by", "created_at"]
+
+    def has_change_permission(self, request, obj=None):
+        return False  # no service changes a service account; keys are managed on their own page
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # removing its membership (Memberships) takes its rights and keys away
+
+    def service_validate(self, request, instance, cleaned_data, form) -> None:
+        _dry_run(request, services.service_account_create, **self._create_kwargs(request, cleaned_data))
+
+    def _create_kwargs(self, request, cleaned_data) -> dict:
+        return {
+            "actor": request.user,
+            "organization": cleaned_data["organization"],
+            "name": cleaned_data["name"],
+            "description": cleaned_data.get("description", ""),
+        }
+
+    def save_model(self, request, obj, form, change):
+        _adopt(obj, services.service_account_create(**self._create_kwargs(request, form.cleaned_data)))
+
+
+# --- API keys -------------------------------------------------------------------------------
+
+
+class ApiKeyAddForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=[(scope, scope) for scope in SCOPES],
+        widget=forms.CheckboxSelectMultiple,
+        help_text="admin includes write, read and run; write includes read; run stands alone.",
+    )
+    owner = forms.ModelChoiceField(
+        queryset=User.objects.none(),
+        required=False,
+        help_text="Leave empty for yourself; choose a service account's user for a machine key.",
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ["organization", "name", "owner", "scopes", "expires_at"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Per request (the admin sets model_admin/admin_request on the form class it builds).
+        model_admin = getattr(self, "model_admin", None)
+        if model_admin is not None:
+            self.fields["owner"].queryset = model_admin.owner_choices(self.admin_request)
+
+
+API_KEY_VIEW_FIELDS = [
+    "organization",
+    "name",
+    "prefix",
+    "owner",
+    "scopes",
+    "expires_at",
+    "last_used_at",
+    "revoked_at",
+    "created_by",
+    "created_at",
+]
+
+
+class ActiveKeyFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("revoked", "Revoked"), ("not_revoked", "Not revoked")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        if self.value() == "not_revoked":
+            return queryset.filter(revoked_at__isnull=True)
+        return queryset
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(OrganizationScopedAdmin):
+    """Keys are created here (the token is shown once) and revoked; they are never edited."""
+
+    form = ApiKeyAddForm
+    list_display = ["name", "prefix", "organization", "owner", "scopes", "is_active", "expires_at", "last_used_at"]
+    list_filter = [ActiveKeyFilter, ("organization", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["name", "prefix", "owner__username", "organization__slug"]
+    list_select_related = ["organization", "owner"]
+    actions = ["revoke_keys"]
+
+    @admin.display(boolean=True, description="active")
+    def is_active(self, obj) -> bool:
+        return obj.is_active
+
+    def get_fields(self, request, obj=None):
+        return ApiKeyAddForm.Meta.fields if obj is None else API_KEY_VIEW_FIELDS
+
+    def get_readonly_fields(self, request, obj=None):
+        return API_KEY_VIEW_FIELDS if obj is not None else []
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is not None:
+            kwargs["form"] = forms.ModelForm  # existing keys are shown read-only
+        return super().get_form(request, obj, **kwargs)
+
+    def owner_choices(self, request):
+        if _sees_everything(request.user):
+            return User.objects.filter(is_active=True).order_by("username")
+        # A key for someone else would let its creator act as them: only service accounts' keys.
+        machine_users = ServiceAccount.objects.filter(organization_id__in=self._administered(request)).values("user")
+        return User.objects.filter(pk__in=machine_users, is_active=True).order_by("username")
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoked keys stay listed for the audit trail
+
+    def _create_kwargs(self, request, cleaned_data) -> dict:
+        return {
+            "actor": request.user,
+            "organization": cleaned_data["organization"],
+            "name": cleaned_data["name"],
+            "owner": cleaned_data.get("owner") or request.user,
+            "scopes": list(cleaned_data["scopes"]),
+            "expires_at": cleaned_data.get("expires_at"),
+        }
+
+    def service_validate(self, request, instance, cleaned_data, form) -> None:
+        if instance.pk is None:
+            _dry_run(request, services.api_key_create, **self._create_kwargs(request, cleaned_data))
+
+    def save_model(self, request, obj, form, change):
+        key, token = services.api_key_create(**self._create_kwargs(request, form.cleaned_data))
+        _adopt(obj, key)
+        self.message_user(
+            request,
+            f"The token of API key '{key.name}' is {token} — copy it now: it is shown only this once.",
+            level=messages.WARNING,
+        )
+
+    @admin.action(description="Revoke selected keys")
+    def revoke_keys(self, request, queryset):
+        revoked = 0
+        for key in queryset.filter(revoked_at__isnull=True):
+            if self.run_service(request, services.api_key_revoke, actor=request.user, key=key) is not None:
+                revoked += 1
+        self.message_user(request, f"Revoked {revoked} key(s).", level=messages.SUCCESS)

@@ -1,0 +1,579 @@
+"""Admin for variables: definitions with their per-environment overrides inline.
+
+Every add, change and delete (of a variable or of an override row) goes through the services, so
+typed values, the plaintext-credential guard, locks and the permission door hold here as form
+errors, exactly as in the API. Override rows in environments the staff user may not edit are shown
+read-only. Non-superuser staff see only their organizations' variables.
+
+The "check readiness" and "export configuration" actions need apps.resolution, which sits above
+this app, so apps/resolution/admin.py adds them to VariableAdmin."""
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from apps.core.admin import AuditedAdmin, add_domain_error
+from apps.core.errors import DomainError, field_error
+from apps.environments import permissions as perms
+from apps.environments.models import Environment, Kind
+from apps.pipelines.models import Pipeline, Project
+from apps.secrets.models import Secret
+from apps.tenancy.models import Organization
+from apps.tenancy.permissions import member_organization_ids
+
+from . import services
+from .models import Variable, VariableOverride, VariableType
+
+VALUE_HELP = 'String variables: the text as typed. Other types: JSON (42, 1.5, true, [1, 2], {"a": 1}).'
+
+
+class _DryRun(Exception):
+    """Raised to roll back a service call made only to validate a form."""
+
+
+def dry_run(func, **kwargs) -> None:
+    """Call a service in a savepoint that is always rolled back: its DomainError reaches the caller,
+    its writes never do."""
+    try:
+        with transaction.atomic():
+            func(**kwargs)
+            raise _DryRun
+    except _DryRun:
+        pass
+
+
+def adopt(obj, saved) -> None:
+    """Make the admin's form instance the row the service saved (for logging, inlines and redirects)."""
+    for field in obj._meta.concrete_fields:
+        setattr(obj, field.attname, getattr(saved, field.attname))
+    obj._state.adding = False
+    obj._state.db = saved._state.db
+
+
+def sees_everything(user) -> bool:
+    return user.is_active and user.is_superuser
+
+
+def visible_organization_ids(user) -> set[int] | None:
+    """The organizations whose rows a staff user sees (None: all of them)."""
+    return None if sees_everything(user) else member_organization_ids(user)
+
+
+def editable_environments(user, organization_id) -> list[Environment]:
+    """The organization's environments whose configuration `user` may edit now (locks included)."""
+    candidates = perms.environments_where(
+        user,
+        perms.CHANGE_CONFIG,
+        Environment.objects.filter(organization_id=organization_id).select_related("policy").order_by("position"),
+    )
+    return [environment for environment in candidates if perms.may_edit_config(user, environment)]
+
+
+def value_to_text(var_type: str, value) -> str:
+    if value is None:
+        return ""
+    if var_type == VariableType.STRING and isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def text_to_value(var_type: str, text, field: str):
+    """The typed value entered in the admin: raw text for string variables, JSON otherwise."""
+    if text is None or text == "":
+        return None
+    if var_type == VariableType.STRING:
+        return text
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise field_error(field, f"Enter a JSON value for a {var_type} variable (e.g. 42, 1.5, true).") from exc
+
+
+# --- overrides inline ---------------------------------------------------------------------------
+
+
+class OverrideInlineForm(forms.ModelForm):
+    """One override row; validated by services.validate_override against the variable as edited."""
+
+    admin_request = None
+    value = forms.CharField(
+        required=False, strip=False, widget=forms.Textarea(attrs={"rows": 1, "cols": 40}), help_text=VALUE_HELP
+    )
+
+    class Meta:
+        model = VariableOverride
+        fields = ["environment", "value", "secret"]
+
+    def __init__(self, *args, parent=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.parent = parent
+        self.read_only = False
+        user = self.admin_request.user
+        organization_id = parent.organization_id if parent is not None else None
+        self.fields["secret"].queryset = Secret.objects.filter(organization_id=organization_id)
+        if self.instance.pk:
+            environment = self.instance.environment
+            self.fields["environment"].queryset = Environment.objects.filter(pk=environment.pk)
+            self.fields["environment"].disabled = True
+            self.initial["value"] = value_to_text(parent.type, self.instance.value)
+            self.read_only = not perms.may_edit_config(user, environment)
+            if self.read_only:
+                for field in self.fields.values():
+                    field.disabled = True
+        else:
+            editable = [e.pk for e in editable_environments(user, organization_id)] if organization_id else []
+            self.fields["environment"].queryset = Environment.objects.filter(pk__in=editable).order_by("position")
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors or self.read_only or not self.has_changed() or cleaned.get("DELETE"):
+            return cleaned
+        environment = cleaned.get("environment")
+        if environment is None:
+            return cleaned
+        try:
+            value = text_to_value(self.parent.type, cleaned.get("value"), "value")
+            cleaned["value"] = services.validate_override(
+                actor=self.admin_request.user,
+                variable=self.parent,
+                environment=environment,
+                value=value,
+                secret=cleaned.get("secret"),
+            )
+        except DomainError as exc:
+            add_domain_error(self, exc)
+        return cleaned
+
+
+class OverrideFormSet(BaseInlineFormSet):
+    """Hands each row the variable being edited; read-only rows cannot be deleted; deletions are
+    checked with the permission door (locks included)."""
+
+    def get_form_kwargs(self, index):
+        kwargs = super().get_form_kwargs(index)
+        kwargs["parent"] = self.instance
+        return kwargs
+
+    def add_fields(self, form, index):
+        super().add_fields(form, index)
+        if getattr(form, "read_only", False) and "DELETE" in form.fields:
+            form.fields["DELETE"].disabled = True
+
+    def clean(self):
+        super().clean()
+        user = self.form.admin_request.user
+        seen = set()
+        for form in self.forms:
+            if not hasattr(form, "cleaned_data"):
+                continue
+            if self._should_delete_form(form):
+                if form.instance.pk:
+                    try:
+                        perms.require_config_edit(user, form.instance.environment)
+                    except DomainError as exc:
+                        raise ValidationError(exc.message) from exc
+                continue
+            environment = form.cleaned_data.get("environment")
+            if environment is not None:
+                if environment.pk in seen:
+                    form.add_error("environment", "One override per environment: this one is given twice.")
+                seen.add(environment.pk)
+
+
+class VariableOverrideInline(admin.TabularInline):
+    model = VariableOverride
+    form = OverrideInlineForm
+    formset = OverrideFormSet
+    fields = ["environment", "value", "secret"]
+    extra = 1
+
+    def get_queryset(self, request):
+        environments = perms.environments_where(request.user, perms.VIEW)
+        return (
+            super()
+            .get_queryset(request)
+            .filter(environment__in=environments)
+            .select_related("environment__policy", "environment__organization", "secret", "variable")
+        )
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.form = type(formset.form.__name__, (formset.form,), {"admin_request": request})
+        return formset
+
+    def _edits_some_environment(self, request, obj) -> bool:
+        return obj is None or bool(editable_environments(request.user, obj.organization_id))
+
+    def has_view_permission(self, request, obj=None):
+        return True  # the variable admin decided that the variable is visible; rows are filtered above
+
+    def has_add_permission(self, request, obj=None):
+        return obj is not None and self._edits_some_environment(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return self._edits_some_environment(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._edits_some_environment(request, obj)
+
+
+# --- variables ------------------------------------------------------------------------------------
+
+
+class VariableAdminForm(forms.ModelForm):
+    """Definition form: the default is typed by the chosen type (raw text for strings, JSON otherwise)."""
+
+    default_value = forms.CharField(
+        required=False, strip=False, widget=forms.Textarea(attrs={"rows": 2}), help_text=VALUE_HELP
+    )
+    required_in = forms.MultipleChoiceField(
+        choices=Kind.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Environment kinds where a value must exist before a run or promotion.",
+    )
+
+    class Meta:
+        model = Variable
+        fields = [
+            "organization",
+            "project",
+            "pipeline",
+            "name",
+            "type",
+            "default_value",
+            "default_secret",
+            "description",
+            "required_in",
+            "choices",
+            "regex",
+            "min_value",
+            "max_value",
+            "allow_runtime_override",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["default_value"] = value_to_text(self.instance.type, self.instance.default_value)
+
+    def clean(self):
+        cleaned = super().clean()
+        var_type = cleaned.get("type") or self.instance.type
+        if "default_value" in cleaned:
+            try:
+                cleaned["default_value"] = text_to_value(var_type, cleaned["default_value"], "default_value")
+            except DomainError as exc:
+                add_domain_error(self, exc)
+        pipeline = cleaned.get("pipeline")
+        if pipeline is not None and not cleaned.get("project"):
+            cleaned["project"] = pipeline.project
+        return cleaned
+
+
+class ScopeFilter(admin.SimpleListFilter):
+    title = "scope"
+    parameter_name = "scope"
+
+    def lookups(self, request, model_admin):
+        return [("organization", "Organization"), ("project", "Project"), ("pipeline", "Pipeline")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "organization":
+            return queryset.filter(project__isnull=True, pipeline__isnull=True)
+        if self.value() == "project":
+            return queryset.filter(project__isnull=False, pipeline__isnull=True)
+        if self.value() == "pipeline":
+            return queryset.filter(pipeline__isnull=False)
+        return queryset
+
+
+def _same_json(left, right) -> bool:
+    left, right = getattr(left, "pk", left), getattr(right, "pk", right)
+    return json.dumps(left, sort_keys=True, default=str) == json.dumps(right, sort_keys=True, default=str)
+
+
+class CloneOverridesForm(forms.Form):
+    source = forms.ModelChoiceField(queryset=Environment.objects.none(), help_text="Copy overrides from …")
+    target = forms.ModelChoiceField(queryset=Environment.objects.none(), help_text="… into this environment.")
+    replace = forms.BooleanField(required=False, help_text="Also replace overrides the target already has.")
+
+    def __init__(self, *args, environments=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["source"].queryset = environments
+        self.fields["target"].queryset = environments
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("source") and cleaned.get("source") == cleaned.get("target"):
+            self.add_error("target", "Choose an environment other than the source.")
+        return cleaned
+
+
+@admin.register(Variable)
+class VariableAdmin(AuditedAdmin):
+    form = VariableAdminForm
+    list_display = ["name", "scope", "type", "organization", "project", "pipeline", "required_in"]
+    list_filter = [ScopeFilter, "type", "organization", "allow_runtime_override"]
+    list_select_related = ["organization", "project", "pipeline__project"]
+    search_fields = ["name", "description", "organization__slug", "project__slug", "pipeline__slug"]
+    inlines = [VariableOverrideInline]
+    # apps.resolution (above this app) adds "check readiness" and "export configuration".
+    actions = ["clone_overrides"]
+
+    # --- who sees and changes what ---
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        ids = visible_organization_ids(request.user)
+        return qs if ids is None else qs.filter(organization_id__in=ids)
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        ids = visible_organization_ids(request.user)
+        if ids is None:
+            return True
+        return obj.organization_id in ids if obj is not None else bool(ids)
+
+    def has_add_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        if obj is None:
+            return self.has_view_permission(request)
+        return services.may_define(request.user, obj.organization, obj.project)
+
+    def has_delete_permission(self, request, obj=None):
+        return self.has_change_permission(request, obj)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # deletes go one by one through variable_delete (below)
+        return actions
+
+    # --- forms ---
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["organization", "project", "pipeline", "name"] if obj is not None else []
+
+    def get_inlines(self, request, obj):
+        # Overrides are validated against the saved variable: add them once it exists.
+        return [] if obj is None else self.inlines
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        ids = visible_organization_ids(request.user)
+        if ids is not None:
+            if db_field.name == "organization":
+                kwargs["queryset"] = Organization.objects.filter(pk__in=ids)
+            elif db_field.name == "project":
+                kwargs["queryset"] = Project.objects.filter(organization_id__in=ids)
+            elif db_field.name == "pipeline":
+                kwargs["queryset"] = Pipeline.objects.filter(project__organization_id__in=ids).select_related("project")
+            elif db_field.name == "default_secret":
+                kwargs["queryset"] = Secret.objects.filter(organization_id__in=ids)
+        elif db_field.name == "pipeline":
+            kwargs["queryset"] = Pipeline.objects.select_related("project")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def _definition(self, cleaned_data) -> dict:
+        return {name: cleaned_data[name] for name in services.DEFINITION_FIELDS if name in cleaned_data}
+
+    def _changes(self, variable_pk, cleaned_data) -> dict:
+        current = Variable.objects.get(pk=variable_pk)
+        return {
+            name: value
+            for name, value in self._definition(cleaned_data).items()
+            if not _same_json(value, getattr(current, name))
+        }
+
+    def _create_kwargs(self, request, cleaned_data) -> dict:
+        return {
+            "actor": request.user,
+            "organization": cleaned_data["organization"],
+            "name": cleaned_data["name"],
+            "project": cleaned_data.get("project"),
+            "pipeline": cleaned_data.get("pipeline"),
+            **self._definition(cleaned_data),
+        }
+
+    def service_validate(self, request, instance, cleaned_data, form) -> None:
+        if instance.pk is None:
+            if cleaned_data.get("organization") is not None:
+                dry_run(services.variable_create, **self._create_kwargs(request, cleaned_data))
+            return
+        changes = self._changes(instance.pk, cleaned_data)
+        if changes:
+            dry_run(services.variable_update, actor=request.user, variable=instance, **changes)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            changes = self._changes(obj.pk, form.cleaned_data)
+            saved = (
+                services.variable_update(actor=request.user, variable=obj, **changes)
+                if changes
+                else Variable.objects.get(pk=obj.pk)
+            )
+        else:
+            saved = services.variable_create(**self._create_kwargs(request, form.cleaned_data))
+        adopt(obj, saved)
+
+    def save_related(self, request, form, formsets, change):
+        for formset in formsets:
+            self.save_formset(request, form, formset, change)
+
+    def save_formset(self, request, form, formset, change):
+        variable = form.instance
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        deleted = formset.deleted_forms
+        for inline_form in formset.initial_forms:
+            if inline_form.read_only:
+                continue
+            if inline_form in deleted:
+                override = VariableOverride.objects.select_related("variable", "environment__policy").get(
+                    pk=inline_form.instance.pk
+                )
+                services.variable_override_delete(actor=request.user, override=override)
+                formset.deleted_objects.append(override)
+            elif inline_form.has_changed():
+                override = services.variable_override_set(
+                    actor=request.user,
+                    variable=variable,
+                    environment=inline_form.instance.environment,
+                    value=inline_form.cleaned_data.get("value"),
+                    secret=inline_form.cleaned_data.get("secret"),
+                )
+                formset.changed_objects.append((override, inline_form.changed_data))
+        for inline_form in formset.extra_forms:
+            if inline_form in deleted or not inline_form.has_changed():
+                continue
+            override = services.variable_override_set(
+                actor=request.user,
+                variable=variable,
+                environment=inline_form.cleaned_data["environment"],
+                value=inline_form.cleaned_data.get("value"),
+                secret=inline_form.cleaned_data.get("secret"),
+            )
+            formset.new_objects.append(override)
+
+    # --- delete through the service ---
+
+    def delete_view(self, request, object_id, extra_context=None):
+        """Refuse (with a message) what variable_delete refuses, before Django's confirmation acts."""
+        if request.method == "POST":
+            variable = self.get_object(request, unquote(object_id))
+            if variable is not None and self.has_delete_permission(request, variable):
+                try:
+                    dry_run(services.variable_delete, actor=request.user, variable=variable)
+                except DomainError as exc:
+                    self.message_user(request, exc.message, level=messages.ERROR)
+                    return HttpResponseRedirect(
+                        reverse("admin:variables_variable_change", args=[variable.pk], current_app=self.admin_site.name)
+                    )
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_model(self, request, obj):
+        services.variable_delete(actor=request.user, variable=obj)
+
+    def get_deleted_objects(self, objs, request):
+        # Overrides/bindings (and their tests) go with their parent; variable_delete decides who may
+        # delete (the lock on each environment), not the admin's per-model delete permissions.
+        deleted, model_count, _perms_needed, protected = super().get_deleted_objects(objs, request)
+        return deleted, model_count, set(), protected
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        # Reverting is disabled (SIMPLE_HISTORY_REVERT_DISABLED); a POST would save an old version
+        # past the services.
+        if request.method == "POST":
+            raise DjangoPermissionDenied
+        return super().history_form_view(request, object_id, version_id, extra_context)
+
+    # --- actions ---
+
+    def _single_organization(self, request, queryset) -> Organization | None:
+        organization_ids = set(queryset.values_list("organization_id", flat=True))
+        if len(organization_ids) != 1:
+            self.message_user(request, "Select variables of one organization.", level=messages.ERROR)
+            return None
+        return Organization.objects.get(pk=organization_ids.pop())
+
+    def _action_context(self, request, queryset, title) -> dict:
+        return {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "opts": self.model._meta,
+            "queryset": queryset,
+            "selected": [str(pk) for pk in queryset.values_list("pk", flat=True)],
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+
+    @admin.action(description="Clone overrides from another environment")
+    def clone_overrides(self, request, queryset):
+        organization = self._single_organization(request, queryset)
+        if organization is None:
+            return None
+        environments = perms.environments_where(
+            request.user, perms.VIEW, Environment.objects.filter(organization=organization).select_related("policy")
+        ).order_by("position")
+        form = CloneOverridesForm(request.POST if "apply" in request.POST else None, environments=environments)
+        if form.is_bound and form.is_valid():
+            source, target = form.cleaned_data["source"], form.cleaned_data["target"]
+            copied = self.run_service(
+                request,
+                services.overrides_clone,
+                actor=request.user,
+                source=source,
+                target=target,
+                variables=list(queryset),
+                replace=form.cleaned_data["replace"],
+            )
+            if copied is not None:
+                self.message_user(
+                    request,
+                    f"Copied {copied} override(s) from '{source.slug}' to '{target.slug}'.",
+                    level=messages.SUCCESS,
+                )
+            return None
+        context = self._action_context(request, queryset, "Clone overrides from another environment")
+        context.update(form=form, organization=organization)
+        return TemplateResponse(request, "admin/variables/variable/clone_overrides.html", context)
+
+
+@admin.register(VariableOverride)
+class VariableOverrideAdmin(AuditedAdmin):
+    """Read-only list of overrides (with history); edit them inline under their variable."""
+
+    list_display = ["variable", "environment", "value", "secret", "updated_at"]
+    list_filter = ["environment__organization", "environment__kind", "variable__type"]
+    list_select_related = ["variable", "environment", "secret"]
+    search_fields = ["variable__name", "environment__slug"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(environment__in=perms.environments_where(request.user, perms.VIEW))
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        if obj is not None:
+            return perms.may(request.user, perms.VIEW, obj.environment)
+        return sees_everything(request.user) or bool(member_organization_ids(request.user))
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

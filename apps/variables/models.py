@@ -1,0 +1,102 @@
+"""Variable definitions at organization, project or pipeline scope, and per-environment overrides."""
+
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from simple_history.models import HistoricalRecords
+
+from apps.core.models import TimeStampedModel
+from apps.environments.models import Environment
+from apps.pipelines.models import Pipeline, Project
+from apps.secrets.models import Secret
+from apps.tenancy.models import Organization
+
+VARIABLE_NAME_VALIDATOR = RegexValidator(
+    r"^[a-z][a-z0-9_]{0,63}$", "Use a-z, 0-9 and _, starting with a letter (max 64)."
+)
+
+
+class VariableType(models.TextChoices):
+    STRING = "string"
+    INTEGER = "integer"
+    NUMBER = "number"
+    BOOLEAN = "boolean"
+    JSON = "json"
+    SECRET = "secret"
+
+
+class Scope(models.TextChoices):
+    ORGANIZATION = "organization"
+    PROJECT = "project"
+    PIPELINE = "pipeline"
+
+
+class Variable(TimeStampedModel):
+    """A named, typed value with a default; scope is the most specific of organization/project/pipeline."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="variables")
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.CASCADE, related_name="variables")
+    pipeline = models.ForeignKey(Pipeline, null=True, blank=True, on_delete=models.CASCADE, related_name="variables")
+    name = models.CharField(max_length=64, validators=[VARIABLE_NAME_VALIDATOR])
+    type = models.CharField(max_length=16, choices=VariableType.choices, default=VariableType.STRING)
+    default_value = models.JSONField(null=True, blank=True)
+    default_secret = models.ForeignKey(Secret, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    description = models.TextField(blank=True, max_length=4000)
+    required_in = models.JSONField(default=list, blank=True, help_text="Environment kinds where a value must exist.")
+    choices = models.JSONField(null=True, blank=True)
+    regex = models.CharField(max_length=500, blank=True)
+    min_value = models.FloatField(null=True, blank=True)
+    max_value = models.FloatField(null=True, blank=True)
+    allow_runtime_override = models.BooleanField(default=False)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["organization__name", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "name"],
+                condition=Q(project__isnull=True, pipeline__isnull=True),
+                name="uniq_org_variable",
+            ),
+            models.UniqueConstraint(
+                fields=["project", "name"],
+                condition=Q(project__isnull=False, pipeline__isnull=True),
+                name="uniq_project_variable",
+            ),
+            models.UniqueConstraint(
+                fields=["pipeline", "name"], condition=Q(pipeline__isnull=False), name="uniq_pipeline_variable"
+            ),
+            models.CheckConstraint(
+                condition=Q(pipeline__isnull=True) | Q(project__isnull=False), name="variable_pipeline_has_project"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.scope})"
+
+    @property
+    def scope(self) -> str:
+        if self.pipeline_id:
+            return Scope.PIPELINE
+        if self.project_id:
+            return Scope.PROJECT
+        return Scope.ORGANIZATION
+
+
+class VariableOverride(TimeStampedModel):
+    """The value a variable takes in one environment (a typed value or a secret reference)."""
+
+    variable = models.ForeignKey(Variable, on_delete=models.CASCADE, related_name="overrides")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="variable_overrides")
+    value = models.JSONField(null=True, blank=True)
+    secret = models.ForeignKey(Secret, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["variable__name", "environment__position"]
+        constraints = [models.UniqueConstraint(fields=["variable", "environment"], name="uniq_variable_override")]
+
+    def __str__(self):
+        return f"{self.variable.name}@{self.environment.slug}"
