@@ -56,10 +56,7 @@ def build(size: int):
     pipeline = pipeline_services.pipeline_create(actor=admin, project=project, name="Pipe")
     # Bulk set-up of benchmark fixtures: history rows are irrelevant to what is measured.
     variables = Variable.objects.bulk_create(
-        [
-            Variable(organization=org, name=f"var_{i:05d}", type="string", default_value=f"dev-{i}")
-            for i in range(size)
-        ],
+        [Variable(organization=org, name=f"var_{i:05d}", type="string", default_value=f"dev-{i}") for i in range(size)],
         batch_size=1000,
     )
     VariableOverride.objects.bulk_create(
@@ -76,7 +73,7 @@ def build(size: int):
     pipeline_services.pipeline_version_create(actor=admin, pipeline=pipeline, graph=graph)
     role = connection_services.connection_role_create(actor=admin, organization=org, name="wh", kind="sqlite")
     connection_services.connection_binding_set(
-        actor=admin, role=role, environment=env, params={"path": "/tmp/{{ var_00000 }}.sqlite3"}
+        actor=admin, role=role, environment=env, params={"path": "{{ var_00000 }}.sqlite3"}
     )
     return org, env, pipeline
 
@@ -117,7 +114,7 @@ def main():
         assert len(floor_query(org, env)) == size
         floor = timed(lambda org=org, env=env: floor_query(org, env))
 
-        def cold(pipeline=pipeline, env=env):
+        def cold(pipeline=pipeline, env=env, size=size):
             cache.clear()
             answer = engine.resolve(pipeline, env)
             assert len(answer["variables"]) == size and not answer["errors"], answer["errors"][:3]
@@ -143,7 +140,10 @@ def main():
             }
         )
     vendor = connection.vendor
-    header = f"{'variables':>9} {'floor ms':>9} {'cold ms':>9} {'warm ms':>9} {'cold/floor':>10} {'warm/cold':>9} {'queries':>7}"
+    header = (
+        f"{'variables':>9} {'floor ms':>9} {'cold ms':>9} {'warm ms':>9} {'cold/floor':>10} {'warm/cold':>9} "
+        f"{'queries':>7}"
+    )
     print(f"resolve() benchmark on {vendor}, median of {REPEAT}")
     print(header)
     for r in rows:

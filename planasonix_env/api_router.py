@@ -7,6 +7,7 @@ from apps.environments.api import EnvironmentViewSet
 from apps.notifications.api import ChannelViewSet, NotificationViewSet
 from apps.pipelines.api import PipelineViewSet, ProjectViewSet
 from apps.resolution.api import PipelineResolutionViewSet, ProjectMatrixViewSet
+from apps.runs.api import DeploymentViewSet, RunViewSet, ScheduleViewSet
 from apps.secrets.api import SecretViewSet
 from apps.tenancy.api import ApiKeyViewSet, MembershipViewSet, OrganizationViewSet, ServiceAccountViewSet
 from apps.variables.api import VariableOverrideViewSet, VariableViewSet
@@ -28,3 +29,6 @@ router.register("variables", VariableViewSet, basename="variable")
 router.register("variable-overrides", VariableOverrideViewSet, basename="variable-override")
 router.register("connection-roles", ConnectionRoleViewSet, basename="connection-role")
 router.register("connection-bindings", ConnectionBindingViewSet, basename="connection-binding")
+router.register("runs", RunViewSet, basename="run")
+router.register("deployments", DeploymentViewSet, basename="deployment")
+router.register("schedules", ScheduleViewSet, basename="schedule")

@@ -29,7 +29,7 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("DJANG
 SITE_URL = env.str("PLANASONIX_SITE_URL", default="http://127.0.0.1:8000")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "apps.core.admin_site.PlanasonixAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "apps.variables",
     "apps.connections",
     "apps.resolution",
+    "apps.runs",
     "apps.demo",
 ]
 
@@ -154,6 +155,8 @@ else:
 
 # External secret providers: {"name": "dotted.path.ProviderClass"} (see apps/secrets/providers.py).
 SECRET_PROVIDERS = env.dict("SECRET_PROVIDERS", default={})
+# `env` secrets may only name worker environment variables with this prefix.
+SECRET_ENV_PREFIX = env.str("SECRET_ENV_PREFIX", default="PNX_SECRET_")
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -171,7 +174,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "apps.core.api.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "apps.core.api.StrictFilterBackend",
         "rest_framework.filters.OrderingFilter",
         "rest_framework.filters.SearchFilter",
     ],
@@ -199,9 +202,14 @@ SPECTACULAR_SETTINGS = {
         "ConnectionKindEnum": "apps.connections.models.ConnectionKind",
     },
     "APPEND_COMPONENTS": {
-        "securitySchemes": {"ApiKeyAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "pk_<prefix>_<secret>"}}
+        "securitySchemes": {"ApiKeyAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "pnx_<prefix>_<secret>"}}
     },
     "SECURITY": [{"ApiKeyAuth": []}, {"cookieAuth": []}],
+    # Every operation documents the one error shape for the 4xx/5xx statuses it can answer.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.core.api_errors.document_error_responses",
+    ],
 }
 API_KEY_LAST_USED_RESOLUTION_SECONDS = env.int("API_KEY_LAST_USED_RESOLUTION_SECONDS", default=60)
 
@@ -232,9 +240,24 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "apps.core.tasks.worker_heartbeat", "schedule": 30.0},
     "notifications-sweep-deliveries": {"task": "apps.notifications.tasks.sweep_deliveries", "schedule": 60.0},
+    "runs-fire-schedules": {"task": "apps.runs.tasks.fire_schedules", "schedule": 30.0},
+    "runs-sweep": {"task": "apps.runs.tasks.sweep_runs", "schedule": 60.0},
+    "connection-tests-sweep": {"task": "apps.resolution.tasks.sweep_connection_tests", "schedule": 120.0},
 }
 # A worker that has not written a heartbeat for this long is reported as stale by /healthz.
 WORKER_HEARTBEAT_STALE_SECONDS = env.int("WORKER_HEARTBEAT_STALE_SECONDS", default=120)
+
+# --- runs -----------------------------------------------------------------------------------
+# A running run's worker renews its lease between batches; a lease that runs out means the worker
+# died, and the sweep queues the run again (up to RUN_MAX_ATTEMPTS).
+RUN_LEASE_SECONDS = env.int("RUN_LEASE_SECONDS", default=300)
+RUN_MAX_ATTEMPTS = env.int("RUN_MAX_ATTEMPTS", default=3)
+# A queued run not picked up within this many seconds is dispatched again by the sweep.
+RUN_DISPATCH_GRACE_SECONDS = env.int("RUN_DISPATCH_GRACE_SECONDS", default=120)
+# Rows read per source by a run that asks for a sample in an environment whose policy does not sample.
+RUN_DEFAULT_SAMPLE_ROWS = env.int("RUN_DEFAULT_SAMPLE_ROWS", default=1000)
+# A staging validation passes when its row count is within this percentage of the baseline's.
+BASELINE_ROW_TOLERANCE_PERCENT = env.float("BASELINE_ROW_TOLERANCE_PERCENT", default=5.0)
 
 # --- notifications --------------------------------------------------------------------------
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)

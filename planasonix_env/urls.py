@@ -14,6 +14,8 @@ urlpatterns = [
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include(router.urls)),
+    # Session sign-in for everyone (the admin is for staff): the browsable API's login and logout.
+    path("api-auth/", include("rest_framework.urls")),
 ]
 
 handler404 = "apps.core.views.not_found"

@@ -13,7 +13,7 @@ from apps.environments.models import Environment, Kind
 from apps.pipelines.models import Project
 from apps.pipelines.selectors import projects_for
 from apps.secrets.models import Secret
-from apps.tenancy.models import Organization
+from apps.tenancy.api import MemberOrganizationField
 
 from . import selectors, services
 from .models import ConnectionBinding, ConnectionKind, ConnectionRole, ConnectionTest
@@ -48,7 +48,7 @@ class RoleSerializer(serializers.ModelSerializer):
 
 
 class RoleCreateSerializer(StrictSerializer):
-    organization = serializers.SlugRelatedField(slug_field="slug", queryset=Organization.objects.all())
+    organization = MemberOrganizationField()
     project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.all(), required=False, allow_null=True)
     name = serializers.CharField(max_length=64)
     kind = serializers.ChoiceField(choices=ConnectionKind.choices)
@@ -87,7 +87,7 @@ class ConnectionRoleViewSet(ETagMixin, viewsets.ModelViewSet):
 
     @extend_schema(request=RoleCreateSerializer, responses={201: RoleSerializer})
     def create(self, request):
-        data = RoleCreateSerializer(data=request.data)
+        data = RoleCreateSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         if fields.get("project") and not projects_for(request.user).filter(pk=fields["project"].pk).exists():

@@ -1,5 +1,7 @@
 """Connection roles and per-environment bindings, validated on write."""
 
+import logging
+
 from django.db import transaction
 
 from apps.core.errors import Conflict, PermissionDenied, field_error
@@ -11,6 +13,8 @@ from apps.tenancy.permissions import is_org_admin, is_org_member
 
 from .models import ConnectionBinding, ConnectionRole, ConnectionTest
 from .schemas import validate_params
+
+logger = logging.getLogger("planasonix.connections")
 
 ROLE_FIELDS = {"kind", "description", "required_in"}
 
@@ -126,12 +130,23 @@ def connection_test_request(*, actor, binding: ConnectionBinding) -> ConnectionT
             f"Testing a connection in '{binding.environment.slug}' needs run_in_environment or "
             "change_environment_config."
         )
-    test = ConnectionTest.objects.create(binding=binding, requested_by=actor)
-
-    def enqueue():
-        from apps.resolution.tasks import test_connection
-
-        test_connection.delay(test.pk)
-
-    transaction.on_commit(enqueue, robust=True)
+    # Decided now, while the caller's API key (if any) still narrows them: the worker only knows
+    # the user, and a `write` key must not get its owner's credentials sent to a host it just set.
+    test = ConnectionTest.objects.create(
+        binding=binding,
+        requested_by=actor,
+        may_use_credentials=perms.may(actor, perms.USE_CREDENTIALS, binding.environment),
+    )
+    transaction.on_commit(lambda: enqueue_connection_test(test.pk), robust=True)
     return test
+
+
+def enqueue_connection_test(test_pk: int) -> None:
+    """Wake a worker for a queued test, by task name: the task lives in apps.resolution, above this
+    app. If the broker is down the row stays queued and resolution's beat sweep sends it later."""
+    from celery import current_app
+
+    try:
+        current_app.send_task("apps.resolution.tasks.test_connection", args=[test_pk])
+    except Exception:  # broker down: the sweep re-sends queued tests
+        logger.warning("could not enqueue connection test %s; the sweep will", test_pk)

@@ -1,6 +1,6 @@
 """Admin base: history on every audited model and services as the single path for writes."""
 
-from django.contrib import admin, messages
+from django.contrib import messages
 from simple_history.admin import SimpleHistoryAdmin
 
 from .errors import DomainError
@@ -56,7 +56,3 @@ class AuditedAdmin(SimpleHistoryAdmin):
             self.message_user(request, exc.message, level=messages.ERROR)
             return None
 
-
-admin.site.site_header = "Planasonix Environments"
-admin.site.site_title = "Planasonix Environments"
-admin.site.index_title = "Administration"

@@ -92,6 +92,13 @@ def wrong_json_type(field, value) -> str | None:
         return None  # allow_null is the field's own business
     if isinstance(field, serializers.BooleanField):
         return None if isinstance(value, bool) else "Must be true or false."
+    if isinstance(field, serializers.PrimaryKeyRelatedField):
+        return None if isinstance(value, int) and not isinstance(value, bool) else "Must be an integer id."
+    if isinstance(field, serializers.ManyRelatedField) and isinstance(
+        field.child_relation, serializers.PrimaryKeyRelatedField
+    ):
+        ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        return None if ok else "Must be a list of integer ids."
     if isinstance(field, serializers.IntegerField):
         return None if isinstance(value, int) and not isinstance(value, bool) else "Must be an integer."
     if isinstance(field, serializers.FloatField):

@@ -16,6 +16,8 @@ from apps.environments import services as env_services
 from apps.environments.models import Environment, Kind
 from apps.pipelines import services as pipeline_services
 from apps.pipelines.models import Pipeline, Project
+from apps.runs import services as run_services
+from apps.runs.models import Deployment, Schedule
 from apps.secrets import services as secret_services
 from apps.secrets.models import Secret
 from apps.tenancy import services as tenancy_services
@@ -59,7 +61,7 @@ GRANTS = {
 STAGES = (
     # slug, name, kind, position, promotes_to, policy overrides
     ("production", "Production", Kind.PRODUCTION, 30, None, {"allowed_destinations": ["reporting_db"]}),
-    ("staging", "Staging", Kind.STAGING, 20, "production", {"sample_percent": "25.00"}),
+    ("staging", "Staging", Kind.STAGING, 20, "production", {}),
     ("development", "Development", Kind.DEVELOPMENT, 10, "staging", {"sample_rows": 1000}),
 )
 
@@ -250,6 +252,20 @@ def _configuration(admin, organization, stages):
                     role=role,
                     environment=environment,
                     params={"path": str(path)},
-                    credential=secret if role_name == "reporting_db" and slug != "development" else None,
+                    credential=secret if role_name == "reporting_db" and slug == "production" else None,
                 )
+    _deploy_and_schedule(admin, pipeline, stages["development"])
     return pipeline
+
+
+def _deploy_and_schedule(admin, pipeline, development):
+    """Version 1 deployed to development with a daily schedule (switched on by the deployment)."""
+    if not Schedule.objects.filter(pipeline=pipeline, environment=development).exists():
+        run_services.schedule_save(actor=admin, pipeline=pipeline, environment=development, cron="0 6 * * *")
+    if not Deployment.objects.filter(pipeline=pipeline, environment=development, is_active=True).exists():
+        run_services.deploy_direct(
+            actor=admin,
+            pipeline=pipeline,
+            environment=development,
+            version=pipeline.versions.order_by("number").first(),
+        )

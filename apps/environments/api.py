@@ -11,6 +11,7 @@ from rest_framework.response import Response
 
 from apps.core.api import StrictModelSerializer, StrictSerializer
 from apps.notifications.models import Channel
+from apps.tenancy.api import MemberOrganizationField
 from apps.tenancy.models import Organization
 
 from . import permissions as perms
@@ -48,10 +49,19 @@ class RuntimePolicySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class _OrganizationChannels(serializers.PrimaryKeyRelatedField):
+    """Channel ids of the environment's organization only: another tenant's id is simply unknown
+    (a different answer would tell which ids exist elsewhere)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(queryset=Channel.objects.all(), **kwargs)
+
+    def get_queryset(self):
+        return Channel.objects.filter(organization=self.root.context.get("organization"))
+
+
 class RuntimePolicyWriteSerializer(StrictModelSerializer):
-    notification_channels = serializers.PrimaryKeyRelatedField(
-        many=True, queryset=Channel.objects.all(), required=False
-    )
+    notification_channels = _OrganizationChannels(many=True, required=False)
     allowed_destinations = serializers.ListField(
         child=serializers.CharField(max_length=100), max_length=200, required=False
     )
@@ -132,7 +142,7 @@ class _PromotesToField(serializers.SlugRelatedField):
 
 
 class EnvironmentCreateSerializer(StrictModelSerializer):
-    organization = serializers.SlugRelatedField(slug_field="slug", queryset=Organization.objects.all())
+    organization = MemberOrganizationField()
     promotes_to = _PromotesToField()
     policy = RuntimePolicyWriteSerializer(required=False)
     slug = serializers.SlugField(max_length=63, required=False)
@@ -213,9 +223,10 @@ class EnvironmentViewSet(viewsets.ModelViewSet):
     def create(self, request):
         organization = None
         slug = request.data.get("organization") if isinstance(request.data, dict) else None
-        if isinstance(slug, str):
+        if isinstance(slug, str) and "\x00" not in slug:  # PostgreSQL refuses NUL; the serializer reports it
             organization = Organization.objects.filter(slug=slug).first()
-        data = EnvironmentCreateSerializer(data=request.data, context={"organization": organization})
+        context = {"organization": organization, "request": request}
+        data = EnvironmentCreateSerializer(data=request.data, context=context)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         policy = fields.pop("policy", None)
@@ -244,7 +255,9 @@ class EnvironmentViewSet(viewsets.ModelViewSet):
         environment = self.get_object()
         if request.method == "GET":
             return Response(RuntimePolicySerializer(environment.policy).data)
-        data = RuntimePolicyWriteSerializer(environment.policy, data=request.data, partial=True)
+        data = RuntimePolicyWriteSerializer(
+            environment.policy, data=request.data, partial=True, context={"organization": environment.organization}
+        )
         data.is_valid(raise_exception=True)
         policy = services.runtime_policy_update(actor=request.user, environment=environment, **data.validated_data)
         return Response(RuntimePolicySerializer(policy).data)

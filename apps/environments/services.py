@@ -250,6 +250,7 @@ def environment_update(*, actor, environment: Environment, **changes) -> Environ
     for field, value in real.items():
         setattr(environment, field, value)
     audited_save(environment, actor=actor, reason="changed: " + ", ".join(sorted(real)))
+    revisions.bump(environment.organization_id)  # resolved answers carry the environment's name and slug
     return environment
 
 
@@ -290,7 +291,7 @@ def validate_policy_values(policy: RuntimePolicy) -> None:
 def _check_channels(environment: Environment, channels) -> None:
     foreign = [c for c in channels if c.organization_id != environment.organization_id]
     if foreign:
-        raise field_error("notification_channels", f"Channel '{foreign[0].name}' belongs to another organization.")
+        raise field_error("notification_channels", f"Channel id {foreign[0].pk} is not a channel of this organization.")
 
 
 def _set_channels(policy: RuntimePolicy, channels) -> None:

@@ -10,7 +10,7 @@ from apps.tenancy.models import Organization
 from apps.tenancy.permissions import admin_organization_ids
 
 from . import services
-from .models import Channel, ChannelKind, Delivery, DeliveryStatus, Event, Notification
+from .models import Channel, Delivery, DeliveryStatus, Event, Notification
 
 
 def _sees_everything(user) -> bool:
@@ -22,10 +22,7 @@ def _administered(user) -> set[int]:
 
 
 def _masked_target(channel: Channel) -> str:
-    """Email addresses as they are; URLs reduced to scheme and host (a Slack-style target is already masked)."""
-    if channel.kind == ChannelKind.EMAIL:
-        return channel.target
-    return services.mask_url(channel.target) if channel.target else ""
+    return services.display_target(channel)
 
 
 class _DryRun(Exception):

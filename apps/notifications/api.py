@@ -7,7 +7,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from apps.core.api import StrictSerializer
-from apps.tenancy.models import Organization
+from apps.tenancy.api import MemberOrganizationField
 
 from . import selectors, services
 from .models import Channel, ChannelKind, Event, Notification
@@ -15,6 +15,7 @@ from .models import Channel, ChannelKind, Event, Notification
 
 class ChannelSerializer(serializers.ModelSerializer):
     organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    target = serializers.SerializerMethodField(help_text="Email addresses, or the URL masked as scheme://host/….")
     has_secret = serializers.SerializerMethodField()
 
     class Meta:
@@ -34,12 +35,15 @@ class ChannelSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    def get_target(self, obj) -> str:
+        return services.display_target(obj)
+
     def get_has_secret(self, obj) -> bool:
         return bool(obj.secret_ciphertext)
 
 
 class ChannelCreateSerializer(StrictSerializer):
-    organization = serializers.SlugRelatedField(slug_field="slug", queryset=Organization.objects.all())
+    organization = MemberOrganizationField()
     name = serializers.CharField(max_length=80)
     kind = serializers.ChoiceField(choices=ChannelKind.choices)
     target = serializers.CharField(max_length=2000, help_text="Email addresses (comma-separated) or the webhook URL.")
@@ -98,7 +102,7 @@ class ChannelViewSet(viewsets.ModelViewSet):
         },
     )
     def create(self, request):
-        data = ChannelCreateSerializer(data=request.data)
+        data = ChannelCreateSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         channel, generated = services.channel_create(actor=request.user, **data.validated_data)
         return Response(

@@ -46,6 +46,14 @@ def mask_url(url: str) -> str:
     return f"{parts.scheme}://{host}{f':{port}' if port else ''}/…"
 
 
+def display_target(channel: Channel) -> str:
+    """How a channel's target is shown anywhere (API, admin): email addresses as they are, URLs as
+    scheme://host/… since a webhook path or query often carries a token."""
+    if channel.kind == ChannelKind.EMAIL or not channel.target:
+        return channel.target
+    return mask_url(channel.target)
+
+
 def _validate_url(field: str, url: str) -> None:
     parts = urlsplit(url or "")
     try:
@@ -54,6 +62,8 @@ def _validate_url(field: str, url: str) -> None:
         raise field_error(field, "Give an http(s) URL with a valid port.") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise field_error(field, "Give an http(s) URL.")
+    if parts.username or parts.password:
+        raise field_error(field, "Do not put credentials in the URL; webhooks are authenticated by their signature.")
 
 
 def _validate_emails(target: str) -> None:

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from apps.core.api import ETagMixin, StrictSerializer
 from apps.core.errors import field_error
 from apps.environments.models import Environment
-from apps.tenancy.models import Organization
+from apps.tenancy.api import MemberOrganizationField
 
 from . import selectors, services
 from .models import Pipeline, PipelineVersion, Project
@@ -37,7 +37,7 @@ class ProjectSerializer(serializers.ModelSerializer):
 
 
 class ProjectWriteSerializer(StrictSerializer):
-    organization = serializers.SlugRelatedField(slug_field="slug", queryset=Organization.objects.all())
+    organization = MemberOrganizationField()
     name = serializers.CharField(max_length=120)
     slug = serializers.SlugField(max_length=63, required=False, default="")
     description = serializers.CharField(max_length=4000, required=False, default="", allow_blank=True)
@@ -83,7 +83,7 @@ class ProjectViewSet(ETagMixin, viewsets.ModelViewSet):
 
     @extend_schema(request=ProjectWriteSerializer, responses={201: ProjectSerializer})
     def create(self, request):
-        data = ProjectWriteSerializer(data=request.data)
+        data = ProjectWriteSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         if "default_environment" in fields:

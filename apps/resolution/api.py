@@ -1,5 +1,7 @@
 """Read endpoints of resolution: resolve, diff, readiness (per pipeline) and the matrix (per project)."""
 
+import re
+
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -14,6 +16,7 @@ from apps.pipelines.selectors import pipelines_for, projects_for
 
 from . import services
 
+WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")  # str.isdigit() accepts '²', which int() refuses
 ENV = OpenApiParameter("environment", str, required=True, description="Environment slug.")
 VERSION = OpenApiParameter("version", int, description="Version number (default: the latest).")
 AS_OF = OpenApiParameter("as_of", OpenApiTypes.DATETIME, description="Rebuild the answer as of this moment.")
@@ -33,7 +36,7 @@ def _environment(organization_id, slug, field="environment"):
 def _version(pipeline, raw):
     if raw in (None, ""):
         return None
-    if not str(raw).isdigit():
+    if not WHOLE_NUMBER.fullmatch(str(raw)):
         raise field_error("version", "Give a version number.")
     version = pipeline.versions.filter(number=int(raw)).first()
     if version is None:
@@ -44,7 +47,10 @@ def _version(pipeline, raw):
 def _as_of(raw):
     if raw in (None, ""):
         return None
-    moment = parse_datetime(raw)
+    try:
+        moment = parse_datetime(raw)
+    except ValueError:  # well-formed but impossible, e.g. month 13
+        moment = None
     if moment is None or moment.tzinfo is None:
         raise field_error("as_of", "Give an ISO 8601 date-time with a time zone, e.g. 2026-11-24T09:00:00Z.")
     return moment
@@ -59,7 +65,7 @@ class PipelineResolutionViewSet(viewsets.GenericViewSet):
         return pipelines_for(self.request.user)
 
     def _pipeline(self, pk):
-        pipeline = self.get_queryset().filter(pk=pk).first() if str(pk).isdigit() else None
+        pipeline = self.get_queryset().filter(pk=pk).first() if WHOLE_NUMBER.fullmatch(str(pk)) else None
         if pipeline is None:
             raise NotFound("No such pipeline.")
         return pipeline
@@ -126,7 +132,7 @@ class ProjectMatrixViewSet(viewsets.GenericViewSet):
     @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def matrix(self, request, pk=None):
-        project = self.get_queryset().filter(pk=pk).first() if str(pk).isdigit() else None
+        project = self.get_queryset().filter(pk=pk).first() if WHOLE_NUMBER.fullmatch(str(pk)) else None
         if project is None:
             raise NotFound("No such project.")
         return Response(services.matrix(request.user, project))

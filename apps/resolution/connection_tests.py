@@ -47,7 +47,10 @@ def _check(test: ConnectionTest) -> tuple[bool, str]:
         return False, f"Parameters do not resolve: {exc}"
     password = None
     if binding.credential is not None:
-        if actor is None or not perms.may(actor, perms.USE_CREDENTIALS, environment):
+        allowed = (
+            test.may_use_credentials and actor is not None and perms.may(actor, perms.USE_CREDENTIALS, environment)
+        )
+        if not allowed:
             return False, "The credential was not used: the requester lacks use_environment_credentials here."
         try:
             password = secret_services.materialize(
@@ -56,3 +59,20 @@ def _check(test: ConnectionTest) -> tuple[bool, str]:
         except DomainError as exc:
             return False, exc.message
     return connectors.check(binding.role.kind, params, password)
+
+
+def sweep(grace_seconds: int = 120) -> int:
+    """Re-send tests still queued after `grace_seconds` (the broker was down when they were asked for)."""
+    from datetime import timedelta
+
+    from apps.connections.services import enqueue_connection_test
+
+    cutoff = timezone.now() - timedelta(seconds=grace_seconds)
+    pending = list(
+        ConnectionTest.objects.filter(status=ConnectionTest.Status.QUEUED, created_at__lt=cutoff).values_list(
+            "pk", flat=True
+        )[:200]
+    )
+    for pk in pending:
+        enqueue_connection_test(pk)
+    return len(pending)

@@ -11,3 +11,9 @@ from . import connection_tests
 def test_connection(test_pk: int) -> None:
     """Run one queued connection test; safe to run twice (a finished test is left alone)."""
     connection_tests.run(test_pk)
+
+
+@shared_task(name="apps.resolution.tasks.sweep_connection_tests", ignore_result=True)
+def sweep_connection_tests() -> int:
+    """Beat: re-send connection tests a broker outage left queued."""
+    return connection_tests.sweep()

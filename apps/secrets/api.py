@@ -8,7 +8,7 @@ from rest_framework.response import Response
 
 from apps.core.api import ETagMixin, StrictSerializer
 from apps.environments.models import Environment
-from apps.tenancy.models import Organization
+from apps.tenancy.api import MemberOrganizationField
 
 from . import selectors, services
 from .models import Secret
@@ -39,7 +39,7 @@ class SecretSerializer(serializers.ModelSerializer):
 
 
 class SecretCreateSerializer(StrictSerializer):
-    organization = serializers.SlugRelatedField(slug_field="slug", queryset=Organization.objects.all())
+    organization = MemberOrganizationField()
     name = serializers.CharField(max_length=64)
     provider = serializers.CharField(max_length=32, default="local")
     value = serializers.CharField(max_length=65536, required=False, write_only=True, trim_whitespace=False)
@@ -91,7 +91,7 @@ class SecretViewSet(ETagMixin, viewsets.ModelViewSet):
 
     @extend_schema(request=SecretCreateSerializer, responses={201: SecretSerializer})
     def create(self, request):
-        data = SecretCreateSerializer(data=request.data)
+        data = SecretCreateSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         fields["allowed_environments"] = environments_by_slug(fields["organization"], fields["allowed_environments"])

@@ -45,8 +45,14 @@ class EnvProvider:
     def validate(self, secret) -> None:
         if not _ENV_NAME.fullmatch(secret.reference or ""):
             raise field_error("reference", "Give the environment variable's name (letters, digits, _).")
+        if not secret.reference.startswith(settings.SECRET_ENV_PREFIX):
+            # Without the prefix a tenant could name the platform's own variables (DJANGO_SECRET_KEY,
+            # FIELD_ENCRYPTION_KEYS, DATABASE_URL) and have them handed to a connection it controls.
+            raise field_error("reference", f"Environment secrets must be named {settings.SECRET_ENV_PREFIX}<NAME>.")
 
     def materialize(self, secret) -> str:
+        if not secret.reference.startswith(settings.SECRET_ENV_PREFIX):
+            raise SecretUnavailable(f"'{secret.reference}' is not a secret variable ({settings.SECRET_ENV_PREFIX}*)")
         value = os.environ.get(secret.reference)
         if value is None:
             raise SecretUnavailable(f"environment variable '{secret.reference}' is not set on this worker")

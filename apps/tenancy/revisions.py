@@ -12,7 +12,9 @@ def bump(organization_id: int) -> None:
         raise RuntimeError("bump() must run inside the transaction that writes the configuration")
     updated = ConfigRevision.objects.filter(organization_id=organization_id).update(value=F("value") + 1)
     if not updated:
-        ConfigRevision.objects.get_or_create(organization_id=organization_id, defaults={"value": 1})
+        _, created = ConfigRevision.objects.get_or_create(organization_id=organization_id, defaults={"value": 1})
+        if not created:  # a concurrent first bump created the row: still advance past it
+            ConfigRevision.objects.filter(organization_id=organization_id).update(value=F("value") + 1)
 
 
 def current(organization_id: int) -> int:

@@ -12,7 +12,7 @@ from apps.environments.models import Environment, Kind
 from apps.pipelines.models import Pipeline, Project
 from apps.pipelines.selectors import pipelines_for, projects_for
 from apps.secrets.models import Secret
-from apps.tenancy.models import Organization
+from apps.tenancy.api import MemberOrganizationField
 
 from . import selectors, services
 from .models import Variable, VariableOverride, VariableType
@@ -74,7 +74,7 @@ class _DefinitionFields(StrictSerializer):
 
 
 class VariableCreateSerializer(_DefinitionFields):
-    organization = serializers.SlugRelatedField(slug_field="slug", queryset=Organization.objects.all())
+    organization = MemberOrganizationField()
     project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.all(), required=False, allow_null=True)
     pipeline = serializers.PrimaryKeyRelatedField(queryset=Pipeline.objects.all(), required=False, allow_null=True)
     name = serializers.CharField(max_length=64)
@@ -103,7 +103,7 @@ class VariableViewSet(ETagMixin, viewsets.ModelViewSet):
 
     @extend_schema(request=VariableCreateSerializer, responses={201: VariableSerializer})
     def create(self, request):
-        data = VariableCreateSerializer(data=request.data)
+        data = VariableCreateSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         organization = fields.pop("organization")

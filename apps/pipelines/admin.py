@@ -1,0 +1,447 @@
+"""Admin for projects, pipelines and their immutable versions, every write through the services.
+
+Each add or change first runs the service in a savepoint that is rolled back, so its refusals show
+as form errors; then save_model runs it for real. A version is never edited: its change page is
+read-only, and a new version is added from a form that takes the graph as JSON (graph errors name
+the node and field). Non-superuser staff see only the organizations they administer."""
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import transaction
+from django.http import HttpResponseRedirect
+from django.urls import reverse
+from django.utils.html import format_html
+
+from apps.core.admin import ServiceFormMixin
+from apps.core.errors import DomainError
+from apps.environments.models import Environment
+from apps.tenancy.admin import OrganizationScopedAdmin
+from apps.tenancy.permissions import admin_organization_ids
+
+from . import services
+from .models import Pipeline, PipelineVersion, Project
+
+
+class _DryRun(Exception):
+    """Raised to roll back a service call made only to validate a form."""
+
+
+def _dry_run(func, **kwargs) -> None:
+    """Run a service in a savepoint that is always rolled back: its DomainError reaches the caller,
+    its writes never do."""
+    try:
+        with transaction.atomic():
+            func(**kwargs)
+            raise _DryRun
+    except _DryRun:
+        pass
+
+
+def _adopt(obj, saved) -> None:
+    """Make the admin's form instance the row the service saved (for the log entry and redirect)."""
+    for field in obj._meta.concrete_fields:
+        setattr(obj, field.attname, getattr(saved, field.attname))
+    obj._state.adding = False
+    obj._state.db = saved._state.db
+
+
+def _sees_everything(user) -> bool:
+    return user.is_active and user.is_superuser
+
+
+class _NoRevertMixin:
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        # Reverting is disabled (SIMPLE_HISTORY_REVERT_DISABLED); a POST would save an old row past the services.
+        if request.method == "POST":
+            raise DjangoPermissionDenied
+        return super().history_form_view(request, object_id, version_id, extra_context)
+
+
+class _RefusedDeleteMixin:
+    """Delete through a service; a refusal is a message on the change page, not a 500."""
+
+    delete_service = None
+    delete_kwarg = None
+
+    def _delete(self, request, obj):
+        type(self).delete_service(actor=request.user, **{self.delete_kwarg: obj})
+
+    def delete_view(self, request, object_id, extra_context=None):
+        if request.method == "POST":
+            obj = self.get_object(request, unquote(object_id))
+            if obj is not None and self.has_delete_permission(request, obj):
+                try:
+                    _dry_run(self._delete, request=request, obj=obj)
+                except DomainError as exc:
+                    self.message_user(request, exc.message, level=messages.ERROR)
+                    opts = self.model._meta
+                    return HttpResponseRedirect(
+                        reverse(
+                            f"admin:{opts.app_label}_{opts.model_name}_change",
+                            args=[obj.pk],
+                            current_app=self.admin_site.name,
+                        )
+                    )
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_model(self, request, obj):
+        self._delete(request, obj)
+
+    def get_deleted_objects(self, objs, request):
+        # Pipelines and their (undeletable on their own) versions go with the row; the delete
+        # service decides who may delete, not the per-model delete permissions of the admin.
+        deleted, model_count, _perms_needed, protected = super().get_deleted_objects(objs, request)
+        return deleted, model_count, set(), protected
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.run_service(request, self._delete, request, obj)
+
+
+# --- projects -------------------------------------------------------------------------------
+
+
+class ProjectAdminForm(forms.ModelForm):
+    class Meta:
+        model = Project
+        fields = ["organization", "name", "slug", "description", "default_environment"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "slug" in self.fields and self.instance.pk is None:
+            self.fields["slug"].required = False
+            self.fields["slug"].help_text = "Leave empty to derive it from the name."
+
+
+@admin.register(Project)
+class ProjectAdmin(_NoRevertMixin, _RefusedDeleteMixin, OrganizationScopedAdmin):
+    form = ProjectAdminForm
+    list_display = ["name", "slug", "organization", "default_environment", "pipeline_count", "created_at"]
+    list_filter = [("organization", admin.RelatedOnlyFieldListFilter), "created_at"]
+    search_fields = ["name", "slug", "description", "organization__name", "organization__slug"]
+    list_select_related = ["organization", "default_environment__organization"]
+    object_history_template = "simple_history/object_history.html"
+    delete_service = services.project_delete
+    delete_kwarg = "project"
+
+    def get_queryset(self, request):
+        from django.db.models import Count
+
+        return super().get_queryset(request).annotate(pipeline_total=Count("pipelines", distinct=True))
+
+    @admin.display(description="pipelines", ordering="pipeline_total")
+    def pipeline_count(self, obj) -> int:
+        return obj.pipeline_total
+
+    def get_fields(self, request, obj=None):
+        fields = list(ProjectAdminForm.Meta.fields)
+        return fields if obj is None else [*fields, "created_at", "updated_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else ["organization", "created_at", "updated_at"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        field = form.base_fields.get("default_environment")
+        if field is not None:
+            environments = Environment.objects.select_related("organization")
+            if obj is not None:
+                field.queryset = environments.filter(organization_id=obj.organization_id)
+            elif not _sees_everything(request.user):
+                field.queryset = environments.filter(organization_id__in=self._administered(request))
+            else:
+                field.queryset = environments
+        return form
+
+    def _changes(self, form) -> dict:
+        return {name: form.cleaned_data.get(name) for name in form.changed_data if name in services.PROJECT_FIELDS}
+
+    def _create_kwargs(self, request, data) -> dict:
+        return {
+            "actor": request.user,
+            "organization": data["organization"],
+            "name": data["name"],
+            "slug": data.get("slug") or "",
+            "description": data.get("description") or "",
+            "default_environment": data.get("default_environment"),
+        }
+
+    def service_validate(self, request, instance, cleaned_data, form) -> None:
+        if instance.pk is None:
+            if cleaned_data.get("organization") is not None:
+                _dry_run(services.project_create, **self._create_kwargs(request, cleaned_data))
+        elif self._changes(form):
+            _dry_run(services.project_update, actor=request.user, project=instance, **self._changes(form))
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            saved = services.project_create(**self._create_kwargs(request, form.cleaned_data))
+        elif self._changes(form):
+            saved = services.project_update(actor=request.user, project=obj, **self._changes(form))
+        else:
+            return
+        _adopt(obj, saved)
+
+
+# --- pipelines ------------------------------------------------------------------------------
+
+
+class VersionInline(admin.TabularInline):
+    """The pipeline's versions, read-only (a change is a new version, added on the versions page)."""
+
+    model = PipelineVersion
+    fields = ["number", "message", "content_hash", "author", "git_branch", "git_commit", "git_tag", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    ordering = ["-number"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("author", "pipeline__project")
+
+    def has_view_permission(self, request, obj=None):
+        return True  # the pipeline admin already decided that this pipeline is visible
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class PipelineAdminForm(forms.ModelForm):
+    class Meta:
+        model = Pipeline
+        fields = ["project", "name", "slug", "description"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "slug" in self.fields and self.instance.pk is None:
+            self.fields["slug"].required = False
+            self.fields["slug"].help_text = "Leave empty to derive it from the name."
+
+
+@admin.register(Pipeline)
+class PipelineAdmin(_NoRevertMixin, _RefusedDeleteMixin, OrganizationScopedAdmin):
+    form = PipelineAdminForm
+    organization_lookup = "project__organization"
+    list_display = ["name", "slug", "project", "organization", "latest_version", "created_at"]
+    list_filter = [
+        ("project__organization", admin.RelatedOnlyFieldListFilter),
+        ("project", admin.RelatedOnlyFieldListFilter),
+    ]
+    search_fields = ["name", "slug", "description", "project__name", "project__slug"]
+    list_select_related = ["project__organization"]
+    inlines = [VersionInline]
+    object_history_template = "simple_history/object_history.html"
+    delete_service = services.pipeline_delete
+    delete_kwarg = "pipeline"
+
+    def _organization_id(self, obj) -> int:
+        return obj.project.organization_id
+
+    def get_queryset(self, request):
+        from django.db.models import Max
+
+        return super().get_queryset(request).annotate(latest_number=Max("versions__number"))
+
+    @admin.display(description="organization", ordering="project__organization__name")
+    def organization(self, obj):
+        return obj.project.organization
+
+    @admin.display(description="latest version", ordering="latest_number")
+    def latest_version(self, obj):
+        return obj.latest_number
+
+    def get_fields(self, request, obj=None):
+        fields = list(PipelineAdminForm.Meta.fields)
+        return fields if obj is None else [*fields, "created_at", "updated_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else ["project", "created_at", "updated_at"]
+
+    def get_inline_instances(self, request, obj=None):
+        return super().get_inline_instances(request, obj) if obj is not None else []
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "project":
+            projects = Project.objects.select_related("organization")
+            if not _sees_everything(request.user):
+                projects = projects.filter(organization_id__in=self._administered(request))
+            kwargs["queryset"] = projects
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def _changes(self, form) -> dict:
+        return {name: form.cleaned_data.get(name) for name in form.changed_data if name in services.PIPELINE_FIELDS}
+
+    def _create_kwargs(self, request, data) -> dict:
+        return {
+            "actor": request.user,
+            "project": data["project"],
+            "name": data["name"],
+            "slug": data.get("slug") or "",
+            "description": data.get("description") or "",
+        }
+
+    def service_validate(self, request, instance, cleaned_data, form) -> None:
+        if instance.pk is None:
+            if cleaned_data.get("project") is not None:
+                _dry_run(services.pipeline_create, **self._create_kwargs(request, cleaned_data))
+        elif self._changes(form):
+            _dry_run(services.pipeline_update, actor=request.user, pipeline=instance, **self._changes(form))
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            saved = services.pipeline_create(**self._create_kwargs(request, form.cleaned_data))
+        elif self._changes(form):
+            saved = services.pipeline_update(actor=request.user, pipeline=obj, **self._changes(form))
+        else:
+            return
+        _adopt(obj, saved)
+
+    def save_related(self, request, form, formsets, change):
+        """Versions are read-only here; the services saved the pipeline."""
+
+
+# --- versions -------------------------------------------------------------------------------
+
+
+class PipelineVersionAddForm(ServiceFormMixin, forms.ModelForm):
+    """A new version: the pipeline, its graph as JSON, a message and the Git metadata."""
+
+    graph = forms.JSONField(
+        widget=forms.Textarea(attrs={"rows": 24, "cols": 100, "style": "font-family: monospace"}),
+        help_text='{"nodes": [{"id": ..., "type": "source" | "destination", ...}], "edges": [["from", "to"]]}',
+    )
+    compare_url = forms.URLField(max_length=1000, required=False, assume_scheme="https")
+
+    class Meta:
+        model = PipelineVersion
+        fields = ["pipeline", "graph", "message", *services.GIT_FIELDS]
+
+
+GRAPH_PRETTY = "graph_pretty"
+VERSION_FIELDS = [
+    "pipeline",
+    "number",
+    "message",
+    "author",
+    "created_at",
+    "content_hash",
+    GRAPH_PRETTY,
+    "git_repository",
+    "git_commit",
+    "git_branch",
+    "git_tag",
+    "git_merged",
+    "compare_url",
+]
+
+
+@admin.register(PipelineVersion)
+class PipelineVersionAdmin(admin.ModelAdmin):
+    """Versions are immutable: the change page is read-only; a new version goes through the service."""
+
+    form = PipelineVersionAddForm
+    list_display = ["__str__", "number", "pipeline", "message", "author", "git_branch", "git_commit", "created_at"]
+    list_filter = [("pipeline__project__organization", admin.RelatedOnlyFieldListFilter), "git_merged", "created_at"]
+    search_fields = ["message", "git_commit", "git_branch", "git_tag", "pipeline__name", "pipeline__slug"]
+    list_select_related = ["pipeline__project", "author"]
+    date_hierarchy = "created_at"
+
+    # --- who sees what: the organizations the staff user administers ---
+
+    def _administered(self, request) -> set[int]:
+        return admin_organization_ids(request.user)
+
+    def _may(self, request, obj=None) -> bool:
+        if _sees_everything(request.user):
+            return True
+        administered = self._administered(request)
+        if obj is None:
+            return bool(administered)
+        return obj.pipeline.project.organization_id in administered
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request).select_related("pipeline__project__organization", "author")
+        if _sees_everything(request.user):
+            return qs
+        return qs.filter(pipeline__project__organization_id__in=self._administered(request))
+
+    def has_module_permission(self, request):
+        return self._may(request)
+
+    def has_view_permission(self, request, obj=None):
+        return self._may(request, obj)
+
+    def has_add_permission(self, request):
+        return self._may(request)
+
+    def has_change_permission(self, request, obj=None):
+        return False  # immutable
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # immutable; versions go with their pipeline
+
+    # --- pages ---
+
+    def get_fields(self, request, obj=None):
+        return PipelineVersionAddForm.Meta.fields if obj is None else VERSION_FIELDS
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else VERSION_FIELDS
+
+    @admin.display(description="graph")
+    def graph_pretty(self, obj) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.graph, indent=2, sort_keys=True, ensure_ascii=False))
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        return type(form.__name__, (form,), {"admin_request": request, "model_admin": self})
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "pipeline":
+            pipelines = Pipeline.objects.select_related("project__organization")
+            if not _sees_everything(request.user):
+                pipelines = pipelines.filter(project__organization_id__in=self._administered(request))
+            kwargs["queryset"] = pipelines
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def _create_kwargs(self, request, data) -> dict:
+        return {
+            "actor": request.user,
+            "pipeline": data["pipeline"],
+            "graph": data["graph"],
+            "message": data.get("message") or "",
+            **{name: data.get(name) for name in services.GIT_FIELDS if data.get(name) is not None},
+        }
+
+    def service_validate(self, request, instance, cleaned_data, form) -> None:
+        if cleaned_data.get("pipeline") is None:
+            return
+        try:
+            _dry_run(services.pipeline_version_create, **self._create_kwargs(request, cleaned_data))
+        except DomainError as exc:
+            graph_errors = {name: msgs for name, msgs in exc.fields.items() if name.startswith("graph")}
+            if not graph_errors:
+                raise
+            for name, msgs in graph_errors.items():
+                for message in msgs:
+                    form.add_error("graph", f"{name}: {message}")
+            others = {name: msgs for name, msgs in exc.fields.items() if name not in graph_errors}
+            if others:
+                raise DomainError(exc.message, fields=others) from exc
+
+    def save_model(self, request, obj, form, change):
+        _adopt(obj, services.pipeline_version_create(**self._create_kwargs(request, form.cleaned_data)))
+
+    def save_related(self, request, form, formsets, change):
+        """No related rows: the service stored the version."""

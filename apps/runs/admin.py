@@ -1,0 +1,311 @@
+"""Admin for runs (read-mostly, with a "cancel" action), deployments (read-only history) and
+schedules (added and changed through services.schedule_save, so cron, time zone, locks and the
+permission door hold here as form errors, exactly as in the API).
+
+Non-superuser staff see only rows in environments they may view; the environment and pipeline
+filters offer only those."""
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.utils.html import format_html
+
+from apps.core.admin import AuditedAdmin
+from apps.core.errors import DomainError
+from apps.environments import permissions as perms
+from apps.environments.models import Environment
+from apps.pipelines.models import Pipeline
+from apps.variables.admin import adopt, dry_run, sees_everything, visible_organization_ids
+
+from . import selectors, services
+from .models import TERMINAL, Deployment, Run, Schedule
+
+
+def _pretty(value) -> str:
+    if value in (None, {}, []):
+        return "—"
+    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def _visible_environments(user):
+    return perms.environments_where(user, perms.VIEW, Environment.objects.select_related("organization")).order_by(
+        "organization__slug", "position"
+    )
+
+
+class EnvironmentFilter(admin.SimpleListFilter):
+    """Only the environments the staff user may view."""
+
+    title = "environment"
+    parameter_name = "environment"
+
+    def lookups(self, request, model_admin):
+        return [(str(e.pk), f"{e.organization.slug}/{e.slug}") for e in _visible_environments(request.user)]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        return queryset.filter(environment_id=value) if value and value.isdigit() else queryset
+
+
+class PipelineFilter(admin.SimpleListFilter):
+    """Only the pipelines of the staff user's organizations."""
+
+    title = "pipeline"
+    parameter_name = "pipeline"
+
+    def lookups(self, request, model_admin):
+        pipelines = Pipeline.objects.select_related("project").order_by("project__slug", "slug")
+        ids = visible_organization_ids(request.user)
+        if ids is not None:
+            pipelines = pipelines.filter(project__organization_id__in=ids)
+        return [(str(p.pk), str(p)) for p in pipelines]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        return queryset.filter(pipeline_id=value) if value and value.isdigit() else queryset
+
+
+class _EnvironmentScoped:
+    """Rows in environments the staff user may view (superusers: all)."""
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        if obj is not None:
+            return perms.may(request.user, perms.VIEW, obj.environment)
+        return sees_everything(request.user) or bool(visible_organization_ids(request.user))
+
+
+class _NoRevert:
+    """History pages without the revert button's effect."""
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        if request.method == "POST":  # reverting would save an old version past the services
+            raise DjangoPermissionDenied
+        return super().history_form_view(request, object_id, version_id, extra_context)
+
+
+# --- runs ------------------------------------------------------------------------------------------
+
+
+@admin.register(Run)
+class RunAdmin(_EnvironmentScoped, admin.ModelAdmin):
+    """Runs are created by the API, schedules and the CLI; here they are read and cancelled."""
+
+    list_display = ["id", "pipeline", "version_number", "environment", "status", "trigger", "executor", "created_at"]
+    list_filter = ["status", "trigger", "executor", EnvironmentFilter, PipelineFilter, "environment__kind"]
+    list_select_related = ["pipeline__project", "version", "environment"]
+    search_fields = ["pipeline__slug", "pipeline__project__slug", "environment__slug", "error", "claimed_by"]
+    date_hierarchy = "created_at"
+    actions = ["cancel_runs"]
+    fields = [
+        "pipeline",
+        "version_number",
+        "environment",
+        "deployment",
+        "status",
+        "trigger",
+        "executor",
+        "requested_by",
+        "parameters_display",
+        "sample",
+        "error",
+        "metrics_display",
+        "baseline_display",
+        "log_display",
+        "claimed_by",
+        "cancel_requested",
+        "attempts",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "configuration_display",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="version", ordering="version__number")
+    def version_number(self, obj):
+        return obj.version.number
+
+    @admin.display(description="parameters")
+    def parameters_display(self, obj):
+        return _pretty(obj.parameters)
+
+    @admin.display(description="metrics")
+    def metrics_display(self, obj):
+        return _pretty(obj.metrics)
+
+    @admin.display(description="baseline comparison")
+    def baseline_display(self, obj):
+        return _pretty(obj.baseline)
+
+    @admin.display(description="log excerpt")
+    def log_display(self, obj):
+        return format_html("<pre>{}</pre>", obj.log_excerpt) if obj.log_excerpt else "—"
+
+    @admin.display(description="resolved configuration (secrets redacted)")
+    def configuration_display(self, obj):
+        return _pretty(obj.resolved)
+
+    def get_queryset(self, request):
+        return selectors.runs_for(request.user)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    @admin.action(description="Cancel selected runs")
+    def cancel_runs(self, request, queryset):
+        cancelled = 0
+        for run in queryset.select_related("environment", "pipeline"):
+            if run.status in TERMINAL:
+                self.message_user(request, f"Run {run.pk} is already {run.status}.", level=messages.WARNING)
+                continue
+            if self.run_service(request, services.run_cancel, actor=request.user, run=run) is not None:
+                cancelled += 1
+        if cancelled:
+            self.message_user(request, f"Cancelled {cancelled} run(s).", level=messages.SUCCESS)
+
+    def run_service(self, request, func, *args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except DomainError as exc:
+            self.message_user(request, exc.message, level=messages.ERROR)
+            return None
+
+
+# --- deployments -------------------------------------------------------------------------------------
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(_NoRevert, _EnvironmentScoped, AuditedAdmin):
+    """Which version runs where, and what it replaced (read-only: deploys go through promotions or
+    the API's direct deploy)."""
+
+    list_display = ["pipeline", "version_number", "environment", "is_active", "deployed_by", "created_at", "previous"]
+    list_filter = ["is_active", EnvironmentFilter, PipelineFilter, "environment__kind"]
+    list_select_related = ["pipeline__project", "version", "environment", "deployed_by", "previous__version"]
+    search_fields = ["pipeline__slug", "environment__slug", "note"]
+    date_hierarchy = "created_at"
+    fields = [
+        "pipeline",
+        "version",
+        "environment",
+        "is_active",
+        "deployed_by",
+        "promotion_request_id",
+        "previous",
+        "note",
+        "created_at",
+        "deactivated_at",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="version", ordering="version__number")
+    def version_number(self, obj):
+        return obj.version.number
+
+    def get_queryset(self, request):
+        return selectors.deployments_for(request.user)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+# --- schedules -------------------------------------------------------------------------------------------
+
+
+class ScheduleAdminForm(forms.ModelForm):
+    class Meta:
+        model = Schedule
+        fields = ["pipeline", "environment", "cron", "timezone", "enabled"]
+        help_texts = {
+            "cron": "Five fields, e.g. '0 6 * * 1-5' (06:00 on weekdays).",
+            "enabled": "Leave unchecked on a new schedule to follow the deployment (deploying switches it on).",
+        }
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(_NoRevert, _EnvironmentScoped, AuditedAdmin):
+    form = ScheduleAdminForm
+    list_display = ["pipeline", "environment", "cron", "timezone", "enabled", "owner", "last_fired_for"]
+    list_filter = ["enabled", EnvironmentFilter, PipelineFilter]
+    list_select_related = ["pipeline__project", "environment", "owner"]
+    search_fields = ["pipeline__slug", "environment__slug", "cron"]
+
+    def get_queryset(self, request):
+        return selectors.schedules_for(request.user)
+
+    def has_add_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        if obj is None:
+            return self.has_view_permission(request)
+        return perms.may(request.user, perms.MANAGE_SCHEDULES, obj.environment)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # switch a schedule off instead; deleting goes through the API
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["pipeline", "environment", "owner", "last_fired_for"] if obj is not None else []
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "environment":
+            kwargs["queryset"] = perms.environments_where(
+                request.user, perms.MANAGE_SCHEDULES, Environment.objects.select_related("organization")
+            )
+        elif db_field.name == "pipeline":
+            pipelines = Pipeline.objects.select_related("project")
+            ids = visible_organization_ids(request.user)
+            kwargs["queryset"] = pipelines if ids is None else pipelines.filter(project__organization_id__in=ids)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def _save_kwargs(self, request, instance, cleaned_data) -> dict:
+        changing = instance.pk is not None
+        enabled = cleaned_data.get("enabled")
+        return {
+            "actor": request.user,
+            "pipeline": instance.pipeline if changing else cleaned_data["pipeline"],
+            "environment": instance.environment if changing else cleaned_data["environment"],
+            "cron": cleaned_data["cron"],
+            "timezone_name": cleaned_data["timezone"],
+            # On a new schedule an unchecked box means "follow the deployment" (the service decides).
+            "enabled": enabled if changing or enabled else None,
+        }
+
+    def service_validate(self, request, instance, cleaned_data, form) -> None:
+        if instance.pk is None and (cleaned_data.get("pipeline") is None or cleaned_data.get("environment") is None):
+            return
+        if not cleaned_data.get("cron") or not cleaned_data.get("timezone"):
+            return
+        current = Schedule.objects.get(pk=instance.pk) if instance.pk is not None else None
+        dry_run(
+            services.schedule_save, schedule=current, **self._save_kwargs(request, current or instance, cleaned_data)
+        )
+
+    def save_model(self, request, obj, form, change):
+        current = Schedule.objects.get(pk=obj.pk) if change else None
+        saved = services.schedule_save(
+            schedule=current, **self._save_kwargs(request, current or obj, form.cleaned_data)
+        )
+        adopt(obj, saved)

@@ -1,0 +1,378 @@
+"""The built-in executor: runs a pipeline graph against SQLite and PostgreSQL connections.
+
+Sources are streamed in batches (fetchmany), capped by the policy's max_rows and sampled where the
+policy samples; each destination is written inside one transaction on its connection (`replace`
+drops and recreates the table, `append` inserts). Per destination it computes the validation
+metrics: row count, distinct key count, duplicate keys, and an order-independent hash total of
+the rows that is identical on every database for the same values.
+
+Node types come from apps.pipelines.graph.REGISTRY, the registry the graph validator uses; every
+registered type must have a handler here (checked at import)."""
+
+import datetime
+import decimal
+import hashlib
+import json
+import re
+import sqlite3
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from apps.pipelines.graph import REGISTRY
+
+BATCH_SIZE = 1000
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
+SUPPORTED_KINDS = ("sqlite", "postgres")
+
+
+class ExecutionError(Exception):
+    """The run cannot go on; the message is shown to users (never include secret values)."""
+
+
+class Cancelled(Exception):
+    """The run was cancelled between batches."""
+
+
+class LeaseLost(Exception):
+    """Another attempt took the run over (this worker's lease ran out): stop without recording."""
+
+
+# --- canonical values and the hash total ------------------------------------------------------
+
+
+def canonical_value(value):
+    """The same text for the same value whatever database produced it."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return int(value)  # SQLite has no boolean: PostgreSQL's true must hash like SQLite's 1
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float | decimal.Decimal):
+        number = decimal.Decimal(str(value)) if isinstance(value, float) else value
+        if not number.is_finite():
+            return str(number)  # NaN and ±Infinity have no integral form
+        if number == number.to_integral_value():
+            return int(number)
+        return format(number.normalize(), "f")
+    if isinstance(value, datetime.datetime) and value.utcoffset() is not None:
+        # The same instant reads back in the session's time zone on PostgreSQL: hash it in UTC.
+        return value.astimezone(datetime.UTC).isoformat()
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, bytes | memoryview):
+        return bytes(value).hex()
+    return str(value)
+
+
+def row_digest(columns: list[str], row) -> int:
+    """64-bit digest of one row, independent of column order."""
+    canonical = json.dumps(
+        {name: canonical_value(value) for name, value in zip(columns, row, strict=True)},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return int.from_bytes(hashlib.sha256(canonical.encode()).digest()[:8], "big")
+
+
+@dataclass
+class DestinationMetrics:
+    table: str
+    key: list[str]
+    rows: int = 0
+    hash_sum: int = 0
+    keys: Counter = field(default_factory=Counter)
+
+    def check_key(self, columns: list[str]) -> None:
+        missing = [k for k in self.key if k not in columns]
+        if missing:
+            raise ExecutionError(f"Key column(s) {', '.join(missing)} of '{self.table}' are not source columns.")
+
+    def add(self, columns: list[str], row) -> None:
+        self.rows += 1
+        self.hash_sum = (self.hash_sum + row_digest(columns, row)) % (1 << 64)
+        if self.key:
+            positions = [columns.index(k) for k in self.key]
+            self.keys[json.dumps([canonical_value(row[p]) for p in positions])] += 1
+
+    def as_dict(self) -> dict:
+        duplicates = [json.loads(k) for k, n in self.keys.items() if n > 1]
+        return {
+            "table": self.table,
+            "row_count": self.rows,
+            "key": self.key,
+            "distinct_keys": len(self.keys) if self.key else None,
+            "duplicate_key_count": len(duplicates),
+            "duplicate_keys_sample": duplicates[:10],
+            "keys_unique": not duplicates if self.key else None,
+            "hash_total": f"{self.hash_sum:016x}",
+        }
+
+
+# --- connections ------------------------------------------------------------------------------
+
+
+def connect(kind: str, params: dict, password: str | None):
+    """A DB-API connection for a resolved binding."""
+    if kind == "sqlite":
+        conn = sqlite3.connect(params["path"], timeout=30, isolation_level=None)
+        return conn
+    if kind == "postgres":
+        import psycopg
+
+        return psycopg.connect(
+            host=params["host"],
+            port=params.get("port", 5432),
+            dbname=params["database"],
+            user=params.get("user"),
+            password=password,
+            sslmode=params.get("sslmode", "prefer"),
+            connect_timeout=params.get("connect_timeout", 10),
+            autocommit=True,
+        )
+    raise ExecutionError(f"The built-in executor reads and writes {', '.join(SUPPORTED_KINDS)} only, not {kind}.")
+
+
+def _quote(kind: str, table: str) -> str:
+    if not isinstance(table, str) or not IDENTIFIER.fullmatch(table):
+        raise ExecutionError(f"'{table}' is not a plain table name (letters, digits, _, optionally schema.table).")
+    return ".".join(f'"{part}"' for part in table.split("."))
+
+
+def _quote_column(kind: str, name: str) -> str:
+    """A source column name as a destination identifier. Column names come from the source query,
+    so they are quoted (embedded quotes doubled), never pasted into the destination's SQL."""
+    if not name or "\x00" in name or len(name) > 63 or (kind == "postgres" and "%" in name):
+        raise ExecutionError(f"Column {name!r} cannot be a destination column name; alias it in the source query.")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _value_class(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float | decimal.Decimal):
+        return "number"
+    if isinstance(value, datetime.datetime):
+        return "timestamptz" if value.utcoffset() is not None else "timestamp"
+    if isinstance(value, datetime.date):
+        return "date"
+    if isinstance(value, bytes | memoryview):
+        return "bytes"
+    return "text"
+
+
+# Which value classes a column of a class stores unchanged (anything else is altered by the
+# destination: an integer column rounds 2.5, a text column turns 5 into '5').
+_STORES = {
+    "boolean": {"boolean"},
+    "integer": {"integer"},
+    "number": {"integer", "number"},
+    "date": {"date"},
+    "timestamp": {"timestamp"},
+    "timestamptz": {"timestamptz"},
+    "bytes": {"bytes"},
+    "text": {"text"},
+}
+_TYPES = {
+    # class: (postgres, sqlite); SQLite keeps dates and times as canonical ISO text (_sqlite_value)
+    "boolean": ("BOOLEAN", "INTEGER"),
+    "integer": ("BIGINT", "INTEGER"),
+    "number": ("NUMERIC", "REAL"),
+    "date": ("DATE", "TEXT"),
+    "timestamp": ("TIMESTAMP", "TEXT"),
+    "timestamptz": ("TIMESTAMPTZ", "TEXT"),
+    "bytes": ("BYTEA", "BLOB"),
+    "text": ("TEXT", "TEXT"),
+}
+
+
+def _column_class(values) -> str:
+    """The narrowest column class that stores every given (non-NULL) value unchanged."""
+    classes = {_value_class(v) for v in values} - {None}
+    for candidate, stores in _STORES.items():
+        if classes and classes <= stores:
+            return candidate
+    return "text"
+
+
+def _column_type(kind: str, column_class: str) -> str:
+    postgres, sqlite = _TYPES[column_class]
+    return postgres if kind == "postgres" else sqlite
+
+
+def _sqlite_value(value):
+    """A value sqlite3 can bind and that reads back with the same canonical value. Decimals become
+    floats (SQLite has no decimal type: beyond 15 significant digits they lose precision)."""
+    if value is None or isinstance(value, int | float | str | bytes):
+        return value
+    if isinstance(value, decimal.Decimal):
+        if value.is_finite() and value == value.to_integral_value():
+            return int(value)
+        return float(value)
+    if isinstance(value, memoryview):
+        return bytes(value)
+    return canonical_value(value)
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Limits:
+    max_rows: int | None = None
+    sample_rows: int | None = None
+    sample_percent: float | None = None
+    batch_size: int = BATCH_SIZE
+
+
+def _keep(columns, row, percent: float) -> bool:
+    """Deterministic sampling: the same rows are kept on every run and database."""
+    return row_digest(columns, row) % 10_000 < percent * 100
+
+
+def read_source(conn, query: str, limits: Limits, check: Callable[[], None]) -> Iterator[tuple[list[str], list]]:
+    """Yield (columns, batch of rows) from a source query, honouring max_rows and sampling."""
+    if isinstance(conn, sqlite3.Connection):
+        cursor = conn.cursor()
+    else:
+        # A client-side psycopg cursor loads the whole result on execute (max_rows would bound
+        # nothing); a named cursor fetches batch by batch, and lives in a transaction.
+        conn.autocommit = False
+        cursor = conn.cursor(name="planasonix_source")
+    cursor.execute(query)
+    columns = [d[0] for d in cursor.description]
+    cap = min(x for x in (limits.max_rows, limits.sample_rows, float("inf")) if x is not None)
+    taken = 0
+    while taken < cap:
+        # Without sampling, never read past the cap (max_rows bounds what is read, not only kept).
+        size = limits.batch_size if limits.sample_percent is not None else int(min(limits.batch_size, cap - taken))
+        batch = cursor.fetchmany(size)
+        if not batch:
+            break
+        check()
+        if limits.sample_percent is not None:
+            batch = [row for row in batch if _keep(columns, row, limits.sample_percent)]
+        if taken + len(batch) > cap:
+            batch = batch[: int(cap - taken)]
+        taken += len(batch)
+        if batch:
+            yield columns, batch
+    cursor.close()
+
+
+def write_destination(conn, kind: str, table: str, mode: str, batches, metrics: DestinationMetrics) -> None:
+    """Write every batch to `table` in one transaction (all or nothing)."""
+    quoted = _quote(kind, table)
+    placeholder = "?" if kind == "sqlite" else "%s"
+    cursor = conn.cursor()
+    cursor.execute("BEGIN")
+    try:
+        created = False
+        for columns, batch in batches:
+            if not created:
+                names = [_quote_column(kind, c) for c in columns]
+                classes = [_column_class(row[i] for row in batch) for i in range(len(columns))]
+                metrics.check_key(columns)
+                definition = ", ".join(f"{n} {_column_type(kind, k)}" for n, k in zip(names, classes, strict=True))
+                if mode == "replace":
+                    cursor.execute(f"DROP TABLE IF EXISTS {quoted}")
+                cursor.execute(f"CREATE TABLE IF NOT EXISTS {quoted} ({definition})")
+                insert = (
+                    f"INSERT INTO {quoted} ({', '.join(names)}) "  # noqa: S608 (identifiers quoted above)
+                    f"VALUES ({', '.join([placeholder] * len(columns))})"
+                )
+                created = True
+            _check_types(columns, classes, batch)
+            if kind == "sqlite":
+                cursor.executemany(insert, [[_sqlite_value(v) for v in row] for row in batch])
+            else:
+                cursor.executemany(insert, batch)
+            for row in batch:
+                metrics.add(columns, row)
+        if not created and mode == "replace" and _table_exists(cursor, kind, table):
+            cursor.execute(f"DELETE FROM {quoted}")  # noqa: S608  (no rows: replace leaves the table empty)
+        cursor.execute("COMMIT")
+    except BaseException:
+        cursor.execute("ROLLBACK")
+        raise
+    finally:
+        cursor.close()
+
+
+def _check_types(columns: list[str], classes: list[str], batch) -> None:
+    """Refuse a value the column (typed from the first batch) would silently alter (so the metrics,
+    computed from the rows read, always describe the rows stored)."""
+    for i, column_class in enumerate(classes):
+        allowed = _STORES[column_class]
+        for row in batch:
+            value_class = _value_class(row[i])
+            if value_class is not None and value_class not in allowed:
+                raise ExecutionError(
+                    f"Column '{columns[i]}' mixes {column_class} and {value_class} values "
+                    f"({canonical_value(row[i])!r}): the destination would alter them; cast it in the source query."
+                )
+
+
+def _table_exists(cursor, kind: str, table: str) -> bool:
+    name = table.split(".")[-1]
+    if kind == "sqlite":
+        cursor.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", [name])
+    else:
+        cursor.execute("SELECT 1 FROM information_schema.tables WHERE table_name=%s", [name])
+    return cursor.fetchone() is not None
+
+
+def execute_graph(resolved: dict, limits: Limits, check: Callable[[], None], log: Callable[[str], None]) -> dict:
+    """Run the resolved graph; return metrics per destination node."""
+    graph = resolved["graph"]
+    connections = resolved["connections"]
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    inputs: dict[str, list[str]] = {}
+    for source, target in graph["edges"]:
+        inputs.setdefault(target, []).append(source)
+    metrics = {}
+    for node in graph["nodes"]:
+        if node["type"] != "destination":
+            continue
+        upstream = inputs.get(node["id"], [])
+        if len(upstream) != 1 or nodes[upstream[0]]["type"] != "source":
+            raise ExecutionError(f"Destination '{node['id']}' must take exactly one source as input.")
+        source = nodes[upstream[0]]
+        source_binding = connections[source["connection"]]
+        target_binding = connections[node["connection"]]
+        source_conn = connect(source_binding["kind"], source_binding["params"], source_binding.get("credential_value"))
+        try:
+            target_conn = connect(
+                target_binding["kind"], target_binding["params"], target_binding.get("credential_value")
+            )
+        except BaseException:
+            source_conn.close()
+            raise
+        try:
+            result = DestinationMetrics(table=node["table"], key=list(node.get("key") or []))
+            log(f"{source['id']} → {node['id']} ({node.get('mode', 'replace')} {node['table']})")
+            write_destination(
+                target_conn,
+                target_binding["kind"],
+                node["table"],
+                node.get("mode", "replace"),
+                read_source(source_conn, source["query"], limits, check),
+                result,
+            )
+            metrics[node["id"]] = result.as_dict()
+            log(f"{node['id']}: {result.rows} rows written")
+        finally:
+            source_conn.close()
+            target_conn.close()
+    return metrics
+
+
+HANDLED_NODE_TYPES = {"source", "destination"}
+if set(REGISTRY) != HANDLED_NODE_TYPES:  # the validator and the executor share one registry
+    raise RuntimeError(f"executor handles {sorted(HANDLED_NODE_TYPES)} but the graph registry has {sorted(REGISTRY)}")

@@ -1,0 +1,134 @@
+"""Deployments, schedules and runs."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from simple_history.models import HistoricalRecords
+
+from apps.core.models import TimeStampedModel
+from apps.environments.models import Environment, validate_cron, validate_timezone
+from apps.pipelines.models import Pipeline, PipelineVersion
+
+
+class Deployment(models.Model):
+    """Which version of a pipeline an environment runs. Exactly one is active per pair."""
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="deployments")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="deployments")
+    version = models.ForeignKey(PipelineVersion, on_delete=models.PROTECT, related_name="deployments")
+    deployed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    # The promotion request that deployed it (the approvals app sits above this one: a plain id).
+    promotion_request_id = models.PositiveBigIntegerField(null=True, blank=True)
+    previous = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    is_active = models.BooleanField(default=True)
+    note = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    deactivated_at = models.DateTimeField(null=True, blank=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["pipeline", "environment"], condition=Q(is_active=True), name="one_active_deployment"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.pipeline} v{self.version.number} → {self.environment.slug}"
+
+
+class Schedule(TimeStampedModel):
+    """Runs a pipeline in an environment on a cron schedule (switched on by deploying)."""
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="schedules")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="schedules")
+    cron = models.CharField(max_length=100, validators=[validate_cron])
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    enabled = models.BooleanField(default=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    last_fired_for = models.DateTimeField(null=True, blank=True, editable=False)
+
+    history = HistoricalRecords(excluded_fields=["last_fired_for"])
+
+    class Meta:
+        ordering = ["pipeline", "environment"]
+
+    def __str__(self):
+        return f"{self.pipeline} in {self.environment.slug}: {self.cron} ({self.timezone})"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.REJECTED, RunStatus.CANCELLED)
+
+
+class Trigger(models.TextChoices):
+    MANUAL = "manual"
+    SCHEDULE = "schedule"
+    API = "api"
+    VALIDATION = "validation"
+
+
+class Executor(models.TextChoices):
+    BUILTIN = "builtin", "Built-in (Celery worker)"
+    EXTERNAL = "external", "External engine (claims through the API)"
+
+
+class Run(models.Model):
+    """One execution of a pipeline version in an environment. The row is the outbox: a queued run
+    is dispatched on commit, and the beat sweep re-dispatches runs left queued or whose worker died."""
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="runs")
+    version = models.ForeignKey(PipelineVersion, on_delete=models.PROTECT, related_name="runs")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="runs")
+    deployment = models.ForeignKey(Deployment, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.MANUAL)
+    executor = models.CharField(max_length=20, choices=Executor.choices, default=Executor.BUILTIN)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    parameters = models.JSONField(default=dict, blank=True)
+    sample = models.BooleanField(default=False)
+    resolved = models.JSONField(default=dict, blank=True, help_text="Resolved configuration, secrets redacted.")
+    metrics = models.JSONField(default=dict, blank=True)
+    baseline = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, max_length=4000)
+    log_excerpt = models.TextField(blank=True, max_length=20000)
+    claimed_by = models.CharField(max_length=200, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["pipeline", "environment", "status"], name="run_pipeline_env_status")]
+
+    def __str__(self):
+        return f"run {self.pk} of {self.pipeline} in {self.environment.slug} ({self.status})"
+
+
+class ScheduleFire(models.Model):
+    """One tick of a schedule. The unique constraint makes a tick fire once, whatever beats race."""
+
+    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="fires")
+    scheduled_for = models.DateTimeField()
+    run = models.OneToOneField(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="schedule_fire")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["schedule", "scheduled_for"], name="one_fire_per_tick")]
+
+    def __str__(self):
+        return f"{self.schedule_id}@{self.scheduled_for:%Y-%m-%d %H:%M}"

@@ -1,0 +1,580 @@
+"""Deployments, runs (create, dispatch, execute, cancel, claim, report), baselines, previews and
+schedules. Runs are the outbox: the row is the truth and Celery only the wake-up call."""
+
+import logging
+import zoneinfo
+from datetime import datetime, timedelta
+
+from croniter import croniter
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed, field_error
+from apps.core.services import audited_save, validate
+from apps.environments import permissions as perms
+from apps.environments.models import Environment, Kind
+from apps.environments.services import environment_emit
+from apps.pipelines.models import Pipeline, PipelineVersion
+from apps.resolution import engine
+from apps.resolution import services as resolution_services
+
+from . import executor
+from .models import TERMINAL, Deployment, Executor, Run, RunStatus, Schedule, ScheduleFire, Trigger
+
+logger = logging.getLogger("planasonix.runs")
+
+# Hooks for apps above this one (approvals): callables (environment) -> str | None; a non-empty
+# answer means "deploying here needs a promotion" and is the reason shown to the caller.
+direct_deploy_guards: list = []
+
+
+# --- deployments ------------------------------------------------------------------------------
+
+
+def active_deployment(pipeline, environment) -> Deployment | None:
+    return Deployment.objects.filter(pipeline=pipeline, environment=environment, is_active=True).first()
+
+
+def deploy(
+    *,
+    actor,
+    pipeline: Pipeline,
+    environment: Environment,
+    version: PipelineVersion,
+    promotion_request_id: int | None = None,
+    note: str = "",
+) -> Deployment:
+    """Make `version` the active deployment of the pipeline in the environment (caller checks who
+    may). Deactivates the previous one, links it, and switches the environment's schedules on."""
+    if version.pipeline_id != pipeline.pk:
+        raise field_error("version", "The version belongs to another pipeline.")
+    if environment.organization_id != pipeline.project.organization_id:
+        raise field_error("environment", "The environment belongs to another organization.")
+    with transaction.atomic():
+        previous = (
+            Deployment.objects.select_for_update()
+            .filter(pipeline=pipeline, environment=environment, is_active=True)
+            .first()
+        )
+        if previous is not None:
+            previous.is_active = False
+            previous.deactivated_at = timezone.now()
+            audited_save(previous, actor=actor, reason="superseded", clean=False)
+        deployment = Deployment(
+            pipeline=pipeline,
+            environment=environment,
+            version=version,
+            deployed_by=actor,
+            previous=previous,
+            promotion_request_id=promotion_request_id,
+            note=note,
+        )
+        try:
+            with transaction.atomic():
+                audited_save(deployment, actor=actor, reason=note or "deployed", clean=False)
+        except IntegrityError as exc:
+            raise Conflict("Another deployment of this pipeline into this environment is in progress.") from exc
+        for schedule in Schedule.objects.filter(pipeline=pipeline, environment=environment, enabled=False):
+            schedule.enabled = True
+            audited_save(schedule, actor=actor, reason=f"switched on by deploying v{version.number}", clean=False)
+    return deployment
+
+
+def deploy_direct(*, actor, pipeline: Pipeline, environment: Environment, version: PipelineVersion) -> Deployment:
+    """Deploy without a promotion: only where no approval rule applies and the stage is not protected."""
+    perms.require(actor, perms.CHANGE_CONFIG, environment)
+    if environment.is_protected:
+        raise PermissionDenied(f"'{environment.slug}' is protected: deploy to it through a promotion request.")
+    for guard in direct_deploy_guards:
+        reason = guard(environment)
+        if reason:
+            raise PermissionDenied(reason)
+    return deploy(actor=actor, pipeline=pipeline, environment=environment, version=version, note="direct deploy")
+
+
+# --- creating runs ----------------------------------------------------------------------------
+
+
+def _default_version(pipeline, environment) -> PipelineVersion:
+    deployment = active_deployment(pipeline, environment)
+    if deployment is not None:
+        return deployment.version
+    version = pipeline.versions.order_by("-number").first()
+    if version is None:
+        raise field_error("version", f"Pipeline '{pipeline.slug}' has no version yet.")
+    return version
+
+
+def destination_violations(resolved: dict, allowed: list[str]) -> list[str]:
+    """Destinations the policy does not allow (by connection role name or connection kind)."""
+    if not allowed:
+        return []
+    problems = []
+    for node in resolved["graph"]["nodes"]:
+        if node["type"] != "destination":
+            continue
+        role = node["connection"]
+        kind = resolved["connections"].get(role, {}).get("kind")
+        if role not in allowed and kind not in allowed:
+            problems.append(f"destination '{node['id']}' writes to '{role}' ({kind}), not in allowed_destinations")
+    return problems
+
+
+def run_create(
+    *,
+    actor,
+    pipeline: Pipeline,
+    environment: Environment | None = None,
+    version: PipelineVersion | None = None,
+    parameters: dict | None = None,
+    sample: bool = False,
+    trigger: str = Trigger.MANUAL,
+    executor_kind: str = Executor.BUILTIN,
+) -> Run:
+    """Create a run and queue it, or record it as rejected when the policy forbids it. Nothing is
+    ever written by a rejected run; configuration errors refuse the request (400)."""
+    environment = environment or pipeline.project.default_environment
+    if environment is None:
+        raise field_error("environment", "Name an environment (the project has no default environment).")
+    if environment.organization_id != pipeline.project.organization_id:
+        raise field_error("environment", "The environment belongs to another organization.")
+    perms.require(actor, perms.RUN, environment)
+    if version is None:
+        version = _default_version(pipeline, environment)
+    elif version.pipeline_id != pipeline.pk:
+        raise field_error("version", "The version belongs to another pipeline.")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise field_error("parameters", "Give an object of variable names to values.")
+    resolved = engine.resolve(pipeline, environment, version=version, parameters=parameters or {})
+    if resolved["errors"]:
+        first = resolved["errors"][0]
+        raise ValidationFailed(
+            f"The configuration does not resolve in '{environment.slug}': {first['message']}",
+            fields={first["path"]: [e["message"] for e in resolved["errors"] if e["path"] == first["path"]]},
+            code="not_ready",
+        )
+    run = Run(
+        pipeline=pipeline,
+        version=version,
+        environment=environment,
+        trigger=trigger,
+        executor=executor_kind,
+        requested_by=actor,
+        parameters=parameters or {},
+        sample=sample,
+        resolved=resolved,
+        deployment=active_deployment(pipeline, environment),
+    )
+    violations = destination_violations(resolved, resolved["policy"].get("allowed_destinations") or [])
+    with transaction.atomic():
+        if violations:
+            run.status = RunStatus.REJECTED
+            run.error = "Rejected by the runtime policy: " + "; ".join(violations) + "."
+            run.finished_at = timezone.now()
+            run.save()
+            environment_emit(environment, "policy.violated", _event(run, reason=run.error))
+            return run
+        run.save()
+        if executor_kind == Executor.BUILTIN:
+            transaction.on_commit(lambda: dispatch(run.pk), robust=True)
+    return run
+
+
+def dispatch(run_pk: int) -> None:
+    """Wake a worker for a queued run (the sweep retries if the broker is down)."""
+    from .tasks import execute_run
+
+    Run.objects.filter(pk=run_pk).update(dispatched_at=timezone.now())
+    try:
+        execute_run.delay(run_pk)
+    except Exception:  # broker down: the row stays queued and the sweep dispatches it later
+        logger.warning("could not dispatch run %s; the sweep will", run_pk)
+
+
+def _event(run: Run, **extra) -> dict:
+    return {
+        "run": {"id": run.pk, "status": run.status, "trigger": run.trigger},
+        "pipeline": {"id": run.pipeline_id, "slug": run.pipeline.slug},
+        "version": run.version.number,
+        **extra,
+    }
+
+
+def run_cancel(*, actor, run: Run) -> Run:
+    """Cancel a queued run at once; a running one stops at its next batch."""
+    perms.require(actor, perms.RUN, run.environment)
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run.pk)
+        if run.status in TERMINAL:
+            raise Conflict(f"Run {run.pk} is already {run.status}.")
+        if run.status == RunStatus.QUEUED:
+            run.status = RunStatus.CANCELLED
+            run.finished_at = timezone.now()
+        run.cancel_requested = True
+        run.save(update_fields=["status", "finished_at", "cancel_requested"])
+    return run
+
+
+# --- executing --------------------------------------------------------------------------------
+
+
+def _claim(run_pk: int, claimer: str) -> Run | None:
+    now = timezone.now()
+    with transaction.atomic():
+        run = Run.objects.select_for_update(skip_locked=True).filter(pk=run_pk).first()
+        if run is None or run.status != RunStatus.QUEUED or run.cancel_requested:
+            return None
+        run.status = RunStatus.RUNNING
+        run.claimed_by = claimer
+        run.started_at = run.started_at or now
+        run.attempts += 1
+        run.lease_expires_at = now + timedelta(seconds=settings.RUN_LEASE_SECONDS)
+        run.save(update_fields=["status", "claimed_by", "started_at", "attempts", "lease_expires_at"])
+        return run
+
+
+def _limits(run: Run, policy: dict) -> executor.Limits:
+    """Environments whose policy samples always sample; a run asking for a sample elsewhere reads
+    RUN_DEFAULT_SAMPLE_ROWS rows per source. max_rows caps every run."""
+    limits = executor.Limits(max_rows=policy.get("max_rows"))
+    percent = policy.get("sample_percent")
+    limits.sample_rows = policy.get("sample_rows")
+    limits.sample_percent = float(percent) if percent is not None else None
+    if run.sample and limits.sample_rows is None and limits.sample_percent is None:
+        limits.sample_rows = settings.RUN_DEFAULT_SAMPLE_ROWS
+    return limits
+
+
+def run_execute(run_pk: int, claimer: str = "builtin") -> Run | None:
+    """Execute a queued run in this worker (safe to call twice: only one claim succeeds)."""
+    run = _claim(run_pk, claimer)
+    if run is None:
+        return None
+    log_lines: list[str] = []
+    attempt = run.attempts
+
+    def check() -> None:
+        state = Run.objects.filter(pk=run.pk).values_list("cancel_requested", flat=True).first()
+        if state:
+            raise executor.Cancelled
+        # The attempt number fences the lease: once the sweep has requeued this run and another
+        # worker claimed it, this (slow, not dead) worker must stop and roll its write back.
+        renewed = Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, attempts=attempt).update(
+            lease_expires_at=timezone.now() + timedelta(seconds=settings.RUN_LEASE_SECONDS)
+        )
+        if not renewed:
+            raise executor.LeaseLost
+
+    try:
+        actor = run.requested_by
+        if actor is None:
+            raise executor.ExecutionError("The run has no requester to act for.")
+        # Secrets are materialized here, in the worker, for a requester allowed to use them; they
+        # live only in this frame.
+        if perms.may(actor, perms.USE_CREDENTIALS, run.environment):
+            resolved = resolution_services.resolve_for_executor(
+                actor, run.pipeline, run.environment, version=run.version, parameters=run.parameters
+            )
+        else:
+            resolved = engine.resolve(run.pipeline, run.environment, version=run.version, parameters=run.parameters)
+            needs = [n for n, c in resolved["connections"].items() if c.get("credential")]
+            if needs:
+                raise executor.ExecutionError(
+                    f"Connections {', '.join(sorted(needs))} need credentials, and the requester lacks "
+                    f"use_environment_credentials in '{run.environment.slug}'."
+                )
+        if resolved["errors"]:
+            raise executor.ExecutionError(f"Configuration error: {resolved['errors'][0]['message']}")
+        # The policy in force now, not the snapshot taken when the run was queued: a run queued
+        # (or requeued by the sweep) before the policy was tightened must not write where it forbids.
+        policy = resolved["policy"]
+        violations = destination_violations(resolved, policy.get("allowed_destinations") or [])
+        if violations:
+            error = "Rejected by the runtime policy: " + "; ".join(violations) + "."
+            return _finish(run, RunStatus.REJECTED, error=error, attempt=attempt)
+        metrics = executor.execute_graph(resolved, _limits(run, policy), check, log_lines.append)
+        return _finish(run, RunStatus.SUCCEEDED, metrics=metrics, log="\n".join(log_lines), attempt=attempt)
+    except executor.LeaseLost:
+        logger.warning("run %s attempt %s lost its lease to another attempt; stopped", run.pk, attempt)
+        return Run.objects.get(pk=run.pk)
+    except executor.Cancelled:
+        return _finish(run, RunStatus.CANCELLED, error="Cancelled.", log="\n".join(log_lines), attempt=attempt)
+    except executor.ExecutionError as exc:
+        return _finish(run, RunStatus.FAILED, error=str(exc), log="\n".join(log_lines), attempt=attempt)
+    except Exception as exc:  # driver errors: the type and message, never the resolved secrets
+        logger.warning("run %s failed: %s", run.pk, type(exc).__name__)
+        return _finish(run, RunStatus.FAILED, error=_safe_error(exc), log="\n".join(log_lines), attempt=attempt)
+
+
+def _safe_error(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:1000]}"
+
+
+def _finish(run: Run, status: str, *, metrics=None, error: str = "", log: str = "", attempt: int | None = None) -> Run:
+    """Record a running run's outcome; `attempt` (built-in workers) must still hold the claim."""
+    with transaction.atomic():
+        run = Run.objects.select_for_update().select_related("pipeline", "version", "environment").get(pk=run.pk)
+        if run.status != RunStatus.RUNNING or (attempt is not None and run.attempts != attempt):
+            return run
+        run.status = status
+        run.metrics = metrics or {}
+        run.error = error[:4000]
+        run.log_excerpt = log[-20000:]
+        run.finished_at = timezone.now()
+        run.lease_expires_at = None
+        if (status == RunStatus.SUCCEEDED and run.trigger == Trigger.VALIDATION) or (
+            status == RunStatus.SUCCEEDED and run.environment.kind == Kind.STAGING
+        ):
+            run.baseline = compare_with_baseline(run)
+        run.save()
+        event = "run.succeeded" if status == RunStatus.SUCCEEDED else "run.failed"
+        if status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
+            environment_emit(run.environment, event, _event(run, error=run.error or None))
+        elif status == RunStatus.REJECTED:
+            environment_emit(run.environment, "policy.violated", _event(run, reason=run.error))
+    return run
+
+
+# --- baselines --------------------------------------------------------------------------------
+
+
+def compare_with_baseline(run: Run, *, tolerance_percent: float | None = None, require_hash: bool = False) -> dict:
+    """Compare a (staging) run's metrics with the latest successful production run of the pipeline."""
+    tolerance = settings.BASELINE_ROW_TOLERANCE_PERCENT if tolerance_percent is None else tolerance_percent
+    baseline = (
+        Run.objects.filter(
+            pipeline=run.pipeline,
+            environment__organization_id=run.environment.organization_id,
+            environment__kind=Kind.PRODUCTION,
+            status=RunStatus.SUCCEEDED,
+        )
+        .exclude(pk=run.pk)
+        .order_by("-finished_at")
+        .first()
+    )
+    if baseline is None:
+        return {"baseline_run": None, "passed": None, "reason": "No successful production run to compare with."}
+    destinations = {}
+    passed = True
+    for node_id, metrics in run.metrics.items():
+        base = baseline.metrics.get(node_id)
+        if base is None:
+            destinations[node_id] = {"passed": False, "reason": "not in the baseline run"}
+            passed = False
+            continue
+        base_rows, rows = base["row_count"], metrics["row_count"]
+        delta = rows - base_rows
+        within = abs(delta) <= (tolerance / 100) * max(base_rows, 1)
+        keys_ok = metrics.get("keys_unique") is not False
+        hash_equal = metrics["hash_total"] == base["hash_total"]
+        ok = within and keys_ok and (hash_equal or not require_hash)
+        passed = passed and ok
+        destinations[node_id] = {
+            "row_count": rows,
+            "baseline_row_count": base_rows,
+            "row_delta": delta,
+            "row_delta_percent": round(100 * delta / base_rows, 3) if base_rows else None,
+            "within_tolerance": within,
+            "keys_unique": metrics.get("keys_unique"),
+            "hash_equal": hash_equal,
+            "passed": ok,
+        }
+    return {
+        "baseline_run": baseline.pk,
+        "baseline_environment": baseline.environment.slug,
+        "tolerance_percent": tolerance,
+        "require_hash": require_hash,
+        "destinations": destinations,
+        "passed": passed,
+    }
+
+
+# --- external executors -----------------------------------------------------------------------
+
+
+def run_claim_external(*, actor, run: Run, claimer: str) -> tuple[Run, dict]:
+    """An external engine takes a queued external run. Returns the run and the configuration it
+    needs: with secrets only for a claimer holding use_environment_credentials there."""
+    perms.require(actor, perms.RUN, run.environment)
+    if run.executor != Executor.EXTERNAL:
+        raise Conflict(f"Run {run.pk} is executed by the built-in executor.")
+    claimed = _claim(run.pk, claimer)
+    if claimed is None:
+        raise Conflict(f"Run {run.pk} is not queued (it is {Run.objects.get(pk=run.pk).status}).")
+    if perms.may(actor, perms.USE_CREDENTIALS, run.environment):
+        resolved = resolution_services.resolve_for_executor(
+            actor, run.pipeline, run.environment, version=run.version, parameters=run.parameters
+        )
+    else:
+        resolved = run.resolved
+    return claimed, resolved
+
+
+def run_report_external(
+    *, actor, run: Run, claimer: str, status: str, metrics=None, log_excerpt: str = "", error: str = ""
+) -> Run:
+    perms.require(actor, perms.RUN, run.environment)
+    if status not in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.RUNNING):
+        raise field_error("status", "One of running, succeeded, failed.")
+    with transaction.atomic():
+        locked = Run.objects.select_for_update().get(pk=run.pk)
+        if locked.status != RunStatus.RUNNING or locked.claimed_by != claimer:
+            raise Conflict(f"Run {run.pk} is {locked.status} and not claimed by this key.")
+        if status == RunStatus.RUNNING:
+            locked.lease_expires_at = timezone.now() + timedelta(seconds=settings.RUN_LEASE_SECONDS)
+            locked.log_excerpt = (log_excerpt or locked.log_excerpt)[-20000:]
+            locked.save(update_fields=["lease_expires_at", "log_excerpt"])
+            return locked
+    if metrics is not None and not isinstance(metrics, dict):
+        raise field_error("metrics", "An object of destination node id to metrics.")
+    return _finish(run, status, metrics=metrics, error=error, log=log_excerpt)
+
+
+# --- preview ----------------------------------------------------------------------------------
+
+
+def preview(*, actor, pipeline: Pipeline, environment: Environment, node_id: str, limit: int = 20) -> dict:
+    """The first rows of a source node, in a non-protected, non-production environment."""
+    perms.require(actor, perms.RUN, environment)
+    if environment.is_protected or environment.kind == Kind.PRODUCTION:
+        raise PermissionDenied(f"Previews are not allowed in '{environment.slug}' (protected or production).")
+    if not 1 <= limit <= 200:
+        raise field_error("limit", "Between 1 and 200.")
+    version = _default_version(pipeline, environment)
+    if perms.may(actor, perms.USE_CREDENTIALS, environment):
+        resolved = resolution_services.resolve_for_executor(actor, pipeline, environment, version=version)
+    else:
+        resolved = engine.resolve(pipeline, environment, version=version)
+    node = next((n for n in resolved["graph"]["nodes"] if n["id"] == node_id), None)
+    if node is None or node["type"] != "source":
+        raise field_error("node", f"No source node '{node_id}' in version {version.number}.")
+    if resolved["errors"]:
+        raise ValidationFailed(f"The configuration does not resolve: {resolved['errors'][0]['message']}")
+    binding = resolved["connections"][node["connection"]]
+    try:
+        conn = executor.connect(binding["kind"], binding["params"], binding.get("credential_value"))
+        try:
+            batches = executor.read_source(
+                conn, node["query"], executor.Limits(max_rows=limit, batch_size=limit), lambda: None
+            )
+            columns, rows = [], []
+            for batch_columns, batch in batches:
+                columns = batch_columns
+                rows.extend([[executor.canonical_value(v) for v in row] for row in batch])
+        finally:
+            conn.close()
+    except executor.ExecutionError as exc:
+        raise ValidationFailed(str(exc)) from exc
+    except Exception as exc:
+        raise ValidationFailed(f"The source could not be read: {_safe_error(exc)}") from exc
+    return {"version": version.number, "node": node_id, "columns": columns, "rows": rows[:limit]}
+
+
+# --- schedules --------------------------------------------------------------------------------
+
+
+def schedule_save(
+    *,
+    actor,
+    pipeline: Pipeline,
+    environment: Environment,
+    cron: str,
+    timezone_name: str = "UTC",
+    enabled: bool | None = None,
+    schedule: Schedule | None = None,
+) -> Schedule:
+    """Create or change a schedule (manage_schedules; a locked environment needs manage_environment too)."""
+    perms.require(actor, perms.MANAGE_SCHEDULES, environment)
+    policy = getattr(environment, "policy", None)
+    if policy is not None and policy.locked:
+        perms.require(actor, perms.MANAGE, environment)
+    if environment.organization_id != pipeline.project.organization_id:
+        raise field_error("environment", "The environment belongs to another organization.")
+    schedule = schedule or Schedule(pipeline=pipeline, environment=environment, owner=actor)
+    schedule.cron, schedule.timezone = cron, timezone_name
+    if enabled is not None:
+        schedule.enabled = enabled
+    elif schedule.pk is None:
+        schedule.enabled = active_deployment(pipeline, environment) is not None
+    validate(schedule)
+    with transaction.atomic():
+        audited_save(schedule, actor=actor, reason="schedule saved", clean=False)
+    return schedule
+
+
+def due_ticks(schedule: Schedule, now: datetime) -> datetime | None:
+    """The latest cron tick at or before `now` that has not fired yet (missed older ticks are skipped)."""
+    tz = zoneinfo.ZoneInfo(schedule.timezone)
+    local_now = now.astimezone(tz)
+    tick = croniter(schedule.cron, local_now + timedelta(seconds=1)).get_prev(datetime)
+    tick = tick.astimezone(zoneinfo.ZoneInfo("UTC"))
+    floor = schedule.last_fired_for or schedule.created_at
+    return tick if tick > floor else None
+
+
+def schedules_fire_due(now: datetime | None = None) -> list[int]:
+    """Create one run per due tick of every enabled schedule. Safe to run from several beats at
+    once: the (schedule, tick) unique constraint lets exactly one of them create the run."""
+    now = now or timezone.now()
+    created = []
+    for schedule in Schedule.objects.filter(enabled=True).select_related("pipeline__project", "environment", "owner"):
+        tick = due_ticks(schedule, now)
+        if tick is None:
+            continue
+        try:
+            with transaction.atomic():
+                fire = ScheduleFire.objects.create(schedule=schedule, scheduled_for=tick)
+                Schedule.objects.filter(pk=schedule.pk).update(last_fired_for=tick)
+                run = run_create(
+                    actor=schedule.owner,
+                    pipeline=schedule.pipeline,
+                    environment=schedule.environment,
+                    trigger=Trigger.SCHEDULE,
+                )
+                fire.run = run
+                fire.save(update_fields=["run"])
+                created.append(run.pk)
+        except IntegrityError:
+            continue  # another beat fired this tick
+        except (ValidationFailed, PermissionDenied, NotFound, Conflict) as exc:
+            logger.warning("schedule %s could not start a run: %s", schedule.pk, exc.message)
+            with transaction.atomic():
+                ScheduleFire.objects.get_or_create(schedule=schedule, scheduled_for=tick)
+                Schedule.objects.filter(pk=schedule.pk).update(last_fired_for=tick)
+    return created
+
+
+# --- the sweep --------------------------------------------------------------------------------
+
+
+def runs_sweep(now: datetime | None = None) -> dict:
+    """Re-dispatch queued runs nobody picked up, and requeue running runs whose worker died
+    (their lease ran out: a live worker renews it between batches)."""
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.RUN_DISPATCH_GRACE_SECONDS)
+    requeued = []
+    with transaction.atomic():
+        for run in Run.objects.select_for_update(skip_locked=True).filter(
+            status=RunStatus.RUNNING, executor=Executor.BUILTIN, lease_expires_at__lt=now
+        ):
+            if run.attempts >= settings.RUN_MAX_ATTEMPTS:
+                run.status, run.error, run.finished_at = RunStatus.FAILED, "The worker died too many times.", now
+                run.save(update_fields=["status", "error", "finished_at"])
+                continue
+            run.status = RunStatus.QUEUED
+            run.save(update_fields=["status"])
+            requeued.append(run.pk)
+    waiting = list(
+        Run.objects.filter(status=RunStatus.QUEUED, executor=Executor.BUILTIN, cancel_requested=False)
+        .filter(dispatched_at__lt=stale)
+        .values_list("pk", flat=True)[:500]
+    )
+    never = list(
+        Run.objects.filter(
+            status=RunStatus.QUEUED, executor=Executor.BUILTIN, dispatched_at__isnull=True, created_at__lt=stale
+        ).values_list("pk", flat=True)[:500]
+    )
+    for pk in {*requeued, *waiting, *never}:
+        dispatch(pk)
+    return {"requeued": len(requeued), "redispatched": len(set(waiting) | set(never))}

@@ -1,0 +1,216 @@
+"""Admin for secrets: metadata, history and a write-only value, every write through the services.
+
+The value field is a password input that is never pre-filled or rendered back (not even after a
+form error); leaving it blank on change keeps the stored value. Add, change and delete run the
+services (in a rolled-back savepoint first, so refusals are form errors or messages, never 500s).
+Non-superuser staff see and change only the secrets of organizations they administer."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import transaction
+from django.http import HttpResponseRedirect
+from django.urls import reverse
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
+
+from apps.core.errors import DomainError
+from apps.environments.models import Environment
+from apps.tenancy.admin import OrganizationScopedAdmin
+
+from . import providers, services
+from .models import Secret
+
+ADD_FIELDS = ["organization", "name", "provider", "value", "reference", "allowed_environments", "description"]
+CHANGE_FIELDS = [
+    "organization",
+    "name",
+    "provider",
+    "value",
+    "reference",
+    "allowed_environments",
+    "description",
+    "fingerprint",
+    "rotated_at",
+    "created_by",
+    "created_at",
+    "updated_at",
+]
+CHANGE_READONLY = [
+    "organization",
+    "name",
+    "provider",
+    "fingerprint",
+    "rotated_at",
+    "created_by",
+    "created_at",
+    "updated_at",
+]
+
+
+class _DryRun(Exception):
+    """Raised to roll back a service call made only to validate a form."""
+
+
+def _dry_run(func, **kwargs) -> None:
+    """Run a service in a savepoint that is always rolled back: its DomainError reaches the caller,
+    its writes never do."""
+    try:
+        with transaction.atomic():
+            func(**kwargs)
+            raise _DryRun
+    except _DryRun:
+        pass
+
+
+def _adopt(obj, saved) -> None:
+    """Make the admin's form instance the row the service saved (for the log entry and redirect)."""
+    for field in obj._meta.concrete_fields:
+        setattr(obj, field.attname, getattr(saved, field.attname))
+    obj._state.adding = False
+    obj._state.db = saved._state.db
+
+
+class SecretAdminForm(forms.ModelForm):
+    value = forms.CharField(
+        required=False,
+        strip=False,
+        max_length=services.MAX_VALUE_LENGTH,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only. Local provider: the value to encrypt. On change, leave empty to keep the stored value.",
+    )
+    provider = forms.ChoiceField(choices=())
+
+    class Meta:
+        model = Secret
+        fields = ["organization", "name", "provider", "reference", "allowed_environments", "description"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A value is never shown back, whatever the caller put in `initial`.
+        self.initial.pop("value", None)
+        if "provider" in self.fields:
+            self.fields["provider"].choices = [(name, name) for name in sorted(providers.registry())]
+
+
+@admin.register(Secret)
+class SecretAdmin(OrganizationScopedAdmin):
+    form = SecretAdminForm
+    list_display = ["name", "organization", "provider", "fingerprint", "rotated_at", "environments"]
+    list_filter = [
+        ("organization", admin.RelatedOnlyFieldListFilter),
+        "provider",
+        ("allowed_environments", admin.RelatedOnlyFieldListFilter),
+        "rotated_at",
+    ]
+    search_fields = ["name", "description", "reference", "organization__name", "organization__slug"]
+    list_select_related = ["organization"]
+    filter_horizontal = ["allowed_environments"]
+    object_history_template = "simple_history/object_history.html"
+
+    # Error reports (ADMINS mail, the debug page) must not carry the value either.
+    @method_decorator(sensitive_post_parameters("value"))
+    def add_view(self, request, form_url="", extra_context=None):
+        return super().add_view(request, form_url, extra_context)
+
+    @method_decorator(sensitive_post_parameters("value"))
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("allowed_environments")
+
+    @admin.display(description="allowed environments")
+    def environments(self, obj) -> str:
+        return ", ".join(sorted(environment.slug for environment in obj.allowed_environments.all())) or "—"
+
+    def get_fields(self, request, obj=None):
+        return ADD_FIELDS if obj is None else CHANGE_FIELDS
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else CHANGE_READONLY
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        field = form.base_fields.get("allowed_environments")
+        if field is not None:
+            if obj is not None:
+                field.queryset = Environment.objects.filter(organization_id=obj.organization_id)
+            elif request.user.is_superuser and request.user.is_active:
+                field.queryset = Environment.objects.select_related("organization")
+            else:
+                field.queryset = Environment.objects.select_related("organization").filter(
+                    organization_id__in=self._administered(request)
+                )
+        return form
+
+    # --- writes through the services ---
+
+    def _create_kwargs(self, request, data) -> dict:
+        return {
+            "actor": request.user,
+            "organization": data["organization"],
+            "name": data["name"],
+            "provider": data["provider"],
+            "value": data.get("value") or None,
+            "reference": data.get("reference") or "",
+            "allowed_environments": list(data.get("allowed_environments") or []),
+            "description": data.get("description") or "",
+        }
+
+    def _update_kwargs(self, request, instance, form) -> dict:
+        data = form.cleaned_data
+        changes = {"actor": request.user, "secret": instance}
+        if data.get("value"):
+            changes["value"] = data["value"]  # blank means: keep the stored value
+        for name in ("reference", "description"):
+            if name in form.changed_data:
+                changes[name] = data.get(name) or ""
+        if "allowed_environments" in form.changed_data:
+            changes["allowed_environments"] = list(data.get("allowed_environments") or [])
+        return changes
+
+    def service_validate(self, request, instance, cleaned_data, form) -> None:
+        if instance.pk is None:
+            if cleaned_data.get("organization") is not None:
+                _dry_run(services.secret_create, **self._create_kwargs(request, cleaned_data))
+        else:
+            _dry_run(services.secret_update, **self._update_kwargs(request, instance, form))
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            saved = services.secret_update(**self._update_kwargs(request, obj, form))
+        else:
+            saved = services.secret_create(**self._create_kwargs(request, form.cleaned_data))
+        _adopt(obj, saved)
+
+    def save_related(self, request, form, formsets, change):
+        """The services set the allowed environments (with history); the form must not write them again."""
+
+    def delete_view(self, request, object_id, extra_context=None):
+        """A secret that configuration still references is refused with a message before Django deletes."""
+        if request.method == "POST":
+            secret = self.get_object(request, unquote(object_id))
+            if secret is not None and self.has_delete_permission(request, secret):
+                try:
+                    _dry_run(services.secret_delete, actor=request.user, secret=secret)
+                except DomainError as exc:
+                    self.message_user(request, exc.message, level=messages.ERROR)
+                    return HttpResponseRedirect(
+                        reverse("admin:secrets_secret_change", args=[secret.pk], current_app=self.admin_site.name)
+                    )
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_model(self, request, obj):
+        services.secret_delete(actor=request.user, secret=obj)
+
+    def delete_queryset(self, request, queryset):
+        for secret in queryset:
+            self.run_service(request, services.secret_delete, actor=request.user, secret=secret)
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        # Reverting is disabled (SIMPLE_HISTORY_REVERT_DISABLED); a POST would save an old row past the services.
+        if request.method == "POST":
+            raise DjangoPermissionDenied
+        return super().history_form_view(request, object_id, version_id, extra_context)
