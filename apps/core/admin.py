@@ -55,4 +55,3 @@ class AuditedAdmin(SimpleHistoryAdmin):
         except DomainError as exc:
             self.message_user(request, exc.message, level=messages.ERROR)
             return None
-

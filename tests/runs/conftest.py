@@ -11,10 +11,20 @@ from apps.variables import services as variable_services
 
 GRAPH = {
     "nodes": [
-        {"id": "orders_src", "type": "source", "connection": "warehouse",
-         "query": "SELECT order_id, customer_id, amount FROM {{ source_table }} ORDER BY order_id"},
-        {"id": "orders_out", "type": "destination", "connection": "reporting", "table": "{{ target_table }}",
-         "mode": "replace", "key": ["order_id"]},
+        {
+            "id": "orders_src",
+            "type": "source",
+            "connection": "warehouse",
+            "query": "SELECT order_id, customer_id, amount FROM {{ source_table }} ORDER BY order_id",
+        },
+        {
+            "id": "orders_out",
+            "type": "destination",
+            "connection": "reporting",
+            "table": "{{ target_table }}",
+            "mode": "replace",
+            "key": ["order_id"],
+        },
     ],
     "edges": [["orders_src", "orders_out"]],
 }
@@ -37,21 +47,27 @@ def run_setup(org, org_admin, stages, members, tmp_path):
     )
     pipeline = pipeline_services.pipeline_create(actor=org_admin, project=project, name="Orders")
     version = pipeline_services.pipeline_version_create(actor=org_admin, pipeline=pipeline, graph=GRAPH)
-    variable_services.variable_create(actor=org_admin, organization=org, name="source_table", type="string",
-                                      default_value="orders")
-    variable_services.variable_create(actor=org_admin, organization=org, name="target_table", type="string",
-                                      default_value="orders_mart")
-    warehouse = connection_services.connection_role_create(actor=org_admin, organization=org, name="warehouse",
-                                                           kind="sqlite")
-    reporting = connection_services.connection_role_create(actor=org_admin, organization=org, name="reporting",
-                                                           kind="sqlite")
+    variable_services.variable_create(
+        actor=org_admin, organization=org, name="source_table", type="string", default_value="orders"
+    )
+    variable_services.variable_create(
+        actor=org_admin, organization=org, name="target_table", type="string", default_value="orders_mart"
+    )
+    warehouse = connection_services.connection_role_create(
+        actor=org_admin, organization=org, name="warehouse", kind="sqlite"
+    )
+    reporting = connection_services.connection_role_create(
+        actor=org_admin, organization=org, name="reporting", kind="sqlite"
+    )
     paths = {}
     for slug, environment in stages.items():
         source = make_warehouse(tmp_path / f"{slug}_warehouse.sqlite3")
         target = tmp_path / f"{slug}_reporting.sqlite3"
-        connection_services.connection_binding_set(actor=org_admin, role=warehouse, environment=environment,
-                                                   params={"path": str(source)})
-        connection_services.connection_binding_set(actor=org_admin, role=reporting, environment=environment,
-                                                   params={"path": str(target)})
+        connection_services.connection_binding_set(
+            actor=org_admin, role=warehouse, environment=environment, params={"path": str(source)}
+        )
+        connection_services.connection_binding_set(
+            actor=org_admin, role=reporting, environment=environment, params={"path": str(target)}
+        )
         paths[slug] = {"source": source, "target": target}
     return {"project": project, "pipeline": pipeline, "version": version, "paths": paths}
