@@ -261,7 +261,11 @@ class ScheduleAdmin(_NoRevert, _EnvironmentScoped, AuditedAdmin):
     def has_change_permission(self, request, obj=None):
         if obj is None:
             return self.has_view_permission(request)
-        return perms.may(request.user, perms.MANAGE_SCHEDULES, obj.environment)
+        try:
+            services.require_schedule_edit(request.user, obj.environment)
+        except DomainError:
+            return False
+        return True
 
     def has_delete_permission(self, request, obj=None):
         return False  # switch a schedule off instead; deleting goes through the API
@@ -271,8 +275,10 @@ class ScheduleAdmin(_NoRevert, _EnvironmentScoped, AuditedAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "environment":
-            kwargs["queryset"] = perms.environments_where(
-                request.user, perms.MANAGE_SCHEDULES, Environment.objects.select_related("organization")
+            # Candidates only; services.require_schedule_edit decides (a locked stage needs manage_schedules).
+            environments = Environment.objects.select_related("organization")
+            kwargs["queryset"] = perms.environments_where(request.user, perms.MANAGE_SCHEDULES, environments) | (
+                perms.environments_where(request.user, perms.CHANGE_CONFIG, environments)
             )
         elif db_field.name == "pipeline":
             pipelines = Pipeline.objects.select_related("project")

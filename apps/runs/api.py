@@ -13,7 +13,6 @@ from rest_framework.response import Response
 
 from apps.core.api import ETagMixin, StrictFilterBackend, StrictSerializer
 from apps.core.errors import field_error
-from apps.core.services import audited_delete
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline
@@ -421,16 +420,6 @@ class ScheduleFilter(filters.FilterSet):
         fields = ["pipeline", "environment", "enabled"]
 
 
-def schedule_delete(*, actor, schedule: Schedule) -> None:
-    """Delete a schedule, with the permission check of schedules.schedule_save (manage_schedules;
-    manage_environment too while the environment's policy is locked)."""
-    perms.require(actor, perms.MANAGE_SCHEDULES, schedule.environment)
-    policy = getattr(schedule.environment, "policy", None)
-    if policy is not None and policy.locked:
-        perms.require(actor, perms.MANAGE, schedule.environment)
-    audited_delete(schedule, actor=actor, reason="schedule deleted")
-
-
 class ScheduleViewSet(ETagMixin, viewsets.ModelViewSet):
     """Cron schedules of a pipeline in an environment (editing needs manage_schedules; in a locked
     environment, manage_environment too). Deploying into the environment switches them on."""
@@ -483,5 +472,5 @@ class ScheduleViewSet(ETagMixin, viewsets.ModelViewSet):
 
     def destroy(self, request, pk=None):
         with transaction.atomic():
-            schedule_delete(actor=request.user, schedule=self.locked_object())
+            services.schedule_delete(actor=request.user, schedule=self.locked_object())
         return Response(status=status.HTTP_204_NO_CONTENT)

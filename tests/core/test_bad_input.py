@@ -128,6 +128,19 @@ def _configuration_layer(org, admin, stages) -> dict:
     binding = connection_services.connection_binding_set(
         actor=admin, role=role, environment=stages["development"], params={"path": "/tmp/w.sqlite3"}
     )
+    from apps.runs import services as run_services
+    from apps.runs.models import Executor
+
+    schedule = run_services.schedule_save(
+        actor=admin, pipeline=pipeline, environment=stages["development"], cron="0 6 * * *"
+    )
+    queued = run_services.run_create(
+        actor=admin, pipeline=pipeline, environment=stages["development"], executor_kind=Executor.EXTERNAL
+    )
+    claimable = run_services.run_create(
+        actor=admin, pipeline=pipeline, environment=stages["development"], executor_kind=Executor.EXTERNAL
+    )
+    claimed, _ = run_services.run_claim_external(actor=admin, run=claimable, claimer=admin.username)
     return {
         "secret": secret,
         "project": project,
@@ -136,6 +149,9 @@ def _configuration_layer(org, admin, stages) -> dict:
         "override": override,
         "role": role,
         "binding": binding,
+        "schedule": schedule,
+        "queued_run": queued,
+        "claimed_run": claimed,
     }
 
 
@@ -237,6 +253,17 @@ VALID = {
         {"params": {"path": "/tmp/w2.sqlite3"}},
     ),
     "DELETE /api/v1/connection-bindings/{id}/": (lambda w: {"id": w["binding"].pk}, None),
+    "POST /api/v1/runs/": (lambda w: {}, {"pipeline": None, "environment": "development"}),
+    "POST /api/v1/runs/{id}/cancel/": (lambda w: {"id": w["queued_run"].pk}, None),
+    "POST /api/v1/runs/{id}/claim/": (lambda w: {"id": w["queued_run"].pk}, None),
+    "POST /api/v1/runs/{id}/report/": (
+        lambda w: {"id": w["claimed_run"].pk},
+        {"status": "failed", "error": "engine stopped", "log_excerpt": "x"},
+    ),
+    "POST /api/v1/deployments/": (lambda w: {}, {"pipeline": None, "environment": "development"}),
+    "POST /api/v1/schedules/": (lambda w: {}, {"pipeline": None, "environment": "development", "cron": "0 7 * * *"}),
+    "PATCH /api/v1/schedules/{id}/": (lambda w: {"id": w["schedule"].pk}, {"cron": "0 8 * * *"}),
+    "DELETE /api/v1/schedules/{id}/": (lambda w: {"id": w["schedule"].pk}, None),
 }
 
 # Bodies that need ids of objects made by the world (filled in by _valid_body).
@@ -244,6 +271,9 @@ BODY_IDS = {
     "POST /api/v1/pipelines/": ("project", "project"),
     "POST /api/v1/variable-overrides/": ("variable", "variable"),
     "POST /api/v1/connection-bindings/": ("role", "role"),
+    "POST /api/v1/runs/": ("pipeline", "pipeline"),
+    "POST /api/v1/deployments/": ("pipeline", "pipeline"),
+    "POST /api/v1/schedules/": ("pipeline", "pipeline"),
 }
 
 

@@ -180,13 +180,13 @@ def test_schedule_bad_input_is_a_form_error(org_admin, pipeline, stages, overrid
     assert not Schedule.objects.exists()
 
 
-def test_schedule_in_a_locked_environment_needs_manage(org_admin, members, pipeline, stages):
+def test_schedule_in_a_locked_environment_needs_manage_schedules(org_admin, members, pipeline, stages):
     developer = members["developer"]
-    for codename in (perms.VIEW, perms.MANAGE_SCHEDULES):
+    for codename in (perms.VIEW, perms.CHANGE_CONFIG):
         env_services.permission_grant(actor=org_admin, environment=stages["staging"], codename=codename, user=developer)
     env_services.runtime_policy_update(actor=org_admin, environment=stages["staging"], locked=True)
     response = login(developer).post(SCHEDULE_ADD, schedule_form(pipeline, stages["staging"]))
-    assert "manage_environment" in errors_of(response)
+    assert "manage_schedules" in errors_of(response)
     assert not Schedule.objects.exists()
 
 

@@ -478,14 +478,16 @@ def test_schedule_permissions(api, org_admin, members, run_key, pipeline, stages
     body = {"pipeline": pipeline.pk, "environment": "staging", "cron": "0 6 * * *"}
     assert api(developer).post(SCHEDULES, body, format="json").status_code == 403
     assert api(token=run_key[1]).post(SCHEDULES, {**body, "environment": "development"}).status_code == 403
-    # manage_schedules is enough, until the environment is locked
-    grant(developer, stages["staging"], perms.VIEW, perms.MANAGE_SCHEDULES)
+    # change_environment_config is enough while the environment is not locked...
+    grant(developer, stages["staging"], perms.VIEW, perms.CHANGE_CONFIG)
     created = api(developer).post(SCHEDULES, body, format="json")
     assert created.status_code == 201, created.content
+    # ...a locked environment's schedules need manage_schedules itself.
     env_services.runtime_policy_update(actor=org_admin, environment=stages["staging"], locked=True)
     url = f"{SCHEDULES}{created.json()['id']}/"
     response = api(developer).patch(url, {"cron": "0 7 * * *"}, format="json")
-    assert response.status_code == 403 and "manage_environment" in response.json()["error"]["message"]
+    assert response.status_code == 403 and "manage_schedules" in response.json()["error"]["message"]
     assert api(developer).delete(url).status_code == 403
     assert Schedule.objects.get().cron == "0 6 * * *"
-    assert api(org_admin).patch(url, {"cron": "0 7 * * *"}, format="json").status_code == 200
+    grant(developer, stages["staging"], perms.MANAGE_SCHEDULES)
+    assert api(developer).patch(url, {"cron": "0 7 * * *"}, format="json").status_code == 200
