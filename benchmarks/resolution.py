@@ -40,6 +40,7 @@ def setup_django():
 
 def build(size: int):
     """An organization with `size` org-scoped variables, each overridden in production."""
+    from django.conf import settings
     from django.contrib.auth import get_user_model
 
     from apps.connections import services as connection_services
@@ -73,7 +74,7 @@ def build(size: int):
     pipeline_services.pipeline_version_create(actor=admin, pipeline=pipeline, graph=graph)
     role = connection_services.connection_role_create(actor=admin, organization=org, name="wh", kind="sqlite")
     connection_services.connection_binding_set(
-        actor=admin, role=role, environment=env, params={"path": "{{ var_00000 }}.sqlite3"}
+        actor=admin, role=role, environment=env, params={"path": settings.SQLITE_CONNECTION_ROOT + "/{{ var_00000 }}.sqlite3"}
     )
     return org, env, pipeline
 

@@ -247,6 +247,9 @@ CELERY_BEAT_SCHEDULE = {
 # A worker that has not written a heartbeat for this long is reported as stale by /healthz.
 WORKER_HEARTBEAT_STALE_SECONDS = env.int("WORKER_HEARTBEAT_STALE_SECONDS", default=120)
 
+# SQLite connection bindings may only use files under this folder (never the platform's database).
+SQLITE_CONNECTION_ROOT = env.str("SQLITE_CONNECTION_ROOT", default=str(VAR_DIR / "demo"))
+
 # --- runs -----------------------------------------------------------------------------------
 # A running run's worker renews its lease between batches; a lease that runs out means the worker
 # died, and the sweep queues the run again (up to RUN_MAX_ATTEMPTS).

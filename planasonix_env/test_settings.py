@@ -26,4 +26,6 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 CELERY_BEAT_SCHEDULE = {}
+# Tests keep their SQLite "warehouses" in temporary folders.
+SQLITE_CONNECTION_ROOT = tempfile.gettempdir()
 STATIC_ROOT = Path(tempfile.mkdtemp(prefix="planasonix-test-static-"))

@@ -17,14 +17,14 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 
-from apps.core.admin import AuditedAdmin
+from apps.core.admin import AuditedAdmin, adopt, dry_run
 from apps.core.errors import DomainError
 from apps.environments import permissions as perms
 from apps.environments.models import Environment, Kind
 from apps.pipelines.models import Project
 from apps.secrets.models import Secret
 from apps.tenancy.models import Organization
-from apps.variables.admin import adopt, dry_run, editable_environments, sees_everything, visible_organization_ids
+from apps.variables.admin import editable_environments, sees_everything, visible_organization_ids
 
 from . import selectors, services
 from .models import ConnectionBinding, ConnectionRole, ConnectionTest

@@ -2,7 +2,6 @@
 
 import sqlite3
 from contextlib import closing
-from pathlib import Path
 
 import requests
 
@@ -46,7 +45,9 @@ def _postgres(params: dict, password: str | None) -> tuple[bool, str]:
 
 
 def _sqlite(params: dict) -> tuple[bool, str]:
-    path = Path(params["path"])
+    from .schemas import sqlite_path
+
+    path = sqlite_path(params["path"])
     if not path.is_file():
         return False, f"No SQLite database at {path}."
     # `SELECT 1` never reads the file, so any file would pass; reading the schema checks that the

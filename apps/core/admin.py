@@ -1,6 +1,7 @@
 """Admin base: history on every audited model and services as the single path for writes."""
 
 from django.contrib import messages
+from django.db import transaction
 from simple_history.admin import SimpleHistoryAdmin
 
 from .errors import DomainError
@@ -55,3 +56,27 @@ class AuditedAdmin(SimpleHistoryAdmin):
         except DomainError as exc:
             self.message_user(request, exc.message, level=messages.ERROR)
             return None
+
+
+class _DryRun(Exception):
+    """Raised to roll back a service call made only to validate a form."""
+
+
+def dry_run(func, **kwargs) -> None:
+    """Call a service in a savepoint that is always rolled back: its DomainError reaches the caller
+    (the form shows it), its writes never happen. Admin forms validate through the real services
+    this way, so no rule is restated in the admin."""
+    try:
+        with transaction.atomic():
+            func(**kwargs)
+            raise _DryRun
+    except _DryRun:
+        pass
+
+
+def adopt(obj, saved) -> None:
+    """Make the admin's form instance the row the service saved (for log entries, inlines, redirects)."""
+    for field in obj._meta.concrete_fields:
+        setattr(obj, field.attname, getattr(saved, field.attname))
+    obj._state.adding = False
+    obj._state.db = saved._state.db

@@ -159,6 +159,12 @@ def validate_timezone(value: str) -> None:
 def validate_cron(value: str) -> None:
     if not croniter.is_valid(value) or len(value.split()) != 5:
         raise ValidationError(f"'{value}' is not a five-field cron expression.")
+    try:  # syntactically valid but never due (e.g. 30 February) would break schedulers later
+        now = datetime.now(tz=zoneinfo.ZoneInfo("UTC"))
+        croniter(value, now).get_next(datetime)
+        croniter(value, now).get_prev(datetime)
+    except Exception as exc:  # croniter raises several error types for impossible dates
+        raise ValidationError(f"'{value}' never fires.") from exc
 
 
 class FreezeWindow(TimeStampedModel):

@@ -2,9 +2,8 @@
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import transaction
 
-from apps.core.admin import AuditedAdmin
+from apps.core.admin import AuditedAdmin, dry_run
 from apps.core.errors import DomainError
 from apps.tenancy.models import Organization
 from apps.tenancy.permissions import admin_organization_ids
@@ -23,21 +22,6 @@ def _administered(user) -> set[int]:
 
 def _masked_target(channel: Channel) -> str:
     return services.display_target(channel)
-
-
-class _DryRun(Exception):
-    """Raised to roll back a service call made only to validate a form."""
-
-
-def _dry_run(func, **kwargs) -> None:
-    """Call a service inside a savepoint that is always rolled back: its DomainError (if any)
-    reaches the caller, its writes never do."""
-    try:
-        with transaction.atomic():
-            func(**kwargs)
-            raise _DryRun
-    except _DryRun:
-        pass
 
 
 class ChannelAdminForm(forms.ModelForm):
@@ -135,7 +119,7 @@ class ChannelAdmin(AuditedAdmin):
     def service_validate(self, request, instance, cleaned_data, form) -> None:
         """Run the very service that save_model will call, and roll it back: its errors become form errors."""
         if instance.pk is None:
-            _dry_run(
+            dry_run(
                 services.channel_create,
                 actor=request.user,
                 organization=cleaned_data["organization"],
@@ -144,7 +128,7 @@ class ChannelAdmin(AuditedAdmin):
                 **self._service_kwargs(cleaned_data),
             )
         else:
-            _dry_run(
+            dry_run(
                 services.channel_update,
                 actor=request.user,
                 channel=instance,

@@ -11,12 +11,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db import transaction
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 
-from apps.core.admin import ServiceFormMixin
+from apps.core.admin import ServiceFormMixin, adopt, dry_run
 from apps.core.errors import DomainError
 from apps.environments.models import Environment
 from apps.tenancy.admin import OrganizationScopedAdmin
@@ -24,29 +23,6 @@ from apps.tenancy.permissions import admin_organization_ids
 
 from . import services
 from .models import Pipeline, PipelineVersion, Project
-
-
-class _DryRun(Exception):
-    """Raised to roll back a service call made only to validate a form."""
-
-
-def _dry_run(func, **kwargs) -> None:
-    """Run a service in a savepoint that is always rolled back: its DomainError reaches the caller,
-    its writes never do."""
-    try:
-        with transaction.atomic():
-            func(**kwargs)
-            raise _DryRun
-    except _DryRun:
-        pass
-
-
-def _adopt(obj, saved) -> None:
-    """Make the admin's form instance the row the service saved (for the log entry and redirect)."""
-    for field in obj._meta.concrete_fields:
-        setattr(obj, field.attname, getattr(saved, field.attname))
-    obj._state.adding = False
-    obj._state.db = saved._state.db
 
 
 def _sees_everything(user) -> bool:
@@ -75,7 +51,7 @@ class _RefusedDeleteMixin:
             obj = self.get_object(request, unquote(object_id))
             if obj is not None and self.has_delete_permission(request, obj):
                 try:
-                    _dry_run(self._delete, request=request, obj=obj)
+                    dry_run(self._delete, request=request, obj=obj)
                 except DomainError as exc:
                     self.message_user(request, exc.message, level=messages.ERROR)
                     opts = self.model._meta
@@ -173,9 +149,9 @@ class ProjectAdmin(_NoRevertMixin, _RefusedDeleteMixin, OrganizationScopedAdmin)
     def service_validate(self, request, instance, cleaned_data, form) -> None:
         if instance.pk is None:
             if cleaned_data.get("organization") is not None:
-                _dry_run(services.project_create, **self._create_kwargs(request, cleaned_data))
+                dry_run(services.project_create, **self._create_kwargs(request, cleaned_data))
         elif self._changes(form):
-            _dry_run(services.project_update, actor=request.user, project=instance, **self._changes(form))
+            dry_run(services.project_update, actor=request.user, project=instance, **self._changes(form))
 
     def save_model(self, request, obj, form, change):
         if not change:
@@ -184,7 +160,7 @@ class ProjectAdmin(_NoRevertMixin, _RefusedDeleteMixin, OrganizationScopedAdmin)
             saved = services.project_update(actor=request.user, project=obj, **self._changes(form))
         else:
             return
-        _adopt(obj, saved)
+        adopt(obj, saved)
 
 
 # --- pipelines ------------------------------------------------------------------------------
@@ -294,9 +270,9 @@ class PipelineAdmin(_NoRevertMixin, _RefusedDeleteMixin, OrganizationScopedAdmin
     def service_validate(self, request, instance, cleaned_data, form) -> None:
         if instance.pk is None:
             if cleaned_data.get("project") is not None:
-                _dry_run(services.pipeline_create, **self._create_kwargs(request, cleaned_data))
+                dry_run(services.pipeline_create, **self._create_kwargs(request, cleaned_data))
         elif self._changes(form):
-            _dry_run(services.pipeline_update, actor=request.user, pipeline=instance, **self._changes(form))
+            dry_run(services.pipeline_update, actor=request.user, pipeline=instance, **self._changes(form))
 
     def save_model(self, request, obj, form, change):
         if not change:
@@ -305,7 +281,7 @@ class PipelineAdmin(_NoRevertMixin, _RefusedDeleteMixin, OrganizationScopedAdmin
             saved = services.pipeline_update(actor=request.user, pipeline=obj, **self._changes(form))
         else:
             return
-        _adopt(obj, saved)
+        adopt(obj, saved)
 
     def save_related(self, request, form, formsets, change):
         """Versions are read-only here; the services saved the pipeline."""
@@ -428,7 +404,7 @@ class PipelineVersionAdmin(admin.ModelAdmin):
         if cleaned_data.get("pipeline") is None:
             return
         try:
-            _dry_run(services.pipeline_version_create, **self._create_kwargs(request, cleaned_data))
+            dry_run(services.pipeline_version_create, **self._create_kwargs(request, cleaned_data))
         except DomainError as exc:
             graph_errors = {name: msgs for name, msgs in exc.fields.items() if name.startswith("graph")}
             if not graph_errors:
@@ -441,7 +417,7 @@ class PipelineVersionAdmin(admin.ModelAdmin):
                 raise DomainError(exc.message, fields=others) from exc
 
     def save_model(self, request, obj, form, change):
-        _adopt(obj, services.pipeline_version_create(**self._create_kwargs(request, form.cleaned_data)))
+        adopt(obj, services.pipeline_version_create(**self._create_kwargs(request, form.cleaned_data)))
 
     def save_related(self, request, form, formsets, change):
         """No related rows: the service stored the version."""

@@ -157,10 +157,9 @@ def _compute(pipeline, project, environment, version, parameters, snap: Snapshot
     raw: dict[str, tuple[object, bool]] = {}  # name -> (value before interpolation, is secret)
     for name in sorted(layered):
         definitions, candidates = layered[name]
-        types = {d.type for d in definitions}
-        if len(types) > 1:
-            result.error("type_mismatch", f"variables.{name}", f"'{name}' is defined with types {sorted(types)}.")
         top = definitions[0]
+        if len(definitions) > 1 and len(types := {d.type for d in definitions}) > 1:
+            result.error("type_mismatch", f"variables.{name}", f"'{name}' is defined with types {sorted(types)}.")
         entry = {"type": top.type, "scope": top.scope, "source": None, "value": None, "secret": None}
         if name in parameters:
             if not (allow_params and top.allow_runtime_override):
@@ -217,7 +216,10 @@ def _compute(pipeline, project, environment, version, parameters, snap: Snapshot
 
     interpolator = Interpolator(lookup)
     for name, entry in variables.items():
-        if entry["secret"] is None and isinstance(entry["value"], str | list | dict):
+        value = entry["value"]
+        if entry["secret"] is not None or (isinstance(value, str) and "{{" not in value):
+            continue  # the common case: nothing to interpolate
+        if isinstance(value, str | list | dict):
             try:
                 entry["value"] = interpolator.expand_value(entry["value"], [name])
             except InterpolationError as exc:

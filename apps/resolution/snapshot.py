@@ -48,14 +48,16 @@ class Definition:
     min_value: float | None
     max_value: float | None
     allow_runtime_override: bool
+    scope: str = ""  # computed once: resolution reads it several times per variable
 
-    @property
-    def scope(self) -> str:
-        if self.pipeline_id:
-            return Scope.PIPELINE
-        if self.project_id:
-            return Scope.PROJECT
-        return Scope.ORGANIZATION
+    def __post_init__(self):
+        self.scope = (
+            Scope.PIPELINE.value
+            if self.pipeline_id
+            else Scope.PROJECT.value
+            if self.project_id
+            else Scope.ORGANIZATION.value
+        )
 
 
 @dataclass(slots=True)

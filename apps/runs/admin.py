@@ -12,12 +12,12 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.utils.html import format_html
 
-from apps.core.admin import AuditedAdmin
+from apps.core.admin import AuditedAdmin, adopt, dry_run
 from apps.core.errors import DomainError
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline
-from apps.variables.admin import adopt, dry_run, sees_everything, visible_organization_ids
+from apps.variables.admin import sees_everything, visible_organization_ids
 
 from . import selectors, services
 from .models import TERMINAL, Deployment, Run, Schedule

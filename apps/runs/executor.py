@@ -19,6 +19,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from apps.connections.schemas import sqlite_path
+from apps.core.errors import ValidationFailed
 from apps.pipelines.graph import REGISTRY
 
 BATCH_SIZE = 1000
@@ -114,11 +116,16 @@ class DestinationMetrics:
 # --- connections ------------------------------------------------------------------------------
 
 
-def connect(kind: str, params: dict, password: str | None):
-    """A DB-API connection for a resolved binding."""
+def connect(kind: str, params: dict, password: str | None, *, read_only: bool = False):
+    """A DB-API connection for a resolved binding (sources are opened read-only)."""
     if kind == "sqlite":
-        conn = sqlite3.connect(params["path"], timeout=30, isolation_level=None)
-        return conn
+        try:
+            path = sqlite_path(params["path"])
+        except ValidationFailed as exc:
+            raise ExecutionError(exc.message) from exc
+        if read_only:
+            return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None)
+        return sqlite3.connect(path, timeout=30, isolation_level=None)
     if kind == "postgres":
         import psycopg
 
@@ -247,19 +254,23 @@ def read_source(conn, query: str, limits: Limits, check: Callable[[], None]) -> 
         cursor = conn.cursor(name="planasonix_source")
     cursor.execute(query)
     columns = [d[0] for d in cursor.description]
-    cap = min(x for x in (limits.max_rows, limits.sample_rows, float("inf")) if x is not None)
-    taken = 0
-    while taken < cap:
-        # Without sampling, never read past the cap (max_rows bounds what is read, not only kept).
-        size = limits.batch_size if limits.sample_percent is not None else int(min(limits.batch_size, cap - taken))
+    # max_rows bounds rows READ; sample_rows bounds rows KEPT (after percent sampling).
+    read_cap = limits.max_rows if limits.max_rows is not None else float("inf")
+    keep_cap = min(x for x in (limits.max_rows, limits.sample_rows, float("inf")) if x is not None)
+    read = taken = 0
+    while taken < keep_cap and read < read_cap:
+        size = int(min(limits.batch_size, read_cap - read))
+        if limits.sample_percent is None:
+            size = int(min(size, keep_cap - taken))
         batch = cursor.fetchmany(size)
         if not batch:
             break
+        read += len(batch)
         check()
         if limits.sample_percent is not None:
             batch = [row for row in batch if _keep(columns, row, limits.sample_percent)]
-        if taken + len(batch) > cap:
-            batch = batch[: int(cap - taken)]
+        if taken + len(batch) > keep_cap:
+            batch = batch[: int(keep_cap - taken)]
         taken += len(batch)
         if batch:
             yield columns, batch
@@ -346,7 +357,9 @@ def execute_graph(resolved: dict, limits: Limits, check: Callable[[], None], log
         source = nodes[upstream[0]]
         source_binding = connections[source["connection"]]
         target_binding = connections[node["connection"]]
-        source_conn = connect(source_binding["kind"], source_binding["params"], source_binding.get("credential_value"))
+        source_conn = connect(
+            source_binding["kind"], source_binding["params"], source_binding.get("credential_value"), read_only=True
+        )
         try:
             target_conn = connect(
                 target_binding["kind"], target_binding["params"], target_binding.get("credential_value")

@@ -14,7 +14,7 @@ from apps.core.errors import Conflict, NotFound, PermissionDenied, ValidationFai
 from apps.core.services import audited_delete, audited_save, validate
 from apps.environments import permissions as perms
 from apps.environments.models import Environment, Kind
-from apps.environments.services import environment_emit
+from apps.environments.services import active_freeze, environment_emit
 from apps.pipelines.models import Pipeline, PipelineVersion
 from apps.resolution import engine
 from apps.resolution import services as resolution_services
@@ -87,6 +87,9 @@ def deploy_direct(*, actor, pipeline: Pipeline, environment: Environment, versio
     perms.require_config_edit(actor, environment)
     if environment.is_protected:
         raise PermissionDenied(f"'{environment.slug}' is protected: deploy to it through a promotion request.")
+    window = active_freeze(environment)
+    if window is not None:
+        raise Conflict(f"'{environment.slug}' is in a freeze window ({window.reason}); deployments are blocked.")
     for guard in direct_deploy_guards:
         reason = guard(environment)
         if reason:
@@ -254,6 +257,7 @@ def run_execute(run_pk: int, claimer: str = "builtin") -> Run | None:
         return None
     log_lines: list[str] = []
     attempt = run.attempts
+    resolved = None
 
     def check() -> None:
         state = Run.objects.filter(pk=run.pk).values_list("cancel_requested", flat=True).first()
@@ -295,21 +299,41 @@ def run_execute(run_pk: int, claimer: str = "builtin") -> Run | None:
             error = "Rejected by the runtime policy: " + "; ".join(violations) + "."
             return _finish(run, RunStatus.REJECTED, error=error, attempt=attempt)
         metrics = executor.execute_graph(resolved, _limits(run, policy), check, log_lines.append)
-        return _finish(run, RunStatus.SUCCEEDED, metrics=metrics, log="\n".join(log_lines), attempt=attempt)
+        log = scrub("\n".join(log_lines), resolved)
+        return _finish(run, RunStatus.SUCCEEDED, metrics=metrics, log=log, attempt=attempt)
     except executor.LeaseLost:
         logger.warning("run %s attempt %s lost its lease to another attempt; stopped", run.pk, attempt)
         return Run.objects.get(pk=run.pk)
     except executor.Cancelled:
-        return _finish(run, RunStatus.CANCELLED, error="Cancelled.", log="\n".join(log_lines), attempt=attempt)
+        log = scrub("\n".join(log_lines), resolved)
+        return _finish(run, RunStatus.CANCELLED, error="Cancelled.", log=log, attempt=attempt)
     except executor.ExecutionError as exc:
-        return _finish(run, RunStatus.FAILED, error=str(exc), log="\n".join(log_lines), attempt=attempt)
-    except Exception as exc:  # driver errors: the type and message, never the resolved secrets
+        log = scrub("\n".join(log_lines), resolved)
+        return _finish(run, RunStatus.FAILED, error=scrub(str(exc), resolved), log=log, attempt=attempt)
+    except Exception as exc:  # driver errors: the type and a scrubbed message, never the secrets
         logger.warning("run %s failed: %s", run.pk, type(exc).__name__)
-        return _finish(run, RunStatus.FAILED, error=_safe_error(exc), log="\n".join(log_lines), attempt=attempt)
+        log = scrub("\n".join(log_lines), resolved)
+        return _finish(run, RunStatus.FAILED, error=_safe_error(exc, resolved), log=log, attempt=attempt)
 
 
-def _safe_error(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {str(exc)[:1000]}"
+def _safe_error(exc: Exception, resolved: dict | None = None) -> str:
+    return scrub(f"{type(exc).__name__}: {str(exc)[:1000]}", resolved)
+
+
+def scrub(text: str, resolved: dict | None) -> str:
+    """Replace every materialized secret value in `text` (driver errors quote the SQL they ran, and
+    secret variables may have been interpolated into it) with its reference."""
+    if not text or not resolved or resolved.get("redacted", True):
+        return text
+    for name, entry in resolved.get("variables", {}).items():
+        value = entry.get("value")
+        if entry.get("secret") and isinstance(value, str) and value:
+            text = text.replace(value, f"«secret:{name}»")
+    for name, entry in resolved.get("connections", {}).items():
+        value = entry.get("credential_value")
+        if isinstance(value, str) and value:
+            text = text.replace(value, f"«credential:{name}»")
+    return text
 
 
 def _finish(run: Run, status: str, *, metrics=None, error: str = "", log: str = "", attempt: int | None = None) -> Run:
@@ -477,9 +501,9 @@ def preview(*, actor, pipeline: Pipeline, environment: Environment, node_id: str
         finally:
             conn.close()
     except executor.ExecutionError as exc:
-        raise ValidationFailed(str(exc)) from exc
+        raise ValidationFailed(scrub(str(exc), resolved)) from exc
     except Exception as exc:
-        raise ValidationFailed(f"The source could not be read: {_safe_error(exc)}") from exc
+        raise ValidationFailed(f"The source could not be read: {_safe_error(exc, resolved)}") from exc
     return {"version": version.number, "node": node_id, "columns": columns, "rows": rows[:limit]}
 
 
@@ -547,7 +571,11 @@ def schedules_fire_due(now: datetime | None = None) -> list[int]:
     now = now or timezone.now()
     created = []
     for schedule in Schedule.objects.filter(enabled=True).select_related("pipeline__project", "environment", "owner"):
-        tick = due_ticks(schedule, now)
+        try:
+            tick = due_ticks(schedule, now)
+        except Exception:  # one broken schedule must not stop every other one
+            logger.exception("schedule %s: cannot compute its next tick", schedule.pk)
+            continue
         if tick is None:
             continue
         try:
@@ -577,32 +605,37 @@ def schedules_fire_due(now: datetime | None = None) -> list[int]:
 
 
 def runs_sweep(now: datetime | None = None) -> dict:
-    """Re-dispatch queued runs nobody picked up, and requeue running runs whose worker died
-    (their lease ran out: a live worker renews it between batches)."""
+    """Re-dispatch queued runs nobody picked up, and take back running runs whose worker (or
+    external engine) stopped renewing its lease: requeue them, cancel them if a cancel was asked
+    for, or fail them after RUN_MAX_ATTEMPTS (with the run.failed event)."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.RUN_DISPATCH_GRACE_SECONDS)
-    requeued = []
+    requeued, failed = [], []
     with transaction.atomic():
-        # An external engine that stops reporting loses its claim: another engine may claim the run.
         for run in Run.objects.select_for_update(skip_locked=True).filter(
-            status=RunStatus.RUNNING, executor=Executor.EXTERNAL, lease_expires_at__lt=now
+            status=RunStatus.RUNNING, lease_expires_at__lt=now
         ):
-            if run.attempts >= settings.RUN_MAX_ATTEMPTS:
-                run.status, run.error, run.finished_at = RunStatus.FAILED, "The executor stopped reporting.", now
-                run.save(update_fields=["status", "error", "finished_at"])
+            if run.cancel_requested:
+                run.status, run.error = RunStatus.CANCELLED, "Cancelled."
+            elif run.attempts >= settings.RUN_MAX_ATTEMPTS:
+                run.status = RunStatus.FAILED
+                run.error = (
+                    "The executor stopped reporting."
+                    if run.executor == Executor.EXTERNAL
+                    else "The worker died too many times."
+                )
+                failed.append(run)
             else:
+                # An external engine that stops reporting loses its claim: another may claim the run.
                 run.status, run.claimed_by = RunStatus.QUEUED, ""
+                if run.executor == Executor.BUILTIN:
+                    requeued.append(run.pk)
                 run.save(update_fields=["status", "claimed_by"])
-        for run in Run.objects.select_for_update(skip_locked=True).filter(
-            status=RunStatus.RUNNING, executor=Executor.BUILTIN, lease_expires_at__lt=now
-        ):
-            if run.attempts >= settings.RUN_MAX_ATTEMPTS:
-                run.status, run.error, run.finished_at = RunStatus.FAILED, "The worker died too many times.", now
-                run.save(update_fields=["status", "error", "finished_at"])
                 continue
-            run.status = RunStatus.QUEUED
-            run.save(update_fields=["status"])
-            requeued.append(run.pk)
+            run.finished_at, run.lease_expires_at = now, None
+            run.save(update_fields=["status", "error", "finished_at", "lease_expires_at"])
+        for run in failed:
+            environment_emit(run.environment, "run.failed", _event(run, error=run.error))
     waiting = list(
         Run.objects.filter(status=RunStatus.QUEUED, executor=Executor.BUILTIN, cancel_requested=False)
         .filter(dispatched_at__lt=stale)

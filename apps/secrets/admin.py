@@ -9,12 +9,12 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db import transaction
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
+from apps.core.admin import adopt, dry_run
 from apps.core.errors import DomainError
 from apps.environments.models import Environment
 from apps.tenancy.admin import OrganizationScopedAdmin
@@ -47,29 +47,6 @@ CHANGE_READONLY = [
     "created_at",
     "updated_at",
 ]
-
-
-class _DryRun(Exception):
-    """Raised to roll back a service call made only to validate a form."""
-
-
-def _dry_run(func, **kwargs) -> None:
-    """Run a service in a savepoint that is always rolled back: its DomainError reaches the caller,
-    its writes never do."""
-    try:
-        with transaction.atomic():
-            func(**kwargs)
-            raise _DryRun
-    except _DryRun:
-        pass
-
-
-def _adopt(obj, saved) -> None:
-    """Make the admin's form instance the row the service saved (for the log entry and redirect)."""
-    for field in obj._meta.concrete_fields:
-        setattr(obj, field.attname, getattr(saved, field.attname))
-    obj._state.adding = False
-    obj._state.db = saved._state.db
 
 
 class SecretAdminForm(forms.ModelForm):
@@ -174,16 +151,16 @@ class SecretAdmin(OrganizationScopedAdmin):
     def service_validate(self, request, instance, cleaned_data, form) -> None:
         if instance.pk is None:
             if cleaned_data.get("organization") is not None:
-                _dry_run(services.secret_create, **self._create_kwargs(request, cleaned_data))
+                dry_run(services.secret_create, **self._create_kwargs(request, cleaned_data))
         else:
-            _dry_run(services.secret_update, **self._update_kwargs(request, instance, form))
+            dry_run(services.secret_update, **self._update_kwargs(request, instance, form))
 
     def save_model(self, request, obj, form, change):
         if change:
             saved = services.secret_update(**self._update_kwargs(request, obj, form))
         else:
             saved = services.secret_create(**self._create_kwargs(request, form.cleaned_data))
-        _adopt(obj, saved)
+        adopt(obj, saved)
 
     def save_related(self, request, form, formsets, change):
         """The services set the allowed environments (with history); the form must not write them again."""
@@ -194,7 +171,7 @@ class SecretAdmin(OrganizationScopedAdmin):
             secret = self.get_object(request, unquote(object_id))
             if secret is not None and self.has_delete_permission(request, secret):
                 try:
-                    _dry_run(services.secret_delete, actor=request.user, secret=secret)
+                    dry_run(services.secret_delete, actor=request.user, secret=secret)
                 except DomainError as exc:
                     self.message_user(request, exc.message, level=messages.ERROR)
                     return HttpResponseRedirect(

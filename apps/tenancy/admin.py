@@ -9,12 +9,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
-from django.db import transaction
 from django.db.models import Count
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 
-from apps.core.admin import AuditedAdmin
+from apps.core.admin import AuditedAdmin, adopt, dry_run
 from apps.core.errors import DomainError
 from apps.core.scopes import SCOPES
 
@@ -25,30 +24,12 @@ from .permissions import admin_organization_ids, forget_org_roles, is_platform_o
 User = get_user_model()
 
 
-class _DryRun(Exception):
-    """Raised to roll back a service call made only to validate a form."""
-
-
 def _dry_run(request, func, **kwargs) -> None:
-    """Call a service in a savepoint that is always rolled back: its DomainError reaches the
-    caller, its writes never do."""
+    """core.admin.dry_run, then forget roles the rolled-back call may have cached on the user."""
     try:
-        with transaction.atomic():
-            func(**kwargs)
-            raise _DryRun
-    except _DryRun:
-        pass
+        dry_run(func, **kwargs)
     finally:
-        # The rolled-back call may have cached roles in organizations that do not exist.
         forget_org_roles(request.user)
-
-
-def _adopt(obj, saved) -> None:
-    """Make the admin's unsaved form instance the row the service saved (for logging and redirects)."""
-    for field in obj._meta.concrete_fields:
-        setattr(obj, field.attname, getattr(saved, field.attname))
-    obj._state.adding = False
-    obj._state.db = saved._state.db
 
 
 def _sees_everything(user) -> bool:
@@ -199,7 +180,7 @@ class OrganizationAdmin(OrganizationScopedAdmin):
             saved = services.organization_update(actor=request.user, organization=obj, **self._changes(form))
         else:
             saved = services.organization_create(**self._create_kwargs(request, form.cleaned_data))
-        _adopt(obj, saved)
+        adopt(obj, saved)
 
 
 # --- memberships ----------------------------------------------------------------------------
@@ -256,7 +237,7 @@ class MembershipAdmin(OrganizationScopedAdmin):
             saved = services.membership_add(
                 actor=request.user, organization=data["organization"], user=data["user"], role=data["role"]
             )
-        _adopt(obj, saved)
+        adopt(obj, saved)
 
     def delete_view(self, request, object_id, extra_context=None):
         """Refuse (with a message, before the confirmation is acted on) what the service refuses."""
@@ -320,7 +301,7 @@ class ServiceAccountAdmin(OrganizationScopedAdmin):
         }
 
     def save_model(self, request, obj, form, change):
-        _adopt(obj, services.service_account_create(**self._create_kwargs(request, form.cleaned_data)))
+        adopt(obj, services.service_account_create(**self._create_kwargs(request, form.cleaned_data)))
 
 
 # --- API keys -------------------------------------------------------------------------------
@@ -434,7 +415,7 @@ class ApiKeyAdmin(OrganizationScopedAdmin):
 
     def save_model(self, request, obj, form, change):
         key, token = services.api_key_create(**self._create_kwargs(request, form.cleaned_data))
-        _adopt(obj, key)
+        adopt(obj, key)
         self.message_user(
             request,
             f"The token of API key '{key.name}' is {token} — copy it now: it is shown only this once.",

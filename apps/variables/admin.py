@@ -15,13 +15,12 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from apps.core.admin import AuditedAdmin, add_domain_error
+from apps.core.admin import AuditedAdmin, add_domain_error, adopt, dry_run
 from apps.core.errors import DomainError, field_error
 from apps.environments import permissions as perms
 from apps.environments.models import Environment, Kind
@@ -34,29 +33,6 @@ from . import services
 from .models import Variable, VariableOverride, VariableType
 
 VALUE_HELP = 'String variables: the text as typed. Other types: JSON (42, 1.5, true, [1, 2], {"a": 1}).'
-
-
-class _DryRun(Exception):
-    """Raised to roll back a service call made only to validate a form."""
-
-
-def dry_run(func, **kwargs) -> None:
-    """Call a service in a savepoint that is always rolled back: its DomainError reaches the caller,
-    its writes never do."""
-    try:
-        with transaction.atomic():
-            func(**kwargs)
-            raise _DryRun
-    except _DryRun:
-        pass
-
-
-def adopt(obj, saved) -> None:
-    """Make the admin's form instance the row the service saved (for logging, inlines and redirects)."""
-    for field in obj._meta.concrete_fields:
-        setattr(obj, field.attname, getattr(saved, field.attname))
-    obj._state.adding = False
-    obj._state.db = saved._state.db
 
 
 def sees_everything(user) -> bool:

@@ -185,7 +185,9 @@ def test_max_rows_and_sample_rows_cap_rows_read(source):
     query = "SELECT id FROM items ORDER BY id"
     assert _read(source, query, Limits(max_rows=30, batch_size=7)) == [(i,) for i in range(1, 31)]
     assert len(_read(source, query, Limits(max_rows=500, sample_rows=40))) == 40
-    assert len(_read(source, query, Limits(max_rows=5, sample_percent=50.0))) == 5
+    # max_rows bounds rows READ: sampling keeps about half of the first 5, never rows beyond them.
+    kept = _read(source, query, Limits(max_rows=5, sample_percent=50.0))
+    assert len(kept) < 5 and all(row[0] <= 5 for row in kept)
 
 
 def test_postgres_source_is_streamed_not_loaded_whole(pg_params):
