@@ -74,7 +74,10 @@ def build(size: int):
     pipeline_services.pipeline_version_create(actor=admin, pipeline=pipeline, graph=graph)
     role = connection_services.connection_role_create(actor=admin, organization=org, name="wh", kind="sqlite")
     connection_services.connection_binding_set(
-        actor=admin, role=role, environment=env, params={"path": settings.SQLITE_CONNECTION_ROOT + "/{{ var_00000 }}.sqlite3"}
+        actor=admin,
+        role=role,
+        environment=env,
+        params={"path": settings.SQLITE_CONNECTION_ROOT + "/{{ var_00000 }}.sqlite3"},
     )
     return org, env, pipeline
 
