@@ -131,6 +131,10 @@ def _configuration_layer(org, admin, stages) -> dict:
     from apps.runs import services as run_services
     from apps.runs.models import Executor
 
+    # Without runs (a pipeline with runs cannot be deleted: its runs keep their versions).
+    spare_project = pipeline_services.project_create(actor=admin, organization=org, name="Spare")
+    spare_pipeline = pipeline_services.pipeline_create(actor=admin, project=project, name="Spare pipeline")
+
     schedule = run_services.schedule_save(
         actor=admin, pipeline=pipeline, environment=stages["development"], cron="0 6 * * *"
     )
@@ -142,6 +146,8 @@ def _configuration_layer(org, admin, stages) -> dict:
     )
     claimed, _ = run_services.run_claim_external(actor=admin, run=claimable, claimer=admin.username)
     return {
+        "spare_project": spare_project,
+        "spare_pipeline": spare_pipeline,
         "secret": secret,
         "project": project,
         "pipeline": pipeline,
@@ -215,10 +221,10 @@ VALID = {
     "DELETE /api/v1/secrets/{id}/": (lambda w: {"id": w["secret"].pk}, None),
     "POST /api/v1/projects/": (lambda w: {}, {"organization": "acme", "name": "Marketing"}),
     "PATCH /api/v1/projects/{id}/": (lambda w: {"id": w["project"].pk}, {"description": "Order analytics."}),
-    "DELETE /api/v1/projects/{id}/": (lambda w: {"id": w["project"].pk}, None),
+    "DELETE /api/v1/projects/{id}/": (lambda w: {"id": w["spare_project"].pk}, None),
     "POST /api/v1/pipelines/": (lambda w: {}, {"project": None, "name": "Refunds"}),
     "PATCH /api/v1/pipelines/{id}/": (lambda w: {"id": w["pipeline"].pk}, {"description": "Nightly."}),
-    "DELETE /api/v1/pipelines/{id}/": (lambda w: {"id": w["pipeline"].pk}, None),
+    "DELETE /api/v1/pipelines/{id}/": (lambda w: {"id": w["spare_pipeline"].pk}, None),
     "POST /api/v1/pipelines/{id}/versions/": (
         lambda w: {"id": w["pipeline"].pk},
         {
