@@ -27,6 +27,7 @@ from apps.tenancy.permissions import is_org_admin
 from . import permissions as perms
 from . import services
 from .models import (
+    POLICY_SETTINGS,
     Environment,
     EnvironmentGroupObjectPermission,
     EnvironmentUserObjectPermission,
@@ -81,19 +82,7 @@ class RuntimePolicyInline(admin.StackedInline):
 
     model = RuntimePolicy
     form = RuntimePolicyInlineForm
-    fields = [
-        "max_rows",
-        "sample_rows",
-        "sample_percent",
-        "allowed_destinations",
-        "notification_channels",
-        "log_level",
-        "allow_runtime_overrides",
-        "forbid_plaintext_secrets",
-        "locked",
-        "watch_first_runs",
-        "auto_rollback_on_failure",
-    ]
+    fields = [*POLICY_SETTINGS[:4], "notification_channels", *POLICY_SETTINGS[4:]]
     filter_horizontal = ["notification_channels"]
     extra = 0
     max_num = 1

@@ -17,6 +17,7 @@ from apps.tenancy.models import Organization
 from . import permissions as perms
 from . import selectors, services
 from .models import (
+    POLICY_SETTINGS,
     Environment,
     EnvironmentGroupObjectPermission,
     EnvironmentUserObjectPermission,
@@ -32,20 +33,7 @@ class RuntimePolicySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = RuntimePolicy
-        fields = [
-            "max_rows",
-            "sample_rows",
-            "sample_percent",
-            "allowed_destinations",
-            "notification_channels",
-            "log_level",
-            "allow_runtime_overrides",
-            "forbid_plaintext_secrets",
-            "locked",
-            "watch_first_runs",
-            "auto_rollback_on_failure",
-            "updated_at",
-        ]
+        fields = [*POLICY_SETTINGS[:4], "notification_channels", *POLICY_SETTINGS[4:], "updated_at"]
         read_only_fields = fields
 
 
@@ -68,19 +56,7 @@ class RuntimePolicyWriteSerializer(StrictModelSerializer):
 
     class Meta:
         model = RuntimePolicy
-        fields = [
-            "max_rows",
-            "sample_rows",
-            "sample_percent",
-            "allowed_destinations",
-            "notification_channels",
-            "log_level",
-            "allow_runtime_overrides",
-            "forbid_plaintext_secrets",
-            "locked",
-            "watch_first_runs",
-            "auto_rollback_on_failure",
-        ]
+        fields = [*POLICY_SETTINGS[:4], "notification_channels", *POLICY_SETTINGS[4:]]
 
 
 class FreezeWindowSerializer(serializers.ModelSerializer):

@@ -101,6 +101,21 @@ def validate_destinations(value) -> None:
         raise ValidationError(f"Entries are at most 100 characters: {too_long[0][:20]}…")
 
 
+# The settings of a runtime policy, in display order (everything else reads this list).
+POLICY_SETTINGS = (
+    "max_rows",
+    "sample_rows",
+    "sample_percent",
+    "allowed_destinations",
+    "log_level",
+    "allow_runtime_overrides",
+    "forbid_plaintext_secrets",
+    "locked",
+    "watch_first_runs",
+    "auto_rollback_on_failure",
+)
+
+
 class RuntimePolicy(TimeStampedModel):
     """How runs behave in one environment: limits, sampling, destinations, locks, watching."""
 

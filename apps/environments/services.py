@@ -18,6 +18,7 @@ from apps.tenancy.permissions import is_org_admin
 
 from . import permissions as perms
 from .models import (
+    POLICY_SETTINGS,
     Environment,
     EnvironmentGroupObjectPermission,
     EnvironmentUserObjectPermission,
@@ -42,18 +43,7 @@ POLICY_DEFAULTS = {
     Kind.CUSTOM: {},
 }
 
-POLICY_FIELDS = {
-    "max_rows",
-    "sample_rows",
-    "sample_percent",
-    "allowed_destinations",
-    "log_level",
-    "allow_runtime_overrides",
-    "forbid_plaintext_secrets",
-    "locked",
-    "watch_first_runs",
-    "auto_rollback_on_failure",
-}
+POLICY_FIELDS = set(POLICY_SETTINGS)
 ENVIRONMENT_FIELDS = {"name", "slug", "position", "promotes_to", "is_protected", "color", "description"}
 
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from apps.connections.schemas import validate_params
 from apps.core.errors import ValidationFailed
-from apps.environments.models import Environment
+from apps.environments.models import POLICY_SETTINGS, Environment
 from apps.pipelines import graph as graphs
 from apps.pipelines.models import Pipeline, PipelineVersion
 from apps.tenancy import revisions
@@ -24,18 +24,7 @@ from .interpolation import InterpolationError, Interpolator
 from .snapshot import Snapshot, load_as_of, load_live
 
 SCOPE_RANK = {"pipeline": 0, "project": 1, "organization": 2}
-POLICY_FIELDS = (
-    "max_rows",
-    "sample_rows",
-    "sample_percent",
-    "allowed_destinations",
-    "log_level",
-    "allow_runtime_overrides",
-    "forbid_plaintext_secrets",
-    "locked",
-    "watch_first_runs",
-    "auto_rollback_on_failure",
-)
+POLICY_FIELDS = POLICY_SETTINGS
 CACHE_SECONDS = 3600
 SECRET_PLACEHOLDER = "«secret:{name}»"
 
