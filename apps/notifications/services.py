@@ -262,7 +262,9 @@ def _claim(delivery_pk: int) -> Delivery | None:
     now = timezone.now()
     with transaction.atomic():
         delivery = (
-            Delivery.objects.select_for_update(skip_locked=True)
+            # of=self: on PostgreSQL a plain FOR UPDATE also locks the joined channel row, so a second
+            # worker claiming another delivery of the same channel would skip it as "locked".
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("channel")
             .filter(pk=delivery_pk)
             .first()

@@ -339,7 +339,11 @@ def scrub(text: str, resolved: dict | None) -> str:
 def _finish(run: Run, status: str, *, metrics=None, error: str = "", log: str = "", attempt: int | None = None) -> Run:
     """Record a running run's outcome; `attempt` (built-in workers) must still hold the claim."""
     with transaction.atomic():
-        run = Run.objects.select_for_update().select_related("pipeline", "version", "environment").get(pk=run.pk)
+        run = (
+            Run.objects.select_for_update(of=("self",))
+            .select_related("pipeline", "version", "environment")
+            .get(pk=run.pk)
+        )
         if run.status != RunStatus.RUNNING or (attempt is not None and run.attempts != attempt):
             return run
         run.status = status

@@ -186,3 +186,39 @@ def test_email_channel_sends_through_the_mail_backend(
     assert message.to == ["ops@example.com", "oncall@example.com"]
     assert "Row limit exceeded" in message.subject
     assert json.loads(message.body) == {"title": "Row limit exceeded", "rows": 10}
+
+
+def test_two_deliveries_of_one_channel_are_claimed_at_the_same_time(org, make_channel):
+    """A claim locks only its delivery row: a worker holding delivery A's lease transaction open
+    must not make another worker skip delivery B of the same channel (PostgreSQL locks joined rows
+    unless the lock is limited to the delivery table)."""
+    import threading
+
+    from django.db import connection, transaction
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks with SKIP LOCKED are a PostgreSQL behaviour")
+    channel, _ = make_channel(ChannelKind.WEBHOOK, "https://hooks.example.com/in")
+    now = timezone.now() - timedelta(seconds=1)
+    first = Delivery.objects.create(channel=channel, event=Event.RUN_FAILED, payload={}, next_attempt_at=now)
+    second = Delivery.objects.create(channel=channel, event=Event.RUN_FAILED, payload={}, next_attempt_at=now)
+    holding, release, claimed = threading.Event(), threading.Event(), []
+
+    def hold_first():
+        try:
+            with transaction.atomic():
+                claimed.append(services._claim(first.pk))
+                holding.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=hold_first)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        assert claimed[0] is not None
+        assert services._claim(second.pk) is not None
+    finally:
+        release.set()
+        thread.join(10)
