@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "apps.connections",
     "apps.resolution",
     "apps.runs",
+    "apps.approvals",
     "apps.demo",
 ]
 
@@ -243,6 +244,9 @@ CELERY_BEAT_SCHEDULE = {
     "runs-fire-schedules": {"task": "apps.runs.tasks.fire_schedules", "schedule": 30.0},
     "runs-sweep": {"task": "apps.runs.tasks.sweep_runs", "schedule": 60.0},
     "connection-tests-sweep": {"task": "apps.resolution.tasks.sweep_connection_tests", "schedule": 120.0},
+    "promotions-sweep": {"task": "apps.approvals.tasks.sweep_promotions", "schedule": 60.0},
+    "promotions-remind": {"task": "apps.approvals.tasks.remind_approvers", "schedule": 3600.0},
+    "promotions-watch": {"task": "apps.approvals.tasks.watch_deployments", "schedule": 60.0},
 }
 # A worker that has not written a heartbeat for this long is reported as stale by /healthz.
 WORKER_HEARTBEAT_STALE_SECONDS = env.int("WORKER_HEARTBEAT_STALE_SECONDS", default=120)
@@ -261,6 +265,14 @@ RUN_DISPATCH_GRACE_SECONDS = env.int("RUN_DISPATCH_GRACE_SECONDS", default=120)
 RUN_DEFAULT_SAMPLE_ROWS = env.int("RUN_DEFAULT_SAMPLE_ROWS", default=1000)
 # A staging validation passes when its row count is within this percentage of the baseline's.
 BASELINE_ROW_TOLERANCE_PERCENT = env.float("BASELINE_ROW_TOLERANCE_PERCENT", default=5.0)
+
+# --- promotions -----------------------------------------------------------------------------
+# A deploying promotion whose worker has not finished within this many seconds is taken over.
+PROMOTION_LEASE_SECONDS = env.int("PROMOTION_LEASE_SECONDS", default=120)
+# An approved promotion still not deployed this many seconds after it was due is queued again.
+PROMOTION_DISPATCH_GRACE_SECONDS = env.int("PROMOTION_DISPATCH_GRACE_SECONDS", default=60)
+# Approvers are reminded of a request pending longer than this (and again after each interval).
+PROMOTION_REMIND_AFTER_HOURS = env.int("PROMOTION_REMIND_AFTER_HOURS", default=24)
 
 # --- notifications --------------------------------------------------------------------------
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)

@@ -163,3 +163,28 @@ def require_config_edit(user, environment: Environment) -> None:
             f"Environment '{environment.slug}' is locked; editing its configuration needs manage_environment.",
             code="environment_locked",
         )
+
+
+def users_with(codename: str, environment: Environment):
+    """Active users who may do `codename` in the environment through a grant (theirs or a group's,
+    `manage_environment` included) or as owners/admins of its organization (two queries)."""
+    from django.contrib.auth import get_user_model
+
+    _check_codename(codename)
+    codenames = {codename, MANAGE}
+    direct = EnvironmentUserObjectPermission.objects.filter(
+        content_object=environment, permission__codename__in=codenames
+    ).values("user_id")
+    grouped = EnvironmentGroupObjectPermission.objects.filter(
+        content_object=environment, permission__codename__in=codenames
+    ).values("group_id")
+    return (
+        get_user_model()
+        .objects.filter(is_active=True)
+        # One filter() call: both membership conditions apply to the same membership row.
+        .filter(
+            Q(memberships__organization_id=environment.organization_id)
+            & (Q(pk__in=direct) | Q(groups__in=grouped) | Q(memberships__role__in=ADMIN_ROLES))
+        )
+        .distinct()
+    )

@@ -1,0 +1,216 @@
+"""Approval rules, promotion requests (with their frozen plan) and approval decisions."""
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from simple_history.models import HistoricalRecords
+
+from apps.core.models import TimeStampedModel
+from apps.environments.models import Environment
+from apps.pipelines.models import Pipeline, PipelineVersion, Project
+from apps.runs.models import Deployment, Run
+from apps.tenancy.models import Organization
+
+
+def validate_ref_patterns(value):
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValidationError('Give a list of branch or tag patterns, e.g. ["main", "v*"].')
+    if any(len(v) > 200 for v in value):
+        raise ValidationError("A pattern is at most 200 characters.")
+
+
+class ApprovalRule(TimeStampedModel):
+    """What a promotion into an environment needs. Organization-wide when `project` is empty; a
+    project's rules add to the organization's (tighten, never loosen). All rules must be met."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="approval_rules")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="approval_rules")
+    project = models.ForeignKey(
+        Project,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="approval_rules",
+        help_text="Empty: the organization's default rule for every project.",
+    )
+    name = models.CharField(max_length=100)
+    is_active = models.BooleanField(default=True)
+    required_approvals = models.PositiveSmallIntegerField(
+        default=1, validators=[MaxValueValidator(10)], help_text="0 makes a gates-only rule."
+    )
+    approver_group = models.ForeignKey(
+        Group,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Only members of this group (holding approve_promotion on the environment) count.",
+    )
+    approver_users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="+",
+        help_text="Only these users (holding approve_promotion on the environment) count.",
+    )
+    allow_self_approval = models.BooleanField(default=False)
+    exclude_version_author = models.BooleanField(
+        default=False, help_text="The author of the version being promoted cannot approve it."
+    )
+    require_validation = models.BooleanField(
+        default=False, help_text="A passing run of this version in the source environment is needed."
+    )
+    validation_max_age_hours = models.PositiveIntegerField(default=24, validators=[MinValueValidator(1)])
+    require_git = models.BooleanField(default=False, help_text="The version's commit must be merged or tagged.")
+    allowed_refs = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_ref_patterns],
+        help_text='Branch/tag patterns, e.g. ["main", "v*"].',
+    )
+    require_ticket = models.CharField(
+        max_length=200, blank=True, help_text=r"A regular expression the ticket must match, e.g. ^OPS-\d+$."
+    )
+    wait_minutes = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(7 * 24 * 60)])
+    expires_after_hours = models.PositiveIntegerField(
+        default=72, validators=[MaxValueValidator(24 * 90)], help_text="0: pending requests never expire."
+    )
+    extra_sources = models.ManyToManyField(
+        Environment,
+        blank=True,
+        related_name="+",
+        help_text="Environments that may promote here besides the one whose 'promotes to' is this environment.",
+    )
+
+    history = HistoricalRecords(m2m_fields=[approver_users, extra_sources])
+
+    class Meta:
+        ordering = ["environment__position", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["environment", "project", "name"], name="uniq_rule_name"),
+            models.UniqueConstraint(
+                fields=["environment", "name"], condition=Q(project__isnull=True), name="uniq_org_rule_name"
+            ),
+        ]
+
+    def __str__(self):
+        scope = self.project.slug if self.project_id else "all projects"
+        return f"{self.name} → {self.environment.slug} ({scope})"
+
+
+class PromotionState(models.TextChoices):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DEPLOYING = "deploying"
+    DEPLOYED = "deployed"
+    ROLLED_BACK = "rolled_back"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+
+OPEN_STATES = (PromotionState.PENDING, PromotionState.APPROVED, PromotionState.DEPLOYING)
+
+
+class WatchState(models.TextChoices):
+    NONE = "", "not watched"
+    WATCHING = "watching"
+    PASSED = "passed"
+    ROLLED_BACK = "rolled_back"
+
+
+class PromotionRequest(models.Model):
+    """A request to deploy a version into the next environment, with the plan frozen at creation
+    (re-frozen when the version or the target's configuration changes). The row is the outbox:
+    an approved request is deployed by a worker, and the beat sweep finds any left behind."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="promotion_requests")
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="promotion_requests")
+    version = models.ForeignKey(PipelineVersion, on_delete=models.PROTECT, related_name="promotion_requests")
+    source = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="promotions_out")
+    target = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="promotions_in")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    reason = models.TextField(max_length=4000, blank=True)
+    ticket = models.CharField(max_length=100, blank=True)
+    compare_url = models.URLField(max_length=1000, blank=True)
+    attached_runs = models.ManyToManyField(Run, blank=True, related_name="promotion_requests")
+    state = models.CharField(
+        max_length=20, choices=PromotionState.choices, default=PromotionState.PENDING, db_index=True
+    )
+    plan = models.JSONField(default=dict, blank=True)
+    plan_hash = models.CharField(max_length=71, blank=True)
+    plan_frozen_at = models.DateTimeField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=200, blank=True)
+    idempotency_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    approved_at = models.DateTimeField(null=True, blank=True)
+    deploy_after = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    deployed_at = models.DateTimeField(null=True, blank=True)
+    deployment = models.ForeignKey(Deployment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    blocked_reason = models.CharField(max_length=500, blank=True)
+    failure_reason = models.TextField(max_length=4000, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    freeze_override_reason = models.CharField(max_length=500, blank=True)
+    freeze_override_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    freeze_override_confirmed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    freeze_override_at = models.DateTimeField(null=True, blank=True)
+    last_reminded_at = models.DateTimeField(null=True, blank=True)
+    watch_state = models.CharField(max_length=20, choices=WatchState.choices, default=WatchState.NONE, blank=True)
+
+    history = HistoricalRecords(excluded_fields=["lease_expires_at", "last_reminded_at", "updated_at"])
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["organization", "state"], name="promotion_org_state")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["requested_by", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="uniq_promotion_idempotency_key",
+            ),
+            models.UniqueConstraint(
+                fields=["pipeline", "target"], condition=Q(state="deploying"), name="one_promotion_deploying"
+            ),
+        ]
+
+    def __str__(self):
+        return (
+            f"#{self.pk} {self.pipeline} v{self.version.number}: {self.source.slug} → {self.target.slug} ({self.state})"
+        )
+
+
+class Decision(models.TextChoices):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+class ApprovalDecision(models.Model):
+    """One person's decision on a request, given against the plan hash they saw. A decision made
+    against an earlier plan no longer counts; deciding again replaces it (history keeps both)."""
+
+    request = models.ForeignKey(PromotionRequest, on_delete=models.CASCADE, related_name="decisions")
+    approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    comment = models.TextField(max_length=4000, blank=True)
+    plan_hash = models.CharField(max_length=71)
+    decided_at = models.DateTimeField()
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["decided_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["request", "approver"], name="one_decision_per_approver")]
+
+    def __str__(self):
+        return f"{self.approver} {self.decision}d #{self.request_id}"

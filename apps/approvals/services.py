@@ -1,0 +1,1082 @@
+"""Promotions: approval rules, requests with a frozen plan, decisions, the state machine, the
+deploying worker, sweeps, freeze-window break-glass and rollback.
+
+The PromotionRequest row is the outbox: every transition is committed to the row first, and Celery
+is only the wake-up. A request deploys at most once: the deploying step locks the row, checks its
+state, and records the Deployment and the `deployed` state in one transaction."""
+
+import fnmatch
+import hashlib
+import json
+import logging
+import re
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed, field_error
+from apps.core.services import audited_delete, audited_save, validate
+from apps.environments import permissions as perms
+from apps.environments.models import Environment
+from apps.environments.services import active_freeze, environment_emit
+from apps.notifications.models import Event
+from apps.pipelines import graph as graphs
+from apps.pipelines.models import Pipeline, PipelineVersion
+from apps.resolution import engine
+from apps.runs import services as run_services
+from apps.runs.models import Deployment, Run, RunStatus
+from apps.tenancy.permissions import is_org_admin
+
+from .models import (
+    OPEN_STATES,
+    ApprovalDecision,
+    ApprovalRule,
+    Decision,
+    PromotionRequest,
+    PromotionState,
+    WatchState,
+)
+
+logger = logging.getLogger("planasonix.approvals")
+
+S = PromotionState
+
+# The state machine of DESIGN.md §4: action -> (states it may start from, state it leads to).
+TRANSITIONS = {
+    "approve": ((S.PENDING,), S.APPROVED),
+    "reject": ((S.PENDING,), S.REJECTED),
+    "cancel": ((S.PENDING, S.APPROVED), S.CANCELLED),
+    "expire": ((S.PENDING,), S.EXPIRED),
+    "deploy": ((S.APPROVED,), S.DEPLOYING),
+    "finish": ((S.DEPLOYING,), S.DEPLOYED),
+    "fail": ((S.DEPLOYING, S.APPROVED), S.FAILED),
+    "retry": ((S.FAILED,), S.APPROVED),
+    "roll back": ((S.DEPLOYED,), S.ROLLED_BACK),
+    "override the freeze of": ((S.PENDING, S.APPROVED, S.FAILED), None),
+}
+
+
+def require_transition(request: PromotionRequest, action: str) -> None:
+    """Refuse (409) an action the state machine does not allow from the request's current state."""
+    allowed, _ = TRANSITIONS[action]
+    if request.state not in allowed:
+        raise Conflict(f"Cannot {action} promotion request #{request.pk}: it is {request.state}.", code="invalid_state")
+
+
+# --- rules ------------------------------------------------------------------------------------------
+
+
+def rules_for(pipeline: Pipeline, target: Environment) -> list[ApprovalRule]:
+    """The active rules a promotion of the pipeline into `target` must meet (organization + project)."""
+    return list(
+        ApprovalRule.objects.filter(environment=target, is_active=True)
+        .filter(Q(project__isnull=True) | Q(project_id=pipeline.project_id))
+        .select_related("approver_group", "project")
+        .prefetch_related("approver_users", "extra_sources")
+        .order_by("project_id", "name")
+    )
+
+
+def direct_deploy_guard(environment: Environment) -> str | None:
+    """runs asks before a direct deploy: environments with approval rules take promotions only."""
+    if ApprovalRule.objects.filter(environment=environment, is_active=True).exists():
+        return f"'{environment.slug}' has approval rules: deploy to it through a promotion request."
+    return None
+
+
+def _require_rule_admin(actor, rule: ApprovalRule) -> None:
+    """Organization-wide rules are the organization admins'; a project's rules need manage_environment."""
+    if rule.project_id is None:
+        if not is_org_admin(actor, rule.environment.organization):
+            raise PermissionDenied("Only organization owners and admins manage organization-wide approval rules.")
+    else:
+        perms.require(actor, perms.MANAGE, rule.environment)
+
+
+def _looser_than(rule: ApprovalRule, default: ApprovalRule) -> dict[str, str]:
+    """Fields in which a project rule would be looser than an organization default (field -> why)."""
+    problems = {}
+    if rule.required_approvals < default.required_approvals:
+        problems["required_approvals"] = f"at least {default.required_approvals} (the organization's '{default.name}')"
+    if rule.allow_self_approval and not default.allow_self_approval:
+        problems["allow_self_approval"] = f"off, as in the organization's '{default.name}'"
+    if default.exclude_version_author and not rule.exclude_version_author:
+        problems["exclude_version_author"] = f"on, as in the organization's '{default.name}'"
+    if default.require_validation and not rule.require_validation:
+        problems["require_validation"] = f"on, as in the organization's '{default.name}'"
+    if (
+        default.require_validation
+        and rule.require_validation
+        and rule.validation_max_age_hours > default.validation_max_age_hours
+    ):
+        problems["validation_max_age_hours"] = f"at most {default.validation_max_age_hours}"
+    if default.require_git and not rule.require_git:
+        problems["require_git"] = f"on, as in the organization's '{default.name}'"
+    if default.require_ticket and not rule.require_ticket:
+        problems["require_ticket"] = f"set, as in the organization's '{default.name}'"
+    if rule.wait_minutes < default.wait_minutes:
+        problems["wait_minutes"] = f"at least {default.wait_minutes}"
+    if default.allowed_refs and not rule.allowed_refs:
+        problems["allowed_refs"] = f"set, as in the organization's '{default.name}' ({', '.join(default.allowed_refs)})"
+    return problems
+
+
+def validate_rule(rule: ApprovalRule, *, approver_users=(), extra_sources=()) -> None:
+    """Field checks, the tighten-never-loosen rule for project rules, and same-organization links."""
+    validate(rule)
+    environment = rule.environment
+    if rule.organization_id != environment.organization_id:
+        raise field_error("environment", "The environment belongs to another organization.")
+    if rule.project_id and rule.project.organization_id != rule.organization_id:
+        raise field_error("project", "The project belongs to another organization.")
+    if rule.require_ticket:
+        try:
+            re.compile(rule.require_ticket)
+        except re.error as exc:
+            raise field_error("require_ticket", f"Not a valid regular expression: {exc}.") from exc
+    for source in extra_sources:
+        if source.organization_id != rule.organization_id or source.pk == environment.pk:
+            raise field_error("extra_sources", f"'{source.slug}' cannot promote into '{environment.slug}'.")
+    if rule.project_id:
+        defaults = ApprovalRule.objects.filter(environment=environment, project__isnull=True, is_active=True)
+        for default in defaults:
+            problems = _looser_than(rule, default)
+            if problems:
+                name, why = next(iter(problems.items()))
+                raise ValidationFailed(
+                    f"{name}: a project rule may tighten the organization's rules but not loosen them; must be {why}.",
+                    fields={field: [f"Must be {text}."] for field, text in problems.items()},
+                )
+
+
+@transaction.atomic
+def rule_save(*, actor, rule: ApprovalRule, approver_users=None, extra_sources=None, reason: str = "") -> ApprovalRule:
+    """Create or update a rule (caller builds the unsaved or changed instance)."""
+    if rule.environment_id is None:
+        raise field_error("environment", "Choose the target environment.")
+    rule.organization_id = rule.environment.organization_id
+    _require_rule_admin(actor, rule)
+    if rule.pk:
+        stored = ApprovalRule.objects.select_related("environment").get(pk=rule.pk)
+        _require_rule_admin(actor, stored)
+    users = list(approver_users) if approver_users is not None else (list(rule.approver_users.all()) if rule.pk else [])
+    sources = list(extra_sources) if extra_sources is not None else (list(rule.extra_sources.all()) if rule.pk else [])
+    validate_rule(rule, approver_users=users, extra_sources=sources)
+    try:
+        with transaction.atomic():
+            audited_save(
+                rule, actor=actor, reason=reason or ("rule updated" if rule.pk else "rule created"), clean=False
+            )
+    except IntegrityError as exc:
+        raise Conflict(f"A rule named '{rule.name}' already exists for this environment.") from exc
+    if approver_users is not None:
+        rule.approver_users.set(users)
+    if extra_sources is not None:
+        rule.extra_sources.set(sources)
+    return rule
+
+
+@transaction.atomic
+def rule_delete(*, actor, rule: ApprovalRule) -> None:
+    _require_rule_admin(actor, rule)
+    audited_delete(rule, actor=actor, reason="rule deleted")
+
+
+# --- the plan ------------------------------------------------------------------------------------------
+
+
+def _config_view(answer: dict) -> dict:
+    """The parts of a (redacted) resolution that approvers review and the plan hash covers."""
+    return {
+        "variables": {
+            name: {
+                "value": entry["secret"] or entry["value"],
+                "source": entry["source"],
+                "secret": bool(entry["secret"]),
+            }
+            for name, entry in sorted(answer["variables"].items())
+        },
+        "connections": {
+            name: {"kind": entry["kind"], "params": entry["params"], "credential": entry["credential"]}
+            for name, entry in sorted(answer["connections"].items())
+        },
+        "policy": answer["policy"],
+        "graph": answer["graph"],
+    }
+
+
+def _flatten(prefix: str, value, out: dict) -> None:
+    if isinstance(value, dict) and value:
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), item, out)
+    else:
+        out[prefix] = value
+
+
+def config_diff(before: dict | None, after: dict) -> list[dict]:
+    """Leaf-by-leaf differences between two configuration views (variables, connections, policy)."""
+    left, right = {}, {}
+    for part in ("variables", "connections", "policy"):
+        _flatten(part, (before or {}).get(part) or {}, left)
+        _flatten(part, after.get(part) or {}, right)
+    return [
+        {"path": path, "before": left.get(path), "after": right.get(path)}
+        for path in sorted(left.keys() | right.keys())
+        if left.get(path) != right.get(path)
+    ]
+
+
+def plan_hash_of(version: PipelineVersion, after: dict) -> str:
+    """Covers the version's content and the target's resolved configuration (secrets as references)."""
+    canonical = json.dumps(
+        {"version": version.content_hash, "config": after}, sort_keys=True, separators=(",", ":"), default=str
+    )
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _readiness(answer: dict) -> dict:
+    errors = answer["errors"]
+    return {
+        "ready": not errors,
+        "problems": [{"code": e["code"], "path": e["path"], "message": e["message"]} for e in errors],
+    }
+
+
+def build_plan(pipeline: Pipeline, version: PipelineVersion, target: Environment) -> tuple[dict, str]:
+    """Freeze what deploying `version` into `target` changes: graph diff against the deployed version,
+    the target's resolved configuration before/after (secrets redacted), readiness; and the hash."""
+    deployed = run_services.active_deployment(pipeline, target)
+    before_version = deployed.version if deployed else None
+    after_answer = engine.resolve(pipeline, target, version=version)
+    after = _config_view(after_answer)
+    before = _config_view(engine.resolve(pipeline, target, version=before_version)) if before_version else None
+    plan = {
+        "version": {
+            "number": version.number,
+            "content_hash": version.content_hash,
+            "message": version.message,
+            "git_commit": version.git_commit,
+            "git_branch": version.git_branch,
+            "git_tag": version.git_tag,
+            "compare_url": version.compare_url,
+        },
+        "target": target.slug,
+        "target_deployed_version": before_version.number if before_version else None,
+        "graph_diff": graphs.diff(before_version.graph if before_version else None, version.graph),
+        "config_before": before,
+        "config_after": after,
+        "config_diff": config_diff(before, after),
+        "readiness": _readiness(after_answer),
+        "config_revision": after_answer.get("config_revision"),
+    }
+    return plan, plan_hash_of(version, after)
+
+
+# --- gates ------------------------------------------------------------------------------------------------
+
+
+def _latest_validation(request_like, rule: ApprovalRule, since) -> Run | None:
+    """A succeeded run of the version in the source environment whose baseline comparison (if any)
+    did not fail, finished after `since`."""
+    candidates = Run.objects.filter(
+        version=request_like.version,
+        environment=request_like.source,
+        status=RunStatus.SUCCEEDED,
+        finished_at__gte=since,
+    ).order_by("-finished_at")
+    for run in candidates[:20]:
+        if not run.baseline or run.baseline.get("passed") is not False:
+            return run
+    return None
+
+
+def evaluate_gates(request_like, rules: list[ApprovalRule], *, at=None) -> list[dict]:
+    """Each rule's gates for a request (or an unsaved one): validation, git, refs, ticket."""
+    at = at or timezone.now()
+    version = request_like.version
+    gates = []
+    for rule in rules:
+        if rule.require_validation:
+            since = at - timedelta(hours=rule.validation_max_age_hours)
+            run = _latest_validation(request_like, rule, since)
+            gates.append(
+                {
+                    "gate": "validation",
+                    "rule": rule.name,
+                    "passed": run is not None,
+                    "run": run.pk if run else None,
+                    "finished_at": run.finished_at.isoformat() if run else None,
+                    "detail": (
+                        f"run #{run.pk} passed in {request_like.source.slug}"
+                        if run
+                        else f"no passing run of v{version.number} in {request_like.source.slug} "
+                        f"within {rule.validation_max_age_hours} h"
+                    ),
+                }
+            )
+        if rule.require_git:
+            ok = bool(version.git_commit) and (version.git_merged or bool(version.git_tag))
+            gates.append(
+                {
+                    "gate": "git",
+                    "rule": rule.name,
+                    "passed": ok,
+                    "detail": "commit merged or tagged" if ok else "the version's commit is neither merged nor tagged",
+                }
+            )
+        if rule.allowed_refs:
+            refs = [r for r in (version.git_branch, version.git_tag) if r]
+            ok = any(fnmatch.fnmatchcase(ref, pattern) for ref in refs for pattern in rule.allowed_refs)
+            gates.append(
+                {
+                    "gate": "refs",
+                    "rule": rule.name,
+                    "passed": ok,
+                    "detail": f"{', '.join(refs) or 'no branch or tag'} against {', '.join(rule.allowed_refs)}",
+                }
+            )
+        if rule.require_ticket:
+            ok = bool(re.fullmatch(rule.require_ticket, request_like.ticket or ""))
+            gates.append(
+                {
+                    "gate": "ticket",
+                    "rule": rule.name,
+                    "passed": ok,
+                    "detail": f"ticket '{request_like.ticket}'" if ok else f"a ticket matching {rule.require_ticket}",
+                }
+            )
+    return gates
+
+
+# --- who may approve --------------------------------------------------------------------------------------
+
+
+def _eligible(user, rule: ApprovalRule, request: PromotionRequest) -> tuple[bool, str]:
+    """May `user`'s approval count toward `rule`? (and why not)"""
+    if not perms.may(user, perms.APPROVE_PROMOTION, request.target):
+        return False, f"you lack approve_promotion on '{request.target.slug}'"
+    restricted_users = {u.pk for u in rule.approver_users.all()}
+    if rule.approver_group_id or restricted_users:
+        in_group = rule.approver_group_id and user.groups.filter(pk=rule.approver_group_id).exists()
+        if not in_group and user.pk not in restricted_users:
+            return False, f"you are not among rule '{rule.name}''s approvers"
+    if user.pk == request.requested_by_id and not rule.allow_self_approval:
+        return False, "you cannot approve your own request"
+    if rule.exclude_version_author and user.pk == request.version.author_id:
+        return False, "you wrote this version, and rule '" + rule.name + "' excludes its author"
+    return True, ""
+
+
+def approval_blockers(user, request: PromotionRequest, rules: list[ApprovalRule] | None = None) -> list[str]:
+    """Why `user` may not approve `request` (empty: they may)."""
+    rules = rules_for(request.pipeline, request.target) if rules is None else rules
+    if request.state != S.PENDING:
+        return [f"the request is {request.state}"]
+    if not rules:
+        ok = perms.may(user, perms.APPROVE_PROMOTION, request.target)
+        if user.pk == request.requested_by_id:
+            return ["you cannot approve your own request"]
+        return [] if ok else [f"you lack approve_promotion on '{request.target.slug}'"]
+    reasons = []
+    for rule in rules:
+        ok, why = _eligible(user, rule, request)
+        if ok:
+            return []
+        reasons.append(why)
+    return list(dict.fromkeys(reasons))
+
+
+def rule_status(request: PromotionRequest, rules: list[ApprovalRule] | None = None) -> list[dict]:
+    """Per rule: approvals that count (given against the current plan by eligible people) and whether it is met."""
+    rules = rules_for(request.pipeline, request.target) if rules is None else rules
+    current = [
+        d for d in request.decisions.all() if d.decision == Decision.APPROVE and d.plan_hash == request.plan_hash
+    ]
+    status = []
+    for rule in rules:
+        counted = [d.approver.get_username() for d in current if _eligible(d.approver, rule, request)[0]]
+        status.append(
+            {
+                "rule": rule.name,
+                "rule_id": rule.pk,
+                "scope": rule.project.slug if rule.project_id else "organization",
+                "required_approvals": rule.required_approvals,
+                "approvals": len(counted),
+                "approved_by": counted,
+                "met": len(counted) >= rule.required_approvals,
+                "wait_minutes": rule.wait_minutes,
+            }
+        )
+    return status
+
+
+# --- creating a request -------------------------------------------------------------------------------------
+
+
+def _fingerprint(**fields) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _source_has(version: PipelineVersion, source: Environment) -> bool:
+    """Has the source environment deployed this version, or run it successfully (validated)?"""
+    deployed = Deployment.objects.filter(
+        pipeline_id=version.pipeline_id, environment=source, is_active=True, version=version
+    ).exists()
+    return deployed or Run.objects.filter(version=version, environment=source, status=RunStatus.SUCCEEDED).exists()
+
+
+def _check_not_older(version: PipelineVersion, target: Environment) -> None:
+    deployed = run_services.active_deployment(version.pipeline, target)
+    if deployed is None:
+        return
+    if deployed.version.number == version.number:
+        raise field_error("version", f"v{version.number} is already deployed in '{target.slug}'.")
+    if deployed.version.number > version.number:
+        raise field_error(
+            "version",
+            f"v{deployed.version.number} is deployed in '{target.slug}'; deploying the older v{version.number} "
+            "would be a rollback (use the deployment's rollback).",
+        )
+
+
+def _approvers_to_notify(request: PromotionRequest, rules) -> list:
+    users = [u for u in perms.users_with(perms.APPROVE_PROMOTION, request.target) if u.pk != request.requested_by_id]
+    if not rules:
+        return users
+    return [u for u in users if any(_eligible(u, rule, request)[0] for rule in rules)]
+
+
+def _payload(request: PromotionRequest, **extra) -> dict:
+    return {
+        "promotion": request.pk,
+        "pipeline": request.pipeline.slug,
+        "version": request.version.number,
+        "source": request.source.slug,
+        "target": request.target.slug,
+        "state": request.state,
+        "requested_by": request.requested_by.get_username() if request.requested_by else None,
+        **extra,
+    }
+
+
+def _emit(request: PromotionRequest, event: str, *, users=(), **extra) -> None:
+    """Notify the target environment's channels and these users' inboxes once the transaction commits."""
+    payload = _payload(request, **extra)
+    user_list = list(users)
+    environment_emit(request.target, event, payload, users=user_list)
+    emails = sorted({u.email for u in user_list if u.email})
+    if emails:
+        from .tasks import email_users
+
+        subject = f"[Planasonix] {event}: {request.pipeline.slug} v{request.version.number} → {request.target.slug}"
+        transaction.on_commit(lambda: _enqueue(email_users, [subject, payload, emails]), robust=True)
+
+
+def _enqueue(task, args, countdown: float | None = None) -> None:
+    try:
+        task.apply_async(args=args, countdown=countdown)
+    except Exception:  # broker down: the row is the truth and the beat sweep finds it
+        logger.warning("could not enqueue %s; the sweep will pick the work up", task.name)
+
+
+def promotion_request_create(
+    *,
+    actor,
+    pipeline: Pipeline,
+    version: PipelineVersion,
+    source: Environment,
+    target: Environment | None = None,
+    reason: str = "",
+    ticket: str = "",
+    compare_url: str = "",
+    attached_runs=(),
+    idempotency_key: str = "",
+) -> tuple[PromotionRequest, bool]:
+    """Request promotion of a version from `source` into `target` (default: `source.promotes_to`).
+    Returns (request, created); a retried call with the same Idempotency-Key returns the first request."""
+    fingerprint = _fingerprint(
+        pipeline=pipeline.pk,
+        version=version.pk,
+        source=source.pk,
+        target=target.pk if target else None,
+        reason=reason,
+        ticket=ticket,
+        compare_url=compare_url,
+        runs=sorted(r.pk for r in attached_runs),
+    )
+    if idempotency_key:
+        existing = PromotionRequest.objects.filter(requested_by=actor, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _replayed(existing, fingerprint), False
+    try:
+        with transaction.atomic():
+            request = _create(
+                actor=actor,
+                pipeline=pipeline,
+                version=version,
+                source=source,
+                target=target,
+                reason=reason,
+                ticket=ticket,
+                compare_url=compare_url,
+                attached_runs=list(attached_runs),
+                idempotency_key=idempotency_key,
+                fingerprint=fingerprint if idempotency_key else "",
+            )
+    except IntegrityError:
+        existing = idempotency_key and (
+            PromotionRequest.objects.filter(requested_by=actor, idempotency_key=idempotency_key).first()
+        )
+        if existing:  # a concurrent retry of the same POST won
+            return _replayed(existing, fingerprint), False
+        raise
+    return request, True
+
+
+def _replayed(existing: PromotionRequest, fingerprint: str) -> PromotionRequest:
+    if existing.idempotency_fingerprint and existing.idempotency_fingerprint != fingerprint:
+        raise Conflict(
+            "This Idempotency-Key was already used for a different promotion request.", code="idempotency_key_reused"
+        )
+    return existing
+
+
+def _create(
+    *,
+    actor,
+    pipeline,
+    version,
+    source,
+    target,
+    reason,
+    ticket,
+    compare_url,
+    attached_runs,
+    idempotency_key,
+    fingerprint,
+) -> PromotionRequest:
+    organization_id = pipeline.project.organization_id
+    if version.pipeline_id != pipeline.pk:
+        raise field_error("version", "The version belongs to another pipeline.")
+    if source.organization_id != organization_id:
+        raise field_error("source", "No such environment in this pipeline's organization.")
+    perms.require(actor, perms.VIEW, source)
+    if target is None:
+        target = source.promotes_to
+        if target is None:
+            raise field_error("target", f"'{source.slug}' promotes to no environment; name the target.")
+    if target.organization_id != organization_id:
+        raise field_error("target", "No such environment in this pipeline's organization.")
+    perms.require(actor, perms.REQUEST_PROMOTION, target)
+    rules = rules_for(pipeline, target)
+    if target.pk != source.promotes_to_id and not any(source in rule.extra_sources.all() for rule in rules):
+        expected = source.promotes_to.slug if source.promotes_to_id else "nowhere"
+        raise field_error(
+            "target",
+            f"Promotions follow the environment path: '{source.slug}' promotes to '{expected}', not '{target.slug}'.",
+        )
+    if not _source_has(version, source):
+        raise field_error(
+            "version",
+            f"v{version.number} is neither deployed nor validated in '{source.slug}'; promote what ran there.",
+        )
+    _check_not_older(version, target)
+    for run in attached_runs:
+        if run.pipeline_id != pipeline.pk:
+            raise field_error("attached_runs", f"Run #{run.pk} belongs to another pipeline.")
+        if not perms.may(actor, perms.VIEW, run.environment):
+            raise field_error("attached_runs", f"No such run #{run.pk}.")
+    if PromotionRequest.objects.filter(
+        pipeline=pipeline, target=target, version=version, state__in=OPEN_STATES
+    ).exists():
+        raise Conflict(
+            f"An open request already promotes v{version.number} of '{pipeline.slug}' into '{target.slug}'.",
+            code="duplicate_request",
+        )
+    request = PromotionRequest(
+        organization_id=organization_id,
+        pipeline=pipeline,
+        version=version,
+        source=source,
+        target=target,
+        requested_by=actor,
+        reason=reason,
+        ticket=ticket,
+        compare_url=compare_url or version.compare_url,
+        idempotency_key=idempotency_key,
+        idempotency_fingerprint=fingerprint,
+    )
+    gates = evaluate_gates(request, rules)
+    failed = [g for g in gates if not g["passed"]]
+    if failed:
+        field = {"ticket": "ticket", "validation": "version", "git": "version", "refs": "version"}
+        fields: dict[str, list[str]] = {}
+        for gate in failed:
+            fields.setdefault(field[gate["gate"]], []).append(f"Rule '{gate['rule']}' needs {gate['detail']}.")
+        first_field, messages = next(iter(fields.items()))
+        raise ValidationFailed(f"{first_field}: {messages[0]}", fields=fields)
+    plan, plan_hash = build_plan(pipeline, version, target)
+    plan["gates"] = gates
+    now = timezone.now()
+    request.plan, request.plan_hash, request.plan_frozen_at = plan, plan_hash, now
+    expiry = [r.expires_after_hours for r in rules if r.expires_after_hours]
+    request.expires_at = now + timedelta(hours=min(expiry)) if expiry else None
+    validate(request, exclude=["plan", "idempotency_fingerprint"])
+    audited_save(request, actor=actor, reason="requested", clean=False)
+    request.attached_runs.set(attached_runs)
+    _emit(request, Event.PROMOTION_REQUESTED, users=_approvers_to_notify(request, rules), reason=reason)
+    if not rules:  # nothing to wait for: approved at once
+        _mark_approved(request, rules, actor=actor)
+    return request
+
+
+# --- decisions ---------------------------------------------------------------------------------------------------
+
+
+def _locked(request: PromotionRequest) -> PromotionRequest:
+    return (
+        PromotionRequest.objects.select_for_update(of=("self",))
+        .select_related("pipeline__project", "version", "source", "target__policy", "requested_by")
+        .get(pk=request.pk)
+    )
+
+
+def refresh_plan(request: PromotionRequest, *, actor=None) -> bool:
+    """Re-freeze the plan if the version's content or the target's configuration changed (caller
+    holds the row lock). Earlier approvals stop counting; an approved request goes back to pending
+    and those who approved are asked to look again. Returns True when the plan changed."""
+    plan, plan_hash = build_plan(request.pipeline, request.version, request.target)
+    if plan_hash == request.plan_hash:
+        return False
+    rules = rules_for(request.pipeline, request.target)
+    plan["gates"] = evaluate_gates(request, rules, at=request.created_at)
+    previous = request.plan_hash
+    request.plan, request.plan_hash, request.plan_frozen_at = plan, plan_hash, timezone.now()
+    if request.state == S.APPROVED:
+        request.state, request.approved_at, request.deploy_after = S.PENDING, None, None
+    audited_save(request, actor=actor, reason="plan changed: earlier approvals no longer count", clean=False)
+    approvers = [
+        d.approver for d in request.decisions.select_related("approver") if d.plan_hash == previous
+    ] or _approvers_to_notify(request, rules)
+    _emit(request, Event.APPROVAL_REMINDER, users=approvers, reason="plan_changed")
+    return True
+
+
+def promotion_approve(*, actor, request: PromotionRequest, comment: str = "", plan_hash: str = "") -> PromotionRequest:
+    """Record an approval against the current plan; when every rule is met the request is approved
+    and its deployment queued (after the rules' wait)."""
+    with transaction.atomic():
+        request = _locked(request)
+        perms.require(actor, perms.VIEW, request.target)
+        require_transition(request, "approve")
+        changed = refresh_plan(request, actor=actor)
+        if changed or (plan_hash and plan_hash != request.plan_hash):
+            raise Conflict(
+                "The plan changed since it was shown (version or target configuration); review it again.",
+                code="plan_changed",
+            )
+        rules = rules_for(request.pipeline, request.target)
+        blockers = approval_blockers(actor, request, rules)
+        if blockers:
+            raise PermissionDenied(f"You cannot approve this request: {'; '.join(blockers)}.", code="not_eligible")
+        _decide(request, actor, Decision.APPROVE, comment)
+        if all(s["met"] for s in rule_status(request, rules)) and rules:
+            _mark_approved(request, rules, actor=actor)
+    return request
+
+
+def promotion_reject(*, actor, request: PromotionRequest, comment: str) -> PromotionRequest:
+    """A person who may decide requests into the target rejects it (a comment is required)."""
+    if not (comment or "").strip():
+        raise field_error("comment", "Say why the request is rejected.")
+    with transaction.atomic():
+        request = _locked(request)
+        perms.require(actor, perms.VIEW, request.target)
+        require_transition(request, "reject")
+        perms.require(actor, perms.APPROVE_PROMOTION, request.target)
+        _decide(request, actor, Decision.REJECT, comment)
+        request.state, request.decided_at = S.REJECTED, timezone.now()
+        audited_save(request, actor=actor, reason=f"rejected: {comment}", clean=False)
+        _emit(
+            request,
+            Event.PROMOTION_REJECTED,
+            users=[request.requested_by] if request.requested_by else [],
+            comment=comment,
+        )
+    return request
+
+
+def _decide(request: PromotionRequest, actor, decision: str, comment: str) -> ApprovalDecision:
+    existing = ApprovalDecision.objects.filter(request=request, approver=actor).first()
+    if existing is not None and existing.plan_hash == request.plan_hash:
+        raise Conflict(f"You already decided on this request ({existing.decision}d).", code="already_decided")
+    row = existing or ApprovalDecision(request=request, approver=actor)
+    row.decision, row.comment, row.plan_hash, row.decided_at = decision, comment, request.plan_hash, timezone.now()
+    audited_save(row, actor=actor, reason=f"{decision}d", clean=False)
+    return row
+
+
+def _mark_approved(request: PromotionRequest, rules, *, actor) -> None:
+    wait = max([r.wait_minutes for r in rules], default=0)
+    now = timezone.now()
+    request.state, request.approved_at, request.decided_at = S.APPROVED, now, now
+    request.deploy_after = now + timedelta(minutes=wait)
+    audited_save(request, actor=actor, reason="approved: every rule is met", clean=False)
+    _emit(request, Event.PROMOTION_APPROVED, users=[request.requested_by] if request.requested_by else [])
+    _queue_execution(request, countdown=wait * 60)
+
+
+def _queue_execution(request: PromotionRequest, countdown: float = 0) -> None:
+    from .tasks import execute_promotion
+
+    pk = request.pk
+    transaction.on_commit(lambda: _enqueue(execute_promotion, [pk], countdown=countdown or None), robust=True)
+
+
+def promotion_cancel(*, actor, request: PromotionRequest, comment: str = "") -> PromotionRequest:
+    """The requester, or someone who manages the target, withdraws a pending or approved request."""
+    with transaction.atomic():
+        request = _locked(request)
+        perms.require(actor, perms.VIEW, request.target)
+        if actor.pk != request.requested_by_id and not perms.may(actor, perms.MANAGE, request.target):
+            raise PermissionDenied("Only the requester or someone who manages the target environment may cancel.")
+        require_transition(request, "cancel")
+        request.state, request.decided_at = S.CANCELLED, timezone.now()
+        audited_save(request, actor=actor, reason=f"cancelled{': ' + comment if comment else ''}", clean=False)
+    return request
+
+
+def promotion_retry(*, actor, request: PromotionRequest) -> PromotionRequest:
+    """Try a failed deployment again (the deploying step re-checks everything)."""
+    with transaction.atomic():
+        request = _locked(request)
+        perms.require(actor, perms.VIEW, request.target)
+        if actor.pk != request.requested_by_id and not perms.may(actor, perms.MANAGE, request.target):
+            raise PermissionDenied("Only the requester or someone who manages the target environment may retry.")
+        require_transition(request, "retry")
+        request.state, request.failure_reason, request.deploy_after = S.APPROVED, "", timezone.now()
+        audited_save(request, actor=actor, reason="retry", clean=False)
+        _queue_execution(request)
+    return request
+
+
+def promotion_override_freeze(*, actor, request: PromotionRequest, reason: str) -> PromotionRequest:
+    """Break-glass: a person with manage_environment on the target asks, with a reason, to deploy
+    inside a freeze window; a second such person confirms. Audited and notified."""
+    if not (reason or "").strip():
+        raise field_error("reason", "Say why the freeze must be broken.")
+    with transaction.atomic():
+        request = _locked(request)
+        perms.require(actor, perms.VIEW, request.target)
+        require_transition(request, "override the freeze of")
+        perms.require(actor, perms.MANAGE, request.target)
+        if request.freeze_override_confirmed_by_id:
+            raise Conflict("The freeze override is already confirmed.", code="already_confirmed")
+        now = timezone.now()
+        if request.freeze_override_requested_by_id is None:
+            request.freeze_override_requested_by, request.freeze_override_reason = actor, reason
+            audited_save(request, actor=actor, reason=f"freeze override asked: {reason}", clean=False)
+            second = [u for u in perms.users_with(perms.MANAGE, request.target) if u.pk != actor.pk]
+            _emit(request, Event.FREEZE_OVERRIDDEN, users=second, stage="asked", reason=reason, by=actor.get_username())
+            return request
+        if request.freeze_override_requested_by_id == actor.pk:
+            raise PermissionDenied("A second person must confirm the freeze override.", code="second_person_required")
+        request.freeze_override_confirmed_by, request.freeze_override_at = actor, now
+        audited_save(request, actor=actor, reason=f"freeze override confirmed: {reason}", clean=False)
+        _emit(
+            request,
+            Event.FREEZE_OVERRIDDEN,
+            users=[u for u in (request.requested_by, request.freeze_override_requested_by) if u],
+            stage="confirmed",
+            reason=request.freeze_override_reason,
+            confirmation=reason,
+            by=request.freeze_override_requested_by.get_username(),
+            confirmed_by=actor.get_username(),
+        )
+        if request.state == S.APPROVED:
+            request.blocked_reason = ""
+            audited_save(request, actor=actor, reason="freeze override: deployment queued", clean=False)
+            _queue_execution(request)
+    return request
+
+
+# --- deploying (the worker) ------------------------------------------------------------------------------------
+
+
+def _blocked(request: PromotionRequest, reason: str) -> None:
+    if request.blocked_reason != reason:
+        request.blocked_reason = reason[:500]
+        audited_save(request, actor=None, reason=f"waiting: {reason}"[:500], clean=False)
+
+
+def _fail(request: PromotionRequest, reason: str) -> None:
+    request.state, request.failure_reason, request.lease_expires_at = S.FAILED, reason[:4000], None
+    audited_save(request, actor=None, reason=f"failed: {reason}"[:500], clean=False)
+    _emit(request, Event.PROMOTION_FAILED, users=[request.requested_by] if request.requested_by else [], reason=reason)
+
+
+def _prepare(request_pk: int, now) -> PromotionRequest | None:
+    """Step 1 (its own transaction): re-check everything and move approved → deploying, or take over
+    a deploying request whose worker died (lease run out). None when there is nothing to do."""
+    with transaction.atomic():
+        try:
+            request = _locked(PromotionRequest(pk=request_pk))
+        except PromotionRequest.DoesNotExist:
+            return None
+        if request.state == S.DEPLOYING:
+            if request.lease_expires_at and request.lease_expires_at > now:
+                return None  # another worker is on it
+            return _start_attempt(request, now)
+        if request.state != S.APPROVED or (request.deploy_after and request.deploy_after > now):
+            return None
+        window = active_freeze(request.target, now)
+        if window is not None and not request.freeze_override_confirmed_by_id:
+            _blocked(request, f"freeze window in '{request.target.slug}': {window.reason}")
+            return None
+        if refresh_plan(request):
+            return None  # back to pending: approvers look again
+        problems = request.plan["readiness"]["problems"]
+        if problems:
+            _fail(request, "target not ready: " + "; ".join(p["message"] for p in problems))
+            return None
+        rules = rules_for(request.pipeline, request.target)
+        failed = [g for g in evaluate_gates(request, rules, at=request.created_at) if not g["passed"]]
+        if failed:
+            _fail(request, "gate failed: " + "; ".join(f"{g['rule']}: {g['detail']}" for g in failed))
+            return None
+        if rules and not all(s["met"] for s in rule_status(request, rules)):
+            request.state, request.approved_at, request.deploy_after = S.PENDING, None, None
+            audited_save(request, actor=None, reason="approvals no longer meet the rules", clean=False)
+            return None
+        deployed = run_services.active_deployment(request.pipeline, request.target)
+        if deployed is not None and deployed.version.number >= request.version.number:
+            _fail(request, f"v{deployed.version.number} is already deployed in '{request.target.slug}'.")
+            return None
+        try:
+            with transaction.atomic():
+                return _start_attempt(request, now)
+        except IntegrityError:
+            _blocked(request, "another promotion of this pipeline into this environment is deploying")
+            return None
+
+
+def _start_attempt(request: PromotionRequest, now) -> PromotionRequest:
+    request.state, request.blocked_reason = S.DEPLOYING, ""
+    request.attempts += 1
+    request.lease_expires_at = now + timedelta(seconds=settings.PROMOTION_LEASE_SECONDS)
+    audited_save(request, actor=None, reason=f"deploying (attempt {request.attempts})", clean=False)
+    return request
+
+
+def _finish(request_pk: int, attempt: int) -> PromotionRequest | None:
+    """Step 2 (its own transaction): create the Deployment and mark deployed, together. A second
+    worker, or a retry after a crash, finds the deployment (or the state) and does nothing twice."""
+    with transaction.atomic():
+        request = _locked(PromotionRequest(pk=request_pk))
+        if request.state != S.DEPLOYING or request.attempts != attempt:
+            return None
+        deployment = Deployment.objects.filter(promotion_request_id=request.pk).first()
+        if deployment is None:
+            deployment = run_services.deploy(
+                actor=request.requested_by,
+                pipeline=request.pipeline,
+                environment=request.target,
+                version=request.version,
+                promotion_request_id=request.pk,
+                note=f"promotion #{request.pk}",
+            )
+        request.state, request.deployment, request.deployed_at = S.DEPLOYED, deployment, timezone.now()
+        request.lease_expires_at = None
+        policy = getattr(request.target, "policy", None)
+        if policy is not None and policy.watch_first_runs:
+            request.watch_state = WatchState.WATCHING
+        audited_save(request, actor=None, reason="deployed", clean=False)
+        approvers = [d.approver for d in request.decisions.select_related("approver") if d.decision == Decision.APPROVE]
+        users = [u for u in [request.requested_by, *approvers] if u]
+        _emit(request, Event.PROMOTION_DEPLOYED, users=users, deployment=deployment.pk)
+    return request
+
+
+def promotion_execute(request_pk: int) -> PromotionRequest | None:
+    """Deploy an approved request (the worker's job; safe to run any number of times at once)."""
+    now = timezone.now()
+    request = _prepare(request_pk, now)
+    if request is None:
+        return None
+    try:
+        return _finish(request_pk, request.attempts)
+    except Exception as exc:
+        logger.exception("promotion %s failed to deploy", request_pk)
+        message = exc.message if hasattr(exc, "message") else type(exc).__name__
+        with transaction.atomic():
+            request = _locked(request)
+            if request.state == S.DEPLOYING:
+                _fail(request, f"deployment failed: {message}")
+        return request
+
+
+# --- beat: sweep, expiry, reminders, watching ----------------------------------------------------------------
+
+
+def promotions_sweep(now=None) -> dict:
+    """The outbox sweep: expire stale pending requests, re-queue approved ones that are due but were
+    not deployed (broker down, lost task) and deploying ones whose worker died."""
+    now = now or timezone.now()
+    expired = 0
+    for pk in PromotionRequest.objects.filter(state=S.PENDING, expires_at__lte=now).values_list("pk", flat=True)[:200]:
+        with transaction.atomic():
+            request = _locked(PromotionRequest(pk=pk))
+            if request.state == S.PENDING and request.expires_at and request.expires_at <= now:
+                request.state, request.decided_at = S.EXPIRED, now
+                audited_save(request, actor=None, reason="expired", clean=False)
+                _emit(request, Event.PROMOTION_EXPIRED, users=[request.requested_by] if request.requested_by else [])
+                expired += 1
+    grace = now - timedelta(seconds=settings.PROMOTION_DISPATCH_GRACE_SECONDS)
+    due = list(
+        PromotionRequest.objects.filter(
+            Q(state=S.APPROVED, deploy_after__lte=grace) | Q(state=S.DEPLOYING, lease_expires_at__lte=now)
+        ).values_list("pk", flat=True)[:200]
+    )
+    from .tasks import execute_promotion
+
+    for pk in due:
+        _enqueue(execute_promotion, [pk])
+    return {"expired": expired, "requeued": len(due)}
+
+
+def promotions_replan(now=None) -> int:
+    """Re-freeze the plans of open requests whose version or target configuration changed, so
+    approvers hear about it now rather than when they open the request."""
+    changed = 0
+    for pk in PromotionRequest.objects.filter(state__in=(S.PENDING, S.APPROVED)).values_list("pk", flat=True)[:200]:
+        with transaction.atomic():
+            request = _locked(PromotionRequest(pk=pk))
+            if request.state in (S.PENDING, S.APPROVED) and refresh_plan(request):
+                changed += 1
+    return changed
+
+
+def promotions_remind(now=None) -> int:
+    """Remind eligible approvers who have not decided of requests pending longer than the interval."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(hours=settings.PROMOTION_REMIND_AFTER_HOURS)
+    reminded = 0
+    stale = PromotionRequest.objects.filter(state=S.PENDING, created_at__lte=cutoff).filter(
+        Q(last_reminded_at__isnull=True) | Q(last_reminded_at__lte=cutoff)
+    )
+    for pk in stale.values_list("pk", flat=True)[:200]:
+        with transaction.atomic():
+            request = _locked(PromotionRequest(pk=pk))
+            if request.state != S.PENDING:
+                continue
+            decided = set(request.decisions.filter(plan_hash=request.plan_hash).values_list("approver_id", flat=True))
+            rules = rules_for(request.pipeline, request.target)
+            users = [u for u in _approvers_to_notify(request, rules) if u.pk not in decided]
+            request.last_reminded_at = now
+            request.save(update_fields=["last_reminded_at"])  # bookkeeping, excluded from history
+            if users:
+                _emit(request, Event.APPROVAL_REMINDER, users=users, reason="pending")
+                reminded += 1
+    return reminded
+
+
+def promotions_watch(now=None) -> dict:
+    """Watch the first N runs after a deploy (policy `watch_first_runs`): a failure rolls back when
+    the policy says `auto_rollback_on_failure`; N successes end the watch."""
+    result = {"passed": 0, "rolled_back": 0}
+    for pk in PromotionRequest.objects.filter(state=S.DEPLOYED, watch_state=WatchState.WATCHING).values_list(
+        "pk", flat=True
+    )[:200]:
+        with transaction.atomic():
+            request = _locked(PromotionRequest(pk=pk))
+            policy = request.target.policy
+            if request.state != S.DEPLOYED or request.watch_state != WatchState.WATCHING or request.deployment is None:
+                continue
+            watched = list(
+                Run.objects.filter(
+                    deployment=request.deployment, status__in=(RunStatus.SUCCEEDED, RunStatus.FAILED)
+                ).order_by("created_at", "id")[: policy.watch_first_runs]
+            )
+            failed = [r for r in watched if r.status == RunStatus.FAILED]
+            if failed and policy.auto_rollback_on_failure and request.deployment.is_active:
+                deployment_rollback(
+                    actor=None,
+                    deployment=request.deployment,
+                    reason=f"automatic: run #{failed[0].pk} failed within the first {policy.watch_first_runs} runs",
+                )
+                result["rolled_back"] += 1
+            elif failed or len(watched) >= policy.watch_first_runs:
+                request.watch_state = WatchState.PASSED if not failed else WatchState.NONE
+                audited_save(request, actor=None, reason="watch ended", clean=False)
+                result["passed"] += int(not failed)
+    return result
+
+
+# --- rollback ---------------------------------------------------------------------------------------------------
+
+
+def deployment_rollback(*, actor, deployment: Deployment, reason: str = "") -> tuple[Deployment, list[Run]]:
+    """Redeploy the version before `deployment` as a new deployment (history is never rewritten) and
+    list the runs the rolled-back version wrote. `actor=None` is the platform's automatic rollback."""
+    with transaction.atomic():
+        deployment = (
+            Deployment.objects.select_for_update(of=("self",))
+            .select_related("environment__organization", "pipeline__project", "version", "previous__version")
+            .get(pk=deployment.pk)
+        )
+        if actor is not None:
+            perms.require(actor, perms.VIEW, deployment.environment)
+            perms.require(actor, perms.MANAGE, deployment.environment)
+        if not deployment.is_active:
+            raise Conflict("Only the active deployment can be rolled back.", code="not_active")
+        if deployment.previous is None:
+            raise Conflict("There is no earlier deployment to roll back to.", code="nothing_to_roll_back_to")
+        target_version = deployment.previous.version
+        note = f"rollback of v{deployment.version.number} to v{target_version.number}"
+        new = run_services.deploy(
+            actor=actor,
+            pipeline=deployment.pipeline,
+            environment=deployment.environment,
+            version=target_version,
+            note=f"{note}: {reason}" if reason else note,
+        )
+        runs = list(
+            Run.objects.filter(deployment=deployment).select_related("environment", "version").order_by("created_at")
+        )
+        if deployment.promotion_request_id:
+            request = (
+                PromotionRequest.objects.select_for_update(of=("self",))
+                .filter(pk=deployment.promotion_request_id)
+                .first()
+            )
+            if request is not None and request.state == S.DEPLOYED:
+                request.state = S.ROLLED_BACK
+                if request.watch_state == WatchState.WATCHING:
+                    request.watch_state = WatchState.ROLLED_BACK
+                audited_save(request, actor=actor, reason=note, clean=False)
+                _emit(
+                    request,
+                    Event.PROMOTION_FAILED,
+                    users=[request.requested_by] if request.requested_by else [],
+                    reason=f"rolled back: {reason or note}",
+                    rolled_back_runs=[r.pk for r in runs],
+                )
+    return new, runs
+
+
+def runs_written_by(deployment: Deployment) -> list[Run]:
+    """Runs (and so destination tables) written by a deployment's version while it was active."""
+    return list(Run.objects.filter(deployment=deployment).order_by("created_at"))
+
+
+def request_for_user(actor, pk) -> PromotionRequest:
+    """A request the actor may see (404 otherwise)."""
+    from .selectors import promotions_for
+
+    request = promotions_for(actor).filter(pk=pk).first()
+    if request is None:
+        raise NotFound("No such promotion request.")
+    return request
