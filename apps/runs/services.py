@@ -110,6 +110,26 @@ def _default_version(pipeline, environment) -> PipelineVersion:
     return version
 
 
+def runs_only_deployed(environment: Environment) -> bool:
+    """Production and protected stages run only what was deployed there (through a promotion)."""
+    return environment.is_protected or environment.kind == Kind.PRODUCTION
+
+
+def _require_deployed(pipeline, environment, version: PipelineVersion | None) -> PipelineVersion:
+    deployment = active_deployment(pipeline, environment)
+    if deployment is None:
+        raise field_error(
+            "version", f"No version of '{pipeline.slug}' is deployed in '{environment.slug}'; promote one first."
+        )
+    if version is not None and version.pk != deployment.version_id:
+        raise field_error(
+            "version",
+            f"'{environment.slug}' runs only its deployed version (v{deployment.version.number}); "
+            f"promote v{version.number} to run it there.",
+        )
+    return deployment.version
+
+
 def destination_violations(resolved: dict, allowed: list[str]) -> list[str]:
     """Destinations the policy does not allow (by connection role name or connection kind)."""
     if not allowed:
@@ -144,10 +164,12 @@ def run_create(
     if environment.organization_id != pipeline.project.organization_id:
         raise field_error("environment", "The environment belongs to another organization.")
     perms.require(actor, perms.RUN, environment)
-    if version is None:
-        version = _default_version(pipeline, environment)
-    elif version.pipeline_id != pipeline.pk:
+    if version is not None and version.pipeline_id != pipeline.pk:
         raise field_error("version", "The version belongs to another pipeline.")
+    if runs_only_deployed(environment):
+        version = _require_deployed(pipeline, environment, version)
+    elif version is None:
+        version = _default_version(pipeline, environment)
     if parameters is not None and not isinstance(parameters, dict):
         raise field_error("parameters", "Give an object of variable names to values.")
     resolved = engine.resolve(pipeline, environment, version=version, parameters=parameters or {})

@@ -26,7 +26,11 @@ def run_page(run):
 
 
 @pytest.fixture
-def pipeline(run_setup):
+def pipeline(run_setup, org_admin, stages):
+    """The runs pipeline, v1 deployed in production (production runs only its deployed version)."""
+    services.deploy(
+        actor=org_admin, pipeline=run_setup["pipeline"], environment=stages["production"], version=run_setup["version"]
+    )
     return run_setup["pipeline"]
 
 
@@ -129,7 +133,8 @@ def test_no_secret_value_on_run_pages(org, org_admin, pipeline, stages, run_setu
 # --- deployments ----------------------------------------------------------------------------------------
 
 
-def test_deployments_are_read_only_history(org_admin, pipeline, stages, run_setup):
+def test_deployments_are_read_only_history(org_admin, stages, run_setup):
+    pipeline = run_setup["pipeline"]  # not the fixture: no production deployment here
     first = services.deploy_direct(
         actor=org_admin, pipeline=pipeline, environment=stages["development"], version=run_setup["version"]
     )

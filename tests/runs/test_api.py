@@ -36,7 +36,11 @@ def error_fields(response) -> dict:
 
 
 @pytest.fixture
-def pipeline(run_setup):
+def pipeline(run_setup, org_admin, stages):
+    """The runs pipeline, v1 deployed in production (production runs only its deployed version)."""
+    services.deploy(
+        actor=org_admin, pipeline=run_setup["pipeline"], environment=stages["production"], version=run_setup["version"]
+    )
     return run_setup["pipeline"]
 
 
@@ -418,7 +422,8 @@ def test_direct_deploy_and_history(api, org_admin, pipeline, stages):
     assert client.get(DEPLOYMENTS, {"active": "maybe"}).status_code == 400
 
 
-def test_deploy_refusals(api, org_admin, members, run_key, pipeline, stages):
+def test_deploy_refusals(api, org_admin, members, run_key, run_setup, stages):
+    pipeline = run_setup["pipeline"]  # not the fixture: nothing deployed yet
     client = api(org_admin)
     response = client.post(DEPLOYMENTS, {"pipeline": pipeline.pk, "environment": "production"}, format="json")
     assert response.status_code == 403 and "protected" in response.json()["error"]["message"]

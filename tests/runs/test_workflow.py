@@ -163,6 +163,7 @@ def test_max_rows_is_honoured(run_setup, stages, org_admin, celery_worker_thread
 @pytest.mark.django_db(transaction=True)
 def test_a_staging_run_is_compared_with_the_production_baseline(run_setup, stages, org_admin, celery_worker_thread):
     pipeline = run_setup["pipeline"]
+    services.deploy(actor=org_admin, pipeline=pipeline, environment=stages["production"], version=run_setup["version"])
     production = wait_for_run(
         services.run_create(actor=org_admin, pipeline=pipeline, environment=stages["production"]).pk
     )
