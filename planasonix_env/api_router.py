@@ -2,6 +2,7 @@
 
 from rest_framework.routers import DefaultRouter
 
+from apps.approvals.api import ApprovalRuleViewSet, DeploymentRollbackViewSet, PromotionViewSet
 from apps.connections.api import ConnectionBindingViewSet, ConnectionRoleViewSet
 from apps.environments.api import EnvironmentViewSet
 from apps.notifications.api import ChannelViewSet, NotificationViewSet
@@ -32,3 +33,7 @@ router.register("connection-bindings", ConnectionBindingViewSet, basename="conne
 router.register("runs", RunViewSet, basename="run")
 router.register("deployments", DeploymentViewSet, basename="deployment")
 router.register("schedules", ScheduleViewSet, basename="schedule")
+router.register("approval-rules", ApprovalRuleViewSet, basename="approval-rule")
+router.register("promotions", PromotionViewSet, basename="promotion")
+# Rollback lives in approvals (it also marks the promotion rolled back); runs sits below it.
+router.register("deployments", DeploymentRollbackViewSet, basename="deployment-rollback")

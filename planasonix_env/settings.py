@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "apps.resolution",
     "apps.runs",
     "apps.approvals",
+    "apps.web",
     "apps.demo",
 ]
 
@@ -119,7 +120,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "admin:login"
+# The web screens' sign-in (the admin keeps its own at /admin/login/).
+LOGIN_URL = "web:login"
+LOGIN_REDIRECT_URL = "web:inbox"
+LOGOUT_REDIRECT_URL = "web:login"
 GUARDIAN_RAISE_403 = False
 GUARDIAN_MONKEY_PATCH_USER = False
 

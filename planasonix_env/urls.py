@@ -1,4 +1,4 @@
-"""URL wiring: admin, API v1 (with schema and docs), health."""
+"""URL wiring: admin, API v1 (with schema and docs), health, and the web screens at the root."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/v1/", include(router.urls)),
     # Session sign-in for everyone (the admin is for staff): the browsable API's login and logout.
     path("api-auth/", include("rest_framework.urls")),
+    path("", include("apps.web.urls")),
 ]
 
 handler404 = "apps.core.views.not_found"

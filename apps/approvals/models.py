@@ -182,6 +182,11 @@ class PromotionRequest(models.Model):
             models.UniqueConstraint(
                 fields=["pipeline", "target"], condition=Q(state="deploying"), name="one_promotion_deploying"
             ),
+            models.UniqueConstraint(
+                fields=["pipeline", "target", "version"],
+                condition=Q(state__in=["pending", "approved", "deploying"]),
+                name="one_open_request_per_version",
+            ),
         ]
 
     def __str__(self):

@@ -1,6 +1,6 @@
 """Reads for promotions and rules, filtered by the permission door."""
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
@@ -9,10 +9,12 @@ from .models import ApprovalDecision, ApprovalRule, PromotionRequest, PromotionS
 
 
 def promotions_for(user) -> QuerySet:
-    """Requests into environments the user may view, with what lists and details need."""
+    """Requests into environments the user may view (and their own), with what lists and details need."""
     visible = perms.environments_where(user, perms.VIEW, Environment.objects.all())
+    requestable = perms.environments_where(user, perms.REQUEST_PROMOTION, Environment.objects.all())
     return (
-        PromotionRequest.objects.filter(target__in=visible)
+        # A requester always sees their own requests, even into a stage they may not otherwise view.
+        PromotionRequest.objects.filter(Q(target__in=visible) | Q(requested_by=user, target__in=requestable))
         .select_related(
             "pipeline__project", "version__author", "source", "target", "requested_by", "deployment", "organization"
         )

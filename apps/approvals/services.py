@@ -28,6 +28,7 @@ from apps.pipelines.models import Pipeline, PipelineVersion
 from apps.resolution import engine
 from apps.runs import services as run_services
 from apps.runs.models import Deployment, Run, RunStatus
+from apps.tenancy.models import Edition, Membership
 from apps.tenancy.permissions import is_org_admin
 
 from .models import (
@@ -43,6 +44,7 @@ from .models import (
 logger = logging.getLogger("planasonix.approvals")
 
 S = PromotionState
+MAX_TEXT = 4000  # reason and comment columns
 
 # The state machine of DESIGN.md §4: action -> (states it may start from, state it leads to).
 TRANSITIONS = {
@@ -121,11 +123,18 @@ def _looser_than(rule: ApprovalRule, default: ApprovalRule) -> dict[str, str]:
         problems["wait_minutes"] = f"at least {default.wait_minutes}"
     if default.allowed_refs and not rule.allowed_refs:
         problems["allowed_refs"] = f"set, as in the organization's '{default.name}' ({', '.join(default.allowed_refs)})"
+    if default.expires_after_hours and not 0 < rule.expires_after_hours <= default.expires_after_hours:
+        problems["expires_after_hours"] = f"between 1 and {default.expires_after_hours} (0 would never expire)"
     return problems
 
 
 def validate_rule(rule: ApprovalRule, *, approver_users=(), extra_sources=()) -> None:
     """Field checks, the tighten-never-loosen rule for project rules, and same-organization links."""
+    # Before full_clean, whose constraint check would say only "Constraint “uniq_rule_name” is violated."
+    taken = ApprovalRule.objects.filter(environment_id=rule.environment_id, project_id=rule.project_id, name=rule.name)
+    if taken.exclude(pk=rule.pk).exists():
+        message = f"A rule named '{rule.name}' already exists for this environment."
+        raise Conflict(message, fields={"name": [message]}, code="duplicate_name")
     validate(rule)
     environment = rule.environment
     if rule.organization_id != environment.organization_id:
@@ -140,8 +149,30 @@ def validate_rule(rule: ApprovalRule, *, approver_users=(), extra_sources=()) ->
     for source in extra_sources:
         if source.organization_id != rule.organization_id or source.pk == environment.pk:
             raise field_error("extra_sources", f"'{source.slug}' cannot promote into '{environment.slug}'.")
+    members = set(
+        Membership.objects.filter(organization_id=rule.organization_id, user__in=approver_users).values_list(
+            "user_id", flat=True
+        )
+    )
+    for user in approver_users:
+        if user.pk not in members:
+            raise field_error("approver_users", f"{user.get_username()} is not a member of this organization.")
     if rule.project_id:
         defaults = ApprovalRule.objects.filter(environment=environment, project__isnull=True, is_active=True)
+        # Skipping a stage is the organization's decision (DESIGN.md §4): a project rule may only
+        # repeat the extra sources an organization-wide rule allows.
+        allowed_sources = set(
+            ApprovalRule.extra_sources.through.objects.filter(approvalrule__in=defaults).values_list(
+                "environment_id", flat=True
+            )
+        )
+        for source in extra_sources:
+            if source.pk not in allowed_sources:
+                raise field_error(
+                    "extra_sources",
+                    f"Only an organization-wide rule may let '{source.slug}' skip the path into "
+                    f"'{environment.slug}'; a project rule may tighten but not loosen.",
+                )
         for default in defaults:
             problems = _looser_than(rule, default)
             if problems:
@@ -252,7 +283,13 @@ def build_plan(pipeline: Pipeline, version: PipelineVersion, target: Environment
     before_version = deployed.version if deployed else None
     after_answer = engine.resolve(pipeline, target, version=version)
     after = _config_view(after_answer)
-    before = _config_view(engine.resolve(pipeline, target, version=before_version)) if before_version else None
+    # "Before" is the target as it was when the running version was deployed (rebuilt from history),
+    # so approvers see configuration changes made since then as well as the version's own.
+    before = (
+        _config_view(engine.resolve(pipeline, target, version=before_version, as_of=deployed.created_at))
+        if before_version
+        else None
+    )
     plan = {
         "version": {
             "number": version.number,
@@ -355,7 +392,9 @@ def evaluate_gates(request_like, rules: list[ApprovalRule], *, at=None) -> list[
 
 
 def _eligible(user, rule: ApprovalRule, request: PromotionRequest) -> tuple[bool, str]:
-    """May `user`'s approval count toward `rule`? (and why not)"""
+    """May `user`'s approval count toward `rule`? (and why not; separation of duties is said first)"""
+    if user.pk == request.requested_by_id and not rule.allow_self_approval:
+        return False, "you cannot approve your own request"
     if not perms.may(user, perms.APPROVE_PROMOTION, request.target):
         return False, f"you lack approve_promotion on '{request.target.slug}'"
     restricted_users = {u.pk for u in rule.approver_users.all()}
@@ -363,8 +402,6 @@ def _eligible(user, rule: ApprovalRule, request: PromotionRequest) -> tuple[bool
         in_group = rule.approver_group_id and user.groups.filter(pk=rule.approver_group_id).exists()
         if not in_group and user.pk not in restricted_users:
             return False, f"you are not among rule '{rule.name}''s approvers"
-    if user.pk == request.requested_by_id and not rule.allow_self_approval:
-        return False, "you cannot approve your own request"
     if rule.exclude_version_author and user.pk == request.version.author_id:
         return False, "you wrote this version, and rule '" + rule.name + "' excludes its author"
     return True, ""
@@ -532,7 +569,10 @@ def promotion_request_create(
         )
         if existing:  # a concurrent retry of the same POST won
             return _replayed(existing, fingerprint), False
-        raise
+        raise Conflict(
+            f"An open request already promotes v{version.number} of '{pipeline.slug}' into that environment.",
+            code="duplicate_request",
+        ) from None
     return request, True
 
 
@@ -559,6 +599,14 @@ def _create(
     fingerprint,
 ) -> PromotionRequest:
     organization_id = pipeline.project.organization_id
+    if pipeline.project.organization.edition != Edition.ENTERPRISE:
+        raise PermissionDenied(
+            f"Promotions need the enterprise edition; organization '{pipeline.project.organization.slug}' is on "
+            f"the '{pipeline.project.organization.edition}' edition, which has one implicit environment.",
+            code="edition_required",
+        )
+    if len(reason or "") > MAX_TEXT:  # a TextField's max_length is not checked by full_clean
+        raise field_error("reason", f"At most {MAX_TEXT} characters.")
     if version.pipeline_id != pipeline.pk:
         raise field_error("version", "The version belongs to another pipeline.")
     if source.organization_id != organization_id:
@@ -628,7 +676,7 @@ def _create(
     audited_save(request, actor=actor, reason="requested", clean=False)
     request.attached_runs.set(attached_runs)
     _emit(request, Event.PROMOTION_REQUESTED, users=_approvers_to_notify(request, rules), reason=reason)
-    if not rules:  # nothing to wait for: approved at once
+    if all(status["met"] for status in rule_status(request, rules)):  # no approvals needed: approved at once
         _mark_approved(request, rules, actor=actor)
     return request
 
@@ -650,6 +698,11 @@ def refresh_plan(request: PromotionRequest, *, actor=None) -> bool:
     and those who approved are asked to look again. Returns True when the plan changed."""
     plan, plan_hash = build_plan(request.pipeline, request.version, request.target)
     if plan_hash == request.plan_hash:
+        # Readiness is not in the hash (a secret newly allowed in the target changes no reference):
+        # keep it current, or a fixed target would fail the deploying step's readiness check forever.
+        if plan["readiness"] != request.plan.get("readiness"):
+            request.plan = {**request.plan, "readiness": plan["readiness"]}
+            audited_save(request, actor=actor, reason="readiness re-checked", clean=False)
         return False
     rules = rules_for(request.pipeline, request.target)
     plan["gates"] = evaluate_gates(request, rules, at=request.created_at)
@@ -668,12 +721,20 @@ def refresh_plan(request: PromotionRequest, *, actor=None) -> bool:
 def promotion_approve(*, actor, request: PromotionRequest, comment: str = "", plan_hash: str = "") -> PromotionRequest:
     """Record an approval against the current plan; when every rule is met the request is approved
     and its deployment queued (after the rules' wait)."""
-    with transaction.atomic():
+    with transaction.atomic():  # the re-frozen plan is committed even though this approval is refused
         request = _locked(request)
         perms.require(actor, perms.VIEW, request.target)
         require_transition(request, "approve")
         changed = refresh_plan(request, actor=actor)
-        if changed or (plan_hash and plan_hash != request.plan_hash):
+    if changed:
+        raise Conflict(
+            "The plan changed since it was shown (version or target configuration); review it again.",
+            code="plan_changed",
+        )
+    with transaction.atomic():
+        request = _locked(request)
+        require_transition(request, "approve")
+        if plan_hash and plan_hash != request.plan_hash:
             raise Conflict(
                 "The plan changed since it was shown (version or target configuration); review it again.",
                 code="plan_changed",
@@ -683,7 +744,7 @@ def promotion_approve(*, actor, request: PromotionRequest, comment: str = "", pl
         if blockers:
             raise PermissionDenied(f"You cannot approve this request: {'; '.join(blockers)}.", code="not_eligible")
         _decide(request, actor, Decision.APPROVE, comment)
-        if all(s["met"] for s in rule_status(request, rules)) and rules:
+        if all(s["met"] for s in rule_status(request, rules)):  # no rules left: this approval suffices
             _mark_approved(request, rules, actor=actor)
     return request
 
@@ -710,6 +771,8 @@ def promotion_reject(*, actor, request: PromotionRequest, comment: str) -> Promo
 
 
 def _decide(request: PromotionRequest, actor, decision: str, comment: str) -> ApprovalDecision:
+    if len(comment or "") > MAX_TEXT:  # a TextField's max_length is not checked by full_clean
+        raise field_error("comment", f"At most {MAX_TEXT} characters.")
     existing = ApprovalDecision.objects.filter(request=request, approver=actor).first()
     if existing is not None and existing.plan_hash == request.plan_hash:
         raise Conflict(f"You already decided on this request ({existing.decision}d).", code="already_decided")
@@ -736,11 +799,18 @@ def _queue_execution(request: PromotionRequest, countdown: float = 0) -> None:
     transaction.on_commit(lambda: _enqueue(execute_promotion, [pk], countdown=countdown or None), robust=True)
 
 
+def _require_visible(actor, request: PromotionRequest) -> None:
+    """The requester (who may request into the target) or anyone who may view the target."""
+    if actor.pk == request.requested_by_id and perms.may(actor, perms.REQUEST_PROMOTION, request.target):
+        return
+    perms.require(actor, perms.VIEW, request.target)
+
+
 def promotion_cancel(*, actor, request: PromotionRequest, comment: str = "") -> PromotionRequest:
     """The requester, or someone who manages the target, withdraws a pending or approved request."""
     with transaction.atomic():
         request = _locked(request)
-        perms.require(actor, perms.VIEW, request.target)
+        _require_visible(actor, request)
         if actor.pk != request.requested_by_id and not perms.may(actor, perms.MANAGE, request.target):
             raise PermissionDenied("Only the requester or someone who manages the target environment may cancel.")
         require_transition(request, "cancel")
@@ -753,7 +823,7 @@ def promotion_retry(*, actor, request: PromotionRequest) -> PromotionRequest:
     """Try a failed deployment again (the deploying step re-checks everything)."""
     with transaction.atomic():
         request = _locked(request)
-        perms.require(actor, perms.VIEW, request.target)
+        _require_visible(actor, request)
         if actor.pk != request.requested_by_id and not perms.may(actor, perms.MANAGE, request.target):
             raise PermissionDenied("Only the requester or someone who manages the target environment may retry.")
         require_transition(request, "retry")
@@ -768,6 +838,8 @@ def promotion_override_freeze(*, actor, request: PromotionRequest, reason: str) 
     inside a freeze window; a second such person confirms. Audited and notified."""
     if not (reason or "").strip():
         raise field_error("reason", "Say why the freeze must be broken.")
+    if len(reason) > 500:  # saved without full_clean; PostgreSQL would refuse the value with a 500
+        raise field_error("reason", "At most 500 characters.")
     with transaction.atomic():
         request = _locked(request)
         perms.require(actor, perms.VIEW, request.target)
@@ -859,6 +931,9 @@ def _prepare(request_pk: int, now) -> PromotionRequest | None:
             with transaction.atomic():
                 return _start_attempt(request, now)
         except IntegrityError:
+            # _start_attempt changed the instance before its save failed: undo that, or saving the
+            # blocked reason would write `deploying` again and hit the same constraint.
+            request.state, request.attempts, request.lease_expires_at = S.APPROVED, request.attempts - 1, None
             _blocked(request, "another promotion of this pipeline into this environment is deploying")
             return None
 
@@ -976,7 +1051,8 @@ def promotions_remind(now=None) -> int:
             rules = rules_for(request.pipeline, request.target)
             users = [u for u in _approvers_to_notify(request, rules) if u.pk not in decided]
             request.last_reminded_at = now
-            request.save(update_fields=["last_reminded_at"])  # bookkeeping, excluded from history
+            request.skip_history_when_saving = True  # bookkeeping: no history row for an excluded field
+            request.save(update_fields=["last_reminded_at"])
             if users:
                 _emit(request, Event.APPROVAL_REMINDER, users=users, reason="pending")
                 reminded += 1
@@ -990,29 +1066,40 @@ def promotions_watch(now=None) -> dict:
     for pk in PromotionRequest.objects.filter(state=S.DEPLOYED, watch_state=WatchState.WATCHING).values_list(
         "pk", flat=True
     )[:200]:
-        with transaction.atomic():
-            request = _locked(PromotionRequest(pk=pk))
-            policy = request.target.policy
-            if request.state != S.DEPLOYED or request.watch_state != WatchState.WATCHING or request.deployment is None:
-                continue
-            watched = list(
-                Run.objects.filter(
-                    deployment=request.deployment, status__in=(RunStatus.SUCCEEDED, RunStatus.FAILED)
-                ).order_by("created_at", "id")[: policy.watch_first_runs]
-            )
-            failed = [r for r in watched if r.status == RunStatus.FAILED]
-            if failed and policy.auto_rollback_on_failure and request.deployment.is_active:
-                deployment_rollback(
-                    actor=None,
-                    deployment=request.deployment,
-                    reason=f"automatic: run #{failed[0].pk} failed within the first {policy.watch_first_runs} runs",
-                )
-                result["rolled_back"] += 1
-            elif failed or len(watched) >= policy.watch_first_runs:
-                request.watch_state = WatchState.PASSED if not failed else WatchState.NONE
-                audited_save(request, actor=None, reason="watch ended", clean=False)
-                result["passed"] += int(not failed)
+        try:
+            _watch_one(pk, result)
+        except Exception:  # one bad request must not leave the others unwatched
+            logger.exception("watching promotion %s failed", pk)
     return result
+
+
+def _watch_one(pk: int, result: dict) -> None:
+    """One watched deployment: roll back, end the watch, or keep watching."""
+    with transaction.atomic():
+        request = _locked(PromotionRequest(pk=pk))
+        policy = request.target.policy
+        if request.state != S.DEPLOYED or request.watch_state != WatchState.WATCHING or request.deployment is None:
+            return
+        watched = list(
+            Run.objects.filter(
+                deployment=request.deployment, status__in=(RunStatus.SUCCEEDED, RunStatus.FAILED)
+            ).order_by("created_at", "id")[: policy.watch_first_runs]
+        )
+        failed = [r for r in watched if r.status == RunStatus.FAILED]
+        rollbackable = request.deployment.is_active and request.deployment.previous_id is not None
+        # The first deployment into a stage has nothing to roll back to: end the watch (below)
+        # rather than raise on every beat tick and leave the requests after this one unwatched.
+        if failed and policy.auto_rollback_on_failure and rollbackable:
+            deployment_rollback(
+                actor=None,
+                deployment=request.deployment,
+                reason=f"automatic: run #{failed[0].pk} failed within the first {policy.watch_first_runs} runs",
+            )
+            result["rolled_back"] += 1
+        elif failed or len(watched) >= policy.watch_first_runs:
+            request.watch_state = WatchState.PASSED if not failed else WatchState.NONE
+            audited_save(request, actor=None, reason="watch ended", clean=False)
+            result["passed"] += int(not failed)
 
 
 # --- rollback ---------------------------------------------------------------------------------------------------
@@ -1041,7 +1128,7 @@ def deployment_rollback(*, actor, deployment: Deployment, reason: str = "") -> t
             pipeline=deployment.pipeline,
             environment=deployment.environment,
             version=target_version,
-            note=f"{note}: {reason}" if reason else note,
+            note=(f"{note}: {reason}" if reason else note)[:500],  # Deployment.note holds 500
         )
         runs = list(
             Run.objects.filter(deployment=deployment).select_related("environment", "version").order_by("created_at")

@@ -9,6 +9,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from apps.approvals import services as approval_services
+from apps.approvals.models import ApprovalRule
 from apps.connections import services as connection_services
 from apps.connections.models import ConnectionBinding, ConnectionRole
 from apps.environments import permissions as perms
@@ -42,7 +44,7 @@ DEMO_USERS = (
     DemoUser("admin", "admin-pass", Role.OWNER, "superuser, owner of Acme Data"),
     DemoUser("dev", "dev-pass", Role.MEMBER, "developer: development rights, may request promotions"),
     DemoUser("approver1", "approver1-pass", Role.MEMBER, "approves into staging and production"),
-    DemoUser("approver2", "approver2-pass", Role.MEMBER, "approves into production"),
+    DemoUser("approver2", "approver2-pass", Role.MEMBER, "approves into staging and production"),
 )
 
 # Explicit grants beyond the development defaults every member gets.
@@ -55,7 +57,22 @@ GRANTS = {
         "staging": (perms.VIEW, perms.APPROVE_PROMOTION),
         "production": (perms.VIEW, perms.APPROVE_PROMOTION),
     },
-    "approver2": {"production": (perms.VIEW, perms.APPROVE_PROMOTION)},
+    "approver2": {
+        "staging": (perms.VIEW, perms.APPROVE_PROMOTION),
+        "production": (perms.VIEW, perms.APPROVE_PROMOTION),
+    },
+}
+
+# Organization-wide approval rules (self-approval is off by default: the requester never counts).
+APPROVAL_RULES = {
+    "staging": {"name": "staging review", "required_approvals": 1},
+    "production": {
+        "name": "production review",
+        "required_approvals": 2,
+        "require_validation": True,
+        "validation_max_age_hours": 24,
+        "allow_self_approval": False,
+    },
 }
 
 STAGES = (
@@ -81,7 +98,7 @@ def _user(spec: DemoUser):
 
 @transaction.atomic
 def seed_demo() -> dict:
-    """Create (or complete) the demo organization, stages, users and grants."""
+    """Create (or complete) the demo organization, stages, users, grants, configuration and approval rules."""
     users = {spec.username: _user(spec) for spec in DEMO_USERS}
     admin = users["admin"]
     organization = Organization.objects.filter(slug=ORG_SLUG).first()
@@ -116,6 +133,7 @@ def seed_demo() -> dict:
                     actor=admin, environment=stages[slug], codename=codename, user=users[username]
                 )
     pipeline = _configuration(admin, organization, stages)
+    _approval_rules(admin, stages)
     return {"organization": organization, "stages": stages, "users": users, "pipeline": pipeline}
 
 
@@ -269,3 +287,12 @@ def _deploy_and_schedule(admin, pipeline, development):
             environment=development,
             version=pipeline.versions.order_by("number").first(),
         )
+
+
+def _approval_rules(admin, stages):
+    """Promotions into staging need one approval; into production two, and a passing staging run of
+    the version from the last 24 hours. Rules that exist (by name) are left as they are."""
+    for slug, fields in APPROVAL_RULES.items():
+        environment = stages[slug]
+        if not ApprovalRule.objects.filter(environment=environment, project__isnull=True, name=fields["name"]).exists():
+            approval_services.rule_save(actor=admin, rule=ApprovalRule(environment=environment, **fields))

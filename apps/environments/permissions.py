@@ -16,7 +16,7 @@ from django.db.models import Q, QuerySet
 from apps.core.errors import PermissionDenied
 from apps.core.scopes import scopes_grant
 from apps.tenancy.models import ADMIN_ROLES
-from apps.tenancy.permissions import api_key_of, member_organization_ids, org_role
+from apps.tenancy.permissions import api_key_of, member_organization_ids, org_role, prefetch_org_roles
 
 from .models import Environment, EnvironmentGroupObjectPermission, EnvironmentUserObjectPermission
 
@@ -71,6 +71,26 @@ def _grants(user) -> dict[int, set[str]]:
         grants.setdefault(env_id, set()).add(codename)
     user.__dict__[_CACHE_ATTR] = grants
     return grants
+
+
+def prefetch(users) -> None:
+    """Memoize the grants and organization roles of many users at once (three queries), so `may`
+    over a list of people (the approvers of a request) costs no query per person."""
+    pending = [u for u in users if u is not None and u.is_authenticated and _CACHE_ATTR not in u.__dict__]
+    prefetch_org_roles(pending)
+    if not pending:
+        return
+    grants: dict[int, dict[int, set[str]]] = {u.pk: {} for u in pending}
+    rows = EnvironmentUserObjectPermission.objects.filter(user_id__in=list(grants)).values_list(
+        "user_id", "content_object_id", "permission__codename"
+    )
+    group_rows = EnvironmentGroupObjectPermission.objects.filter(group__user__in=list(grants)).values_list(
+        "group__user", "content_object_id", "permission__codename"
+    )
+    for user_id, env_id, codename in [*rows, *group_rows]:
+        grants[user_id].setdefault(env_id, set()).add(codename)
+    for user in pending:
+        user.__dict__[_CACHE_ATTR] = {env_id: set(codes) for env_id, codes in grants[user.pk].items()}
 
 
 def forget(user) -> None:

@@ -18,6 +18,22 @@ def forget_org_roles(user) -> None:
     user.__dict__.pop("_planasonix_org_roles", None)
 
 
+def prefetch_org_roles(users) -> None:
+    """Read the organization roles of many users in one query and memoize them on each user object,
+    so role checks over a list of people (a request's approvers) cost no query per person."""
+    pending = [
+        u for u in users if getattr(u, "is_authenticated", False) and u.__dict__.get("_planasonix_org_roles") is None
+    ]
+    if not pending:
+        return
+    roles: dict[int, dict[int, str]] = {u.pk: {} for u in pending}
+    rows = Membership.objects.filter(user_id__in=list(roles)).values_list("user_id", "organization_id", "role")
+    for user_id, organization_id, role in rows:
+        roles[user_id][organization_id] = role
+    for user in pending:
+        user.__dict__["_planasonix_org_roles"] = dict(roles[user.pk])
+
+
 def _org_id(organization) -> int:
     return organization.pk if hasattr(organization, "pk") else organization
 

@@ -80,18 +80,95 @@ def world(members, stages, org, org_admin, service_account, outsider, django_use
     notification_services.emit(Event.RUN_FAILED, {"environment": "production"}, organization=org, users=[org_admin])
     key, _ = tenancy_services.api_key_create(actor=org_admin, organization=org, name="existing", scopes=["read"])
     config = _configuration_layer(org, org_admin, stages)
+    return World(
+        {
+            **config,
+            "org": org,
+            "stages": stages,
+            "membership": members["developer"].memberships.get(organization=org),
+            "channel": channel,
+            "window": window,
+            "notification": Notification.objects.filter(user=org_admin).first(),
+            "key": key,
+            "admin": org_admin,
+            "operator": django_user_model.objects.create_superuser("operator", "operator@example.com", "pw"),
+        }
+    )
+
+
+class World(dict):
+    """The world's objects. The promotions layer is slow to build (every request freezes a plan by
+    resolving configuration), so it is made only when a known-good request asks for one of its keys
+    (in `_url`, before any snapshot is taken)."""
+
+    def __missing__(self, key):
+        if key in PROMOTION_KEYS and "promotion" not in self.keys():
+            self.update(_promotions_layer(self))
+            return self[key]
+        raise KeyError(key)
+
+
+PROMOTION_KEYS = {"rule", "promotion", "failed_promotion", "invoices", "rollback_deployment"}
+
+
+def _promotions_layer(w) -> dict:
+    """An approval rule on staging; a pending and a failed development → staging request of the
+    world's pipeline (the failed one: staging has no warehouse binding, so it is not ready); and a
+    second pipeline with v1 then v2 deployed in development (promotable, and a rollback target)."""
+    from apps.approvals import services as approval_services
+    from apps.approvals.models import ApprovalRule
+    from apps.pipelines import services as pipeline_services
+    from apps.runs import services as run_services
+
+    admin, stages, developer = w["admin"], w["stages"], w["membership"].user
+    for codename in (perms.VIEW, perms.REQUEST_PROMOTION):
+        env_services.permission_grant(actor=admin, environment=stages["staging"], codename=codename, user=developer)
+    perms.forget(developer)
+    pipeline, version = w["pipeline"], w["pipeline"].versions.get(number=1)
+    run_services.deploy_direct(actor=admin, pipeline=pipeline, environment=stages["development"], version=version)
+    rule = approval_services.rule_save(
+        actor=admin, rule=ApprovalRule(environment=stages["staging"], name="staging review", required_approvals=1)
+    )
+
+    def request():
+        created, _ = approval_services.promotion_request_create(
+            actor=developer, pipeline=pipeline, version=version, source=stages["development"]
+        )
+        return created
+
+    failed = request()
+    approval_services.promotion_approve(actor=admin, request=failed)
+    approval_services.promotion_execute(failed.pk)
+    failed.refresh_from_db()
+    assert failed.state == "failed", failed.state
+    invoices = pipeline_services.pipeline_create(actor=admin, project=w["project"], name="Invoices")
+    deployment = None
+    for number in (1, 2):
+        graph = {
+            "nodes": [
+                {"id": "src", "type": "source", "connection": "warehouse", "query": f"SELECT {number} AS n"},
+                {"id": "dst", "type": "destination", "connection": "warehouse", "table": "invoices"},
+            ],
+            "edges": [["src", "dst"]],
+        }
+        invoice_version = pipeline_services.pipeline_version_create(actor=admin, pipeline=invoices, graph=graph)
+        deployment = run_services.deploy_direct(
+            actor=admin, pipeline=invoices, environment=stages["development"], version=invoice_version
+        )
     return {
-        **config,
-        "org": org,
-        "stages": stages,
-        "membership": members["developer"].memberships.get(organization=org),
-        "channel": channel,
-        "window": window,
-        "notification": Notification.objects.filter(user=org_admin).first(),
-        "key": key,
-        "admin": org_admin,
-        "operator": django_user_model.objects.create_superuser("operator", "operator@example.com", "pw"),
+        "rule": rule,
+        "promotion": request(),
+        "failed_promotion": failed,
+        "invoices": invoices,
+        "rollback_deployment": deployment,
     }
+
+
+def _promotions_built(w) -> dict:
+    """No path parameters, but the body names a pipeline of the promotions layer: build it now,
+    before any snapshot is taken."""
+    assert w["invoices"].pk
+    return {}
 
 
 def _configuration_layer(org, admin, stages) -> dict:
@@ -268,6 +345,25 @@ VALID = {
     ),
     "POST /api/v1/deployments/": (lambda w: {}, {"pipeline": None, "environment": "development"}),
     "POST /api/v1/schedules/": (lambda w: {}, {"pipeline": None, "environment": "development", "cron": "0 7 * * *"}),
+    "POST /api/v1/approval-rules/": (
+        lambda w: {},
+        {"organization": "acme", "environment": "production", "name": "production review", "required_approvals": 2},
+    ),
+    "PATCH /api/v1/approval-rules/{id}/": (lambda w: {"id": w["rule"].pk}, {"wait_minutes": 10}),
+    "DELETE /api/v1/approval-rules/{id}/": (lambda w: {"id": w["rule"].pk}, None),
+    "POST /api/v1/promotions/": (
+        _promotions_built,
+        {"pipeline": None, "version": 2, "source": "development", "reason": "monthly close"},
+    ),
+    "POST /api/v1/promotions/{id}/approve/": (lambda w: {"id": w["promotion"].pk}, {"comment": "looks right"}),
+    "POST /api/v1/promotions/{id}/reject/": (lambda w: {"id": w["promotion"].pk}, {"comment": "wrong table"}),
+    "POST /api/v1/promotions/{id}/cancel/": (lambda w: {"id": w["promotion"].pk}, {"comment": "not yet"}),
+    "POST /api/v1/promotions/{id}/retry/": (lambda w: {"id": w["failed_promotion"].pk}, None),
+    "POST /api/v1/promotions/{id}/override-freeze/": (lambda w: {"id": w["promotion"].pk}, {"reason": "hotfix"}),
+    "POST /api/v1/deployments/{id}/rollback/": (
+        lambda w: {"id": w["rollback_deployment"].pk},
+        {"reason": "wrong totals"},
+    ),
     "PATCH /api/v1/schedules/{id}/": (lambda w: {"id": w["schedule"].pk}, {"cron": "0 8 * * *"}),
     "DELETE /api/v1/schedules/{id}/": (lambda w: {"id": w["schedule"].pk}, None),
 }
@@ -280,6 +376,7 @@ BODY_IDS = {
     "POST /api/v1/runs/": ("pipeline", "pipeline"),
     "POST /api/v1/deployments/": ("pipeline", "pipeline"),
     "POST /api/v1/schedules/": ("pipeline", "pipeline"),
+    "POST /api/v1/promotions/": ("pipeline", "invoices"),
 }
 
 

@@ -14,8 +14,8 @@ class Command(BaseCommand):
         stages = " → ".join(e.name for e in sorted(result["stages"].values(), key=lambda e: e.position))
         self.stdout.write(self.style.SUCCESS(f"Demo organization '{result['organization'].name}': {stages}"))
         self.stdout.write(
-            f"Sign in at {settings.SITE_URL}/admin/ (administrators) or "
-            f"{settings.SITE_URL}/api-auth/login/?next=/api/v1/ (everyone, browsable API) with:"
+            f"Sign in at {settings.SITE_URL}/ (approval screens, everyone), {settings.SITE_URL}/admin/ "
+            f"(administrators) or {settings.SITE_URL}/api-auth/login/?next=/api/v1/ (browsable API) with:"
         )
         for spec in DEMO_USERS:
             self.stdout.write(f"  {spec.username:<10} {spec.password:<15} {spec.description}")

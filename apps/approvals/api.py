@@ -1,0 +1,739 @@
+"""API for approval rules, promotion requests (create with Idempotency-Key, list, detail with the
+frozen plan and decisions, approve/reject/cancel/retry/override-freeze) and deployment rollback.
+
+Views are thin: the services decide who may and which transition is allowed (a refused transition
+is a 409 naming the request's state). Plans hold secret references only, never values."""
+
+import re
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.db.models import Q
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.filters import OrderingFilter, SearchFilter
+from rest_framework.response import Response
+
+from apps.core.api import ETagMixin, StrictFilterBackend, StrictSerializer
+from apps.core.errors import field_error
+from apps.environments import permissions as perms
+from apps.environments.models import Environment
+from apps.pipelines.models import Pipeline, PipelineVersion, Project
+from apps.pipelines.selectors import pipelines_for, projects_for
+from apps.runs import selectors as run_selectors
+from apps.runs.api import DeploymentSerializer, RunSerializer
+from apps.runs.models import Deployment
+from apps.tenancy.api import MemberOrganizationField
+
+from . import selectors, services
+from .models import ApprovalRule, Decision, PromotionRequest, PromotionState, WatchState
+
+User = get_user_model()
+
+SLUG = re.compile(r"^[-a-zA-Z0-9_]{1,63}\Z")
+IDEMPOTENCY_KEY = re.compile(r"^[!-~]{1,200}\Z")  # printable ASCII without spaces, as the schema says
+
+
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": 2**63 - 1})
+class IdFilter(filters.NumberFilter):
+    """An id: a whole number from 1 within the database's integer range. django-filter's NumberFilter
+    takes any decimal, and one too large for the database overflows in the driver (a 500)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", 2**63 - 1)
+        super().__init__(*args, **kwargs)
+
+
+# --- approval rules -----------------------------------------------------------------------------------
+
+
+class ApprovalRuleSerializer(serializers.ModelSerializer):
+    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    project = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+    project_slug = serializers.CharField(source="project.slug", read_only=True, allow_null=True, default=None)
+    approver_group = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+    approver_users = serializers.SlugRelatedField(slug_field="username", many=True, read_only=True)
+    extra_sources = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
+    allowed_refs = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = ApprovalRule
+        fields = [
+            "id",
+            "organization",
+            "environment",
+            "project",
+            "project_slug",
+            "name",
+            "is_active",
+            "required_approvals",
+            "approver_group",
+            "approver_users",
+            "allow_self_approval",
+            "exclude_version_author",
+            "require_validation",
+            "validation_max_age_hours",
+            "require_git",
+            "allowed_refs",
+            "require_ticket",
+            "wait_minutes",
+            "expires_after_hours",
+            "extra_sources",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "integer", "minimum": 1},
+            {"type": "string", "pattern": "^[-a-zA-Z0-9_]+$", "maxLength": 63},
+        ],
+        "nullable": True,
+        "description": "The project's id or slug; null for an organization-wide rule.",
+    }
+)
+class ProjectReferenceField(serializers.Field):
+    """A project given by id or by slug (resolved within the rule's organization by the view)."""
+
+    default_error_messages = {"invalid": "Give a project id or slug."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, int) and not isinstance(data, bool) and data >= 1:
+            return data
+        if isinstance(data, str) and SLUG.match(data):
+            return data
+        self.fail("invalid")
+
+    def to_representation(self, value):
+        return value
+
+
+class RuleUpdateSerializer(StrictSerializer):
+    """The settings of a rule to change (every one optional)."""
+
+    environment = serializers.SlugField(max_length=63, required=False, help_text="Target environment slug.")
+    project = ProjectReferenceField(required=False, allow_null=True)
+    name = serializers.CharField(max_length=100, required=False)
+    is_active = serializers.BooleanField(required=False)
+    required_approvals = serializers.IntegerField(min_value=0, max_value=10, required=False)
+    approver_group = serializers.CharField(
+        max_length=150, required=False, allow_null=True, help_text="Group name; only its members count."
+    )
+    approver_users = serializers.ListField(
+        child=serializers.CharField(max_length=150),
+        required=False,
+        max_length=100,
+        help_text="Usernames (organization members); only they count.",
+    )
+    allow_self_approval = serializers.BooleanField(required=False)
+    exclude_version_author = serializers.BooleanField(required=False)
+    require_validation = serializers.BooleanField(required=False)
+    validation_max_age_hours = serializers.IntegerField(min_value=1, max_value=24 * 365, required=False)
+    require_git = serializers.BooleanField(required=False)
+    allowed_refs = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, max_length=50, help_text='e.g. ["main", "v*"]'
+    )
+    require_ticket = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, help_text="Regular expression the ticket must match."
+    )
+    wait_minutes = serializers.IntegerField(min_value=0, max_value=7 * 24 * 60, required=False)
+    expires_after_hours = serializers.IntegerField(min_value=0, max_value=24 * 90, required=False)
+    extra_sources = serializers.ListField(
+        child=serializers.SlugField(max_length=63),
+        required=False,
+        max_length=50,
+        help_text="Environment slugs that may promote here besides the path's previous stage.",
+    )
+
+
+class RuleCreateSerializer(RuleUpdateSerializer):
+    """A new rule: the organization, target environment and name; other settings default as in the model."""
+
+    organization = MemberOrganizationField()
+    environment = serializers.SlugField(max_length=63, help_text="Target environment slug.")
+    name = serializers.CharField(max_length=100)
+
+
+RULE_LINKS = ("environment", "project", "approver_group", "approver_users", "extra_sources")
+
+
+def _environment_in(organization_id: int, slug: str, field: str) -> Environment:
+    environment = Environment.objects.filter(organization_id=organization_id, slug=slug).first()
+    if environment is None:
+        raise field_error(field, f"No environment '{slug}' in this organization.")
+    return environment
+
+
+def _project_in(user, organization_id: int, reference) -> Project | None:
+    if reference is None:
+        return None
+    projects = projects_for(user).filter(organization_id=organization_id)
+    project = (projects.filter(pk=reference) if isinstance(reference, int) else projects.filter(slug=reference)).first()
+    if project is None:
+        raise field_error("project", f"No project '{reference}' in this organization.")
+    return project
+
+
+def _rule_links(user, organization_id: int, fields: dict) -> tuple[dict, dict]:
+    """Resolve the names the API takes (slugs, group name, usernames) into rows.
+    Returns (attributes to set on the rule, many-to-many lists for the service)."""
+    attributes, many = {}, {}
+    if "environment" in fields:
+        attributes["environment"] = _environment_in(organization_id, fields["environment"], "environment")
+    if "project" in fields:
+        attributes["project"] = _project_in(user, organization_id, fields["project"])
+    if "approver_group" in fields:
+        name = fields["approver_group"]
+        group = Group.objects.filter(name=name).first() if name is not None else None
+        if name is not None and group is None:
+            raise field_error("approver_group", f"No group named '{name}'.")
+        attributes["approver_group"] = group
+    if "approver_users" in fields:
+        names = list(dict.fromkeys(fields["approver_users"]))
+        users = {
+            u.username: u
+            for u in User.objects.filter(
+                username__in=names, is_active=True, memberships__organization_id=organization_id
+            )
+        }
+        missing = [n for n in names if n not in users]
+        if missing:
+            raise field_error("approver_users", f"No member named '{missing[0]}' in this organization.")
+        many["approver_users"] = [users[n] for n in names]
+    if "extra_sources" in fields:
+        slugs = list(dict.fromkeys(fields["extra_sources"]))
+        found = {e.slug: e for e in Environment.objects.filter(organization_id=organization_id, slug__in=slugs)}
+        missing = [s for s in slugs if s not in found]
+        if missing:
+            raise field_error("extra_sources", f"No environment '{missing[0]}' in this organization.")
+        many["extra_sources"] = [found[s] for s in slugs]
+    return attributes, many
+
+
+class RuleFilter(filters.FilterSet):
+    organization = filters.CharFilter(field_name="organization__slug", help_text="Organization slug.")
+    environment = filters.CharFilter(field_name="environment__slug", help_text="Target environment slug.")
+    project = IdFilter(field_name="project_id", help_text="Project id.")
+    organization_wide = filters.BooleanFilter(
+        field_name="project", lookup_expr="isnull", help_text="Only organization-wide (true) or project (false) rules."
+    )
+
+    class Meta:
+        model = ApprovalRule
+        fields = ["organization", "environment", "project", "organization_wide", "is_active"]
+
+
+class ApprovalRuleViewSet(ETagMixin, viewsets.ModelViewSet):
+    """What a promotion into an environment needs. Organization-wide rules are managed by the
+    organization's owners and admins; a project's rules by those who manage the environment, and
+    they may tighten the organization's rules but never loosen them. Reading needs view_environment."""
+
+    queryset = ApprovalRule.objects.none()
+    serializer_class = ApprovalRuleSerializer
+    filterset_class = RuleFilter
+    filter_backends = [StrictFilterBackend, OrderingFilter, SearchFilter]
+    search_fields = ["name"]
+    ordering_fields = ["name", "created_at", "updated_at", "required_approvals"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self):
+        return selectors.rules_for_user(self.request.user)
+
+    def _out(self, rule, code=status.HTTP_200_OK):
+        rule = self.get_queryset().filter(pk=rule.pk).first() or rule
+        return self.with_etag(Response(ApprovalRuleSerializer(rule).data, status=code), rule)
+
+    @extend_schema(request=RuleCreateSerializer, responses={201: ApprovalRuleSerializer})
+    def create(self, request):
+        data = RuleCreateSerializer(data=request.data, context={"request": request})
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        organization = fields.pop("organization")
+        attributes, many = _rule_links(request.user, organization.pk, fields)
+        rule = ApprovalRule(organization=organization)
+        for name, value in {**fields, **attributes}.items():
+            if name not in ("approver_users", "extra_sources"):
+                setattr(rule, name, value)
+        rule = services.rule_save(
+            actor=request.user,
+            rule=rule,
+            approver_users=many.get("approver_users", []),
+            extra_sources=many.get("extra_sources", []),
+        )
+        return self._out(rule, status.HTTP_201_CREATED)
+
+    @extend_schema(request=RuleUpdateSerializer, responses=ApprovalRuleSerializer)
+    def partial_update(self, request, pk=None):
+        data = RuleUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        with transaction.atomic():
+            rule = self.locked_object()
+            attributes, many = _rule_links(request.user, rule.organization_id, fields)
+            for name, value in {**fields, **attributes}.items():
+                if name not in ("approver_users", "extra_sources"):
+                    setattr(rule, name, value)
+            rule = services.rule_save(
+                actor=request.user,
+                rule=rule,
+                approver_users=many.get("approver_users"),
+                extra_sources=many.get("extra_sources"),
+            )
+        return self._out(rule)
+
+    def destroy(self, request, pk=None):
+        with transaction.atomic():
+            services.rule_delete(actor=request.user, rule=self.locked_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- promotion requests -------------------------------------------------------------------------------
+
+
+class PromotionSerializer(serializers.ModelSerializer):
+    """A promotion request as lists show it (no plan)."""
+
+    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    pipeline_slug = serializers.CharField(source="pipeline.slug", read_only=True)
+    project = serializers.CharField(source="pipeline.project.slug", read_only=True, help_text="Project slug.")
+    version = serializers.IntegerField(source="version.number", read_only=True, help_text="Version number.")
+    source = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    target = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    compare_url = serializers.CharField(read_only=True, help_text="A diff/compare link, or empty.")
+    attached_runs = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    deployment = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+    freeze_override_requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    freeze_override_confirmed_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    current_approvals = serializers.SerializerMethodField(
+        help_text="Approvals given against the current plan (earlier ones no longer count)."
+    )
+
+    class Meta:
+        model = PromotionRequest
+        fields = [
+            "id",
+            "organization",
+            "pipeline",
+            "pipeline_slug",
+            "project",
+            "version",
+            "source",
+            "target",
+            "requested_by",
+            "reason",
+            "ticket",
+            "compare_url",
+            "attached_runs",
+            "state",
+            "current_approvals",
+            "plan_hash",
+            "plan_frozen_at",
+            "created_at",
+            "updated_at",
+            "expires_at",
+            "approved_at",
+            "deploy_after",
+            "decided_at",
+            "deployed_at",
+            "deployment",
+            "blocked_reason",
+            "failure_reason",
+            "attempts",
+            "freeze_override_reason",
+            "freeze_override_requested_by",
+            "freeze_override_confirmed_by",
+            "freeze_override_at",
+            "watch_state",
+        ]
+        read_only_fields = fields
+
+    def get_current_approvals(self, obj) -> int:
+        return sum(1 for d in obj.decisions.all() if d.decision == Decision.APPROVE and d.plan_hash == obj.plan_hash)
+
+
+class DecisionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    approver = serializers.CharField(source="approver.username")
+    decision = serializers.ChoiceField(choices=Decision.choices)
+    comment = serializers.CharField()
+    plan_hash = serializers.CharField()
+    decided_at = serializers.DateTimeField()
+    counts = serializers.BooleanField(
+        help_text="Given against the current plan hash; earlier decisions no longer count."
+    )
+
+
+class RuleStatusSerializer(serializers.Serializer):
+    rule = serializers.CharField()
+    rule_id = serializers.IntegerField()
+    scope = serializers.CharField(help_text="'organization', or the project's slug.")
+    required_approvals = serializers.IntegerField()
+    approvals = serializers.IntegerField(help_text="Approvals that count toward this rule.")
+    approved_by = serializers.ListField(child=serializers.CharField())
+    met = serializers.BooleanField()
+    wait_minutes = serializers.IntegerField()
+
+
+class GateSerializer(serializers.Serializer):
+    gate = serializers.ChoiceField(choices=["validation", "git", "refs", "ticket"])
+    rule = serializers.CharField()
+    passed = serializers.BooleanField()
+    detail = serializers.CharField()
+    run = serializers.IntegerField(required=False, allow_null=True, help_text="validation: the passing run.")
+    finished_at = serializers.CharField(required=False, allow_null=True, help_text="validation: when it finished.")
+
+
+class PromotionDetailSerializer(PromotionSerializer):
+    """A request with its frozen plan (secrets as references), decisions, rule status and gates, and
+    whether the caller may approve it. Needs `rules` and `request` in the context."""
+
+    plan = serializers.SerializerMethodField(
+        help_text="Graph diff, the target's configuration before/after (secrets as references), readiness, gates."
+    )
+    decisions = serializers.SerializerMethodField()
+    rule_status = serializers.SerializerMethodField()
+    gates = serializers.SerializerMethodField()
+    can_approve = serializers.SerializerMethodField()
+    approval_blockers = serializers.SerializerMethodField(help_text="Why you may not approve (empty if you may).")
+
+    class Meta(PromotionSerializer.Meta):
+        fields = [
+            *PromotionSerializer.Meta.fields,
+            "plan",
+            "decisions",
+            "rule_status",
+            "gates",
+            "can_approve",
+            "approval_blockers",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field({"type": "object", "additionalProperties": True})
+    def get_plan(self, obj) -> dict:
+        return {} if self.context.get("hide_plan") else obj.plan
+
+    @extend_schema_field(DecisionSerializer(many=True))
+    def get_decisions(self, obj) -> list:
+        rows = [
+            {
+                "id": d.pk,
+                "approver": d.approver,
+                "decision": d.decision,
+                "comment": d.comment,
+                "plan_hash": d.plan_hash,
+                "decided_at": d.decided_at,
+                "counts": d.plan_hash == obj.plan_hash,
+            }
+            for d in obj.decisions.all()
+        ]
+        return DecisionSerializer(rows, many=True).data
+
+    @extend_schema_field(RuleStatusSerializer(many=True))
+    def get_rule_status(self, obj) -> list:
+        return RuleStatusSerializer(services.rule_status(obj, self.context["rules"]), many=True).data
+
+    @extend_schema_field(GateSerializer(many=True))
+    def get_gates(self, obj) -> list:
+        return (
+            [] if self.context.get("hide_plan") else GateSerializer((obj.plan or {}).get("gates", []), many=True).data
+        )
+
+    def get_can_approve(self, obj) -> bool:
+        return not self._blockers(obj)
+
+    def get_approval_blockers(self, obj) -> list[str]:
+        return self._blockers(obj)
+
+    def _blockers(self, obj) -> list[str]:
+        if "blockers" not in self.__dict__:
+            user = self.context["request"].user
+            blockers = services.approval_blockers(user, obj, self.context["rules"])
+            mine = next((d for d in obj.decisions.all() if d.approver_id == user.pk), None)
+            if not blockers and mine is not None and mine.plan_hash == obj.plan_hash:
+                blockers = [f"you already decided on this plan ({mine.decision}d)"]
+            self.__dict__["blockers"] = blockers
+        return self.__dict__["blockers"]
+
+
+class PromotionCreateSerializer(StrictSerializer):
+    pipeline = serializers.IntegerField(min_value=1, help_text="Pipeline id.")
+    version = serializers.IntegerField(min_value=1, help_text="Version number.")
+    source = serializers.SlugField(max_length=63, help_text="Source environment slug.")
+    target = serializers.SlugField(
+        max_length=63, required=False, allow_null=True, help_text="Default: where the source promotes to."
+    )
+    reason = serializers.CharField(max_length=4000, required=False, default="", allow_blank=True)
+    ticket = serializers.CharField(max_length=100, required=False, default="", allow_blank=True)
+    compare_url = serializers.URLField(
+        max_length=1000, required=False, default="", allow_blank=True, help_text="Default: the version's."
+    )
+    attached_runs = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), required=False, default=list, max_length=100, help_text="Run ids."
+    )
+
+
+class ApproveSerializer(StrictSerializer):
+    comment = serializers.CharField(max_length=4000, required=False, default="", allow_blank=True)
+    plan_hash = serializers.CharField(
+        max_length=71,
+        required=False,
+        default="",
+        allow_blank=True,
+        help_text="The plan hash you reviewed: if the plan changed since, the approval is refused (409).",
+    )
+
+
+class RejectSerializer(StrictSerializer):
+    comment = serializers.CharField(max_length=4000, help_text="Why the request is rejected.")
+
+
+class CancelSerializer(StrictSerializer):
+    comment = serializers.CharField(max_length=400, required=False, default="", allow_blank=True)
+
+
+class OverrideFreezeSerializer(StrictSerializer):
+    reason = serializers.CharField(max_length=500, help_text="Why the freeze must be broken (asking or confirming).")
+
+
+IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
+    "Idempotency-Key",
+    {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[!-~]+$"},
+    OpenApiParameter.HEADER,
+    description=(
+        "Makes a retried POST safe: the same key (per user) returns the request made first (200 instead of 201); "
+        "the same key with a different body is a 409."
+    ),
+)
+
+
+def _idempotency_key(request) -> str:
+    raw = request.headers.get("Idempotency-Key")
+    if raw is None:
+        return ""
+    if not IDEMPOTENCY_KEY.match(raw):
+        raise field_error("Idempotency-Key", "Give 1 to 200 printable ASCII characters without spaces.")
+    return raw
+
+
+class PromotionFilter(filters.FilterSet):
+    state = filters.ChoiceFilter(choices=PromotionState.choices)
+    pipeline = IdFilter(field_name="pipeline_id", help_text="Pipeline id.")
+    project = IdFilter(field_name="pipeline__project_id", help_text="Project id.")
+    source = filters.CharFilter(field_name="source__slug", help_text="Source environment slug.")
+    target = filters.CharFilter(field_name="target__slug", help_text="Target environment slug.")
+    awaiting_me = filters.BooleanFilter(
+        method="filter_awaiting_me",
+        help_text="Pending requests you may approve and have not yet decided against their current plan.",
+    )
+    mine = filters.BooleanFilter(method="filter_mine", help_text="Requests you made.")
+    watch_state = filters.ChoiceFilter(choices=WatchState.choices[1:])
+
+    class Meta:
+        model = PromotionRequest
+        fields = ["state", "pipeline", "project", "source", "target", "awaiting_me", "mine", "watch_state"]
+
+    def filter_awaiting_me(self, queryset, name, value):
+        awaiting = selectors.awaiting(self.request.user, queryset)
+        return awaiting if value else queryset.exclude(pk__in=awaiting.values("pk"))
+
+    def filter_mine(self, queryset, name, value):
+        mine = Q(requested_by=self.request.user)
+        return queryset.filter(mine) if value else queryset.exclude(mine)
+
+
+class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Promotion requests: a version moves along the environment path once the target's rules are
+    met. Creating one needs request_promotion on the target; deciding needs approve_promotion (and
+    the rules' eligibility: never your own request unless a rule allows). Reading needs view_environment
+    on the target."""
+
+    queryset = PromotionRequest.objects.none()
+    serializer_class = PromotionSerializer
+    filterset_class = PromotionFilter
+    filter_backends = [StrictFilterBackend, OrderingFilter, SearchFilter]
+    search_fields = ["reason", "ticket", "pipeline__slug"]
+    ordering_fields = ["created_at", "updated_at", "state", "deployed_at", "expires_at"]
+
+    def get_queryset(self):
+        return selectors.promotions_for(self.request.user).select_related(
+            "freeze_override_requested_by", "freeze_override_confirmed_by"
+        )
+
+    def get_serializer_class(self):
+        return PromotionDetailSerializer if self.action == "retrieve" else PromotionSerializer
+
+    def _detail(self, promotion: PromotionRequest, code=status.HTTP_200_OK) -> Response:
+        """Render the detail of a request, read fresh (with its decisions) through the selector."""
+        fresh = self.get_queryset().filter(pk=promotion.pk).first()
+        hide_plan = fresh is None  # a requester who may not view the target does not see its configuration
+        promotion = fresh or promotion
+        return Response(self._detail_data(promotion, hide_plan=hide_plan), status=code)
+
+    def _detail_data(self, promotion: PromotionRequest, *, hide_plan: bool = False) -> dict:
+        rules = services.rules_for(promotion.pipeline, promotion.target)
+        # The rule status checks each approver's permissions: read them all at once.
+        perms.prefetch([d.approver for d in promotion.decisions.all()])
+        context = {"request": self.request, "rules": rules, "hide_plan": hide_plan}
+        return PromotionDetailSerializer(promotion, context=context).data
+
+    def retrieve(self, request, pk=None):
+        return Response(self._detail_data(self.get_object()))
+
+    @extend_schema(
+        request=PromotionCreateSerializer,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={201: PromotionDetailSerializer, 200: PromotionDetailSerializer},
+    )
+    def create(self, request):
+        """Request promotion of a version from `source` into `target` (default: the next stage).
+        The plan is frozen now; with an Idempotency-Key, a retried POST returns the same request (200)."""
+        key = _idempotency_key(request)
+        data = PromotionCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        pipeline = _pipeline(request.user, fields["pipeline"])
+        promotion, created = services.promotion_request_create(
+            actor=request.user,
+            pipeline=pipeline,
+            version=_version(pipeline, fields["version"]),
+            source=_environment_in(pipeline.project.organization_id, fields["source"], "source"),
+            target=(
+                _environment_in(pipeline.project.organization_id, fields["target"], "target")
+                if fields.get("target")
+                else None
+            ),
+            reason=fields["reason"],
+            ticket=fields["ticket"],
+            compare_url=fields["compare_url"],
+            attached_runs=_runs(request.user, pipeline, fields["attached_runs"]),
+            idempotency_key=key,
+        )
+        return self._detail(promotion, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(request=ApproveSerializer, responses=PromotionDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        """Approve against the current plan (give `plan_hash` to be sure it is the one you reviewed).
+        When every rule is met the request is approved and deployed by a worker."""
+        data = ApproveSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        promotion = services.promotion_approve(actor=request.user, request=self.get_object(), **data.validated_data)
+        return self._detail(promotion)
+
+    @extend_schema(request=RejectSerializer, responses=PromotionDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        """Reject a pending request (a comment is required)."""
+        data = RejectSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        promotion = services.promotion_reject(actor=request.user, request=self.get_object(), **data.validated_data)
+        return self._detail(promotion)
+
+    @extend_schema(request=CancelSerializer, responses=PromotionDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """The requester, or someone who manages the target, withdraws a pending or approved request."""
+        data = CancelSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        promotion = services.promotion_cancel(actor=request.user, request=self.get_object(), **data.validated_data)
+        return self._detail(promotion)
+
+    @extend_schema(request=None, responses=PromotionDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        """Try a failed deployment again (the worker re-checks everything)."""
+        promotion = services.promotion_retry(actor=request.user, request=self.get_object())
+        return self._detail(promotion)
+
+    @extend_schema(request=OverrideFreezeSerializer, responses=PromotionDetailSerializer)
+    @action(detail=True, methods=["post"], url_path="override-freeze")
+    def override_freeze(self, request, pk=None):
+        """Break-glass: someone who manages the target asks to deploy inside a freeze window, with a
+        reason; a second such person confirms the same way. Audited and notified."""
+        data = OverrideFreezeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        promotion = services.promotion_override_freeze(
+            actor=request.user, request=self.get_object(), **data.validated_data
+        )
+        return self._detail(promotion)
+
+
+def _pipeline(user, pk: int) -> Pipeline:
+    pipeline = pipelines_for(user).filter(pk=pk).first()
+    if pipeline is None:
+        raise field_error("pipeline", "No such pipeline.")
+    return pipeline
+
+
+def _version(pipeline: Pipeline, number: int) -> PipelineVersion:
+    version = pipeline.versions.filter(number=number).first()
+    if version is None:
+        raise field_error("version", f"Pipeline '{pipeline.slug}' has no version {number}.")
+    return version
+
+
+def _runs(user, pipeline: Pipeline, ids: list[int]) -> list:
+    ids = list(dict.fromkeys(ids))
+    runs = {r.pk: r for r in run_selectors.runs_for(user).filter(pk__in=ids, pipeline=pipeline)}
+    missing = [pk for pk in ids if pk not in runs]
+    if missing:
+        raise field_error("attached_runs", f"No run #{missing[0]} of this pipeline.")
+    return [runs[pk] for pk in ids]
+
+
+# --- rollback (registered on the deployments prefix: runs sits below approvals) ------------------------
+
+
+class RollbackSerializer(StrictSerializer):
+    reason = serializers.CharField(max_length=400, required=False, default="", allow_blank=True)
+
+
+RollbackResponse = inline_serializer(
+    "DeploymentRollback",
+    {
+        "deployment": DeploymentSerializer(help_text="The new deployment (the previous version, deployed again)."),
+        "runs": RunSerializer(many=True, help_text="Runs written by the rolled-back version (and their tables)."),
+    },
+)
+
+
+class DeploymentRollbackViewSet(viewsets.GenericViewSet):
+    """Rollback of an active deployment: the previous version is deployed again as a new deployment
+    (history is never rewritten). Needs manage_environment."""
+
+    queryset = Deployment.objects.none()
+    serializer_class = DeploymentSerializer
+    filter_backends = []
+
+    def get_queryset(self):
+        visible = perms.environments_where(self.request.user, perms.VIEW, Environment.objects.all())
+        return Deployment.objects.filter(environment__in=visible).select_related(
+            "pipeline__project", "environment", "version", "deployed_by", "previous__version"
+        )
+
+    @extend_schema(request=RollbackSerializer, responses=RollbackResponse)
+    @action(detail=True, methods=["post"])
+    def rollback(self, request, pk=None):
+        """Redeploy the version before this one and list the runs the rolled-back version wrote."""
+        data = RollbackSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        deployment, runs = services.deployment_rollback(
+            actor=request.user, deployment=self.get_object(), reason=data.validated_data["reason"]
+        )
+        deployment = self.get_queryset().get(pk=deployment.pk)
+        runs = run_selectors.runs_for(request.user).filter(pk__in=[r.pk for r in runs]).order_by("created_at", "id")
+        return Response(
+            {"deployment": DeploymentSerializer(deployment).data, "runs": RunSerializer(runs, many=True).data}
+        )

@@ -1,0 +1,288 @@
+"""Shape what services and selectors answer into what templates show. No rule is decided here:
+who may approve, whether rules and gates are met and whether a plan is stale all come from the
+approvals, resolution and runs services; this module only arranges and formats their answers."""
+
+from datetime import datetime
+
+from django.utils.dateparse import parse_datetime
+
+from apps.approvals import services as approvals
+from apps.approvals.models import ApprovalDecision, PromotionRequest, PromotionState
+from apps.environments import permissions as perms
+from apps.environments.models import Environment
+from apps.pipelines.selectors import versions_of
+from apps.resolution import services as resolution
+from apps.runs.models import Run
+from apps.runs.selectors import deployments_for, runs_for
+
+SECRET_PREFIX = "secret://"
+METRIC_FIELDS = (
+    ("row_count", "rows"),
+    ("distinct_keys", "distinct keys"),
+    ("duplicate_key_count", "duplicate keys"),
+    ("hash_total", "hash total"),
+)
+OPEN_FOR_PLAN = (PromotionState.PENDING, PromotionState.APPROVED)
+
+
+def is_secret_reference(value) -> bool:
+    return isinstance(value, str) and value.startswith(SECRET_PREFIX)
+
+
+def _when(value) -> datetime | None:
+    return parse_datetime(value) if isinstance(value, str) else value
+
+
+# --- request detail ---------------------------------------------------------------------------------------
+
+
+def _graph_diff(diff: dict) -> dict:
+    changed = [
+        {"id": node_id, "fields": [{"name": name, **values} for name, values in fields.items()]}
+        for node_id, fields in (diff.get("nodes_changed") or {}).items()
+    ]
+    return {
+        "added": diff.get("nodes_added") or [],
+        "removed": diff.get("nodes_removed") or [],
+        "changed": changed,
+        "edges_added": diff.get("edges_added") or [],
+        "edges_removed": diff.get("edges_removed") or [],
+        "identical": diff.get("identical", False),
+    }
+
+
+def _config_diff(rows: list[dict]) -> list[dict]:
+    """`variables.batch_size.value` → group, name, attribute; secret references marked."""
+    shaped = []
+    for row in rows:
+        group, _, rest = row["path"].partition(".")
+        if not rest:  # a whole section that is empty on one side: its entries are listed one by one
+            continue
+        name, _, attribute = rest.partition(".")
+        shaped.append(
+            {
+                "group": group,
+                "name": name,
+                "attribute": attribute,
+                "before": row["before"],
+                "after": row["after"],
+                "secret": is_secret_reference(row["before"]) or is_secret_reference(row["after"]),
+            }
+        )
+    return shaped
+
+
+def _config_view(view: dict | None) -> dict:
+    view = view or {}
+    return {
+        "variables": [{"name": name, **entry} for name, entry in (view.get("variables") or {}).items()],
+        "connections": [{"name": name, **entry} for name, entry in (view.get("connections") or {}).items()],
+        "policy": sorted((view.get("policy") or {}).items()),
+    }
+
+
+def _metrics_rows(run: Run, baseline_runs: dict[int, Run]) -> list[dict]:
+    """Per destination: the run's metrics beside the production baseline's, with the comparison the
+    runs service stored (deltas, tolerance, pass/fail)."""
+    comparison = run.baseline or {}
+    base_run = baseline_runs.get(comparison.get("baseline_run"))
+    rows = []
+    for node_id, metrics in (run.metrics or {}).items():
+        base = (base_run.metrics or {}).get(node_id, {}) if base_run else {}
+        verdict = (comparison.get("destinations") or {}).get(node_id, {})
+        values = []
+        for key, label in METRIC_FIELDS:
+            mine, theirs = (metrics or {}).get(key), base.get(key)
+            delta = mine - theirs if isinstance(mine, int) and isinstance(theirs, int) else None
+            values.append({"label": label, "value": mine, "baseline": theirs, "delta": delta})
+        rows.append(
+            {
+                "node": node_id,
+                "metrics": values,
+                "keys_unique": (metrics or {}).get("keys_unique"),
+                "delta_percent": verdict.get("row_delta_percent"),
+                "within_tolerance": verdict.get("within_tolerance"),
+                "hash_equal": verdict.get("hash_equal"),
+                "passed": verdict.get("passed"),
+                "reason": verdict.get("reason", ""),
+            }
+        )
+    return rows
+
+
+def _runs(promotion: PromotionRequest, gates: list[dict]) -> list[dict]:
+    """Attached runs and the validation runs the gates found, each with its baseline comparison."""
+    gate_runs = [g["run"] for g in gates if g.get("gate") == "validation" and g.get("run")]
+    ids = {r.pk for r in promotion.attached_runs.all()} | set(gate_runs)
+    runs = list(Run.objects.filter(pk__in=ids).select_related("environment", "version").order_by("-created_at"))
+    baseline_ids = {(r.baseline or {}).get("baseline_run") for r in runs} - {None}
+    baseline_runs = {r.pk: r for r in Run.objects.filter(pk__in=baseline_ids).select_related("environment", "version")}
+    shaped = []
+    for run in runs:
+        comparison = run.baseline or {}
+        shaped.append(
+            {
+                "run": run,
+                "attached": run.pk in {r.pk for r in promotion.attached_runs.all()},
+                "gate": run.pk in gate_runs,
+                "baseline_run": baseline_runs.get(comparison.get("baseline_run")),
+                "baseline_passed": comparison.get("passed"),
+                "baseline_reason": comparison.get("reason", ""),
+                "tolerance_percent": comparison.get("tolerance_percent"),
+                "destinations": _metrics_rows(run, baseline_runs),
+            }
+        )
+    return shaped
+
+
+def _timeline(promotion: PromotionRequest) -> list[dict]:
+    """The request's history (state changes with who and why) and every decision ever given,
+    including those an earlier plan made obsolete."""
+    events = []
+    for row in promotion.history.select_related("history_user").order_by("history_date", "history_id"):
+        events.append(
+            {
+                "when": row.history_date,
+                "who": row.history_user.get_username() if row.history_user else "system",
+                "kind": "state",
+                "state": row.state,
+                "text": row.history_change_reason or {"+": "created", "~": "changed", "-": "deleted"}[row.history_type],
+            }
+        )
+    decision_history = ApprovalDecision.history.filter(request_id=promotion.pk).select_related("history_user")
+    for row in decision_history.order_by("history_date", "history_id"):
+        events.append(
+            {
+                "when": row.history_date,
+                "who": row.history_user.get_username() if row.history_user else "system",
+                "kind": "decision",
+                "state": row.decision,
+                "text": row.comment,
+                "current_plan": row.plan_hash == promotion.plan_hash,
+            }
+        )
+    return sorted(events, key=lambda e: e["when"])
+
+
+def _gates(gates: list[dict]) -> list[dict]:
+    return [{**gate, "finished_at": _when(gate.get("finished_at"))} for gate in gates]
+
+
+def _rules(statuses: list[dict]) -> list[dict]:
+    shaped = []
+    for status in statuses:
+        noun = "approval" if status["required_approvals"] == 1 else "approvals"
+        shaped.append({**status, "summary": f"{status['approvals']} of {status['required_approvals']} {noun}"})
+    return shaped
+
+
+def request_page(user, promotion: PromotionRequest) -> dict:
+    """Everything the request detail shows, from the approvals services."""
+    rules = approvals.rules_for(promotion.pipeline, promotion.target)
+    blockers = approvals.approval_blockers(user, promotion, rules)
+    gates = approvals.evaluate_gates(promotion, rules, at=promotion.created_at)
+    stale = False
+    if promotion.state in OPEN_FOR_PLAN:
+        _plan, current_hash = approvals.build_plan(promotion.pipeline, promotion.version, promotion.target)
+        stale = current_hash != promotion.plan_hash
+    plan = promotion.plan or {}
+    may_decide = perms.may(user, perms.APPROVE_PROMOTION, promotion.target)
+    return {
+        "promotion": promotion,
+        "version": promotion.version,
+        "plan": plan,
+        "graph_diff": _graph_diff(plan.get("graph_diff") or {}),
+        "config_diff": _config_diff(plan.get("config_diff") or []),
+        "config_after": _config_view(plan.get("config_after")),
+        "readiness": plan.get("readiness") or {"ready": True, "problems": []},
+        "stale": stale,
+        "rules": _rules(approvals.rule_status(promotion, rules)),
+        "no_rules": not rules,
+        "gates": _gates(gates),
+        "blockers": blockers,
+        "may_approve": not blockers,
+        "may_reject": may_decide and promotion.state == PromotionState.PENDING,
+        "is_requester": promotion.requested_by_id == user.pk,
+        "runs": _runs(promotion, gates),
+        "timeline": _timeline(promotion),
+    }
+
+
+# --- environment matrix -------------------------------------------------------------------------------------
+
+
+def matrix_page(user, project) -> dict:
+    """Variables × environments and connection roles × environments, from resolution.matrix."""
+    answer = resolution.matrix(user, project)
+    variables = [
+        {
+            "name": name,
+            **row,
+            "cells": [{**cell, "secret": is_secret_reference(cell["value"])} for cell in row["cells"]],
+            "missing": any(cell["missing_required"] for cell in row["cells"]),
+        }
+        for name, row in answer["variables"].items()
+    ]
+    connections = []
+    for name, cells in answer["connections"].items():
+        shaped = [
+            {
+                **cell,
+                "params": sorted((cell.get("params") or {}).items()),
+                "unbound": cell.get("source") in (None, "unbound"),
+            }
+            for cell in cells
+        ]
+        distinct = {repr((c["params"], c["credential"])) for c in shaped}
+        connections.append(
+            {
+                "name": name,
+                "kind": next((c["kind"] for c in cells if c.get("kind")), ""),
+                "cells": shaped,
+                "differs": len(distinct) > 1,
+            }
+        )
+    return {"environments": answer["environments"], "variables": variables, "connections": connections}
+
+
+# --- pipeline page ------------------------------------------------------------------------------------------
+
+RECENT_RUNS = 20
+
+
+def pipeline_page(user, pipeline) -> dict:
+    """Deployed version per environment, recent runs with metrics, versions and promotions."""
+    from apps.approvals.selectors import promotions_for
+
+    environments = list(
+        perms.environments_where(
+            user, perms.VIEW, Environment.objects.filter(organization_id=pipeline.project.organization_id)
+        ).order_by("position", "name")
+    )
+    deployed = {
+        d.environment_id: d
+        for d in deployments_for(user).filter(pipeline=pipeline, is_active=True).select_related("version__author")
+    }
+    stages = [{"environment": e, "deployment": deployed.get(e.pk)} for e in environments]
+    runs = list(runs_for(user).filter(pipeline=pipeline).order_by("-created_at", "-id")[:RECENT_RUNS])
+    requestable = perms.environments_where(
+        user, perms.REQUEST_PROMOTION, Environment.objects.filter(organization_id=pipeline.project.organization_id)
+    ).exists()
+    return {
+        "pipeline": pipeline,
+        "stages": stages,
+        "runs": [
+            {
+                "run": run,
+                "destinations": [
+                    {"node": node_id, **{key: (m or {}).get(key) for key, _label in METRIC_FIELDS}}
+                    for node_id, m in (run.metrics or {}).items()
+                ],
+                "baseline_passed": (run.baseline or {}).get("passed"),
+            }
+            for run in runs
+        ],
+        "versions": list(versions_of(pipeline)[:10]),
+        "promotions": list(promotions_for(user).filter(pipeline=pipeline)[:10]),
+        "may_request": requestable,
+    }

@@ -1,0 +1,27 @@
+"""The server-rendered screens: sign-in, approvals inbox and request detail, projects with their
+environment matrix, pipeline pages and the audit feed."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from . import views
+
+app_name = "web"
+
+urlpatterns = [
+    path("", views.inbox, name="inbox"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(template_name="web/login.html", redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("promotions/<int:pk>/", views.request_detail, name="request-detail"),
+    path("promotions/<int:pk>/decide/", views.request_decide, name="request-decide"),
+    path("promotions/<int:pk>/cancel/", views.request_cancel, name="request-cancel"),
+    path("projects/", views.projects, name="projects"),
+    path("projects/<int:pk>/matrix/", views.project_matrix, name="project-matrix"),
+    path("pipelines/<int:pk>/", views.pipeline_detail, name="pipeline-detail"),
+    path("pipelines/<int:pk>/promote/", views.pipeline_promote, name="pipeline-promote"),
+    path("audit/", views.audit, name="audit"),
+]
