@@ -29,3 +29,25 @@ def pipelines_for(user) -> QuerySet[Pipeline]:
 
 def versions_of(pipeline) -> QuerySet[PipelineVersion]:
     return pipeline.versions.select_related("author").order_by("-number")
+
+
+def pipeline_by_reference(user, reference: str) -> Pipeline:
+    """A pipeline the user can see, named by id or by `project-slug/pipeline-slug` (for the CLI)."""
+    from apps.core.errors import NotFound, field_error
+
+    visible = pipelines_for(user)
+    if reference.isdigit():
+        found = visible.filter(pk=int(reference)).first()
+    elif reference.count("/") == 1:
+        project_slug, pipeline_slug = reference.split("/")
+        matches = list(visible.filter(project__slug=project_slug, slug=pipeline_slug)[:2])
+        if len(matches) > 1:
+            raise field_error(
+                "pipeline", f"'{reference}' names pipelines in several organizations; give the pipeline id."
+            )
+        found = matches[0] if matches else None
+    else:
+        raise field_error("pipeline", f"Give a pipeline id or project-slug/pipeline-slug, not '{reference}'.")
+    if found is None:
+        raise NotFound(f"No pipeline '{reference}' that this user can see.")
+    return found

@@ -17,7 +17,7 @@ from apps.approvals.models import PromotionRequest
 from apps.core.errors import DomainError
 from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline
-from apps.pipelines.selectors import pipelines_for
+from apps.pipelines.selectors import pipeline_by_reference
 
 CREATE_OPTIONS = ("pipeline", "version", "source", "target", "reason", "ticket", "idempotency_key")
 
@@ -110,20 +110,10 @@ class Command(BaseCommand):
         return services.promotion_reject(actor=actor, request=request, comment=options["comment"])
 
     def _pipeline(self, actor, reference: str) -> Pipeline:
-        visible = pipelines_for(actor)
-        if reference.isdigit():
-            found = visible.filter(pk=int(reference)).first()
-        elif reference.count("/") == 1:
-            project_slug, pipeline_slug = reference.split("/")
-            matches = list(visible.filter(project__slug=project_slug, slug=pipeline_slug)[:2])
-            if len(matches) > 1:
-                raise CommandError(f"'{reference}' names pipelines in several organizations; give the pipeline id.")
-            found = matches[0] if matches else None
-        else:
-            raise CommandError(f"--pipeline: give an id or project-slug/pipeline-slug, not '{reference}'.")
-        if found is None:
-            raise CommandError(f"No pipeline '{reference}' that this user can see.")
-        return found
+        try:
+            return pipeline_by_reference(actor, reference)
+        except DomainError as exc:
+            raise CommandError(f"--pipeline: {exc.message.removeprefix('pipeline: ')}") from exc
 
     @staticmethod
     def _environment(organization_id: int, slug: str, flag: str) -> Environment:

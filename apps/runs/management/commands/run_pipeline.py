@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from apps.core.errors import DomainError
 from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline
-from apps.pipelines.selectors import pipelines_for
+from apps.pipelines.selectors import pipeline_by_reference
 from apps.runs import services
 from apps.runs.models import TERMINAL, Run, RunStatus, Trigger
 
@@ -87,20 +87,10 @@ class Command(BaseCommand):
             raise CommandError(f"Run {run.pk} {run.status}: {run.error or 'no reason given'}")
 
     def _pipeline(self, actor, reference: str) -> Pipeline:
-        visible = pipelines_for(actor)
-        if reference.isdigit():
-            found = visible.filter(pk=int(reference)).first()
-        elif reference.count("/") == 1:
-            project_slug, pipeline_slug = reference.split("/")
-            matches = list(visible.filter(project__slug=project_slug, slug=pipeline_slug)[:2])
-            if len(matches) > 1:
-                raise CommandError(f"'{reference}' names pipelines in several organizations; give the pipeline id.")
-            found = matches[0] if matches else None
-        else:
-            raise CommandError(f"Give a pipeline id or project-slug/pipeline-slug, not '{reference}'.")
-        if found is None:
-            raise CommandError(f"No pipeline '{reference}' that this user can see.")
-        return found
+        try:
+            return pipeline_by_reference(actor, reference)
+        except DomainError as exc:
+            raise CommandError(f"{exc.message.removeprefix('pipeline: ')}") from exc
 
     def _environment(self, pipeline: Pipeline, slug: str | None) -> Environment | None:
         if slug is None:
