@@ -827,6 +827,19 @@ def promotion_retry(*, actor, request: PromotionRequest) -> PromotionRequest:
         if actor.pk != request.requested_by_id and not perms.may(actor, perms.MANAGE, request.target):
             raise PermissionDenied("Only the requester or someone who manages the target environment may retry.")
         require_transition(request, "retry")
+        newer = (
+            PromotionRequest.objects.filter(
+                pipeline=request.pipeline, target=request.target, version=request.version, state__in=OPEN_STATES
+            )
+            .exclude(pk=request.pk)
+            .first()
+        )
+        if newer is not None:
+            raise Conflict(
+                f"Request #{newer.pk} already promotes v{request.version.number} into '{request.target.slug}' "
+                f"({newer.state}); follow that one instead.",
+                code="duplicate_request",
+            )
         request.state, request.failure_reason, request.deploy_after = S.APPROVED, "", timezone.now()
         audited_save(request, actor=actor, reason="retry", clean=False)
         _queue_execution(request)

@@ -1107,3 +1107,17 @@ def test_a_gate_added_after_approval_fails_the_deployment(promo):
     promotion = execute(promotion)
     assert promotion.state == S.FAILED and "gate failed" in promotion.failure_reason
     assert notified(p["developer"], Event.PROMOTION_FAILED)
+
+
+def test_retry_refused_while_a_newer_request_promotes_the_same_version(promo):
+    """A failed request cannot come back while another open request promotes the same version
+    (one open request per version: a database constraint, said here with a clear message)."""
+    p = promo
+    failed = request(p)
+    failed.state = "failed"
+    failed.save()
+    newer = request(p)
+    with pytest.raises(Conflict) as err:
+        services.promotion_retry(actor=p["developer"], request=failed)
+    assert f"#{newer.pk}" in err.value.message and err.value.code == "duplicate_request"
+    assert PromotionRequest.objects.get(pk=failed.pk).state == "failed"

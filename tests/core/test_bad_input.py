@@ -130,17 +130,12 @@ def _promotions_layer(w) -> dict:
         actor=admin, rule=ApprovalRule(environment=stages["staging"], name="staging review", required_approvals=1)
     )
 
-    def request():
+    def request(of=pipeline, version=version):
         created, _ = approval_services.promotion_request_create(
-            actor=developer, pipeline=pipeline, version=version, source=stages["development"]
+            actor=developer, pipeline=of, version=version, source=stages["development"]
         )
         return created
 
-    failed = request()
-    approval_services.promotion_approve(actor=admin, request=failed)
-    approval_services.promotion_execute(failed.pk)
-    failed.refresh_from_db()
-    assert failed.state == "failed", failed.state
     invoices = pipeline_services.pipeline_create(actor=admin, project=w["project"], name="Invoices")
     deployment = None
     for number in (1, 2):
@@ -155,6 +150,12 @@ def _promotions_layer(w) -> dict:
         deployment = run_services.deploy_direct(
             actor=admin, pipeline=invoices, environment=stages["development"], version=invoice_version
         )
+    # Another pipeline than the pending request's: retrying it must not meet an open request of the same version.
+    failed = request(invoices, deployment.version)
+    approval_services.promotion_approve(actor=admin, request=failed)
+    approval_services.promotion_execute(failed.pk)
+    failed.refresh_from_db()
+    assert failed.state == "failed", failed.state
     return {
         "rule": rule,
         "promotion": request(),
