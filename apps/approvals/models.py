@@ -10,6 +10,7 @@ from simple_history.models import HistoricalRecords
 
 from apps.core.models import TimeStampedModel
 from apps.environments.models import Environment
+from apps.environments.querysets import EnvScopedQuerySet
 from apps.pipelines.models import Pipeline, PipelineVersion, Project
 from apps.runs.models import Deployment, Run
 from apps.tenancy.models import Organization
@@ -84,6 +85,8 @@ class ApprovalRule(TimeStampedModel):
         help_text="Environments that may promote here besides the one whose 'promotes to' is this environment.",
     )
 
+    objects = EnvScopedQuerySet.as_manager()
+
     history = HistoricalRecords(m2m_fields=[approver_users, extra_sources])
 
     class Meta:
@@ -120,6 +123,26 @@ class WatchState(models.TextChoices):
     WATCHING = "watching"
     PASSED = "passed"
     ROLLED_BACK = "rolled_back"
+
+
+class PromotionRequestQuerySet(EnvScopedQuerySet):
+    """Requests into environments where the user holds `action` (default view), and their own
+    requests into environments where they may request promotion, even into a stage they may not
+    otherwise view."""
+
+    environment_path = "target"
+
+    def restrict(self, user, action=None):
+        from apps.environments import permissions as perms
+        from apps.tenancy.permissions import sees_all
+
+        if sees_all(user):
+            return self
+        if not getattr(user, "is_authenticated", False):
+            return self.none()
+        requestable = Environment.objects.restrict(user, perms.REQUEST_PROMOTION).values("pk")
+        own = self.filter(requested_by=user, target__in=requestable)
+        return super().restrict(user, action) | own
 
 
 class PromotionRequest(models.Model):
@@ -168,6 +191,8 @@ class PromotionRequest(models.Model):
     last_reminded_at = models.DateTimeField(null=True, blank=True)
     watch_state = models.CharField(max_length=20, choices=WatchState.choices, default=WatchState.NONE, blank=True)
 
+    objects = PromotionRequestQuerySet.as_manager()
+
     history = HistoricalRecords(excluded_fields=["lease_expires_at", "last_reminded_at", "updated_at"])
 
     class Meta:
@@ -200,6 +225,13 @@ class Decision(models.TextChoices):
     REJECT = "reject"
 
 
+class ApprovalDecisionQuerySet(models.QuerySet):
+    """Decisions on the requests the user sees."""
+
+    def restrict(self, user, action=None):
+        return self.filter(request__in=PromotionRequest.objects.restrict(user, action).values("pk"))
+
+
 class ApprovalDecision(models.Model):
     """One person's decision on a request, given against the plan hash they saw. A decision made
     against an earlier plan no longer counts; deciding again replaces it (history keeps both)."""
@@ -210,6 +242,8 @@ class ApprovalDecision(models.Model):
     comment = models.TextField(max_length=4000, blank=True)
     plan_hash = models.CharField(max_length=71)
     decided_at = models.DateTimeField()
+
+    objects = ApprovalDecisionQuerySet.as_manager()
 
     history = HistoricalRecords()
 

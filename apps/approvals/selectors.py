@@ -1,6 +1,6 @@
 """Reads for promotions and rules, filtered by the permission door."""
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Prefetch, QuerySet
 
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
@@ -10,11 +10,9 @@ from .models import ApprovalDecision, ApprovalRule, PromotionRequest, PromotionS
 
 def promotions_for(user) -> QuerySet:
     """Requests into environments the user may view (and their own), with what lists and details need."""
-    visible = perms.environments_where(user, perms.VIEW, Environment.objects.all())
-    requestable = perms.environments_where(user, perms.REQUEST_PROMOTION, Environment.objects.all())
     return (
         # A requester always sees their own requests, even into a stage they may not otherwise view.
-        PromotionRequest.objects.filter(Q(target__in=visible) | Q(requested_by=user, target__in=requestable))
+        PromotionRequest.objects.restrict(user)
         .select_related(
             "pipeline__project", "version__author", "source", "target", "requested_by", "deployment", "organization"
         )
@@ -29,7 +27,7 @@ def awaiting(user, queryset: QuerySet | None = None) -> QuerySet:
     """Pending requests into environments where the user may approve, not their own and not yet
     decided by them against the current plan (eligibility per rule is refined by the service)."""
     queryset = promotions_for(user) if queryset is None else queryset
-    approvable = perms.environments_where(user, perms.APPROVE_PROMOTION, Environment.objects.all())
+    approvable = Environment.objects.restrict(user, perms.APPROVE_PROMOTION)
     decided = ApprovalDecision.objects.filter(approver=user).values_list("request_id", "plan_hash")
     pairs = dict(decided)
     candidates = queryset.filter(state=PromotionState.PENDING, target__in=approvable).exclude(requested_by=user)
@@ -38,9 +36,8 @@ def awaiting(user, queryset: QuerySet | None = None) -> QuerySet:
 
 
 def rules_for_user(user) -> QuerySet:
-    visible = perms.environments_where(user, perms.VIEW, Environment.objects.all())
     return (
-        ApprovalRule.objects.filter(environment__in=visible)
+        ApprovalRule.objects.restrict(user)
         .select_related("environment", "project", "approver_group", "organization")
         .prefetch_related("approver_users", "extra_sources")
     )

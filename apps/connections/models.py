@@ -8,9 +8,11 @@ from simple_history.models import HistoricalRecords
 
 from apps.core.models import TimeStampedModel
 from apps.environments.models import Environment
+from apps.environments.querysets import EnvScopedQuerySet
 from apps.pipelines.models import Project
 from apps.secrets.models import Secret
 from apps.tenancy.models import Organization
+from apps.tenancy.querysets import OrgScopedQuerySet
 
 ROLE_NAME_VALIDATOR = RegexValidator(r"^[a-z][a-z0-9_]{0,63}$", "Use a-z, 0-9 and _, starting with a letter (max 64).")
 
@@ -35,6 +37,8 @@ class ConnectionRole(TimeStampedModel):
     kind = models.CharField(max_length=20, choices=ConnectionKind.choices)
     description = models.TextField(blank=True, max_length=4000)
     required_in = models.JSONField(default=list, blank=True, help_text="Environment kinds where a binding must exist.")
+
+    objects = OrgScopedQuerySet.as_manager()
 
     history = HistoricalRecords()
 
@@ -61,6 +65,8 @@ class ConnectionBinding(TimeStampedModel):
     params = models.JSONField(default=dict, blank=True)
     credential = models.ForeignKey(Secret, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
 
+    objects = EnvScopedQuerySet.as_manager()
+
     history = HistoricalRecords()
 
     class Meta:
@@ -69,6 +75,10 @@ class ConnectionBinding(TimeStampedModel):
 
     def __str__(self):
         return f"{self.role.name}@{self.environment.slug}"
+
+
+class ConnectionTestQuerySet(EnvScopedQuerySet):
+    environment_path = "binding__environment"
 
 
 class ConnectionTest(models.Model):
@@ -87,6 +97,8 @@ class ConnectionTest(models.Model):
     may_use_credentials = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ConnectionTestQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

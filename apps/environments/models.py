@@ -10,11 +10,14 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
+from guardian.managers import GroupObjectPermissionManager, UserObjectPermissionManager
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 from simple_history.models import HistoricalRecords
 
 from apps.core.models import TimeStampedModel
 from apps.tenancy.models import Organization
+
+from .querysets import EnvironmentQuerySet, EnvScopedQuerySet, GrantQuerySet
 
 
 class Kind(models.TextChoices):
@@ -40,6 +43,8 @@ class Environment(TimeStampedModel):
         max_length=7, default="#6b7280", validators=[RegexValidator(r"^#[0-9a-fA-F]{6}$", "Use #RRGGBB.")]
     )
     description = models.TextField(blank=True, max_length=2000)
+
+    objects = EnvironmentQuerySet.as_manager()
 
     history = HistoricalRecords()
 
@@ -68,6 +73,8 @@ class EnvironmentUserObjectPermission(UserObjectPermissionBase):
     """A permission on one environment granted to a user (direct foreign key, not generic)."""
 
     content_object = models.ForeignKey(Environment, on_delete=models.CASCADE)
+    objects = UserObjectPermissionManager.from_queryset(GrantQuerySet)()
+
     history = HistoricalRecords()
 
     class Meta(UserObjectPermissionBase.Meta):
@@ -78,6 +85,8 @@ class EnvironmentGroupObjectPermission(GroupObjectPermissionBase):
     """A permission on one environment granted to a group (direct foreign key, not generic)."""
 
     content_object = models.ForeignKey(Environment, on_delete=models.CASCADE)
+    objects = GroupObjectPermissionManager.from_queryset(GrantQuerySet)()
+
     history = HistoricalRecords()
 
     class Meta(GroupObjectPermissionBase.Meta):
@@ -150,6 +159,8 @@ class RuntimePolicy(TimeStampedModel):
     watch_first_runs = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(100)])
     auto_rollback_on_failure = models.BooleanField(default=False)
 
+    objects = EnvScopedQuerySet.as_manager()
+
     history = HistoricalRecords(m2m_fields=[notification_channels])
 
     class Meta:
@@ -198,6 +209,8 @@ class FreezeWindow(TimeStampedModel):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+
+    objects = EnvScopedQuerySet.as_manager()
 
     history = HistoricalRecords()
 

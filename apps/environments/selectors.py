@@ -8,8 +8,11 @@ from .models import Environment, FreezeWindow
 
 def environments_visible_to(user) -> QuerySet[Environment]:
     """Environments the user may view, with what list and detail pages show prefetched."""
-    queryset = Environment.objects.select_related("organization", "promotes_to", "policy").prefetch_related(
-        "policy__notification_channels",
-        Prefetch("freeze_windows", queryset=FreezeWindow.objects.order_by("starts_at", "id")),
+    return (
+        Environment.objects.restrict(user, perms.VIEW)
+        .select_related("organization", "promotes_to", "policy")
+        .prefetch_related(
+            "policy__notification_channels",
+            Prefetch("freeze_windows", queryset=FreezeWindow.objects.order_by("starts_at", "id")),
+        )
     )
-    return perms.environments_where(user, perms.VIEW, queryset)

@@ -10,6 +10,7 @@ from simple_history.models import HistoricalRecords
 
 from apps.core.models import TimeStampedModel
 from apps.tenancy.models import Organization
+from apps.tenancy.querysets import OrgScopedQuerySet
 
 
 class Event(models.TextChoices):
@@ -50,6 +51,8 @@ class Channel(TimeStampedModel):
     events = models.JSONField(default=list, blank=True, help_text="Event names this channel hears; empty = all.")
     is_active = models.BooleanField(default=True)
 
+    objects = OrgScopedQuerySet.as_manager()
+
     history = HistoricalRecords(excluded_fields=["secret_ciphertext"])
 
     class Meta:
@@ -63,6 +66,15 @@ class Channel(TimeStampedModel):
         return self.is_active and (not self.events or event in self.events)
 
 
+class NotificationQuerySet(OrgScopedQuerySet):
+    """A user's own inbox items (through an API key: only the key's organization)."""
+
+    def restrict(self, user, action: str | None = None):
+        if not getattr(user, "is_authenticated", False):
+            return self.none()
+        return super().restrict(user, action).filter(user=user)
+
+
 class Notification(models.Model):
     """An item in a user's in-app inbox."""
 
@@ -73,6 +85,8 @@ class Notification(models.Model):
     payload = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     read_at = models.DateTimeField(null=True, blank=True)
+
+    objects = NotificationQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -87,6 +101,13 @@ class DeliveryStatus(models.TextChoices):
     SENDING = "sending", "Sending"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed (gave up)"
+
+
+class DeliveryQuerySet(OrgScopedQuerySet):
+    """Deliveries carry event payloads: only the organization's owners and admins see them."""
+
+    organization_path = "channel__organization"
+    default_action = "admin"
 
 
 class Delivery(models.Model):
@@ -105,6 +126,8 @@ class Delivery(models.Model):
     last_error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+
+    objects = DeliveryQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

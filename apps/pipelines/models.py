@@ -8,6 +8,7 @@ from simple_history.models import HistoricalRecords
 from apps.core.models import TimeStampedModel
 from apps.environments.models import Environment
 from apps.tenancy.models import Organization
+from apps.tenancy.querysets import OrgScopedQuerySet
 
 
 class Project(TimeStampedModel):
@@ -21,6 +22,8 @@ class Project(TimeStampedModel):
         Environment, null=True, blank=True, on_delete=models.SET_NULL, related_name="default_for_projects"
     )
 
+    objects = OrgScopedQuerySet.as_manager()
+
     history = HistoricalRecords()
 
     class Meta:
@@ -31,6 +34,10 @@ class Project(TimeStampedModel):
         return self.name
 
 
+class PipelineQuerySet(OrgScopedQuerySet):
+    organization_path = "project__organization"
+
+
 class Pipeline(TimeStampedModel):
     """One pipeline definition, run in every stage without forking."""
 
@@ -38,6 +45,8 @@ class Pipeline(TimeStampedModel):
     name = models.CharField(max_length=120)
     slug = models.SlugField(max_length=63)
     description = models.TextField(blank=True, max_length=4000)
+
+    objects = PipelineQuerySet.as_manager()
 
     history = HistoricalRecords()
 
@@ -51,6 +60,10 @@ class Pipeline(TimeStampedModel):
     @property
     def organization_id(self):
         return self.project.organization_id
+
+
+class PipelineVersionQuerySet(OrgScopedQuerySet):
+    organization_path = "pipeline__project__organization"
 
 
 class PipelineVersion(models.Model):
@@ -69,6 +82,8 @@ class PipelineVersion(models.Model):
     git_merged = models.BooleanField(default=False)
     compare_url = models.URLField(max_length=1000, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = PipelineVersionQuerySet.as_manager()
 
     class Meta:
         ordering = ["pipeline", "-number"]

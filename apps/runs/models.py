@@ -7,6 +7,7 @@ from simple_history.models import HistoricalRecords
 
 from apps.core.models import TimeStampedModel
 from apps.environments.models import Environment, validate_cron, validate_timezone
+from apps.environments.querysets import EnvScopedQuerySet
 from apps.pipelines.models import Pipeline, PipelineVersion
 
 
@@ -24,6 +25,8 @@ class Deployment(models.Model):
     note = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     deactivated_at = models.DateTimeField(null=True, blank=True)
+
+    objects = EnvScopedQuerySet.as_manager()
 
     history = HistoricalRecords()
 
@@ -49,6 +52,8 @@ class Schedule(TimeStampedModel):
     enabled = models.BooleanField(default=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     last_fired_for = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = EnvScopedQuerySet.as_manager()
 
     history = HistoricalRecords(excluded_fields=["last_fired_for"])
 
@@ -111,12 +116,18 @@ class Run(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
+    objects = EnvScopedQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["pipeline", "environment", "status"], name="run_pipeline_env_status")]
 
     def __str__(self):
         return f"run {self.pk} of {self.pipeline} in {self.environment.slug} ({self.status})"
+
+
+class ScheduleFireQuerySet(EnvScopedQuerySet):
+    environment_path = "schedule__environment"
 
 
 class ScheduleFire(models.Model):
@@ -126,6 +137,8 @@ class ScheduleFire(models.Model):
     scheduled_for = models.DateTimeField()
     run = models.OneToOneField(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="schedule_fire")
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ScheduleFireQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["schedule", "scheduled_for"], name="one_fire_per_tick")]

@@ -8,6 +8,7 @@ from simple_history.models import HistoricalRecords
 from apps.core.models import TimeStampedModel
 from apps.environments.models import Environment
 from apps.tenancy.models import Organization
+from apps.tenancy.querysets import OrgScopedQuerySet
 
 SECRET_NAME_VALIDATOR = RegexValidator(r"^[a-z][a-z0-9_]{0,63}\Z", "Use lower-case letters, digits and _ (max 64).")
 
@@ -30,6 +31,8 @@ class Secret(TimeStampedModel):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+
+    objects = OrgScopedQuerySet.as_manager()
 
     history = HistoricalRecords(excluded_fields=["ciphertext"], m2m_fields=[allowed_environments])
 

@@ -11,6 +11,8 @@ from simple_history.models import HistoricalRecords
 
 from apps.core.models import TimeStampedModel
 
+from .querysets import ApiKeyQuerySet, OrganizationQuerySet, OrgScopedQuerySet
+
 DEFAULT_ENVIRONMENT_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9 _-]{0,62}$"
 
 
@@ -49,6 +51,7 @@ class Organization(TimeStampedModel):
         help_text="Regular expression every environment name must match in full.",
     )
 
+    objects = OrganizationQuerySet.as_manager()
     history = HistoricalRecords()
 
     class Meta:
@@ -79,6 +82,7 @@ class Membership(TimeStampedModel):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.MEMBER)
 
+    objects = OrgScopedQuerySet.as_manager()
     history = HistoricalRecords()
 
     class Meta:
@@ -100,6 +104,7 @@ class ServiceAccount(TimeStampedModel):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
 
+    objects = OrgScopedQuerySet.as_manager()
     history = HistoricalRecords()
 
     class Meta:
@@ -130,6 +135,7 @@ class ApiKey(TimeStampedModel):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
 
+    objects = ApiKeyQuerySet.as_manager()
     # The hash is not a secret value, but history has no use for it; last_used_at changes on use
     # and is written without history (see services.api_key_authenticate).
     history = HistoricalRecords(excluded_fields=["key_hash", "last_used_at"])
@@ -156,6 +162,8 @@ class ConfigRevision(models.Model):
 
     organization = models.OneToOneField(Organization, on_delete=models.CASCADE, related_name="config_revision")
     value = models.PositiveBigIntegerField(default=0)
+
+    objects = OrgScopedQuerySet.as_manager()
 
     def __str__(self):
         return f"{self.organization_id}@{self.value}"

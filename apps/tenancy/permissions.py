@@ -1,6 +1,41 @@
-"""Organization-level roles: who administers an organization."""
+"""Organization-level roles and visibility: who sees and who administers an organization.
 
-from .models import ADMIN_ROLES, Membership
+`sees_all` is the one statement of the superuser rule; `organization_ids_where` is what every
+organization-scoped queryset's `restrict()` (apps/tenancy/querysets.py) filters by."""
+
+from .models import ADMIN_ROLES, Membership, Role
+
+VIEW = "view"  # members see their organization's rows
+ADMIN = "admin"  # owners and admins administer them
+ORGANIZATION_ACTIONS = (VIEW, ADMIN)
+
+
+def is_superuser(user) -> bool:
+    """An active Django superuser (whatever they authenticated with; an API key still narrows them)."""
+    return bool(getattr(user, "is_authenticated", False) and user.is_active and user.is_superuser)
+
+
+def sees_all(user) -> bool:
+    """Superusers signed in without an API key see every organization's rows; an API key narrows
+    even a superuser to its own organization."""
+    return is_superuser(user) and api_key_of(user) is None
+
+
+def organization_ids_where(user, action: str = VIEW) -> set[int] | None:
+    """The organizations whose rows `user` may `action` (view: member; admin: owner or admin), or
+    None for all of them (sees_all)."""
+    if action not in ORGANIZATION_ACTIONS:
+        raise ValueError(f"unknown organization action '{action}'")
+    if sees_all(user):
+        return None
+    return member_organization_ids(user) if action == VIEW else admin_organization_ids(user)
+
+
+def may_manage_owners(user, organization) -> bool:
+    """Only owners (and superusers) grant, change or remove the owner role."""
+    if is_superuser(user):
+        return True
+    return Membership.objects.filter(organization=organization, user=user, role=Role.OWNER).exists()
 
 
 def org_role(user, organization) -> str | None:
@@ -43,7 +78,7 @@ def is_org_admin(user, organization) -> bool:
     Through an API key, only with the `admin` scope and only in the key's organization."""
     if not key_allows(user, _org_id(organization), "admin"):
         return False
-    if getattr(user, "is_superuser", False) and user.is_active:
+    if is_superuser(user):
         return True
     return org_role(user, organization) in ADMIN_ROLES
 
@@ -54,7 +89,7 @@ def is_platform_operator(user) -> bool:
     organization admin needs that. Never through an API key."""
     if not (getattr(user, "is_authenticated", False) and user.is_active) or api_key_of(user) is not None:
         return False
-    return user.is_superuser or user.has_perm("tenancy.operate_platform")
+    return is_superuser(user) or user.has_perm("tenancy.operate_platform")
 
 
 def is_org_member(user, organization) -> bool:
@@ -62,7 +97,7 @@ def is_org_member(user, organization) -> bool:
     key = api_key_of(user)
     if key is not None and key.organization_id != _org_id(organization):
         return False
-    if getattr(user, "is_superuser", False) and user.is_active:
+    if is_superuser(user):
         return True
     return org_role(user, organization) is not None
 

@@ -18,7 +18,7 @@ from apps.core.services import audited_delete, audited_save, validate
 
 from . import signals
 from .models import ApiKey, Edition, Membership, Organization, Role, ServiceAccount
-from .permissions import forget_org_roles, is_org_admin, is_org_member, is_platform_operator
+from .permissions import forget_org_roles, is_org_admin, is_org_member, is_platform_operator, may_manage_owners
 
 User = get_user_model()
 
@@ -107,7 +107,7 @@ def _owner_count(organization) -> int:
 def membership_add(*, actor, organization: Organization, user, role: str = Role.MEMBER) -> Membership:
     """Add a user to an organization. Members start with development-environment rights only."""
     _require_org_admin(actor, organization)
-    if role == Role.OWNER and not (actor.is_superuser or _is_owner(actor, organization)):
+    if role == Role.OWNER and not may_manage_owners(actor, organization):
         raise PermissionDenied("Only an owner may add another owner.", fields={"role": ["Only an owner may grant it."]})
     if Membership.objects.filter(organization=organization, user=user).exists():
         raise Conflict(
@@ -118,10 +118,6 @@ def membership_add(*, actor, organization: Organization, user, role: str = Role.
     forget_org_roles(user)
     signals.member_added.send(sender=Membership, membership=membership, actor=actor)
     return membership
-
-
-def _is_owner(user, organization) -> bool:
-    return Membership.objects.filter(organization=organization, user=user, role=Role.OWNER).exists()
 
 
 @transaction.atomic
@@ -138,7 +134,7 @@ def membership_change_role(*, actor, membership: Membership, role: str) -> Membe
     if role == membership.role:
         return membership
     touches_owner = Role.OWNER in (role, membership.role)
-    if touches_owner and not (actor.is_superuser or _is_owner(actor, organization)):
+    if touches_owner and not may_manage_owners(actor, organization):
         raise PermissionDenied("Only an owner may grant or take away the owner role.", fields={"role": ["Owner only."]})
     if membership.role == Role.OWNER and _owner_count(organization) == 1:
         raise Conflict("An organization must keep at least one owner.", fields={"role": ["Last owner."]})
@@ -156,7 +152,7 @@ def membership_remove(*, actor, membership: Membership) -> None:
     organization = membership.organization
     if actor != membership.user:
         _require_org_admin(actor, organization)
-        if membership.role == Role.OWNER and not (actor.is_superuser or _is_owner(actor, organization)):
+        if membership.role == Role.OWNER and not may_manage_owners(actor, organization):
             raise PermissionDenied("Only an owner may remove an owner.")
     if membership.role == Role.OWNER and _owner_count(organization) == 1:
         raise Conflict("An organization must keep at least one owner.")

@@ -7,9 +7,11 @@ from simple_history.models import HistoricalRecords
 
 from apps.core.models import TimeStampedModel
 from apps.environments.models import Environment
+from apps.environments.querysets import EnvScopedQuerySet
 from apps.pipelines.models import Pipeline, Project
 from apps.secrets.models import Secret
 from apps.tenancy.models import Organization
+from apps.tenancy.querysets import OrgScopedQuerySet
 
 VARIABLE_NAME_VALIDATOR = RegexValidator(
     r"^[a-z][a-z0-9_]{0,63}$", "Use a-z, 0-9 and _, starting with a letter (max 64)."
@@ -48,6 +50,8 @@ class Variable(TimeStampedModel):
     min_value = models.FloatField(null=True, blank=True)
     max_value = models.FloatField(null=True, blank=True)
     allow_runtime_override = models.BooleanField(default=False)
+
+    objects = OrgScopedQuerySet.as_manager()
 
     history = HistoricalRecords()
 
@@ -91,6 +95,8 @@ class VariableOverride(TimeStampedModel):
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="variable_overrides")
     value = models.JSONField(null=True, blank=True)
     secret = models.ForeignKey(Secret, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+
+    objects = EnvScopedQuerySet.as_manager()
 
     history = HistoricalRecords()
 

@@ -13,7 +13,7 @@ from apps.approvals.models import OPEN_STATES, PromotionState
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
 from apps.tenancy.models import ADMIN_ROLES, Organization
-from apps.tenancy.permissions import api_key_of, member_organization_ids, org_role
+from apps.tenancy.permissions import member_organization_ids, org_role, sees_all
 
 INBOX_LIMIT = 50
 RECENT_LIMIT = 20
@@ -166,7 +166,7 @@ def _history_model(spec: Audited):
 
 def _scope(user) -> dict:
     """Environment ids per codename and organization ids the user may see audit rows of (None: all)."""
-    if user.is_superuser and api_key_of(user) is None:
+    if sees_all(user):
         return {"all": True}
     members = member_organization_ids(user)
     return {
@@ -180,7 +180,7 @@ def _scope(user) -> dict:
 def _environment_ids(user, scope: dict, codename: str) -> list[int]:
     cached = scope["environments"].get(codename)
     if cached is None:
-        cached = list(perms.environments_where(user, codename, Environment.objects.all()).values_list("pk", flat=True))
+        cached = list(Environment.objects.restrict(user, codename).values_list("pk", flat=True))
         scope["environments"][codename] = cached
     return cached
 
@@ -342,10 +342,8 @@ def audit_entries(rows: list[dict]) -> list[dict]:
 
 def audit_filter_choices(user) -> dict:
     """What the audit filters offer: the environments and organizations the user may see."""
-    environments = perms.environments_where(user, perms.VIEW, Environment.objects.select_related("organization"))
-    organizations = Organization.objects.all()
-    if not (user.is_superuser and api_key_of(user) is None):
-        organizations = organizations.filter(pk__in=member_organization_ids(user))
+    environments = Environment.objects.restrict(user).select_related("organization")
+    organizations = Organization.objects.restrict(user)
     return {
         "environments": environments.order_by("organization__name", "position", "name"),
         "organizations": organizations.order_by("name"),
