@@ -23,8 +23,7 @@ from apps.environments import permissions as perms
 from apps.environments.models import Environment, EnvironmentGroupObjectPermission
 from apps.pipelines.models import Project
 from apps.runs.admin import EnvironmentFilter, PipelineFilter
-from apps.tenancy.permissions import is_org_admin
-from apps.variables.admin import sees_everything, visible_organization_ids
+from apps.tenancy.permissions import is_org_admin, member_organization_ids, organization_ids_where, sees_all
 
 from . import selectors, services
 from .models import ApprovalDecision, ApprovalRule, Decision, PromotionRequest, PromotionState
@@ -64,7 +63,7 @@ class _OrganizationMember:
     def has_view_permission(self, request, obj=None):
         if obj is not None:
             return perms.may(request.user, perms.VIEW, self._environment_of(obj))
-        return sees_everything(request.user) or bool(visible_organization_ids(request.user))
+        return sees_all(request.user) or bool(member_organization_ids(request.user))
 
 
 # --- approval rules ----------------------------------------------------------------------------------
@@ -86,10 +85,8 @@ class ProjectFilter(admin.SimpleListFilter):
     ORGANIZATION_WIDE = "none"
 
     def lookups(self, request, model_admin):
-        projects = Project.objects.select_related("organization").order_by("organization__slug", "slug")
-        ids = visible_organization_ids(request.user)
-        if ids is not None:
-            projects = projects.filter(organization_id__in=ids)
+        projects = Project.objects.restrict(request.user).select_related("organization")
+        projects = projects.order_by("organization__slug", "slug")
         return [(self.ORGANIZATION_WIDE, "Organization-wide"), *((str(p.pk), str(p)) for p in projects)]
 
     def queryset(self, request, queryset):
@@ -166,9 +163,7 @@ class ApprovalRuleAdmin(_NoRevert, _OrganizationMember, AuditedAdmin):
         # Asked several times per page (sidebar, buttons): answered once per request.
         if not hasattr(request, "_manages_an_environment"):
             user = request.user
-            request._manages_an_environment = (
-                sees_everything(user) or perms.environments_where(user, perms.MANAGE).exists()
-            )
+            request._manages_an_environment = sees_all(user) or perms.environments_where(user, perms.MANAGE).exists()
         return request._manages_an_environment
 
     def has_change_permission(self, request, obj=None):
@@ -188,15 +183,14 @@ class ApprovalRuleAdmin(_NoRevert, _OrganizationMember, AuditedAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         user = request.user
-        ids = visible_organization_ids(user)
+        ids = organization_ids_where(user)
         if db_field.name == "environment":
             # Candidates only: rule_save decides (organization-wide rules need an organization admin).
             kwargs["queryset"] = perms.environments_where(
                 user, perms.MANAGE, Environment.objects.select_related("organization")
             ).order_by("organization__slug", "position")
         elif db_field.name == "project":
-            projects = Project.objects.select_related("organization")
-            kwargs["queryset"] = projects if ids is None else projects.filter(organization_id__in=ids)
+            kwargs["queryset"] = Project.objects.restrict(user).select_related("organization")
         elif db_field.name == "approver_group" and ids is not None:
             # Groups are global in Django: offer those already used in the user's organizations.
             granted = EnvironmentGroupObjectPermission.objects.filter(content_object__organization_id__in=ids).values(
@@ -207,7 +201,7 @@ class ApprovalRuleAdmin(_NoRevert, _OrganizationMember, AuditedAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def formfield_for_manytomany(self, db_field, request, **kwargs):
-        ids = visible_organization_ids(request.user)
+        ids = organization_ids_where(request.user)
         if db_field.name == "approver_users":
             users = get_user_model().objects.filter(is_active=True).order_by("username")
             kwargs["queryset"] = users if ids is None else users.filter(memberships__organization_id__in=ids).distinct()

@@ -23,7 +23,7 @@ from apps.core.errors import field_error
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline, PipelineVersion, Project
-from apps.pipelines.selectors import pipelines_for, projects_for
+from apps.pipelines.selectors import get_pipeline_for_user, projects_for
 from apps.runs import selectors as run_selectors
 from apps.runs.api import DeploymentSerializer, RunSerializer
 from apps.runs.models import Deployment
@@ -603,7 +603,7 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         data = PromotionCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = data.validated_data
-        pipeline = _pipeline(request.user, fields["pipeline"])
+        pipeline = get_pipeline_for_user(request.user, fields["pipeline"], field="pipeline")
         promotion, created = services.promotion_request_create(
             actor=request.user,
             pipeline=pipeline,
@@ -670,13 +670,6 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         return self._detail(promotion)
 
 
-def _pipeline(user, pk: int) -> Pipeline:
-    pipeline = pipelines_for(user).filter(pk=pk).first()
-    if pipeline is None:
-        raise field_error("pipeline", "No such pipeline.")
-    return pipeline
-
-
 def _version(pipeline: Pipeline, number: int) -> PipelineVersion:
     version = pipeline.versions.filter(number=number).first()
     if version is None:
@@ -718,8 +711,7 @@ class DeploymentRollbackViewSet(viewsets.GenericViewSet):
     filter_backends = []
 
     def get_queryset(self):
-        visible = perms.environments_where(self.request.user, perms.VIEW, Environment.objects.all())
-        return Deployment.objects.filter(environment__in=visible).select_related(
+        return Deployment.objects.restrict(self.request.user).select_related(
             "pipeline__project", "environment", "version", "deployed_by", "previous__version"
         )
 

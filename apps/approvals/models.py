@@ -231,6 +231,9 @@ class ApprovalDecisionQuerySet(models.QuerySet):
     def restrict(self, user, action=None):
         return self.filter(request__in=PromotionRequest.objects.restrict(user, action).values("pk"))
 
+    def in_organization(self, organization):
+        return self.filter(request__organization=organization)
+
 
 class ApprovalDecision(models.Model):
     """One person's decision on a request, given against the plan hash they saw. A decision made

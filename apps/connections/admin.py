@@ -24,7 +24,8 @@ from apps.environments.models import Environment, Kind
 from apps.pipelines.models import Project
 from apps.secrets.models import Secret
 from apps.tenancy.models import Organization
-from apps.variables.admin import editable_environments, sees_everything, visible_organization_ids
+from apps.tenancy.permissions import is_org_member, member_organization_ids, sees_all
+from apps.variables.admin import editable_environments
 
 from . import selectors, services
 from .models import ConnectionBinding, ConnectionRole, ConnectionTest
@@ -190,8 +191,7 @@ class _OrganizationScoped:
         return self.has_view_permission(request)
 
     def _sees_some(self, request) -> bool:
-        ids = visible_organization_ids(request.user)
-        return ids is None or bool(ids)
+        return sees_all(request.user) or bool(member_organization_ids(request.user))
 
 
 @admin.register(ConnectionRole)
@@ -208,14 +208,11 @@ class ConnectionRoleAdmin(_OrganizationScoped, AuditedAdmin):
         return obj.binding_count
 
     def get_queryset(self, request):
-        qs = super().get_queryset(request).annotate(binding_count=Count("bindings"))
-        ids = visible_organization_ids(request.user)
-        return qs if ids is None else qs.filter(organization_id__in=ids)
+        return super().get_queryset(request).restrict(request.user).annotate(binding_count=Count("bindings"))
 
     def has_view_permission(self, request, obj=None):
-        ids = visible_organization_ids(request.user)
-        if obj is not None and ids is not None:
-            return obj.organization_id in ids
+        if obj is not None:
+            return is_org_member(request.user, obj.organization_id)
         return self._sees_some(request)
 
     def has_add_permission(self, request):
@@ -241,12 +238,10 @@ class ConnectionRoleAdmin(_OrganizationScoped, AuditedAdmin):
         return [] if obj is None else self.inlines
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        ids = visible_organization_ids(request.user)
-        if ids is not None:
-            if db_field.name == "organization":
-                kwargs["queryset"] = Organization.objects.filter(pk__in=ids)
-            elif db_field.name == "project":
-                kwargs["queryset"] = Project.objects.filter(organization_id__in=ids)
+        if db_field.name == "organization":
+            kwargs["queryset"] = Organization.objects.restrict(request.user)
+        elif db_field.name == "project":
+            kwargs["queryset"] = Project.objects.restrict(request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def _changes(self, role_pk, cleaned_data) -> dict:
@@ -399,7 +394,7 @@ class ConnectionBindingAdmin(_OrganizationScoped, AuditedAdmin):
     def has_view_permission(self, request, obj=None):
         if obj is not None:
             return perms.may(request.user, perms.VIEW, obj.environment)
-        return sees_everything(request.user) or self._sees_some(request)
+        return sees_all(request.user) or self._sees_some(request)
 
     def has_add_permission(self, request):
         return False

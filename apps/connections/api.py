@@ -7,11 +7,10 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from apps.core.api import ETagMixin, StrictSerializer
+from apps.core.api import ETagMixin, StrictSerializer, VisibleRelatedField
 from apps.core.errors import field_error
 from apps.environments.models import Environment, Kind
 from apps.pipelines.models import Project
-from apps.pipelines.selectors import projects_for
 from apps.secrets.models import Secret
 from apps.tenancy.api import MemberOrganizationField
 
@@ -49,7 +48,7 @@ class RoleSerializer(serializers.ModelSerializer):
 
 class RoleCreateSerializer(StrictSerializer):
     organization = MemberOrganizationField()
-    project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.all(), required=False, allow_null=True)
+    project = VisibleRelatedField(Project, required=False, allow_null=True)
     name = serializers.CharField(max_length=64)
     kind = serializers.ChoiceField(choices=ConnectionKind.choices)
     description = serializers.CharField(max_length=4000, required=False, default="", allow_blank=True)
@@ -90,8 +89,6 @@ class ConnectionRoleViewSet(ETagMixin, viewsets.ModelViewSet):
         data = RoleCreateSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
-        if fields.get("project") and not projects_for(request.user).filter(pk=fields["project"].pk).exists():
-            raise field_error("project", "No such project.")
         role = services.connection_role_create(actor=request.user, **fields)
         return Response(RoleSerializer(role).data, status=status.HTTP_201_CREATED)
 
@@ -124,7 +121,7 @@ class BindingSerializer(serializers.ModelSerializer):
 
 
 class BindingCreateSerializer(StrictSerializer):
-    role = serializers.PrimaryKeyRelatedField(queryset=ConnectionRole.objects.all())
+    role = VisibleRelatedField(ConnectionRole)
     environment = serializers.SlugField(max_length=63)
     params = serializers.DictField()
     credential = serializers.CharField(max_length=64, required=False, allow_null=True)
@@ -165,12 +162,10 @@ class ConnectionBindingViewSet(ETagMixin, viewsets.ModelViewSet):
 
     @extend_schema(request=BindingCreateSerializer, responses={201: BindingSerializer})
     def create(self, request):
-        data = BindingCreateSerializer(data=request.data)
+        data = BindingCreateSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         role = fields["role"]
-        if not selectors.roles_for(request.user).filter(pk=role.pk).exists():
-            raise field_error("role", "No such connection role.")
         environment = Environment.objects.filter(organization=role.organization, slug=fields["environment"]).first()
         if environment is None:
             raise field_error("environment", f"No environment '{fields['environment']}' in this organization.")

@@ -1,6 +1,6 @@
 """Admin base: history on every audited model and services as the single path for writes."""
 
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.db import transaction
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -56,6 +56,32 @@ class AuditedAdmin(SimpleHistoryAdmin):
         except DomainError as exc:
             self.message_user(request, exc.message, level=messages.ERROR)
             return None
+
+
+def _restricted(model) -> bool:
+    return model is not None and hasattr(model._default_manager, "restrict")
+
+
+class VisibleRelatedFieldListFilter(admin.RelatedFieldListFilter):
+    """A "By <related object>" list filter whose choices come from
+    `Model.objects.restrict(user)`: filtering the rows is not enough, the filter must not name
+    another tenant's organizations, environments or projects either. Registered (below) for every
+    relation to a tenant-scoped model, so a plain `list_filter = ["organization"]` is safe."""
+
+    def field_choices(self, field, request, model_admin):
+        rows = field.related_model._default_manager.restrict(request.user)
+        ordering = self.field_admin_ordering(field, request, model_admin)
+        if ordering:
+            rows = rows.order_by(*ordering)
+        target = field.target_field.attname if hasattr(field, "target_field") else "pk"
+        return [(getattr(row, target), str(row)) for row in rows]
+
+
+admin.FieldListFilter.register(
+    lambda f: f.is_relation and not f.auto_created and _restricted(f.related_model),
+    VisibleRelatedFieldListFilter,
+    take_priority=True,
+)
 
 
 class _DryRun(Exception):

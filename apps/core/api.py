@@ -124,6 +124,29 @@ def wrong_json_type(field, value) -> str | None:
     return None
 
 
+class VisibleRelatedField(serializers.PrimaryKeyRelatedField):
+    """A related id among the rows the caller may see, `Model.objects.restrict(user, action)`, and,
+    when the serializer's context names an `organization`, among that organization's rows only.
+
+    An id the caller may not see (another tenant's, or one their rights do not reach) gets DRF's
+    message for a missing id, word for word, so the API cannot be used to probe which ids exist."""
+
+    def __init__(self, model, action=None, **kwargs):
+        self.model = model
+        self.action = action
+        if not kwargs.get("read_only"):
+            kwargs.setdefault("queryset", model._default_manager.all())
+        super().__init__(**kwargs)
+
+    def get_queryset(self):
+        request = self.context.get("request")
+        if request is None:  # no caller, no rows: a serializer built without its request fails closed
+            return self.model._default_manager.none()
+        queryset = self.model._default_manager.restrict(request.user, self.action)
+        organization = self.context.get("organization")
+        return queryset if organization is None else queryset.in_organization(organization)
+
+
 class StrictSerializer(serializers.Serializer):
     """Refuses fields the serializer does not know (a typo must not be silently ignored), values
     of the wrong JSON type (no silent coercion) and NUL characters anywhere in JSON values."""

@@ -21,8 +21,8 @@ from guardian.admin import (
 from apps.core.admin import AuditedAdmin, add_domain_error
 from apps.core.errors import DomainError, PermissionDenied
 from apps.notifications.models import Channel
-from apps.tenancy.models import ADMIN_ROLES, Organization
-from apps.tenancy.permissions import is_org_admin
+from apps.tenancy.models import Organization
+from apps.tenancy.permissions import ADMIN, is_org_admin
 
 from . import permissions as perms
 from . import services
@@ -34,13 +34,6 @@ from .models import (
     FreezeWindow,
     RuntimePolicy,
 )
-
-
-def _administered_organizations(user):
-    if user.is_superuser and user.is_active:
-        return Organization.objects.all()
-    return Organization.objects.filter(memberships__user=user, memberships__role__in=ADMIN_ROLES).distinct()
-
 
 # --- inlines ----------------------------------------------------------------------------------
 
@@ -322,12 +315,12 @@ class EnvironmentAdmin(ReinforcedGuardedModelAdmin, AuditedAdmin):
         return perms.environments_where(request.user, perms.MANAGE).exists()
 
     def has_add_permission(self, request):
-        return _administered_organizations(request.user).exists()
+        return Organization.objects.restrict(request.user, ADMIN).exists()
 
     def has_delete_permission(self, request, obj=None):
         if obj is not None:
             return is_org_admin(request.user, obj.organization)
-        return _administered_organizations(request.user).exists()
+        return Organization.objects.restrict(request.user, ADMIN).exists()
 
     # --- forms ---
 
@@ -343,7 +336,7 @@ class EnvironmentAdmin(ReinforcedGuardedModelAdmin, AuditedAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "organization":
-            kwargs["queryset"] = _administered_organizations(request.user)
+            kwargs["queryset"] = Organization.objects.restrict(request.user, ADMIN)
         elif db_field.name == "promotes_to":
             kwargs["queryset"] = perms.environments_where(
                 request.user, perms.VIEW, Environment.objects.select_related("organization")

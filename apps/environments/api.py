@@ -9,7 +9,7 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from apps.core.api import StrictModelSerializer, StrictSerializer
+from apps.core.api import StrictModelSerializer, StrictSerializer, VisibleRelatedField
 from apps.notifications.models import Channel
 from apps.tenancy.api import MemberOrganizationField
 from apps.tenancy.models import Organization
@@ -37,19 +37,8 @@ class RuntimePolicySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class _OrganizationChannels(serializers.PrimaryKeyRelatedField):
-    """Channel ids of the environment's organization only: another tenant's id is simply unknown
-    (a different answer would tell which ids exist elsewhere)."""
-
-    def __init__(self, **kwargs):
-        super().__init__(queryset=Channel.objects.all(), **kwargs)
-
-    def get_queryset(self):
-        return Channel.objects.filter(organization=self.root.context.get("organization"))
-
-
 class RuntimePolicyWriteSerializer(StrictModelSerializer):
-    notification_channels = _OrganizationChannels(many=True, required=False)
+    notification_channels = VisibleRelatedField(Channel, many=True, required=False)
     allowed_destinations = serializers.ListField(
         child=serializers.CharField(max_length=100), max_length=200, required=False
     )
@@ -195,12 +184,15 @@ class EnvironmentViewSet(viewsets.ModelViewSet):
         fresh = self.get_queryset().filter(pk=environment.pk).first() or environment
         return Response(EnvironmentSerializer(fresh, context={"request": self.request}).data, status=code)
 
+    def _write_context(self, environment):
+        return {"organization": environment.organization, "request": self.request}
+
     @extend_schema(request=EnvironmentCreateSerializer, responses={201: EnvironmentSerializer})
     def create(self, request):
         organization = None
         slug = request.data.get("organization") if isinstance(request.data, dict) else None
         if isinstance(slug, str) and "\x00" not in slug:  # PostgreSQL refuses NUL; the serializer reports it
-            organization = Organization.objects.filter(slug=slug).first()
+            organization = Organization.objects.restrict(request.user).filter(slug=slug).first()
         context = {"organization": organization, "request": request}
         data = EnvironmentCreateSerializer(data=request.data, context=context)
         data.is_valid(raise_exception=True)
@@ -213,7 +205,10 @@ class EnvironmentViewSet(viewsets.ModelViewSet):
     def partial_update(self, request, pk=None):
         environment = self.get_object()
         data = EnvironmentUpdateSerializer(
-            environment, data=request.data, partial=True, context={"organization": environment.organization}
+            environment,
+            data=request.data,
+            partial=True,
+            context=self._write_context(environment),
         )
         data.is_valid(raise_exception=True)
         environment = services.environment_update(actor=request.user, environment=environment, **data.validated_data)
@@ -232,7 +227,10 @@ class EnvironmentViewSet(viewsets.ModelViewSet):
         if request.method == "GET":
             return Response(RuntimePolicySerializer(environment.policy).data)
         data = RuntimePolicyWriteSerializer(
-            environment.policy, data=request.data, partial=True, context={"organization": environment.organization}
+            environment.policy,
+            data=request.data,
+            partial=True,
+            context=self._write_context(environment),
         )
         data.is_valid(raise_exception=True)
         policy = services.runtime_policy_update(actor=request.user, environment=environment, **data.validated_data)

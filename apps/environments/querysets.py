@@ -28,6 +28,15 @@ class EnvironmentQuerySet(models.QuerySet):
             condition |= Q(pk__in=perms.environments_where(user, codename).values("pk"))
         return self.filter(condition)
 
+    def in_organization(self, organization):
+        return self.filter(organization=organization)
+
+    def administered_by(self, user):
+        """Environments of the organizations `user` administers (owner or admin)."""
+        from apps.tenancy.models import Organization
+
+        return self.filter(organization__in=Organization.objects.restrict(user, "admin"))
+
 
 class EnvScopedQuerySet(models.QuerySet):
     """Rows of one environment (through `environment_path`): visible where the user holds the
@@ -44,6 +53,9 @@ class EnvScopedQuerySet(models.QuerySet):
             return self
         environments = Environment.objects.restrict(user, _codenames(action)).values("pk")
         return self.filter(**{f"{self.environment_path}__in": environments})
+
+    def in_organization(self, organization):
+        return self.filter(**{f"{self.environment_path}__organization": organization})
 
 
 class GrantQuerySet(EnvScopedQuerySet):

@@ -6,18 +6,10 @@ from django.contrib import admin, messages
 from apps.core.admin import AuditedAdmin, dry_run
 from apps.core.errors import DomainError
 from apps.tenancy.models import Organization
-from apps.tenancy.permissions import admin_organization_ids
+from apps.tenancy.permissions import ADMIN
 
 from . import services
 from .models import Channel, Delivery, DeliveryStatus, Event, Notification
-
-
-def _sees_everything(user) -> bool:
-    return user.is_active and user.is_superuser
-
-
-def _administered(user) -> set[int]:
-    return admin_organization_ids(user)
 
 
 def _masked_target(channel: Channel) -> str:
@@ -79,8 +71,7 @@ class ChannelAdmin(AuditedAdmin):
         return obj.secret_fingerprint or "—"
 
     def get_queryset(self, request):
-        qs = super().get_queryset(request).select_related("organization")
-        return qs if _sees_everything(request.user) else qs.filter(organization_id__in=_administered(request.user))
+        return super().get_queryset(request).restrict(request.user, ADMIN).select_related("organization")
 
     def get_fields(self, request, obj=None):
         if obj is None:
@@ -105,8 +96,8 @@ class ChannelAdmin(AuditedAdmin):
         return ["organization", "kind", "masked_target", "fingerprint", "created_at", "updated_at"]
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "organization" and not _sees_everything(request.user):
-            kwargs["queryset"] = Organization.objects.filter(pk__in=_administered(request.user))
+        if db_field.name == "organization":
+            kwargs["queryset"] = Organization.objects.restrict(request.user, ADMIN)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def _service_kwargs(self, cleaned_data) -> dict:
@@ -214,8 +205,7 @@ class NotificationAdmin(_ReadOnlyAdmin):
     date_hierarchy = "created_at"
 
     def get_queryset(self, request):
-        qs = super().get_queryset(request)
-        return qs if _sees_everything(request.user) else qs.filter(organization_id__in=_administered(request.user))
+        return super().get_queryset(request).restrict(request.user, ADMIN)
 
 
 @admin.register(Delivery)
@@ -244,10 +234,12 @@ class DeliveryAdmin(_ReadOnlyAdmin):
         return obj.channel.organization
 
     def get_queryset(self, request):
-        qs = super().get_queryset(request).select_related("channel", "channel__organization")
-        if _sees_everything(request.user):
-            return qs
-        return qs.filter(channel__organization_id__in=_administered(request.user))
+        return (
+            super()
+            .get_queryset(request)
+            .restrict(request.user, ADMIN)
+            .select_related("channel", "channel__organization")
+        )
 
     @admin.action(description="Retry the selected deliveries now")
     def retry_now(self, request, queryset):

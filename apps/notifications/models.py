@@ -67,12 +67,14 @@ class Channel(TimeStampedModel):
 
 
 class NotificationQuerySet(OrgScopedQuerySet):
-    """A user's own inbox items (through an API key: only the key's organization)."""
+    """To view: a user's own inbox items (through an API key: only the key's organization). To
+    administer (the admin's review): every item of the organizations the user administers."""
 
     def restrict(self, user, action: str | None = None):
         if not getattr(user, "is_authenticated", False):
             return self.none()
-        return super().restrict(user, action).filter(user=user)
+        restricted = super().restrict(user, action)
+        return restricted if action == "admin" else restricted.filter(user=user)
 
 
 class Notification(models.Model):

@@ -19,14 +19,10 @@ from apps.core.admin import ServiceFormMixin, adopt, dry_run
 from apps.core.errors import DomainError
 from apps.environments.models import Environment
 from apps.tenancy.admin import OrganizationScopedAdmin
-from apps.tenancy.permissions import admin_organization_ids
+from apps.tenancy.permissions import ADMIN, admin_organization_ids, is_org_admin, sees_all
 
 from . import services
 from .models import Pipeline, PipelineVersion, Project
-
-
-def _sees_everything(user) -> bool:
-    return user.is_active and user.is_superuser
 
 
 class _NoRevertMixin:
@@ -126,11 +122,9 @@ class ProjectAdmin(_NoRevertMixin, _RefusedDeleteMixin, OrganizationScopedAdmin)
         if field is not None:
             environments = Environment.objects.select_related("organization")
             if obj is not None:
-                field.queryset = environments.filter(organization_id=obj.organization_id)
-            elif not _sees_everything(request.user):
-                field.queryset = environments.filter(organization_id__in=self._administered(request))
+                field.queryset = environments.in_organization(obj.organization_id)
             else:
-                field.queryset = environments
+                field.queryset = environments.administered_by(request.user)
         return form
 
     def _changes(self, form) -> dict:
@@ -208,7 +202,6 @@ class PipelineAdminForm(forms.ModelForm):
 @admin.register(Pipeline)
 class PipelineAdmin(_NoRevertMixin, _RefusedDeleteMixin, OrganizationScopedAdmin):
     form = PipelineAdminForm
-    organization_lookup = "project__organization"
     list_display = ["name", "slug", "project", "organization", "latest_version", "created_at"]
     list_filter = [
         ("project__organization", admin.RelatedOnlyFieldListFilter),
@@ -249,10 +242,7 @@ class PipelineAdmin(_NoRevertMixin, _RefusedDeleteMixin, OrganizationScopedAdmin
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "project":
-            projects = Project.objects.select_related("organization")
-            if not _sees_everything(request.user):
-                projects = projects.filter(organization_id__in=self._administered(request))
-            kwargs["queryset"] = projects
+            kwargs["queryset"] = Project.objects.restrict(request.user, ADMIN).select_related("organization")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def _changes(self, form) -> dict:
@@ -335,22 +325,14 @@ class PipelineVersionAdmin(admin.ModelAdmin):
 
     # --- who sees what: the organizations the staff user administers ---
 
-    def _administered(self, request) -> set[int]:
-        return admin_organization_ids(request.user)
-
     def _may(self, request, obj=None) -> bool:
-        if _sees_everything(request.user):
-            return True
-        administered = self._administered(request)
         if obj is None:
-            return bool(administered)
-        return obj.pipeline.project.organization_id in administered
+            return sees_all(request.user) or bool(admin_organization_ids(request.user))
+        return is_org_admin(request.user, obj.pipeline.project.organization_id)
 
     def get_queryset(self, request):
         qs = super().get_queryset(request).select_related("pipeline__project__organization", "author")
-        if _sees_everything(request.user):
-            return qs
-        return qs.filter(pipeline__project__organization_id__in=self._administered(request))
+        return qs.restrict(request.user, ADMIN)
 
     def has_module_permission(self, request):
         return self._may(request)
@@ -385,10 +367,7 @@ class PipelineVersionAdmin(admin.ModelAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "pipeline":
-            pipelines = Pipeline.objects.select_related("project__organization")
-            if not _sees_everything(request.user):
-                pipelines = pipelines.filter(project__organization_id__in=self._administered(request))
-            kwargs["queryset"] = pipelines
+            kwargs["queryset"] = Pipeline.objects.restrict(request.user, ADMIN).select_related("project__organization")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def _create_kwargs(self, request, data) -> dict:

@@ -8,7 +8,7 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from apps.core.api import ETagMixin, StrictSerializer
+from apps.core.api import ETagMixin, StrictSerializer, VisibleRelatedField
 from apps.core.errors import field_error
 from apps.environments.models import Environment
 from apps.tenancy.api import MemberOrganizationField
@@ -123,7 +123,7 @@ class PipelineSerializer(serializers.ModelSerializer):
 
 
 class PipelineWriteSerializer(StrictSerializer):
-    project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.all())
+    project = VisibleRelatedField(Project)
     name = serializers.CharField(max_length=120)
     slug = serializers.SlugField(max_length=63, required=False, default="")
     description = serializers.CharField(max_length=4000, required=False, default="", allow_blank=True)
@@ -199,11 +199,9 @@ class PipelineViewSet(ETagMixin, viewsets.ModelViewSet):
 
     @extend_schema(request=PipelineWriteSerializer, responses={201: PipelineSerializer})
     def create(self, request):
-        data = PipelineWriteSerializer(data=request.data)
+        data = PipelineWriteSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
-        if not selectors.projects_for(request.user).filter(pk=fields["project"].pk).exists():
-            raise field_error("project", "No such project.")
         pipeline = services.pipeline_create(actor=request.user, **fields)
         return Response(PipelineSerializer(pipeline).data, status=status.HTTP_201_CREATED)
 

@@ -13,6 +13,31 @@ def pipelines_for(user) -> QuerySet[Pipeline]:
     return Pipeline.objects.restrict(user).select_related("project__organization")
 
 
+def _is_id(pk) -> bool:
+    return isinstance(pk, int) or (isinstance(pk, str) and pk.isascii() and pk.isdigit() and len(pk) <= 18)
+
+
+def get_project_for_user(user, pk) -> Project:
+    """The project `pk` if the user may see it, else a 404 "No such project." (also for a missing id)."""
+    from apps.core.errors import NotFound
+
+    project = projects_for(user).filter(pk=pk).first() if _is_id(pk) else None
+    if project is None:
+        raise NotFound("No such project.")
+    return project
+
+
+def get_pipeline_for_user(user, pk, *, field: str | None = None) -> Pipeline:
+    """The pipeline `pk` if the user may see it. Otherwise "No such pipeline.", the same for a missing
+    id: a 400 naming `field` when the id came in a request body, else a 404."""
+    from apps.core.errors import NotFound, field_error
+
+    pipeline = pipelines_for(user).filter(pk=pk).first() if _is_id(pk) else None
+    if pipeline is None:
+        raise field_error(field, "No such pipeline.") if field else NotFound("No such pipeline.")
+    return pipeline
+
+
 def versions_of(pipeline) -> QuerySet[PipelineVersion]:
     return pipeline.versions.select_related("author").order_by("-number")
 

@@ -9,10 +9,10 @@ from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from apps.core.errors import NotFound, field_error
+from apps.core.errors import field_error
 from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline, Project
-from apps.pipelines.selectors import pipelines_for, projects_for
+from apps.pipelines.selectors import get_pipeline_for_user, get_project_for_user, pipelines_for, projects_for
 
 from . import services
 
@@ -64,16 +64,10 @@ class PipelineResolutionViewSet(viewsets.GenericViewSet):
     def get_queryset(self):
         return pipelines_for(self.request.user)
 
-    def _pipeline(self, pk):
-        pipeline = self.get_queryset().filter(pk=pk).first() if WHOLE_NUMBER.fullmatch(str(pk)) else None
-        if pipeline is None:
-            raise NotFound("No such pipeline.")
-        return pipeline
-
     @extend_schema(parameters=[ENV, VERSION, AS_OF], responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def resolve(self, request, pk=None):
-        pipeline = self._pipeline(pk)
+        pipeline = get_pipeline_for_user(request.user, pk)
         org = pipeline.project.organization_id
         answer = services.resolve_for(
             request.user,
@@ -94,7 +88,7 @@ class PipelineResolutionViewSet(viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["get"])
     def diff(self, request, pk=None):
-        pipeline = self._pipeline(pk)
+        pipeline = get_pipeline_for_user(request.user, pk)
         org = pipeline.project.organization_id
         return Response(
             services.environment_diff(
@@ -109,7 +103,7 @@ class PipelineResolutionViewSet(viewsets.GenericViewSet):
     @extend_schema(parameters=[ENV, VERSION], responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def readiness(self, request, pk=None):
-        pipeline = self._pipeline(pk)
+        pipeline = get_pipeline_for_user(request.user, pk)
         org = pipeline.project.organization_id
         return Response(
             services.readiness(
@@ -132,7 +126,5 @@ class ProjectMatrixViewSet(viewsets.GenericViewSet):
     @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def matrix(self, request, pk=None):
-        project = self.get_queryset().filter(pk=pk).first() if WHOLE_NUMBER.fullmatch(str(pk)) else None
-        if project is None:
-            raise NotFound("No such project.")
+        project = get_project_for_user(request.user, pk)
         return Response(services.matrix(request.user, project))

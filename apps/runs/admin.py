@@ -17,7 +17,7 @@ from apps.core.errors import DomainError
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline
-from apps.variables.admin import sees_everything, visible_organization_ids
+from apps.tenancy.permissions import member_organization_ids, sees_all
 
 from . import selectors, services
 from .models import TERMINAL, Deployment, Run, Schedule
@@ -56,10 +56,7 @@ class PipelineFilter(admin.SimpleListFilter):
     parameter_name = "pipeline"
 
     def lookups(self, request, model_admin):
-        pipelines = Pipeline.objects.select_related("project").order_by("project__slug", "slug")
-        ids = visible_organization_ids(request.user)
-        if ids is not None:
-            pipelines = pipelines.filter(project__organization_id__in=ids)
+        pipelines = Pipeline.objects.restrict(request.user).select_related("project").order_by("project__slug", "slug")
         return [(str(p.pk), str(p)) for p in pipelines]
 
     def queryset(self, request, queryset):
@@ -76,7 +73,7 @@ class _EnvironmentScoped:
     def has_view_permission(self, request, obj=None):
         if obj is not None:
             return perms.may(request.user, perms.VIEW, obj.environment)
-        return sees_everything(request.user) or bool(visible_organization_ids(request.user))
+        return sees_all(request.user) or bool(member_organization_ids(request.user))
 
 
 class _NoRevert:
@@ -281,9 +278,7 @@ class ScheduleAdmin(_NoRevert, _EnvironmentScoped, AuditedAdmin):
                 perms.environments_where(request.user, perms.CHANGE_CONFIG, environments)
             )
         elif db_field.name == "pipeline":
-            pipelines = Pipeline.objects.select_related("project")
-            ids = visible_organization_ids(request.user)
-            kwargs["queryset"] = pipelines if ids is None else pipelines.filter(project__organization_id__in=ids)
+            kwargs["queryset"] = Pipeline.objects.restrict(request.user).select_related("project")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def _save_kwargs(self, request, instance, cleaned_data) -> dict:

@@ -16,19 +16,12 @@ from apps.core.errors import field_error
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline
-from apps.pipelines.selectors import pipelines_for
+from apps.pipelines.selectors import get_pipeline_for_user
 
 from . import selectors, services
 from .models import Deployment, Executor, Run, RunStatus, Schedule, Trigger
 
 # --- shared lookups ---------------------------------------------------------------------------------
-
-
-def _pipeline(user, pk) -> Pipeline:
-    pipeline = pipelines_for(user).filter(pk=pk).first()
-    if pipeline is None:
-        raise field_error("pipeline", "No such pipeline.")
-    return pipeline
 
 
 def _environment(pipeline: Pipeline, slug: str | None, field: str = "environment") -> Environment | None:
@@ -204,7 +197,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         data = RunCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = data.validated_data
-        pipeline = _pipeline(request.user, fields["pipeline"])
+        pipeline = get_pipeline_for_user(request.user, fields["pipeline"], field="pipeline")
         if fields["validation"]:
             trigger = Trigger.VALIDATION
         else:
@@ -276,7 +269,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         query = PreviewQuerySerializer(data=_single_values(request.query_params))
         query.is_valid(raise_exception=True)
         fields = query.validated_data
-        pipeline = _pipeline(request.user, fields["pipeline"])
+        pipeline = get_pipeline_for_user(request.user, fields["pipeline"], field="pipeline")
         return Response(
             services.preview(
                 actor=request.user,
@@ -360,7 +353,7 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         data = DeploymentCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = data.validated_data
-        pipeline = _pipeline(request.user, fields["pipeline"])
+        pipeline = get_pipeline_for_user(request.user, fields["pipeline"], field="pipeline")
         environment = _environment(pipeline, fields["environment"])
         version = _version(pipeline, fields.get("version")) or pipeline.versions.order_by("-number").first()
         if version is None:
@@ -439,7 +432,7 @@ class ScheduleViewSet(ETagMixin, viewsets.ModelViewSet):
         data = ScheduleCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = data.validated_data
-        pipeline = _pipeline(request.user, fields["pipeline"])
+        pipeline = get_pipeline_for_user(request.user, fields["pipeline"], field="pipeline")
         schedule = services.schedule_save(
             actor=request.user,
             pipeline=pipeline,

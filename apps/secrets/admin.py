@@ -113,13 +113,9 @@ class SecretAdmin(OrganizationScopedAdmin):
         field = form.base_fields.get("allowed_environments")
         if field is not None:
             if obj is not None:
-                field.queryset = Environment.objects.filter(organization_id=obj.organization_id)
-            elif request.user.is_superuser and request.user.is_active:
-                field.queryset = Environment.objects.select_related("organization")
+                field.queryset = Environment.objects.in_organization(obj.organization_id)
             else:
-                field.queryset = Environment.objects.select_related("organization").filter(
-                    organization_id__in=self._administered(request)
-                )
+                field.queryset = Environment.objects.administered_by(request.user).select_related("organization")
         return form
 
     # --- writes through the services ---

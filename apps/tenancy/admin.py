@@ -19,7 +19,7 @@ from apps.core.scopes import SCOPES
 
 from . import services
 from .models import ApiKey, Membership, Organization, ServiceAccount
-from .permissions import admin_organization_ids, forget_org_roles, is_platform_operator
+from .permissions import ADMIN, admin_organization_ids, forget_org_roles, is_org_admin, is_platform_operator, sees_all
 
 User = get_user_model()
 
@@ -32,34 +32,19 @@ def _dry_run(request, func, **kwargs) -> None:
         forget_org_roles(request.user)
 
 
-def _sees_everything(user) -> bool:
-    return user.is_active and user.is_superuser
-
-
 class OrganizationScopedAdmin(AuditedAdmin):
     """Rows, choices and permissions limited to the organizations the staff user administers."""
-
-    organization_lookup = "organization"
-
-    def _administered(self, request) -> set[int]:
-        return admin_organization_ids(request.user)
 
     def _organization_id(self, obj) -> int:
         return obj.organization_id
 
     def get_queryset(self, request):
-        qs = super().get_queryset(request)
-        if _sees_everything(request.user):
-            return qs
-        return qs.filter(**{f"{self.organization_lookup}__in": self._administered(request)})
+        return super().get_queryset(request).restrict(request.user, ADMIN)
 
     def _may(self, request, obj=None) -> bool:
-        if _sees_everything(request.user):
-            return True
-        administered = self._administered(request)
         if obj is None:
-            return bool(administered)
-        return self._organization_id(obj) in administered
+            return sees_all(request.user) or bool(admin_organization_ids(request.user))
+        return is_org_admin(request.user, self._organization_id(obj))
 
     def has_module_permission(self, request):
         return self._may(request)
@@ -77,8 +62,8 @@ class OrganizationScopedAdmin(AuditedAdmin):
         return self._may(request, obj)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.related_model is Organization and not _sees_everything(request.user):
-            kwargs["queryset"] = Organization.objects.filter(pk__in=self._administered(request))
+        if db_field.related_model is Organization:
+            kwargs["queryset"] = Organization.objects.restrict(request.user, ADMIN)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
@@ -116,7 +101,6 @@ ORGANIZATION_FIELDS = ["name", "slug", "edition", "max_environments", "environme
 
 @admin.register(Organization)
 class OrganizationAdmin(OrganizationScopedAdmin):
-    organization_lookup = "pk"
     list_display = ["name", "slug", "edition", "max_environments", "member_count", "created_at"]
     list_filter = ["edition", "created_at"]
     search_fields = ["name", "slug"]
@@ -387,10 +371,10 @@ class ApiKeyAdmin(OrganizationScopedAdmin):
         return super().get_form(request, obj, **kwargs)
 
     def owner_choices(self, request):
-        if _sees_everything(request.user):
+        if sees_all(request.user):
             return User.objects.filter(is_active=True).order_by("username")
         # A key for someone else would let its creator act as them: only service accounts' keys.
-        machine_users = ServiceAccount.objects.filter(organization_id__in=self._administered(request)).values("user")
+        machine_users = ServiceAccount.objects.restrict(request.user, ADMIN).values("user")
         return User.objects.filter(pk__in=machine_users, is_active=True).order_by("username")
 
     def has_change_permission(self, request, obj=None):

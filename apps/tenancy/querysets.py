@@ -23,18 +23,15 @@ class OrgScopedQuerySet(models.QuerySet):
             return self
         return self.filter(**{f"{self.organization_path}__in": ids})
 
+    def in_organization(self, organization):
+        """Only the rows of `organization` (an instance or id)."""
+        return self.filter(**{self.organization_path: organization})
+
 
 class OrganizationQuerySet(OrgScopedQuerySet):
-    """Organizations: members see theirs; platform operators see every one (to run the platform)."""
+    """Organizations: members see theirs, owners and admins administer them."""
 
     organization_path = "pk"
-
-    def restrict(self, user, action: str | None = None):
-        from . import permissions
-
-        if (action or self.default_action) == permissions.VIEW and permissions.is_platform_operator(user):
-            return self
-        return super().restrict(user, action)
 
 
 class ApiKeyQuerySet(OrgScopedQuerySet):

@@ -3,11 +3,12 @@
 from django.db.models import QuerySet
 
 from .models import ApiKey, Membership, Organization, ServiceAccount
+from .permissions import is_platform_operator
 
 
 def organizations_for(user) -> QuerySet[Organization]:
-    """Organizations the user belongs to; platform operators see every organization."""
-    return Organization.objects.restrict(user)
+    """Organizations the user belongs to; platform operators see every organization (to run the platform)."""
+    return Organization.objects.all() if is_platform_operator(user) else Organization.objects.restrict(user)
 
 
 def memberships_for(user) -> QuerySet[Membership]:

@@ -27,21 +27,12 @@ from apps.environments.models import Environment, Kind
 from apps.pipelines.models import Pipeline, Project
 from apps.secrets.models import Secret
 from apps.tenancy.models import Organization
-from apps.tenancy.permissions import member_organization_ids
+from apps.tenancy.permissions import is_org_member, member_organization_ids, sees_all
 
 from . import services
 from .models import Variable, VariableOverride, VariableType
 
 VALUE_HELP = 'String variables: the text as typed. Other types: JSON (42, 1.5, true, [1, 2], {"a": 1}).'
-
-
-def sees_everything(user) -> bool:
-    return user.is_active and user.is_superuser
-
-
-def visible_organization_ids(user) -> set[int] | None:
-    """The organizations whose rows a staff user sees (None: all of them)."""
-    return None if sees_everything(user) else member_organization_ids(user)
 
 
 def editable_environments(user, organization_id) -> list[Environment]:
@@ -173,11 +164,10 @@ class VariableOverrideInline(admin.TabularInline):
     extra = 1
 
     def get_queryset(self, request):
-        environments = perms.environments_where(request.user, perms.VIEW)
         return (
             super()
             .get_queryset(request)
-            .filter(environment__in=environments)
+            .restrict(request.user)
             .select_related("environment__policy", "environment__organization", "secret", "variable")
         )
 
@@ -309,18 +299,15 @@ class VariableAdmin(AuditedAdmin):
     # --- who sees and changes what ---
 
     def get_queryset(self, request):
-        qs = super().get_queryset(request)
-        ids = visible_organization_ids(request.user)
-        return qs if ids is None else qs.filter(organization_id__in=ids)
+        return super().get_queryset(request).restrict(request.user)
 
     def has_module_permission(self, request):
         return self.has_view_permission(request)
 
     def has_view_permission(self, request, obj=None):
-        ids = visible_organization_ids(request.user)
-        if ids is None:
-            return True
-        return obj.organization_id in ids if obj is not None else bool(ids)
+        if obj is not None:
+            return is_org_member(request.user, obj.organization_id)
+        return sees_all(request.user) or bool(member_organization_ids(request.user))
 
     def has_add_permission(self, request):
         return self.has_view_permission(request)
@@ -348,18 +335,11 @@ class VariableAdmin(AuditedAdmin):
         return [] if obj is None else self.inlines
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        ids = visible_organization_ids(request.user)
-        if ids is not None:
-            if db_field.name == "organization":
-                kwargs["queryset"] = Organization.objects.filter(pk__in=ids)
-            elif db_field.name == "project":
-                kwargs["queryset"] = Project.objects.filter(organization_id__in=ids)
-            elif db_field.name == "pipeline":
-                kwargs["queryset"] = Pipeline.objects.filter(project__organization_id__in=ids).select_related("project")
-            elif db_field.name == "default_secret":
-                kwargs["queryset"] = Secret.objects.filter(organization_id__in=ids)
-        elif db_field.name == "pipeline":
-            kwargs["queryset"] = Pipeline.objects.select_related("project")
+        choices = {"organization": Organization, "project": Project, "pipeline": Pipeline, "default_secret": Secret}
+        if db_field.name in choices:
+            kwargs["queryset"] = choices[db_field.name].objects.restrict(request.user)
+            if db_field.name == "pipeline":
+                kwargs["queryset"] = kwargs["queryset"].select_related("project")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def _definition(self, cleaned_data) -> dict:
@@ -535,7 +515,7 @@ class VariableOverrideAdmin(AuditedAdmin):
     search_fields = ["variable__name", "environment__slug"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).filter(environment__in=perms.environments_where(request.user, perms.VIEW))
+        return super().get_queryset(request).restrict(request.user)
 
     def has_module_permission(self, request):
         return self.has_view_permission(request)
@@ -543,7 +523,7 @@ class VariableOverrideAdmin(AuditedAdmin):
     def has_view_permission(self, request, obj=None):
         if obj is not None:
             return perms.may(request.user, perms.VIEW, obj.environment)
-        return sees_everything(request.user) or bool(member_organization_ids(request.user))
+        return sees_all(request.user) or bool(member_organization_ids(request.user))
 
     def has_add_permission(self, request):
         return False

@@ -6,11 +6,10 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.response import Response
 
-from apps.core.api import ETagMixin, StrictSerializer
+from apps.core.api import ETagMixin, StrictSerializer, VisibleRelatedField
 from apps.core.errors import field_error
 from apps.environments.models import Environment, Kind
 from apps.pipelines.models import Pipeline, Project
-from apps.pipelines.selectors import pipelines_for, projects_for
 from apps.secrets.models import Secret
 from apps.tenancy.api import MemberOrganizationField
 
@@ -75,8 +74,8 @@ class _DefinitionFields(StrictSerializer):
 
 class VariableCreateSerializer(_DefinitionFields):
     organization = MemberOrganizationField()
-    project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.all(), required=False, allow_null=True)
-    pipeline = serializers.PrimaryKeyRelatedField(queryset=Pipeline.objects.all(), required=False, allow_null=True)
+    project = VisibleRelatedField(Project, required=False, allow_null=True)
+    pipeline = VisibleRelatedField(Pipeline, required=False, allow_null=True)
     name = serializers.CharField(max_length=64)
 
 
@@ -107,10 +106,6 @@ class VariableViewSet(ETagMixin, viewsets.ModelViewSet):
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         organization = fields.pop("organization")
-        if fields.get("project") and not projects_for(request.user).filter(pk=fields["project"].pk).exists():
-            raise field_error("project", "No such project.")
-        if fields.get("pipeline") and not pipelines_for(request.user).filter(pk=fields["pipeline"].pk).exists():
-            raise field_error("pipeline", "No such pipeline.")
         if "default_secret" in fields:
             fields["default_secret"] = secret_named(organization, fields["default_secret"], "default_secret")
         variable = services.variable_create(actor=request.user, organization=organization, **fields)
@@ -151,7 +146,7 @@ class OverrideSerializer(serializers.ModelSerializer):
 
 
 class OverrideCreateSerializer(StrictSerializer):
-    variable = serializers.PrimaryKeyRelatedField(queryset=Variable.objects.all())
+    variable = VisibleRelatedField(Variable)
     environment = serializers.SlugField(max_length=63)
     value = serializers.JSONField(required=False, allow_null=True)
     secret = serializers.CharField(max_length=64, required=False, allow_null=True)
@@ -186,12 +181,10 @@ class VariableOverrideViewSet(ETagMixin, viewsets.ModelViewSet):
 
     @extend_schema(request=OverrideCreateSerializer, responses={201: OverrideSerializer})
     def create(self, request):
-        data = OverrideCreateSerializer(data=request.data)
+        data = OverrideCreateSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         variable = fields["variable"]
-        if not selectors.variables_for(request.user).filter(pk=variable.pk).exists():
-            raise field_error("variable", "No such variable.")
         environment = Environment.objects.filter(organization=variable.organization, slug=fields["environment"]).first()
         if environment is None:
             raise field_error("environment", f"No environment '{fields['environment']}' in this organization.")

@@ -35,7 +35,7 @@ class InboxFilterForm(forms.Form):
         self.fields["project"].queryset = projects_for(user).order_by("name")
         self.fields["pipeline"].queryset = pipelines_for(user).order_by("project__name", "name")
         self.fields["pipeline"].label_from_instance = lambda p: f"{p.project.name} / {p.name}"
-        self.fields["target"].queryset = perms.environments_where(user, perms.VIEW).order_by("position", "name")
+        self.fields["target"].queryset = Environment.objects.restrict(user).order_by("position", "name")
 
 
 class DecisionForm(forms.Form):
@@ -84,12 +84,12 @@ class PromotionRequestForm(forms.Form):
 
     def __init__(self, user, pipeline, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        organization_envs = Environment.objects.filter(organization_id=pipeline.project.organization_id).order_by(
+        organization_envs = Environment.objects.in_organization(pipeline.project.organization_id).order_by(
             "position", "name"
         )
         self.fields["version"].queryset = versions_of(pipeline)
-        self.fields["source"].queryset = perms.environments_where(user, perms.VIEW, organization_envs)
-        self.fields["target"].queryset = perms.environments_where(user, perms.REQUEST_PROMOTION, organization_envs)
+        self.fields["source"].queryset = organization_envs.restrict(user)
+        self.fields["target"].queryset = organization_envs.restrict(user, perms.REQUEST_PROMOTION)
         recent = list(
             runs_for(user)
             .filter(pipeline=pipeline, status=RunStatus.SUCCEEDED)

@@ -254,20 +254,15 @@ def pipeline_page(user, pipeline) -> dict:
     """Deployed version per environment, recent runs with metrics, versions and promotions."""
     from apps.approvals.selectors import promotions_for
 
-    environments = list(
-        perms.environments_where(
-            user, perms.VIEW, Environment.objects.filter(organization_id=pipeline.project.organization_id)
-        ).order_by("position", "name")
-    )
+    organization_environments = Environment.objects.in_organization(pipeline.project.organization_id)
+    environments = list(organization_environments.restrict(user).order_by("position", "name"))
     deployed = {
         d.environment_id: d
         for d in deployments_for(user).filter(pipeline=pipeline, is_active=True).select_related("version__author")
     }
     stages = [{"environment": e, "deployment": deployed.get(e.pk)} for e in environments]
     runs = list(runs_for(user).filter(pipeline=pipeline).order_by("-created_at", "-id")[:RECENT_RUNS])
-    requestable = perms.environments_where(
-        user, perms.REQUEST_PROMOTION, Environment.objects.filter(organization_id=pipeline.project.organization_id)
-    ).exists()
+    requestable = organization_environments.restrict(user, perms.REQUEST_PROMOTION).exists()
     return {
         "pipeline": pipeline,
         "stages": stages,

@@ -21,12 +21,13 @@ class Command(BaseCommand):
         parser.add_argument("--user", required=True, help="Username the changes are made as (permissions, history).")
 
     def handle(self, *args, organization, file, apply=False, user=None, **options):
-        org = Organization.objects.filter(slug=organization).first()
-        if org is None:
-            raise CommandError(f"No organization '{organization}'.")
         actor = get_user_model().objects.filter(username=user, is_active=True).first()
         if actor is None:
             raise CommandError(f"No active user '{user}'.")
+        # One that the user may not see is answered like one that does not exist.
+        org = Organization.objects.restrict(actor).filter(slug=organization).first()
+        if org is None:
+            raise CommandError(f"No organization '{organization}'.")
         try:
             if file == "-":
                 import sys
