@@ -23,7 +23,12 @@ from apps.environments import permissions as perms
 from apps.environments.models import Environment, EnvironmentGroupObjectPermission
 from apps.pipelines.models import Project
 from apps.runs.admin import EnvironmentFilter, PipelineFilter
-from apps.tenancy.permissions import is_org_admin, member_organization_ids, organization_ids_where, sees_all
+from apps.tenancy.permissions import (
+    is_org_admin,
+    organization_ids_where,
+    sees_all,
+    sees_some_organization,
+)
 
 from . import selectors, services
 from .models import ApprovalDecision, ApprovalRule, Decision, PromotionRequest, PromotionState
@@ -63,7 +68,7 @@ class _OrganizationMember:
     def has_view_permission(self, request, obj=None):
         if obj is not None:
             return perms.may(request.user, perms.VIEW, self._environment_of(obj))
-        return sees_all(request.user) or bool(member_organization_ids(request.user))
+        return sees_some_organization(request.user)
 
 
 # --- approval rules ----------------------------------------------------------------------------------

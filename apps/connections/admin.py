@@ -24,7 +24,7 @@ from apps.environments.models import Environment, Kind
 from apps.pipelines.models import Project
 from apps.secrets.models import Secret
 from apps.tenancy.models import Organization
-from apps.tenancy.permissions import is_org_member, member_organization_ids, sees_all
+from apps.tenancy.permissions import is_org_member, sees_all, sees_some_organization
 from apps.variables.admin import editable_environments
 
 from . import selectors, services
@@ -143,7 +143,7 @@ class ConnectionBindingInline(admin.StackedInline):
         return (
             super()
             .get_queryset(request)
-            .filter(environment__in=perms.environments_where(request.user, perms.VIEW))
+            .restrict(request.user)
             .select_related("environment__policy", "environment__organization", "credential", "role")
         )
 
@@ -191,7 +191,7 @@ class _OrganizationScoped:
         return self.has_view_permission(request)
 
     def _sees_some(self, request) -> bool:
-        return sees_all(request.user) or bool(member_organization_ids(request.user))
+        return sees_some_organization(request.user)
 
 
 @admin.register(ConnectionRole)

@@ -126,7 +126,7 @@ def wrong_json_type(field, value) -> str | None:
 
 class VisibleRelatedField(serializers.PrimaryKeyRelatedField):
     """A related id among the rows the caller may see, `Model.objects.restrict(user, action)`, and,
-    when the serializer's context names an `organization`, among that organization's rows only.
+    when the serializer's context has an `organization`, among that organization's rows only.
 
     An id the caller may not see (another tenant's, or one their rights do not reach) gets DRF's
     message for a missing id, word for word, so the API cannot be used to probe which ids exist."""
@@ -143,8 +143,9 @@ class VisibleRelatedField(serializers.PrimaryKeyRelatedField):
         if request is None:  # no caller, no rows: a serializer built without its request fails closed
             return self.model._default_manager.none()
         queryset = self.model._default_manager.restrict(request.user, self.action)
-        organization = self.context.get("organization")
-        return queryset if organization is None else queryset.in_organization(organization)
+        if "organization" not in self.context:
+            return queryset
+        return queryset.in_organization(self.context["organization"])  # None (an unknown organization): no rows
 
 
 class StrictSerializer(serializers.Serializer):

@@ -299,7 +299,7 @@ class EnvironmentAdmin(ReinforcedGuardedModelAdmin, AuditedAdmin):
     # --- who sees and changes what (the door, never global model permissions) ---
 
     def get_queryset(self, request):
-        return perms.environments_where(request.user, perms.VIEW, super().get_queryset(request))
+        return super().get_queryset(request).restrict(request.user, perms.VIEW)
 
     def has_module_permission(self, request):
         return self.has_view_permission(request) or self.has_add_permission(request)
@@ -497,8 +497,7 @@ class _GrantAdmin(AuditedAdmin):
         return obj.permission.codename
 
     def get_queryset(self, request):
-        managed = perms.environments_where(request.user, perms.MANAGE)
-        return super().get_queryset(request).filter(content_object__in=managed).select_related(self.holder)
+        return super().get_queryset(request).restrict(request.user, perms.MANAGE).select_related(self.holder)
 
     def has_module_permission(self, request):
         return self.has_view_permission(request)

@@ -19,7 +19,7 @@ from apps.core.admin import ServiceFormMixin, adopt, dry_run
 from apps.core.errors import DomainError
 from apps.environments.models import Environment
 from apps.tenancy.admin import OrganizationScopedAdmin
-from apps.tenancy.permissions import ADMIN, admin_organization_ids, is_org_admin, sees_all
+from apps.tenancy.permissions import ADMIN, is_org_admin, sees_some_organization
 
 from . import services
 from .models import Pipeline, PipelineVersion, Project
@@ -327,7 +327,7 @@ class PipelineVersionAdmin(admin.ModelAdmin):
 
     def _may(self, request, obj=None) -> bool:
         if obj is None:
-            return sees_all(request.user) or bool(admin_organization_ids(request.user))
+            return sees_some_organization(request.user, ADMIN)
         return is_org_admin(request.user, obj.pipeline.project.organization_id)
 
     def get_queryset(self, request):

@@ -17,7 +17,7 @@ from apps.core.errors import DomainError
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline
-from apps.tenancy.permissions import member_organization_ids, sees_all
+from apps.tenancy.permissions import sees_some_organization
 
 from . import selectors, services
 from .models import TERMINAL, Deployment, Run, Schedule
@@ -73,7 +73,7 @@ class _EnvironmentScoped:
     def has_view_permission(self, request, obj=None):
         if obj is not None:
             return perms.may(request.user, perms.VIEW, obj.environment)
-        return sees_all(request.user) or bool(member_organization_ids(request.user))
+        return sees_some_organization(request.user)
 
 
 class _NoRevert:

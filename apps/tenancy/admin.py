@@ -19,7 +19,14 @@ from apps.core.scopes import SCOPES
 
 from . import services
 from .models import ApiKey, Membership, Organization, ServiceAccount
-from .permissions import ADMIN, admin_organization_ids, forget_org_roles, is_org_admin, is_platform_operator, sees_all
+from .permissions import (
+    ADMIN,
+    forget_org_roles,
+    is_org_admin,
+    is_platform_operator,
+    sees_all,
+    sees_some_organization,
+)
 
 User = get_user_model()
 
@@ -43,7 +50,7 @@ class OrganizationScopedAdmin(AuditedAdmin):
 
     def _may(self, request, obj=None) -> bool:
         if obj is None:
-            return sees_all(request.user) or bool(admin_organization_ids(request.user))
+            return sees_some_organization(request.user, ADMIN)
         return is_org_admin(request.user, self._organization_id(obj))
 
     def has_module_permission(self, request):

@@ -31,6 +31,12 @@ def organization_ids_where(user, action: str = VIEW) -> set[int] | None:
     return member_organization_ids(user) if action == VIEW else admin_organization_ids(user)
 
 
+def sees_some_organization(user, action: str = VIEW) -> bool:
+    """Whether any organization's rows are open to `user` for `action` (admin menus and changelists)."""
+    ids = organization_ids_where(user, action)
+    return ids is None or bool(ids)
+
+
 def may_manage_owners(user, organization) -> bool:
     """Only owners (and superusers) grant, change or remove the owner role."""
     if is_superuser(user):

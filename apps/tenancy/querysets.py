@@ -25,7 +25,7 @@ class OrgScopedQuerySet(models.QuerySet):
 
     def in_organization(self, organization):
         """Only the rows of `organization` (an instance or id)."""
-        return self.filter(**{self.organization_path: organization})
+        return self.filter(**{self.organization_path: getattr(organization, "pk", organization)})
 
 
 class OrganizationQuerySet(OrgScopedQuerySet):

@@ -27,7 +27,7 @@ from apps.environments.models import Environment, Kind
 from apps.pipelines.models import Pipeline, Project
 from apps.secrets.models import Secret
 from apps.tenancy.models import Organization
-from apps.tenancy.permissions import is_org_member, member_organization_ids, sees_all
+from apps.tenancy.permissions import is_org_member, sees_some_organization
 
 from . import services
 from .models import Variable, VariableOverride, VariableType
@@ -307,7 +307,7 @@ class VariableAdmin(AuditedAdmin):
     def has_view_permission(self, request, obj=None):
         if obj is not None:
             return is_org_member(request.user, obj.organization_id)
-        return sees_all(request.user) or bool(member_organization_ids(request.user))
+        return sees_some_organization(request.user)
 
     def has_add_permission(self, request):
         return self.has_view_permission(request)
@@ -523,7 +523,7 @@ class VariableOverrideAdmin(AuditedAdmin):
     def has_view_permission(self, request, obj=None):
         if obj is not None:
             return perms.may(request.user, perms.VIEW, obj.environment)
-        return sees_all(request.user) or bool(member_organization_ids(request.user))
+        return sees_some_organization(request.user)
 
     def has_add_permission(self, request):
         return False

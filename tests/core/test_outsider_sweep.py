@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import pytest
 from django.apps import apps
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser, Group
 from django.db import connection, transaction
 from django.test import override_settings
 from drf_spectacular.generators import SchemaGenerator
@@ -26,6 +27,7 @@ from rest_framework import serializers
 from rest_framework.test import APIClient
 
 from apps.approvals import services as approval_services
+from apps.connections import services as connection_services
 from apps.core.api import VisibleRelatedField
 from apps.demo.services import seed_demo
 from apps.environments import services as env_services
@@ -34,7 +36,7 @@ from apps.notifications import services as notification_services
 from apps.notifications.models import ChannelKind, Event, Notification
 from apps.runs import services as run_services
 from apps.tenancy import services as tenancy_services
-from apps.tenancy.models import Edition
+from apps.tenancy.models import Edition, Organization
 
 User = get_user_model()
 
@@ -73,7 +75,16 @@ def _build_world() -> World:
         timezone="UTC",
         reason="weekend",
     )
-    notification_services.emit(Event.RUN_FAILED, {"environment": "production"}, organization=acme, users=[admin])
+    notification_services.emit(
+        Event.RUN_FAILED, {"environment": "production"}, organization=acme, channels=[channel], users=[admin]
+    )
+    connection_services.connection_test_request(actor=admin, binding=stages["production"].connection_bindings.first())
+    env_services.permission_grant(
+        actor=admin,
+        environment=stages["staging"],
+        codename="approve_promotion",
+        group=Group.objects.create(name="sweep-approvers"),
+    )
     account = tenancy_services.service_account_create(actor=admin, organization=acme, name="ci")
     key, _ = tenancy_services.api_key_create(actor=admin, organization=acme, name="ci", scopes=["read"])
     run = run_services.run_create(actor=admin, pipeline=pipeline, environment=stages["development"])
@@ -329,3 +340,47 @@ def test_every_writable_related_field_looks_up_through_the_door():
             ):
                 offenders.append(f"{cls.__module__}.{cls.__name__}.{name}")
     assert offenders == []
+
+
+# --- the door itself ----------------------------------------------------------------------------------------
+
+
+# Rows the world does not make (a beat tick, a second person's decision); restrict() on them is the
+# same code as on their parents (Schedule, PromotionRequest).
+NOT_IN_THE_WORLD = {"ScheduleFire", "ApprovalDecision"}
+
+
+def _restricted_models():
+    return [
+        model
+        for model in apps.get_models()
+        if model.__module__.startswith("apps.") and hasattr(model._default_manager, "restrict")
+    ]
+
+
+def test_every_tenant_scoped_model_has_restrict():
+    """A model that points at a tenant-scoped model is tenant-scoped itself (history rows aside:
+    the audit feed filters those by their environment and organization)."""
+    missing = [
+        model._meta.label
+        for model in apps.get_models()
+        if model.__module__.startswith("apps.")
+        and not model.__name__.startswith("Historical")
+        and not hasattr(model._default_manager, "restrict")
+        and any(
+            f.is_relation and hasattr(f.related_model._default_manager, "restrict") for f in model._meta.concrete_fields
+        )
+    ]
+    assert missing == []
+
+
+@pytest.mark.django_db
+def test_restrict_shows_another_organizations_member_nothing(world):
+    acme = Organization.objects.get(slug="acme")
+    empty = set()
+    for model in _restricted_models():
+        if not model._default_manager.all().in_organization(acme).exists():
+            empty.add(model.__name__)
+        assert not model._default_manager.restrict(world.outsider).in_organization(acme).exists(), model
+        assert not model._default_manager.restrict(AnonymousUser()).exists(), model
+    assert empty == NOT_IN_THE_WORLD  # the check above met real rows of every other model
