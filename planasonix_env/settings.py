@@ -11,6 +11,8 @@ from pathlib import Path
 
 import environ
 
+from .api_docs import API_TAGS
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -38,6 +40,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "guardian",
     "simple_history",
     "apps.core",
@@ -51,6 +54,7 @@ INSTALLED_APPS = [
     "apps.resolution",
     "apps.runs",
     "apps.approvals",
+    "apps.audit",
     "apps.web",
     "apps.demo",
 ]
@@ -210,6 +214,11 @@ SPECTACULAR_SETTINGS = {
         "securitySchemes": {"ApiKeyAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "pnx_<prefix>_<secret>"}}
     },
     "SECURITY": [{"ApiKeyAuth": []}, {"cookieAuth": []}],
+    # Self-hosted: Swagger UI and ReDoc come from the pinned drf-spectacular-sidecar package, never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "TAGS": API_TAGS,
     # Every operation documents the one error shape for the 4xx/5xx statuses it can answer.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
