@@ -19,7 +19,7 @@ run: $(STAMP)
 	$(BIN)/python manage.py collectstatic --no-input --verbosity 0
 	$(BIN)/python manage.py seed_demo
 	@echo
-	@echo "  Planasonix Environments: http://127.0.0.1:8000/  (admin: /admin/  API: /api/v1/  docs: /api/docs/  health: /healthz)"
+	@echo "  Planasonix Environments: http://$${WEB_BIND:-127.0.0.1:8000}/  (admin: /admin/  API: /api/v1/  docs: /api/docs/  health: /healthz  metrics: /metrics)"
 	@echo
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start -f Procfile
 
