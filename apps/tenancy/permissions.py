@@ -1,5 +1,7 @@
 """Organization-level roles: who administers an organization."""
 
+from apps.core.scopes import API_KEY_ATTR
+
 from .models import ADMIN_ROLES, Membership
 
 
@@ -91,7 +93,7 @@ def member_organization_ids(user) -> set[int]:
 # request), so every permission check below and in the environments door sees the narrowing
 # without each service having to carry the key along.
 
-_KEY_ATTR = "_planasonix_api_key"
+_KEY_ATTR = API_KEY_ATTR
 
 
 def attach_api_key(user, key) -> None:
