@@ -7,6 +7,7 @@ local-memory cache and console email. Nothing in the code branches on embedded v
 
 import base64
 import hashlib
+import ipaddress
 from pathlib import Path
 
 import environ
@@ -55,6 +56,7 @@ INSTALLED_APPS = [
     "apps.runs",
     "apps.approvals",
     "apps.audit",
+    "apps.insights",
     "apps.web",
     "apps.demo",
 ]
@@ -294,6 +296,14 @@ DELIVERY_BACKOFF_BASE_SECONDS = env.int("DELIVERY_BACKOFF_BASE_SECONDS", default
 DELIVERY_BACKOFF_MAX_SECONDS = env.int("DELIVERY_BACKOFF_MAX_SECONDS", default=3600)
 DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=120)
 
+# --- operations ---------------------------------------------------------------------------
+# /metrics (Prometheus) answers a scrape with `Authorization: Bearer <METRICS_TOKEN>`, or from an
+# address in METRICS_ALLOWED_NETWORKS (default: this host only). Empty token: networks only.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = [  # a malformed network fails at start-up, not at the first scrape
+    str(ipaddress.ip_network(network.strip(), strict=False))
+    for network in env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"])
+]
 # --- logging --------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 # `plain` (default) or `json`: one JSON object a line with the request id, user, organization and

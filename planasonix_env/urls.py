@@ -5,12 +5,14 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from apps.core.views import healthz
+from apps.insights.metrics import metrics_view
 
 from .api_router import router
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # Swagger UI and ReDoc from installed packages (drf-spectacular-sidecar); the split view serves
     # Swagger UI's start-up script as a file, so the page needs no inline script.
