@@ -6,6 +6,7 @@ from apps.approvals.api import ApprovalRuleViewSet, DeploymentRollbackViewSet, P
 from apps.audit.api import AuditViewSet
 from apps.connections.api import ConnectionBindingViewSet, ConnectionRoleViewSet
 from apps.environments.api import EnvironmentViewSet
+from apps.insights.api import InsightsViewSet
 from apps.notifications.api import ChannelViewSet, NotificationViewSet
 from apps.pipelines.api import PipelineViewSet, ProjectViewSet
 from apps.resolution.api import PipelineResolutionViewSet, ProjectMatrixViewSet
@@ -54,3 +55,4 @@ router.register("promotions", PromotionViewSet, basename="promotion")
 # Rollback lives in approvals (it also marks the promotion rolled back); runs sits below it.
 router.register("deployments", DeploymentRollbackViewSet, basename="deployment-rollback")
 router.register("audit", AuditViewSet, basename="audit")
+router.register("insights", InsightsViewSet, basename="insights")
