@@ -175,10 +175,13 @@ def _part(user, spec: Audited, scope: dict, filters: dict) -> QuerySet | None:
         else:
             orgs = scope["admins"] if spec.admins_only else scope["members"]
             rows = rows.filter(organization_ref__in=orgs)
-    if filters.get("environment"):
+    if filters.get("environment") or filters.get("environments") is not None:
         if not spec.environment:
             return None
-        rows = rows.filter(environment_ref=filters["environment"].pk)
+        if filters.get("environment"):
+            rows = rows.filter(environment_ref=filters["environment"].pk)
+        if filters.get("environments") is not None:
+            rows = rows.filter(environment_ref__in=filters["environments"])
     if filters.get("organization"):
         rows = rows.filter(organization_ref=filters["organization"].pk)
     if filters.get("user"):
@@ -236,12 +239,17 @@ def position_of(row: dict) -> Position:
 
 def audit_rows(user, filters: dict) -> QuerySet:
     """Every audited change the user may see, newest first, as one UNION query (paginate it, then
-    `audit_entries` the page). Filters: model, object_id, environment, organization, user, since,
-    until (dates or datetimes) and `before` (a Position: the rows after a page)."""
+    `audit_entries` the page). Filters: model (or models), object_id, environment (or environments:
+    ids), organization, user, since, until (dates or datetimes) and `before` (a Position: the rows
+    after a page)."""
     if not user.is_authenticated:
         return _history_model(AUDITED[0]).objects.none().values("history_id")
     scope = _scope(user)
-    chosen = [AUDITED_BY_KEY[filters["model"]]] if filters.get("model") else list(AUDITED)
+    chosen = list(AUDITED)
+    if filters.get("model"):
+        chosen = [AUDITED_BY_KEY[filters["model"]]]
+    elif filters.get("models"):
+        chosen = [AUDITED_BY_KEY[key] for key in filters["models"]]
     parts = [part for spec in chosen if (part := _part(user, spec, scope, filters)) is not None]
     if not parts:
         return _history_model(AUDITED[0]).objects.none().values("history_id")

@@ -5,3 +5,11 @@ class InsightsConfig(AppConfig):
     name = "apps.insights"
     label = "insights"
     verbose_name = "Insights"
+
+    def ready(self):
+        from apps.core.admin_site import DASHBOARD_PROVIDERS
+
+        from .dashboard import dashboard
+
+        if dashboard not in DASHBOARD_PROVIDERS:
+            DASHBOARD_PROVIDERS.append(dashboard)
