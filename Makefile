@@ -19,7 +19,9 @@ run: $(STAMP)
 	$(BIN)/python manage.py collectstatic --no-input --verbosity 0
 	$(BIN)/python manage.py seed_demo
 	@echo
-	@echo "  Planasonix Environments: http://127.0.0.1:8000/  (admin: /admin/  API: /api/v1/  docs: /api/docs/  health: /healthz)"
+	@# The address gunicorn binds (Procfile): WEB_BIND from the environment, else from .env (honcho reads it).
+	@bind="$${WEB_BIND:-$$(sed -n 's/^WEB_BIND=//p' .env 2>/dev/null | tail -n 1)}"; \
+	  echo "  Planasonix Environments: http://$${bind:-127.0.0.1:8000}/  (admin: /admin/  API: /api/v1/  docs: /api/docs/  health: /healthz  metrics: /metrics)"
 	@echo
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start -f Procfile
 

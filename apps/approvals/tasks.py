@@ -3,6 +3,8 @@
 from celery import shared_task
 from django.core.mail import send_mail
 
+from apps.core.log_context import log_context
+
 from . import services
 
 
@@ -11,7 +13,8 @@ from . import services
 )
 def execute_promotion(request_pk: int) -> None:
     """Deploy an approved request (a duplicate message finds it deploying or deployed and does nothing)."""
-    services.promotion_execute(request_pk)
+    with log_context(promotion_id=request_pk):
+        services.promotion_execute(request_pk)
 
 
 @shared_task(name="apps.approvals.tasks.sweep_promotions", ignore_result=True)

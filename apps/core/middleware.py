@@ -1,14 +1,13 @@
 """Request plumbing: a request id for logs and error bodies, and refusal of NUL bytes in URLs."""
 
-import contextvars
-import logging
 import re
 import uuid
 from urllib.parse import unquote
 
 from django.http import JsonResponse
 
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+from .log_context import LogContextFilter, request_context, request_id_var  # noqa: F401  (request_id_var: re-exported)
+
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -22,19 +21,14 @@ class RequestIdMiddleware:
         incoming = request.headers.get("X-Request-ID", "")
         request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id
-        token = request_id_var.set(request_id)
-        try:
+        with request_context(request, request_id):
             response = self.get_response(request)
-        finally:
-            request_id_var.reset(token)
         response["X-Request-ID"] = request_id
         return response
 
 
-class RequestIdLogFilter(logging.Filter):
-    def filter(self, record):
-        record.request_id = request_id_var.get()
-        return True
+class RequestIdLogFilter(LogContextFilter):
+    """The log filter of the LOGGING setting (request id, user, organization, run/promotion ids)."""
 
 
 class RejectNulBytesMiddleware:

@@ -373,13 +373,19 @@ def _send(channel: Channel, delivery: Delivery) -> int:
         return response.status_code
     body = _body(delivery)
     timestamp = int(time.time())
+    secret = crypto.decrypt(channel.secret_ciphertext)
+    message_id = str(delivery.delivery_id)
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "Planasonix-Webhooks/1",
         "X-Planasonix-Event": delivery.event,
-        "X-Planasonix-Delivery": str(delivery.delivery_id),
+        "X-Planasonix-Delivery": message_id,
         "X-Planasonix-Timestamp": str(timestamp),
-        "X-Planasonix-Signature": signing.sign(crypto.decrypt(channel.secret_ciphertext), timestamp, body),
+        "X-Planasonix-Signature": signing.sign(secret, timestamp, body),
+        # The same delivery in the Standard Webhooks header set (see signing.py).
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signing.standard_signature(secret, message_id, timestamp, body),
     }
     response = requests.post(channel.target, data=body, headers=headers, timeout=timeout, allow_redirects=False)
     return response.status_code

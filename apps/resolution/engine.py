@@ -20,6 +20,7 @@ from apps.tenancy import revisions
 from apps.variables import validation
 from apps.variables.models import VariableType
 
+from . import cache_stats
 from .interpolation import InterpolationError, Interpolator
 from .snapshot import Snapshot, load_as_of, load_live
 
@@ -115,6 +116,7 @@ def resolve(
             project.pk if project else None,
         )
         hit = cache.get(key)
+        cache_stats.record("hit" if hit is not None else "miss")
         if hit is not None:
             return hit
     loader_args = {

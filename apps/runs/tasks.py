@@ -2,13 +2,16 @@
 
 from celery import shared_task
 
+from apps.core.log_context import log_context
+
 from . import services
 
 
 @shared_task(name="apps.runs.tasks.execute_run", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def execute_run(run_pk: int) -> None:
     """Execute one queued run (a second delivery finds it claimed and does nothing)."""
-    services.run_execute(run_pk)
+    with log_context(run_id=run_pk):
+        services.run_execute(run_pk)
 
 
 @shared_task(name="apps.runs.tasks.fire_schedules", ignore_result=True)

@@ -3,6 +3,8 @@
 `sees_all` is the one statement of the superuser rule; `organization_ids_where` is what every
 organization-scoped queryset's `restrict()` (apps/tenancy/querysets.py) filters by."""
 
+from apps.core.scopes import API_KEY_ATTR
+
 from .models import ADMIN_ROLES, Membership, Role
 
 VIEW = "view"  # members see their organization's rows
@@ -132,7 +134,7 @@ def member_organization_ids(user) -> set[int]:
 # request), so every permission check below and in the environments door sees the narrowing
 # without each service having to carry the key along.
 
-_KEY_ATTR = "_planasonix_api_key"
+_KEY_ATTR = API_KEY_ATTR
 
 
 def attach_api_key(user, key) -> None:

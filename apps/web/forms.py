@@ -124,3 +124,7 @@ class AuditFilterForm(forms.Form):
         if since and until and until < since:
             self.add_error("until", "Must be on or after 'since'.")
         return cleaned
+
+
+class InsightsFilterForm(forms.Form):
+    days = forms.IntegerField(min_value=7, max_value=365, initial=30, required=False, label="Last days")

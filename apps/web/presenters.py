@@ -281,3 +281,60 @@ def pipeline_page(user, pipeline) -> dict:
         "promotions": list(promotions_for(user).filter(pipeline=pipeline)[:10]),
         "may_request": requestable,
     }
+
+
+# --- delivery insights -----------------------------------------------------------------------------------------
+
+CHART_WIDTH, CHART_HEIGHT, CHART_GAP = 240, 48, 2
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def insights(pairs) -> list[dict]:
+    """Group the delivery insights by pipeline, each environment with its figures and the geometry
+    of a small bar chart (deployments per week, failed ones in red) drawn as inline SVG."""
+    grouped: dict[int, dict] = {}
+    for pair in pairs:
+        weeks = pair.weekly
+        tallest = max([w["deployments"] for w in weeks] + [1])
+        width = (CHART_WIDTH - CHART_GAP * (len(weeks) - 1)) / max(len(weeks), 1)
+        bars = []
+        for index, week in enumerate(weeks):
+            x = round(index * (width + CHART_GAP), 1)
+            height = round(CHART_HEIGHT * week["deployments"] / tallest, 1)
+            failed = round(CHART_HEIGHT * week["failures"] / tallest, 1)
+            bars.append(
+                {
+                    "x": x,
+                    "width": round(width, 1),
+                    "y": round(CHART_HEIGHT - height, 1),
+                    "height": height,
+                    "failed_y": round(CHART_HEIGHT - failed, 1),
+                    "failed": failed,
+                    "label": f"week of {week['week']:%d %b}: {week['deployments']} deployed, {week['failures']} failed",
+                }
+            )
+        rate = pair.change_failure_rate
+        grouped.setdefault(pair.pipeline_id, {"id": pair.pipeline_id, "name": pair.pipeline, "environments": []})[
+            "environments"
+        ].append(
+            {
+                "name": pair.environment,
+                "deployments": pair.deployments,
+                "per_week": pair.deployments_per_week,
+                "lead_time": _duration(pair.lead_time_seconds),
+                "failure_rate": "—" if rate is None else f"{rate:.0%}",
+                "restore": _duration(pair.time_to_restore_seconds),
+                "bars": bars,
+                "chart": {"width": CHART_WIDTH, "height": CHART_HEIGHT},
+            }
+        )
+    return list(grouped.values())

@@ -24,4 +24,5 @@ urlpatterns = [
     path("pipelines/<int:pk>/", views.pipeline_detail, name="pipeline-detail"),
     path("pipelines/<int:pk>/promote/", views.pipeline_promote, name="pipeline-promote"),
     path("audit/", views.audit, name="audit"),
+    path("insights/", views.insights, name="insights"),
 ]

@@ -13,10 +13,11 @@ from apps.approvals import services as approvals
 from apps.core.admin import add_domain_error
 from apps.core.errors import DomainError, NotFound
 from apps.core.errors import PermissionDenied as DomainPermissionDenied
+from apps.insights.delivery import DEFAULT_DAYS, delivery_insights
 from apps.pipelines.selectors import pipelines_for, projects_for
 
 from . import presenters, selectors
-from .forms import AuditFilterForm, DecisionForm, InboxFilterForm, PromotionRequestForm
+from .forms import AuditFilterForm, DecisionForm, InboxFilterForm, InsightsFilterForm, PromotionRequestForm
 
 AUDIT_PAGE_SIZE = 50
 
@@ -173,3 +174,17 @@ def audit(request):
     query.pop("page", None)
     context = {"form": form, "page": page, "entries": selectors.audit_entries(list(page.object_list))}
     return screen(request, "web/audit.html", {**context, "query": query.urlencode()})
+
+
+# --- delivery insights ----------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def insights(request):
+    form = InsightsFilterForm(request.GET or None)
+    if form.is_bound and not form.is_valid():
+        return screen(request, "web/insights.html", {"form": form, "pipelines": []}, status=400)
+    days = (form.cleaned_data.get("days") if form.is_bound else None) or DEFAULT_DAYS
+    pairs = delivery_insights(request.user, days=days)
+    return screen(request, "web/insights.html", {"form": form, "days": days, "pipelines": presenters.insights(pairs)})
