@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from apps.core.views import healthz
@@ -19,6 +20,7 @@ class SelfHostedRedocView(SpectacularRedocView):
         "worker-src 'self' blob:; font-src 'self' data:; object-src 'none'; frame-ancestors 'none'"
     )
 
+    @extend_schema(exclude=True)
     def get(self, request, *args, **kwargs):
         response = super().get(request, *args, **kwargs)
         response["Content-Security-Policy"] = self.POLICY
