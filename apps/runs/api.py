@@ -11,6 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.filters import OrderingFilter
 from rest_framework.response import Response
 
+from apps.core import idempotency
 from apps.core.api import ETagMixin, StrictFilterBackend, StrictSerializer
 from apps.core.errors import field_error
 from apps.environments import permissions as perms
@@ -198,9 +199,15 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def get_serializer_class(self):
         return RunDetailSerializer if self.action == "retrieve" else RunSerializer
 
-    @extend_schema(request=RunCreateSerializer, responses={201: RunDetailSerializer})
+    @extend_schema(
+        request=RunCreateSerializer,
+        parameters=[idempotency.IDEMPOTENCY_KEY_PARAMETER],
+        responses={201: RunDetailSerializer, 200: RunDetailSerializer},
+    )
     def create(self, request):
-        """Start a run. A run the runtime policy forbids is recorded as `rejected` (still 201)."""
+        """Start a run. A run the runtime policy forbids is recorded as `rejected` (still 201). With an
+        Idempotency-Key, a retried POST returns the run started first (200)."""
+        key = idempotency.key_from_headers(request)
         data = RunCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = data.validated_data
@@ -209,9 +216,10 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             trigger = Trigger.VALIDATION
         else:
             trigger = Trigger.API if request.auth is not None else Trigger.MANUAL
-        run = services.run_create(
+        run, created = services.run_create_once(
             actor=request.user,
             pipeline=pipeline,
+            idempotency_key=key,
             environment=_environment(pipeline, fields.get("environment")),
             version=_version(pipeline, fields.get("version")),
             parameters=fields["parameters"],
@@ -219,7 +227,9 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             trigger=trigger,
             executor_kind=fields["executor"],
         )
-        return Response(RunDetailSerializer(run).data, status=status.HTTP_201_CREATED)
+        return Response(
+            RunDetailSerializer(run).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
 
     @extend_schema(request=None, responses=RunDetailSerializer)
     @action(detail=True, methods=["post"])

@@ -110,10 +110,19 @@ class Run(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=200, blank=True)
+    idempotency_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["pipeline", "environment", "status"], name="run_pipeline_env_status")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["requested_by", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="uniq_run_idempotency_key",
+            )
+        ]
 
     def __str__(self):
         return f"run {self.pk} of {self.pipeline} in {self.environment.slug} ({self.status})"

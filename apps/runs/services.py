@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apps.core import idempotency
 from apps.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed, field_error
 from apps.core.services import audited_delete, audited_save, validate
 from apps.environments import permissions as perms
@@ -24,8 +25,8 @@ from .models import TERMINAL, Deployment, Executor, Run, RunStatus, Schedule, Sc
 
 logger = logging.getLogger("planasonix.runs")
 
-# Hooks for apps above this one (approvals): callables (environment) -> str | None; a non-empty
-# answer means "deploying here needs a promotion" and is the reason shown to the caller.
+# Hooks for apps above this one (approvals): callables (pipeline, environment) -> str | None; a
+# non-empty answer means "deploying this pipeline here needs a promotion" and is the reason shown.
 direct_deploy_guards: list = []
 
 
@@ -91,7 +92,7 @@ def deploy_direct(*, actor, pipeline: Pipeline, environment: Environment, versio
     if window is not None:
         raise Conflict(f"'{environment.slug}' is in a freeze window ({window.reason}); deployments are blocked.")
     for guard in direct_deploy_guards:
-        reason = guard(environment)
+        reason = guard(pipeline, environment)
         if reason:
             raise PermissionDenied(reason)
     return deploy(actor=actor, pipeline=pipeline, environment=environment, version=version, note="direct deploy")
@@ -155,6 +156,8 @@ def run_create(
     sample: bool = False,
     trigger: str = Trigger.MANUAL,
     executor_kind: str = Executor.BUILTIN,
+    idempotency_key: str = "",
+    idempotency_fingerprint: str = "",
 ) -> Run:
     """Create a run and queue it, or record it as rejected when the policy forbids it. Nothing is
     ever written by a rejected run; configuration errors refuse the request (400)."""
@@ -191,6 +194,8 @@ def run_create(
         sample=sample,
         resolved=resolved,
         deployment=active_deployment(pipeline, environment),
+        idempotency_key=idempotency_key,
+        idempotency_fingerprint=idempotency_fingerprint,
     )
     violations = destination_violations(resolved, resolved["policy"].get("allowed_destinations") or [])
     with transaction.atomic():
@@ -205,6 +210,28 @@ def run_create(
         if executor_kind == Executor.BUILTIN:
             transaction.on_commit(lambda: dispatch(run.pk), robust=True)
     return run
+
+
+def run_create_once(*, actor, pipeline: Pipeline, idempotency_key: str, **fields) -> tuple[Run, bool]:
+    """run_create with an Idempotency-Key: returns (run, created); a retried call with the same key
+    and body returns the first run, the same key with another body is a 409."""
+    body = idempotency.fingerprint(
+        pipeline=pipeline.pk,
+        **{name: getattr(value, "pk", value) for name, value in fields.items()},
+    )
+    return idempotency.create_once(
+        queryset=Run.objects.filter(requested_by=actor),
+        key=idempotency_key,
+        body_fingerprint=body,
+        create=lambda: run_create(
+            actor=actor,
+            pipeline=pipeline,
+            idempotency_key=idempotency_key,
+            idempotency_fingerprint=body if idempotency_key else "",
+            **fields,
+        ),
+        what="run",
+    )
 
 
 def dispatch(run_pk: int) -> None:
