@@ -719,5 +719,8 @@ class DeploymentRollbackViewSet(viewsets.GenericViewSet):
         deployment = self.get_queryset().get(pk=deployment.pk)
         runs = run_selectors.runs_for(request.user).filter(pk__in=[r.pk for r in runs]).order_by("created_at", "id")
         return Response(
-            {"deployment": DeploymentSerializer(deployment).data, "runs": RunSerializer(runs, many=True).data}
+            {
+                "deployment": DeploymentSerializer(deployment, context=self.get_serializer_context()).data,
+                "runs": RunSerializer(runs, many=True).data,
+            }
         )

@@ -40,10 +40,12 @@ def awaiting(user, queryset: QuerySet | None = None) -> QuerySet:
         .prefetch_related(Prefetch("decisions", queryset=ApprovalDecision.objects.filter(approver=user)))
     )
     rules = services.rules_for_requests(candidates) if candidates else {}
+    grouped = any(rule.approver_group_id for applicable in rules.values() for rule in applicable)
+    group_ids = set(user.groups.values_list("pk", flat=True)) if grouped else set()
     allowed = [
         request.pk
         for request in candidates
-        if services.promotion_actions(user, request, rules[request.pk])["approve"].allowed
+        if services.promotion_actions(user, request, rules[request.pk], group_ids=group_ids)["approve"].allowed
     ]
     return queryset.filter(pk__in=allowed)
 

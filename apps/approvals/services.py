@@ -413,23 +413,21 @@ def evaluate_gates(request_like, rules: list[ApprovalRule], *, at=None) -> list[
 # --- who may approve --------------------------------------------------------------------------------------
 
 
-def _group_ids(user) -> set[int]:
-    """The user's group ids, read once per user object (rule eligibility asks per rule and request)."""
-    cached = user.__dict__.get("_planasonix_group_ids")
-    if cached is None:
-        cached = user.__dict__["_planasonix_group_ids"] = set(user.groups.values_list("pk", flat=True))
-    return cached
-
-
-def _eligible(user, rule: ApprovalRule, request: PromotionRequest, verb: str = "approve") -> tuple[bool, str]:
-    """May `user`'s decision count toward `rule`? (and why not; separation of duties is said first)"""
+def _eligible(
+    user, rule: ApprovalRule, request: PromotionRequest, verb: str = "approve", group_ids: set[int] | None = None
+) -> tuple[bool, str]:
+    """May `user`'s decision count toward `rule`? (and why not; separation of duties is said first).
+    `group_ids`: the user's groups, when the caller read them once for many requests."""
     if user.pk == request.requested_by_id and not rule.allow_self_approval:
         return False, f"you cannot {verb} your own request"
     if not perms.may(user, perms.APPROVE_PROMOTION, request.target):
         return False, f"you lack approve_promotion on '{request.target.slug}'"
     restricted_users = {u.pk for u in rule.approver_users.all()}
     if rule.approver_group_id or restricted_users:
-        in_group = rule.approver_group_id in _group_ids(user)
+        if group_ids is None:
+            in_group = bool(rule.approver_group_id) and user.groups.filter(pk=rule.approver_group_id).exists()
+        else:
+            in_group = rule.approver_group_id in group_ids
         if not in_group and user.pk not in restricted_users:
             return False, f"you are not among rule '{rule.name}''s approvers"
     if rule.exclude_version_author and user.pk == request.version.author_id:
@@ -437,7 +435,7 @@ def _eligible(user, rule: ApprovalRule, request: PromotionRequest, verb: str = "
     return True, ""
 
 
-def _decision_blockers(user, request: PromotionRequest, rules: list[ApprovalRule], verb: str) -> list[str]:
+def _decision_blockers(user, request: PromotionRequest, rules: list[ApprovalRule], verb: str, group_ids) -> list[str]:
     """Why `user` may not decide (approve or reject) `request` under its rules (empty: they may)."""
     if not rules:
         if user.pk == request.requested_by_id:
@@ -446,7 +444,7 @@ def _decision_blockers(user, request: PromotionRequest, rules: list[ApprovalRule
         return [] if ok else [f"you lack approve_promotion on '{request.target.slug}'"]
     reasons = []
     for rule in rules:
-        ok, why = _eligible(user, rule, request, verb)
+        ok, why = _eligible(user, rule, request, verb, group_ids)
         if ok:
             return []
         reasons.append(why)
@@ -461,11 +459,11 @@ def _state_refusal(request: PromotionRequest, name: str) -> Answer | None:
     return refused(_invalid_state(request, name), f"the request is {request.state}")
 
 
-def _decide_answer(user, request: PromotionRequest, rules: list[ApprovalRule], verb: str) -> Answer:
+def _decide_answer(user, request: PromotionRequest, rules: list[ApprovalRule], verb: str, group_ids=None) -> Answer:
     state = _state_refusal(request, verb)
     if state is not None:
         return state
-    blockers = _decision_blockers(user, request, rules, verb)
+    blockers = _decision_blockers(user, request, rules, verb, group_ids)
     if blockers:
         error = PermissionDenied(f"You cannot {verb} this request: {'; '.join(blockers)}.", code="not_eligible")
         return refused(error, *blockers)
@@ -513,14 +511,17 @@ def _refuse_state(request: PromotionRequest, name: str) -> None:
 PROMOTION_ACTIONS = ("approve", "reject", "cancel", "retry", "override_freeze")
 
 
-def promotion_actions(user, request: PromotionRequest, rules: list[ApprovalRule] | None = None) -> dict[str, Answer]:
+def promotion_actions(
+    user, request: PromotionRequest, rules: list[ApprovalRule] | None = None, *, group_ids: set[int] | None = None
+) -> dict[str, Answer]:
     """For each of PROMOTION_ACTIONS: allowed, or the reasons it is not (and the error the service
     raises). The services enforce it; the API, the screens and the admin render it. Uses the
-    request's (prefetched) decisions; `rules` defaults to rules_for the request."""
+    request's (prefetched) decisions; `rules` defaults to rules_for the request; `group_ids` (the
+    user's groups) lets a caller answering for many requests read them once."""
     rules = rules_for(request.pipeline, request.target) if rules is None else rules
     return {
-        "approve": _decide_answer(user, request, rules, "approve"),
-        "reject": _decide_answer(user, request, rules, "reject"),
+        "approve": _decide_answer(user, request, rules, "approve", group_ids),
+        "reject": _decide_answer(user, request, rules, "reject", group_ids),
         "cancel": _requester_or_manager_answer(user, request, "cancel"),
         "retry": _requester_or_manager_answer(user, request, "retry"),
         "override_freeze": _override_freeze_answer(user, request),
@@ -1206,11 +1207,7 @@ def deployment_rollback(*, actor, deployment: Deployment, reason: str = "") -> t
         )
         if actor is not None:
             perms.require(actor, perms.VIEW, deployment.environment)
-            perms.require(actor, perms.MANAGE, deployment.environment)
-        if not deployment.is_active:
-            raise Conflict("Only the active deployment can be rolled back.", code="not_active")
-        if deployment.previous is None:
-            raise Conflict("There is no earlier deployment to roll back to.", code="nothing_to_roll_back_to")
+        run_services.deployment_actions(actor, deployment)["rollback"].enforce()
         target_version = deployment.previous.version
         note = f"rollback of v{deployment.version.number} to v{target_version.number}"
         new = run_services.deploy(

@@ -548,7 +548,7 @@ def _attempt(p, action, promotion):
 
 def declared(name):
     """(source states, target) of one of PromotionRequest's transition methods, as django-fsm declares it."""
-    transitions = [t for t in PromotionRequest._meta.get_field("state").get_all_transitions(PromotionRequest)]
+    transitions = list(PromotionRequest._meta.get_field("state").get_all_transitions(PromotionRequest))
     chosen = [t for t in transitions if t.name == name]
     assert chosen, name
     return [t.source for t in chosen], chosen[0].target
