@@ -155,6 +155,13 @@ def test_reject_obeys_the_rules_approvers_like_approve(api, promo):
     # the rule's approver may
     services.promotion_reject(actor=p["staging_approver"], request=promotion, comment="metrics off")
     assert PromotionRequest.objects.get(pk=promotion.pk).state == S.REJECTED
+    # the transition is in the request's history, with who and why
+    last = PromotionRequest.history.filter(id=promotion.pk).order_by("-history_date", "-history_id").first()
+    assert (last.state, last.history_user, last.history_change_reason) == (
+        S.REJECTED,
+        p["staging_approver"],
+        "rejected: metrics off",
+    )
 
 
 def test_the_requester_cannot_reject_their_own_request_unless_the_rule_allows_self_approval(promo):
