@@ -31,7 +31,7 @@ from apps.tenancy.permissions import (
 )
 
 from . import selectors, services
-from .models import ApprovalDecision, ApprovalRule, Decision, PromotionRequest, PromotionState
+from .models import ApprovalDecision, ApprovalRule, Decision, PromotionRequest
 
 
 def _pretty(value) -> str:
@@ -430,28 +430,28 @@ class PromotionRequestAdmin(_NoRevert, _OrganizationMember, AuditedAdmin):
 
     # --- actions (through the services) ---
 
-    def _act(self, request, queryset, service, states, verb):
+    def _act(self, request, queryset, service, action):
+        """Offer each selected request to the service only if promotion_actions allows `action`."""
         done = 0
         for promotion in queryset:
-            if promotion.state not in states:
-                self.message_user(
-                    request, f"Request #{promotion.pk} is {promotion.state}: cannot {verb} it.", level=messages.WARNING
-                )
+            answer = services.promotion_actions(request.user, promotion)[action]
+            if not answer.allowed:
+                message = f"Request #{promotion.pk}: cannot {action} it: {'; '.join(answer.reasons)}."
+                self.message_user(request, message, level=messages.WARNING)
                 continue
             # (the services' `request` keyword would clash with run_service's HTTP request argument)
             if self.run_service(request, lambda p=promotion: service(actor=request.user, request=p)) is not None:
                 done += 1
         if done:
-            self.message_user(request, f"{verb.capitalize()}: {done} request(s).", level=messages.SUCCESS)
+            self.message_user(request, f"{action.capitalize()}: {done} request(s).", level=messages.SUCCESS)
 
     @admin.action(description="Cancel selected requests (pending or approved)")
     def cancel_requests(self, request, queryset):
-        cancellable = services.TRANSITIONS["cancel"][0]
-        self._act(request, queryset, services.promotion_cancel, cancellable, "cancel")
+        self._act(request, queryset, services.promotion_cancel, "cancel")
 
     @admin.action(description="Retry selected failed requests")
     def retry_requests(self, request, queryset):
-        self._act(request, queryset, services.promotion_retry, (PromotionState.FAILED,), "retry")
+        self._act(request, queryset, services.promotion_retry, "retry")
 
 
 @admin.register(ApprovalDecision)

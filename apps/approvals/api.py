@@ -12,12 +12,14 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.db.models import Q
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.filters import OrderingFilter, SearchFilter
 from rest_framework.response import Response
 
+from apps.core import idempotency
+from apps.core.actions import actions_schema
 from apps.core.api import ETagMixin, StrictFilterBackend, StrictSerializer
 from apps.core.errors import field_error
 from apps.environments import permissions as perms
@@ -35,7 +37,6 @@ from .models import ApprovalRule, Decision, PromotionRequest, PromotionState, Wa
 User = get_user_model()
 
 SLUG = re.compile(r"^[-a-zA-Z0-9_]{1,63}\Z")
-IDEMPOTENCY_KEY = re.compile(r"^[!-~]{1,200}\Z")  # printable ASCII without spaces, as the schema says
 
 
 @extend_schema_field({"type": "integer", "minimum": 1, "maximum": 2**63 - 1})
@@ -405,8 +406,9 @@ class PromotionDetailSerializer(PromotionSerializer):
     decisions = serializers.SerializerMethodField()
     rule_status = serializers.SerializerMethodField()
     gates = serializers.SerializerMethodField()
-    can_approve = serializers.SerializerMethodField()
-    approval_blockers = serializers.SerializerMethodField(help_text="Why you may not approve (empty if you may).")
+    can_approve = serializers.SerializerMethodField(help_text="actions.approve.allowed")
+    approval_blockers = serializers.SerializerMethodField(help_text="actions.approve.reasons: why you may not approve.")
+    actions = serializers.SerializerMethodField()
 
     class Meta(PromotionSerializer.Meta):
         fields = [
@@ -417,6 +419,7 @@ class PromotionDetailSerializer(PromotionSerializer):
             "gates",
             "can_approve",
             "approval_blockers",
+            "actions",
         ]
         read_only_fields = fields
 
@@ -451,20 +454,21 @@ class PromotionDetailSerializer(PromotionSerializer):
         )
 
     def get_can_approve(self, obj) -> bool:
-        return not self._blockers(obj)
+        return self._actions(obj)["approve"].allowed
 
     def get_approval_blockers(self, obj) -> list[str]:
-        return self._blockers(obj)
+        return list(self._actions(obj)["approve"].reasons)
 
-    def _blockers(self, obj) -> list[str]:
-        if "blockers" not in self.__dict__:
-            user = self.context["request"].user
-            blockers = services.approval_blockers(user, obj, self.context["rules"])
-            mine = next((d for d in obj.decisions.all() if d.approver_id == user.pk), None)
-            if not blockers and mine is not None and mine.plan_hash == obj.plan_hash:
-                blockers = [f"you already decided on this plan ({mine.decision}d)"]
-            self.__dict__["blockers"] = blockers
-        return self.__dict__["blockers"]
+    @actions_schema(*services.PROMOTION_ACTIONS)
+    def get_actions(self, obj) -> dict:
+        return {name: answer.as_dict() for name, answer in self._actions(obj).items()}
+
+    def _actions(self, obj) -> dict:
+        if "_action_answers" not in self.__dict__:
+            self.__dict__["_action_answers"] = services.promotion_actions(
+                self.context["request"].user, obj, self.context["rules"]
+            )
+        return self.__dict__["_action_answers"]
 
 
 class PromotionCreateSerializer(StrictSerializer):
@@ -505,26 +509,6 @@ class CancelSerializer(StrictSerializer):
 
 class OverrideFreezeSerializer(StrictSerializer):
     reason = serializers.CharField(max_length=500, help_text="Why the freeze must be broken (asking or confirming).")
-
-
-IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
-    "Idempotency-Key",
-    {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[!-~]+$"},
-    OpenApiParameter.HEADER,
-    description=(
-        "Makes a retried POST safe: the same key (per user) returns the request made first (200 instead of 201); "
-        "the same key with a different body is a 409."
-    ),
-)
-
-
-def _idempotency_key(request) -> str:
-    raw = request.headers.get("Idempotency-Key")
-    if raw is None:
-        return ""
-    if not IDEMPOTENCY_KEY.match(raw):
-        raise field_error("Idempotency-Key", "Give 1 to 200 printable ASCII characters without spaces.")
-    return raw
 
 
 class PromotionFilter(filters.FilterSet):
@@ -593,13 +577,13 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
 
     @extend_schema(
         request=PromotionCreateSerializer,
-        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        parameters=[idempotency.IDEMPOTENCY_KEY_PARAMETER],
         responses={201: PromotionDetailSerializer, 200: PromotionDetailSerializer},
     )
     def create(self, request):
         """Request promotion of a version from `source` into `target` (default: the next stage).
         The plan is frozen now; with an Idempotency-Key, a retried POST returns the same request (200)."""
-        key = _idempotency_key(request)
+        key = idempotency.key_from_headers(request)
         data = PromotionCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = data.validated_data
@@ -727,5 +711,8 @@ class DeploymentRollbackViewSet(viewsets.GenericViewSet):
         deployment = self.get_queryset().get(pk=deployment.pk)
         runs = run_selectors.runs_for(request.user).filter(pk__in=[r.pk for r in runs]).order_by("created_at", "id")
         return Response(
-            {"deployment": DeploymentSerializer(deployment).data, "runs": RunSerializer(runs, many=True).data}
+            {
+                "deployment": DeploymentSerializer(deployment, context=self.get_serializer_context()).data,
+                "runs": RunSerializer(runs, many=True).data,
+            }
         )

@@ -1,11 +1,14 @@
 """Approval rules, promotion requests (with their frozen plan) and approval decisions."""
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django_fsm import FSMField, FSMModelMixin, transition
 from simple_history.models import HistoricalRecords
 
 from apps.core.models import TimeStampedModel
@@ -145,10 +148,16 @@ class PromotionRequestQuerySet(EnvScopedQuerySet):
         return super().restrict(user, action) | own
 
 
-class PromotionRequest(models.Model):
+S = PromotionState
+
+
+class PromotionRequest(FSMModelMixin, models.Model):
     """A request to deploy a version into the next environment, with the plan frozen at creation
     (re-frozen when the version or the target's configuration changes). The row is the outbox:
-    an approved request is deployed by a worker, and the beat sweep finds any left behind."""
+    an approved request is deployed by a worker, and the beat sweep finds any left behind.
+
+    The state machine of DESIGN.md §4 is the transition methods below (django-fsm-2): the state is
+    protected and changes only through them; the services lock the row, call one, and save."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="promotion_requests")
     pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="promotion_requests")
@@ -160,8 +169,8 @@ class PromotionRequest(models.Model):
     ticket = models.CharField(max_length=100, blank=True)
     compare_url = models.URLField(max_length=1000, blank=True)
     attached_runs = models.ManyToManyField(Run, blank=True, related_name="promotion_requests")
-    state = models.CharField(
-        max_length=20, choices=PromotionState.choices, default=PromotionState.PENDING, db_index=True
+    state = FSMField(
+        max_length=20, choices=PromotionState.choices, default=PromotionState.PENDING, db_index=True, protected=True
     )
     plan = models.JSONField(default=dict, blank=True)
     plan_hash = models.CharField(max_length=71, blank=True)
@@ -218,6 +227,76 @@ class PromotionRequest(models.Model):
         return (
             f"#{self.pk} {self.pipeline} v{self.version.number}: {self.source.slug} → {self.target.slug} ({self.state})"
         )
+
+    # --- transitions (each sets the bookkeeping its target state needs; the caller saves) ---
+
+    @transition(field=state, source=S.PENDING, target=S.APPROVED)
+    def approve(self, *, now, wait_minutes: int) -> None:
+        """Every rule is met: approved, deployable after the rules' longest wait."""
+        self.approved_at = self.decided_at = now
+        self.deploy_after = now + timedelta(minutes=wait_minutes)
+
+    @transition(field=state, source=S.APPROVED, target=S.PENDING)
+    def reopen(self) -> None:
+        """The plan changed, or the approvals no longer meet the rules: approvers look again."""
+        self.approved_at = self.deploy_after = None
+
+    @transition(field=state, source=S.PENDING, target=S.REJECTED)
+    def reject(self, *, now) -> None:
+        self.decided_at = now
+
+    @transition(field=state, source=[S.PENDING, S.APPROVED], target=S.CANCELLED)
+    def cancel(self, *, now) -> None:
+        self.decided_at = now
+
+    @transition(field=state, source=S.PENDING, target=S.EXPIRED, conditions=[lambda r: r.expires_at is not None])
+    def expire(self, *, now) -> None:
+        """A pending request past its rules' expiry (one without an expiry never expires)."""
+        self.decided_at = now
+
+    @transition(field=state, source=[S.APPROVED, S.DEPLOYING], target=S.DEPLOYING)
+    def start_deploying(self, *, lease_until) -> None:
+        """A worker takes the request (or takes over one whose worker died): one more attempt."""
+        self.blocked_reason = ""
+        self.attempts += 1
+        self.lease_expires_at = lease_until
+
+    @transition(field=state, source=S.DEPLOYING, target=S.DEPLOYED)
+    def finish_deploying(self, *, deployment, now, watch: bool) -> None:
+        self.deployment, self.deployed_at, self.lease_expires_at = deployment, now, None
+        if watch:
+            self.watch_state = WatchState.WATCHING
+
+    @transition(field=state, source=[S.DEPLOYING, S.APPROVED], target=S.FAILED)
+    def fail(self, *, reason: str) -> None:
+        self.failure_reason, self.lease_expires_at = reason[:4000], None
+
+    @transition(field=state, source=S.FAILED, target=S.APPROVED)
+    def retry(self, *, now) -> None:
+        self.failure_reason, self.deploy_after = "", now
+
+    @transition(field=state, source=S.DEPLOYED, target=S.ROLLED_BACK)
+    def roll_back(self) -> None:
+        if self.watch_state == WatchState.WATCHING:
+            self.watch_state = WatchState.ROLLED_BACK
+
+    @transition(
+        field=state,
+        source=[S.PENDING, S.APPROVED, S.FAILED],
+        target=None,
+        conditions=[lambda r: not r.freeze_override_confirmed_by_id],
+    )
+    def override_freeze(self, *, actor, reason: str, now) -> None:
+        """Break-glass while the request may still deploy (the state does not change): the first
+        person asks, a second confirms."""
+        if self.freeze_override_requested_by_id is None:
+            self.freeze_override_requested_by, self.freeze_override_reason = actor, reason
+        else:
+            self.freeze_override_confirmed_by, self.freeze_override_at = actor, now
+
+    def available_transitions(self) -> set[str]:
+        """Names of the transition methods the current state allows (what screens may offer)."""
+        return {t.name for t in self.get_available_state_transitions()}
 
 
 class Decision(models.TextChoices):

@@ -24,15 +24,28 @@ def promotions_for(user) -> QuerySet:
 
 
 def awaiting(user, queryset: QuerySet | None = None) -> QuerySet:
-    """Pending requests into environments where the user may approve, not their own and not yet
-    decided by them against the current plan (eligibility per rule is refined by the service)."""
+    """The requests (of `queryset`, default those the user sees) where promotion_actions allows the
+    user to approve: pending, eligible under every rule's terms, not yet decided by them on the
+    current plan. A constant number of queries, whatever the number of requests."""
+    from . import services
+
     queryset = promotions_for(user) if queryset is None else queryset
     approvable = Environment.objects.restrict(user, perms.APPROVE_PROMOTION)
-    decided = ApprovalDecision.objects.filter(approver=user).values_list("request_id", "plan_hash")
-    pairs = dict(decided)
-    candidates = queryset.filter(state=PromotionState.PENDING, target__in=approvable).exclude(requested_by=user)
-    stale_or_new = [pk for pk, plan in candidates.values_list("pk", "plan_hash") if pairs.get(pk) != plan]
-    return queryset.filter(pk__in=stale_or_new)
+    candidates = list(
+        queryset.filter(state=PromotionState.PENDING, target__in=approvable)
+        .select_related("pipeline", "version", "target")
+        .prefetch_related(None)
+        .prefetch_related(Prefetch("decisions", queryset=ApprovalDecision.objects.filter(approver=user)))
+    )
+    rules = services.rules_for_requests(candidates) if candidates else {}
+    grouped = any(rule.approver_group_id for applicable in rules.values() for rule in applicable)
+    group_ids = set(user.groups.values_list("pk", flat=True)) if grouped else set()
+    allowed = [
+        request.pk
+        for request in candidates
+        if services.promotion_actions(user, request, rules[request.pk], group_ids=group_ids)["approve"].allowed
+    ]
+    return queryset.filter(pk__in=allowed)
 
 
 def rules_for_user(user) -> QuerySet:

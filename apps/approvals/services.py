@@ -16,7 +16,10 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django_fsm import TransitionNotAllowed, can_proceed
 
+from apps.core import idempotency
+from apps.core.actions import ALLOWED, Answer, refused
 from apps.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed, field_error
 from apps.core.services import audited_delete, audited_save, validate
 from apps.environments import permissions as perms
@@ -46,46 +49,65 @@ logger = logging.getLogger("planasonix.approvals")
 S = PromotionState
 MAX_TEXT = 4000  # reason and comment columns
 
-# The state machine of DESIGN.md §4: action -> (states it may start from, state it leads to).
-TRANSITIONS = {
-    "approve": ((S.PENDING,), S.APPROVED),
-    "reject": ((S.PENDING,), S.REJECTED),
-    "cancel": ((S.PENDING, S.APPROVED), S.CANCELLED),
-    "expire": ((S.PENDING,), S.EXPIRED),
-    "deploy": ((S.APPROVED,), S.DEPLOYING),
-    "finish": ((S.DEPLOYING,), S.DEPLOYED),
-    "fail": ((S.DEPLOYING, S.APPROVED), S.FAILED),
-    "retry": ((S.FAILED,), S.APPROVED),
-    "roll back": ((S.DEPLOYED,), S.ROLLED_BACK),
-    "override the freeze of": ((S.PENDING, S.APPROVED, S.FAILED), None),
-}
+
+def _invalid_state(request: PromotionRequest, name: str) -> Conflict:
+    verb = name.replace("_", " ")
+    return Conflict(f"Cannot {verb} promotion request #{request.pk}: it is {request.state}.", code="invalid_state")
 
 
-def require_transition(request: PromotionRequest, action: str) -> None:
-    """Refuse (409) an action the state machine does not allow from the request's current state."""
-    allowed, _ = TRANSITIONS[action]
-    if request.state not in allowed:
-        raise Conflict(f"Cannot {action} promotion request #{request.pk}: it is {request.state}.", code="invalid_state")
+def transition(request: PromotionRequest, name: str, **kwargs) -> None:
+    """Apply one of PromotionRequest's declared transitions (the caller holds the row lock and saves);
+    a transition the current state does not allow is the domain's 409 naming that state."""
+    try:
+        getattr(request, name)(**kwargs)
+    except TransitionNotAllowed:
+        raise _invalid_state(request, name) from None
 
 
 # --- rules ------------------------------------------------------------------------------------------
 
 
+def _applicable_rules(pipeline: Pipeline, target: Environment):
+    """The active rules covering the pipeline in `target`: the organization's and its project's."""
+    return ApprovalRule.objects.filter(environment=target, is_active=True).filter(
+        Q(project__isnull=True) | Q(project_id=pipeline.project_id)
+    )
+
+
 def rules_for(pipeline: Pipeline, target: Environment) -> list[ApprovalRule]:
     """The active rules a promotion of the pipeline into `target` must meet (organization + project)."""
     return list(
-        ApprovalRule.objects.filter(environment=target, is_active=True)
-        .filter(Q(project__isnull=True) | Q(project_id=pipeline.project_id))
+        _applicable_rules(pipeline, target)
         .select_related("approver_group", "project")
         .prefetch_related("approver_users", "extra_sources")
         .order_by("project_id", "name")
     )
 
 
-def direct_deploy_guard(environment: Environment) -> str | None:
-    """runs asks before a direct deploy: environments with approval rules take promotions only."""
-    if ApprovalRule.objects.filter(environment=environment, is_active=True).exists():
-        return f"'{environment.slug}' has approval rules: deploy to it through a promotion request."
+def rules_for_requests(requests) -> dict[int, list[ApprovalRule]]:
+    """rules_for each of many requests (request pk -> rules) in one query, with what eligibility needs."""
+    requests = list(requests)
+    rules = list(
+        ApprovalRule.objects.filter(is_active=True, environment_id__in={r.target_id for r in requests})
+        .select_related("approver_group", "project")
+        .prefetch_related("approver_users")
+        .order_by("project_id", "name")
+    )
+    return {
+        r.pk: [
+            rule
+            for rule in rules
+            if rule.environment_id == r.target_id and rule.project_id in (None, r.pipeline.project_id)
+        ]
+        for r in requests
+    }
+
+
+def direct_deploy_guard(pipeline: Pipeline, environment: Environment) -> str | None:
+    """runs asks before a direct deploy: a pipeline that approval rules cover in the environment (its
+    organization's or its own project's, as in rules_for) reaches it through promotions only."""
+    if _applicable_rules(pipeline, environment).exists():
+        return f"'{environment.slug}' has approval rules for this project: deploy to it through a promotion request."
     return None
 
 
@@ -391,15 +413,21 @@ def evaluate_gates(request_like, rules: list[ApprovalRule], *, at=None) -> list[
 # --- who may approve --------------------------------------------------------------------------------------
 
 
-def _eligible(user, rule: ApprovalRule, request: PromotionRequest) -> tuple[bool, str]:
-    """May `user`'s approval count toward `rule`? (and why not; separation of duties is said first)"""
+def _eligible(
+    user, rule: ApprovalRule, request: PromotionRequest, verb: str = "approve", group_ids: set[int] | None = None
+) -> tuple[bool, str]:
+    """May `user`'s decision count toward `rule`? (and why not; separation of duties is said first).
+    `group_ids`: the user's groups, when the caller read them once for many requests."""
     if user.pk == request.requested_by_id and not rule.allow_self_approval:
-        return False, "you cannot approve your own request"
+        return False, f"you cannot {verb} your own request"
     if not perms.may(user, perms.APPROVE_PROMOTION, request.target):
         return False, f"you lack approve_promotion on '{request.target.slug}'"
     restricted_users = {u.pk for u in rule.approver_users.all()}
     if rule.approver_group_id or restricted_users:
-        in_group = rule.approver_group_id and user.groups.filter(pk=rule.approver_group_id).exists()
+        if group_ids is None:
+            in_group = bool(rule.approver_group_id) and user.groups.filter(pk=rule.approver_group_id).exists()
+        else:
+            in_group = rule.approver_group_id in group_ids
         if not in_group and user.pk not in restricted_users:
             return False, f"you are not among rule '{rule.name}''s approvers"
     if rule.exclude_version_author and user.pk == request.version.author_id:
@@ -407,23 +435,103 @@ def _eligible(user, rule: ApprovalRule, request: PromotionRequest) -> tuple[bool
     return True, ""
 
 
-def approval_blockers(user, request: PromotionRequest, rules: list[ApprovalRule] | None = None) -> list[str]:
-    """Why `user` may not approve `request` (empty: they may)."""
-    rules = rules_for(request.pipeline, request.target) if rules is None else rules
-    if request.state != S.PENDING:
-        return [f"the request is {request.state}"]
+def _decision_blockers(user, request: PromotionRequest, rules: list[ApprovalRule], verb: str, group_ids) -> list[str]:
+    """Why `user` may not decide (approve or reject) `request` under its rules (empty: they may)."""
     if not rules:
-        ok = perms.may(user, perms.APPROVE_PROMOTION, request.target)
         if user.pk == request.requested_by_id:
-            return ["you cannot approve your own request"]
+            return [f"you cannot {verb} your own request"]
+        ok = perms.may(user, perms.APPROVE_PROMOTION, request.target)
         return [] if ok else [f"you lack approve_promotion on '{request.target.slug}'"]
     reasons = []
     for rule in rules:
-        ok, why = _eligible(user, rule, request)
+        ok, why = _eligible(user, rule, request, verb, group_ids)
         if ok:
             return []
         reasons.append(why)
     return list(dict.fromkeys(reasons))
+
+
+def _state_refusal(request: PromotionRequest, name: str) -> Answer | None:
+    """The state machine's part of an answer: refused (409 naming the state) unless the current
+    state has the transition `name` (its conditions are answered with their own reasons)."""
+    if can_proceed(getattr(request, name), check_conditions=False):
+        return None
+    return refused(_invalid_state(request, name), f"the request is {request.state}")
+
+
+def _decide_answer(user, request: PromotionRequest, rules: list[ApprovalRule], verb: str, group_ids=None) -> Answer:
+    state = _state_refusal(request, verb)
+    if state is not None:
+        return state
+    blockers = _decision_blockers(user, request, rules, verb, group_ids)
+    if blockers:
+        error = PermissionDenied(f"You cannot {verb} this request: {'; '.join(blockers)}.", code="not_eligible")
+        return refused(error, *blockers)
+    mine = next((d for d in request.decisions.all() if d.approver_id == user.pk), None)
+    if mine is not None and mine.plan_hash == request.plan_hash:
+        error = Conflict(f"You already decided on this request ({mine.decision}d).", code="already_decided")
+        return refused(error, f"you already decided on this plan ({mine.decision}d)")
+    return ALLOWED
+
+
+def _requester_or_manager_answer(user, request: PromotionRequest, verb: str) -> Answer:
+    state = _state_refusal(request, verb)
+    if state is not None:
+        return state
+    if user.pk != request.requested_by_id and not perms.may(user, perms.MANAGE, request.target):
+        message = f"Only the requester or someone who manages the target environment may {verb}."
+        return refused(PermissionDenied(message), f"only the requester or someone who manages '{request.target.slug}'")
+    return ALLOWED
+
+
+def _override_freeze_answer(user, request: PromotionRequest) -> Answer:
+    state = _state_refusal(request, "override_freeze")
+    if state is not None:
+        return state
+    if not perms.may(user, perms.MANAGE, request.target):
+        error = PermissionDenied(
+            f"You lack the '{perms.MANAGE}' permission on environment '{request.target.slug}'.",
+            code="permission_denied",
+        )
+        return refused(error, f"you lack {perms.MANAGE} on '{request.target.slug}'")
+    if request.freeze_override_confirmed_by_id:
+        return refused(Conflict("The freeze override is already confirmed.", code="already_confirmed"))
+    if request.freeze_override_requested_by_id == user.pk:
+        error = PermissionDenied("A second person must confirm the freeze override.", code="second_person_required")
+        return refused(error)
+    return ALLOWED
+
+
+def _refuse_state(request: PromotionRequest, name: str) -> None:
+    refusal = _state_refusal(request, name)
+    if refusal is not None:
+        refusal.enforce()
+
+
+PROMOTION_ACTIONS = ("approve", "reject", "cancel", "retry", "override_freeze")
+
+
+def promotion_actions(
+    user, request: PromotionRequest, rules: list[ApprovalRule] | None = None, *, group_ids: set[int] | None = None
+) -> dict[str, Answer]:
+    """For each of PROMOTION_ACTIONS: allowed, or the reasons it is not (and the error the service
+    raises). The services enforce it; the API, the screens and the admin render it. Uses the
+    request's (prefetched) decisions; `rules` defaults to rules_for the request; `group_ids` (the
+    user's groups) lets a caller answering for many requests read them once."""
+    rules = rules_for(request.pipeline, request.target) if rules is None else rules
+    return {
+        "approve": _decide_answer(user, request, rules, "approve", group_ids),
+        "reject": _decide_answer(user, request, rules, "reject", group_ids),
+        "cancel": _requester_or_manager_answer(user, request, "cancel"),
+        "retry": _requester_or_manager_answer(user, request, "retry"),
+        "override_freeze": _override_freeze_answer(user, request),
+    }
+
+
+def approval_blockers(user, request: PromotionRequest, rules: list[ApprovalRule] | None = None) -> list[str]:
+    """Why `user` may not approve `request` (empty: they may): promotion_actions' approve answer."""
+    rules = rules_for(request.pipeline, request.target) if rules is None else rules
+    return list(_decide_answer(user, request, rules, "approve").reasons)
 
 
 def rule_status(request: PromotionRequest, rules: list[ApprovalRule] | None = None) -> list[dict]:
@@ -451,10 +559,6 @@ def rule_status(request: PromotionRequest, rules: list[ApprovalRule] | None = No
 
 
 # --- creating a request -------------------------------------------------------------------------------------
-
-
-def _fingerprint(**fields) -> str:
-    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _source_has(version: PipelineVersion, source: Environment) -> bool:
@@ -534,7 +638,7 @@ def promotion_request_create(
 ) -> tuple[PromotionRequest, bool]:
     """Request promotion of a version from `source` into `target` (default: `source.promotes_to`).
     Returns (request, created); a retried call with the same Idempotency-Key returns the first request."""
-    fingerprint = _fingerprint(
+    body = idempotency.fingerprint(
         pipeline=pipeline.pk,
         version=version.pk,
         source=source.pk,
@@ -544,44 +648,36 @@ def promotion_request_create(
         compare_url=compare_url,
         runs=sorted(r.pk for r in attached_runs),
     )
-    if idempotency_key:
-        existing = PromotionRequest.objects.filter(requested_by=actor, idempotency_key=idempotency_key).first()
-        if existing is not None:
-            return _replayed(existing, fingerprint), False
-    try:
-        with transaction.atomic():
-            request = _create(
-                actor=actor,
-                pipeline=pipeline,
-                version=version,
-                source=source,
-                target=target,
-                reason=reason,
-                ticket=ticket,
-                compare_url=compare_url,
-                attached_runs=list(attached_runs),
-                idempotency_key=idempotency_key,
-                fingerprint=fingerprint if idempotency_key else "",
-            )
-    except IntegrityError:
-        existing = idempotency_key and (
-            PromotionRequest.objects.filter(requested_by=actor, idempotency_key=idempotency_key).first()
-        )
-        if existing:  # a concurrent retry of the same POST won
-            return _replayed(existing, fingerprint), False
-        raise Conflict(
-            f"An open request already promotes v{version.number} of '{pipeline.slug}' into that environment.",
-            code="duplicate_request",
-        ) from None
-    return request, True
 
+    def create() -> PromotionRequest:
+        try:
+            with transaction.atomic():
+                return _create(
+                    actor=actor,
+                    pipeline=pipeline,
+                    version=version,
+                    source=source,
+                    target=target,
+                    reason=reason,
+                    ticket=ticket,
+                    compare_url=compare_url,
+                    attached_runs=list(attached_runs),
+                    idempotency_key=idempotency_key,
+                    fingerprint=body if idempotency_key else "",
+                )
+        except IntegrityError:
+            raise Conflict(
+                f"An open request already promotes v{version.number} of '{pipeline.slug}' into that environment.",
+                code="duplicate_request",
+            ) from None
 
-def _replayed(existing: PromotionRequest, fingerprint: str) -> PromotionRequest:
-    if existing.idempotency_fingerprint and existing.idempotency_fingerprint != fingerprint:
-        raise Conflict(
-            "This Idempotency-Key was already used for a different promotion request.", code="idempotency_key_reused"
-        )
-    return existing
+    return idempotency.create_once(
+        queryset=PromotionRequest.objects.filter(requested_by=actor),
+        key=idempotency_key,
+        body_fingerprint=body,
+        create=create,
+        what="promotion request",
+    )
 
 
 def _create(
@@ -672,7 +768,8 @@ def _create(
     request.plan, request.plan_hash, request.plan_frozen_at = plan, plan_hash, now
     expiry = [r.expires_after_hours for r in rules if r.expires_after_hours]
     request.expires_at = now + timedelta(hours=min(expiry)) if expiry else None
-    validate(request, exclude=["plan", "idempotency_fingerprint"])
+    # `state` is protected (only transitions set it) and clean_fields would assign it back.
+    validate(request, exclude=["plan", "idempotency_fingerprint", "state"])
     audited_save(request, actor=actor, reason="requested", clean=False)
     request.attached_runs.set(attached_runs)
     _emit(request, Event.PROMOTION_REQUESTED, users=_approvers_to_notify(request, rules), reason=reason)
@@ -709,7 +806,7 @@ def refresh_plan(request: PromotionRequest, *, actor=None) -> bool:
     previous = request.plan_hash
     request.plan, request.plan_hash, request.plan_frozen_at = plan, plan_hash, timezone.now()
     if request.state == S.APPROVED:
-        request.state, request.approved_at, request.deploy_after = S.PENDING, None, None
+        transition(request, "reopen")
     audited_save(request, actor=actor, reason="plan changed: earlier approvals no longer count", clean=False)
     approvers = [
         d.approver for d in request.decisions.select_related("approver") if d.plan_hash == previous
@@ -724,7 +821,7 @@ def promotion_approve(*, actor, request: PromotionRequest, comment: str = "", pl
     with transaction.atomic():  # the re-frozen plan is committed even though this approval is refused
         request = _locked(request)
         perms.require(actor, perms.VIEW, request.target)
-        require_transition(request, "approve")
+        _refuse_state(request, "approve")
         changed = refresh_plan(request, actor=actor)
     if changed:
         raise Conflict(
@@ -733,16 +830,14 @@ def promotion_approve(*, actor, request: PromotionRequest, comment: str = "", pl
         )
     with transaction.atomic():
         request = _locked(request)
-        require_transition(request, "approve")
+        _refuse_state(request, "approve")
         if plan_hash and plan_hash != request.plan_hash:
             raise Conflict(
                 "The plan changed since it was shown (version or target configuration); review it again.",
                 code="plan_changed",
             )
         rules = rules_for(request.pipeline, request.target)
-        blockers = approval_blockers(actor, request, rules)
-        if blockers:
-            raise PermissionDenied(f"You cannot approve this request: {'; '.join(blockers)}.", code="not_eligible")
+        promotion_actions(actor, request, rules)["approve"].enforce()
         _decide(request, actor, Decision.APPROVE, comment)
         if all(s["met"] for s in rule_status(request, rules)):  # no rules left: this approval suffices
             _mark_approved(request, rules, actor=actor)
@@ -750,16 +845,16 @@ def promotion_approve(*, actor, request: PromotionRequest, comment: str = "", pl
 
 
 def promotion_reject(*, actor, request: PromotionRequest, comment: str) -> PromotionRequest:
-    """A person who may decide requests into the target rejects it (a comment is required)."""
+    """A person eligible to decide it under the target's rules (as for approving) rejects a pending
+    request (a comment is required)."""
     if not (comment or "").strip():
         raise field_error("comment", "Say why the request is rejected.")
     with transaction.atomic():
         request = _locked(request)
         perms.require(actor, perms.VIEW, request.target)
-        require_transition(request, "reject")
-        perms.require(actor, perms.APPROVE_PROMOTION, request.target)
+        promotion_actions(actor, request)["reject"].enforce()
         _decide(request, actor, Decision.REJECT, comment)
-        request.state, request.decided_at = S.REJECTED, timezone.now()
+        transition(request, "reject", now=timezone.now())
         audited_save(request, actor=actor, reason=f"rejected: {comment}", clean=False)
         _emit(
             request,
@@ -773,9 +868,8 @@ def promotion_reject(*, actor, request: PromotionRequest, comment: str) -> Promo
 def _decide(request: PromotionRequest, actor, decision: str, comment: str) -> ApprovalDecision:
     if len(comment or "") > MAX_TEXT:  # a TextField's max_length is not checked by full_clean
         raise field_error("comment", f"At most {MAX_TEXT} characters.")
+    # Deciding twice on one plan was refused by promotion_actions; a decision on an earlier plan is replaced.
     existing = ApprovalDecision.objects.filter(request=request, approver=actor).first()
-    if existing is not None and existing.plan_hash == request.plan_hash:
-        raise Conflict(f"You already decided on this request ({existing.decision}d).", code="already_decided")
     row = existing or ApprovalDecision(request=request, approver=actor)
     row.decision, row.comment, row.plan_hash, row.decided_at = decision, comment, request.plan_hash, timezone.now()
     audited_save(row, actor=actor, reason=f"{decision}d", clean=False)
@@ -784,9 +878,7 @@ def _decide(request: PromotionRequest, actor, decision: str, comment: str) -> Ap
 
 def _mark_approved(request: PromotionRequest, rules, *, actor) -> None:
     wait = max([r.wait_minutes for r in rules], default=0)
-    now = timezone.now()
-    request.state, request.approved_at, request.decided_at = S.APPROVED, now, now
-    request.deploy_after = now + timedelta(minutes=wait)
+    transition(request, "approve", now=timezone.now(), wait_minutes=wait)
     audited_save(request, actor=actor, reason="approved: every rule is met", clean=False)
     _emit(request, Event.PROMOTION_APPROVED, users=[request.requested_by] if request.requested_by else [])
     _queue_execution(request, countdown=wait * 60)
@@ -811,10 +903,8 @@ def promotion_cancel(*, actor, request: PromotionRequest, comment: str = "") -> 
     with transaction.atomic():
         request = _locked(request)
         _require_visible(actor, request)
-        if actor.pk != request.requested_by_id and not perms.may(actor, perms.MANAGE, request.target):
-            raise PermissionDenied("Only the requester or someone who manages the target environment may cancel.")
-        require_transition(request, "cancel")
-        request.state, request.decided_at = S.CANCELLED, timezone.now()
+        promotion_actions(actor, request)["cancel"].enforce()
+        transition(request, "cancel", now=timezone.now())
         audited_save(request, actor=actor, reason=f"cancelled{': ' + comment if comment else ''}", clean=False)
     return request
 
@@ -824,9 +914,7 @@ def promotion_retry(*, actor, request: PromotionRequest) -> PromotionRequest:
     with transaction.atomic():
         request = _locked(request)
         _require_visible(actor, request)
-        if actor.pk != request.requested_by_id and not perms.may(actor, perms.MANAGE, request.target):
-            raise PermissionDenied("Only the requester or someone who manages the target environment may retry.")
-        require_transition(request, "retry")
+        promotion_actions(actor, request)["retry"].enforce()
         newer = (
             PromotionRequest.objects.filter(
                 pipeline=request.pipeline, target=request.target, version=request.version, state__in=OPEN_STATES
@@ -840,7 +928,7 @@ def promotion_retry(*, actor, request: PromotionRequest) -> PromotionRequest:
                 f"({newer.state}); follow that one instead.",
                 code="duplicate_request",
             )
-        request.state, request.failure_reason, request.deploy_after = S.APPROVED, "", timezone.now()
+        transition(request, "retry", now=timezone.now())
         audited_save(request, actor=actor, reason="retry", clean=False)
         _queue_execution(request)
     return request
@@ -856,20 +944,14 @@ def promotion_override_freeze(*, actor, request: PromotionRequest, reason: str) 
     with transaction.atomic():
         request = _locked(request)
         perms.require(actor, perms.VIEW, request.target)
-        require_transition(request, "override the freeze of")
-        perms.require(actor, perms.MANAGE, request.target)
-        if request.freeze_override_confirmed_by_id:
-            raise Conflict("The freeze override is already confirmed.", code="already_confirmed")
-        now = timezone.now()
-        if request.freeze_override_requested_by_id is None:
-            request.freeze_override_requested_by, request.freeze_override_reason = actor, reason
+        promotion_actions(actor, request)["override_freeze"].enforce()
+        asking = request.freeze_override_requested_by_id is None
+        transition(request, "override_freeze", actor=actor, reason=reason, now=timezone.now())
+        if asking:
             audited_save(request, actor=actor, reason=f"freeze override asked: {reason}", clean=False)
             second = [u for u in perms.users_with(perms.MANAGE, request.target) if u.pk != actor.pk]
             _emit(request, Event.FREEZE_OVERRIDDEN, users=second, stage="asked", reason=reason, by=actor.get_username())
             return request
-        if request.freeze_override_requested_by_id == actor.pk:
-            raise PermissionDenied("A second person must confirm the freeze override.", code="second_person_required")
-        request.freeze_override_confirmed_by, request.freeze_override_at = actor, now
         audited_save(request, actor=actor, reason=f"freeze override confirmed: {reason}", clean=False)
         _emit(
             request,
@@ -898,7 +980,7 @@ def _blocked(request: PromotionRequest, reason: str) -> None:
 
 
 def _fail(request: PromotionRequest, reason: str) -> None:
-    request.state, request.failure_reason, request.lease_expires_at = S.FAILED, reason[:4000], None
+    transition(request, "fail", reason=reason)
     audited_save(request, actor=None, reason=f"failed: {reason}"[:500], clean=False)
     _emit(request, Event.PROMOTION_FAILED, users=[request.requested_by] if request.requested_by else [], reason=reason)
 
@@ -933,7 +1015,7 @@ def _prepare(request_pk: int, now) -> PromotionRequest | None:
             _fail(request, "gate failed: " + "; ".join(f"{g['rule']}: {g['detail']}" for g in failed))
             return None
         if rules and not all(s["met"] for s in rule_status(request, rules)):
-            request.state, request.approved_at, request.deploy_after = S.PENDING, None, None
+            transition(request, "reopen")
             audited_save(request, actor=None, reason="approvals no longer meet the rules", clean=False)
             return None
         deployed = run_services.active_deployment(request.pipeline, request.target)
@@ -944,17 +1026,15 @@ def _prepare(request_pk: int, now) -> PromotionRequest | None:
             with transaction.atomic():
                 return _start_attempt(request, now)
         except IntegrityError:
-            # _start_attempt changed the instance before its save failed: undo that, or saving the
-            # blocked reason would write `deploying` again and hit the same constraint.
-            request.state, request.attempts, request.lease_expires_at = S.APPROVED, request.attempts - 1, None
+            # _start_attempt changed the instance before its save failed: read the row again (still
+            # approved; the lock is held), or saving the blocked reason would write `deploying` again.
+            request = _locked(request)
             _blocked(request, "another promotion of this pipeline into this environment is deploying")
             return None
 
 
 def _start_attempt(request: PromotionRequest, now) -> PromotionRequest:
-    request.state, request.blocked_reason = S.DEPLOYING, ""
-    request.attempts += 1
-    request.lease_expires_at = now + timedelta(seconds=settings.PROMOTION_LEASE_SECONDS)
+    transition(request, "start_deploying", lease_until=now + timedelta(seconds=settings.PROMOTION_LEASE_SECONDS))
     audited_save(request, actor=None, reason=f"deploying (attempt {request.attempts})", clean=False)
     return request
 
@@ -976,11 +1056,9 @@ def _finish(request_pk: int, attempt: int) -> PromotionRequest | None:
                 promotion_request_id=request.pk,
                 note=f"promotion #{request.pk}",
             )
-        request.state, request.deployment, request.deployed_at = S.DEPLOYED, deployment, timezone.now()
-        request.lease_expires_at = None
         policy = getattr(request.target, "policy", None)
-        if policy is not None and policy.watch_first_runs:
-            request.watch_state = WatchState.WATCHING
+        watch = policy is not None and bool(policy.watch_first_runs)
+        transition(request, "finish_deploying", deployment=deployment, now=timezone.now(), watch=watch)
         audited_save(request, actor=None, reason="deployed", clean=False)
         approvers = [d.approver for d in request.decisions.select_related("approver") if d.decision == Decision.APPROVE]
         users = [u for u in [request.requested_by, *approvers] if u]
@@ -1018,7 +1096,7 @@ def promotions_sweep(now=None) -> dict:
         with transaction.atomic():
             request = _locked(PromotionRequest(pk=pk))
             if request.state == S.PENDING and request.expires_at and request.expires_at <= now:
-                request.state, request.decided_at = S.EXPIRED, now
+                transition(request, "expire", now=now)
                 audited_save(request, actor=None, reason="expired", clean=False)
                 _emit(request, Event.PROMOTION_EXPIRED, users=[request.requested_by] if request.requested_by else [])
                 expired += 1
@@ -1129,11 +1207,7 @@ def deployment_rollback(*, actor, deployment: Deployment, reason: str = "") -> t
         )
         if actor is not None:
             perms.require(actor, perms.VIEW, deployment.environment)
-            perms.require(actor, perms.MANAGE, deployment.environment)
-        if not deployment.is_active:
-            raise Conflict("Only the active deployment can be rolled back.", code="not_active")
-        if deployment.previous is None:
-            raise Conflict("There is no earlier deployment to roll back to.", code="nothing_to_roll_back_to")
+        run_services.deployment_actions(actor, deployment)["rollback"].enforce()
         target_version = deployment.previous.version
         note = f"rollback of v{deployment.version.number} to v{target_version.number}"
         new = run_services.deploy(
@@ -1153,9 +1227,7 @@ def deployment_rollback(*, actor, deployment: Deployment, reason: str = "") -> t
                 .first()
             )
             if request is not None and request.state == S.DEPLOYED:
-                request.state = S.ROLLED_BACK
-                if request.watch_state == WatchState.WATCHING:
-                    request.watch_state = WatchState.ROLLED_BACK
+                transition(request, "roll_back")
                 audited_save(request, actor=actor, reason=note, clean=False)
                 _emit(
                     request,

@@ -20,7 +20,7 @@ from apps.pipelines.models import Pipeline
 from apps.tenancy.permissions import sees_some_organization
 
 from . import selectors, services
-from .models import TERMINAL, Deployment, Run, Schedule
+from .models import Deployment, Run, Schedule
 
 
 def _pretty(value) -> str:
@@ -97,7 +97,7 @@ class RunAdmin(_EnvironmentScoped, admin.ModelAdmin):
     list_select_related = ["pipeline__project", "version", "environment"]
     search_fields = ["pipeline__slug", "pipeline__project__slug", "environment__slug", "error", "claimed_by"]
     date_hierarchy = "created_at"
-    actions = ["cancel_runs"]
+    actions = ["cancel_runs", "rerun_runs"]
     fields = [
         "pipeline",
         "version_number",
@@ -164,17 +164,27 @@ class RunAdmin(_EnvironmentScoped, admin.ModelAdmin):
         actions.pop("delete_selected", None)
         return actions
 
+    def _act(self, request, queryset, service, action: str, done_text: str) -> None:
+        """Offer each selected run to the service only if run_actions allows `action`."""
+        done = 0
+        for run in queryset.select_related("environment", "pipeline", "version"):
+            answer = services.run_actions(request.user, run)[action]
+            if not answer.allowed:
+                message = f"Run {run.pk}: cannot {action} it: {'; '.join(answer.reasons)}."
+                self.message_user(request, message, level=messages.WARNING)
+                continue
+            if self.run_service(request, service, actor=request.user, run=run) is not None:
+                done += 1
+        if done:
+            self.message_user(request, f"{done_text} {done} run(s).", level=messages.SUCCESS)
+
     @admin.action(description="Cancel selected runs")
     def cancel_runs(self, request, queryset):
-        cancelled = 0
-        for run in queryset.select_related("environment", "pipeline"):
-            if run.status in TERMINAL:
-                self.message_user(request, f"Run {run.pk} is already {run.status}.", level=messages.WARNING)
-                continue
-            if self.run_service(request, services.run_cancel, actor=request.user, run=run) is not None:
-                cancelled += 1
-        if cancelled:
-            self.message_user(request, f"Cancelled {cancelled} run(s).", level=messages.SUCCESS)
+        self._act(request, queryset, services.run_cancel, "cancel", "Cancelled")
+
+    @admin.action(description="Run selected finished runs again")
+    def rerun_runs(self, request, queryset):
+        self._act(request, queryset, services.run_rerun, "rerun", "Started again:")
 
     def run_service(self, request, func, *args, **kwargs):
         try:

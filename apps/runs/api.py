@@ -11,6 +11,8 @@ from rest_framework.decorators import action
 from rest_framework.filters import OrderingFilter
 from rest_framework.response import Response
 
+from apps.core import idempotency
+from apps.core.actions import actions_schema
 from apps.core.api import ETagMixin, StrictFilterBackend, StrictSerializer
 from apps.core.errors import field_error
 from apps.environments import permissions as perms
@@ -93,10 +95,16 @@ class RunDetailSerializer(RunSerializer):
     """A run with its measurements, its baseline comparison and the (redacted) configuration it used."""
 
     configuration = serializers.JSONField(source="resolved", read_only=True)
+    actions = serializers.SerializerMethodField()
 
     class Meta(RunSerializer.Meta):
-        fields = [*RunSerializer.Meta.fields, "metrics", "baseline", "log_excerpt", "configuration"]
+        fields = [*RunSerializer.Meta.fields, "metrics", "baseline", "log_excerpt", "configuration", "actions"]
         read_only_fields = fields
+
+    @actions_schema(*services.RUN_ACTIONS)
+    def get_actions(self, obj) -> dict:
+        answers = services.run_actions(self.context["request"].user, obj)
+        return {name: answer.as_dict() for name, answer in answers.items()}
 
 
 class RunCreateSerializer(StrictSerializer):
@@ -181,19 +189,32 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     filterset_class = RunFilter
     filter_backends = [StrictFilterBackend, OrderingFilter]
     ordering_fields = ["created_at", "finished_at", "status"]
-    required_scopes = {"create": "run", "cancel": "run", "claim": "run", "report": "run", "preview": "run"}
+    required_scopes = {
+        "create": "run",
+        "cancel": "run",
+        "rerun": "run",
+        "claim": "run",
+        "report": "run",
+        "preview": "run",
+    }
 
     def get_queryset(self):
-        if self.action in ("cancel", "claim", "report"):
+        if self.action in ("cancel", "rerun", "claim", "report"):
             return selectors.runs_for(self.request.user, (perms.VIEW, perms.RUN))
         return selectors.runs_for(self.request.user)
 
     def get_serializer_class(self):
         return RunDetailSerializer if self.action == "retrieve" else RunSerializer
 
-    @extend_schema(request=RunCreateSerializer, responses={201: RunDetailSerializer})
+    @extend_schema(
+        request=RunCreateSerializer,
+        parameters=[idempotency.IDEMPOTENCY_KEY_PARAMETER],
+        responses={201: RunDetailSerializer, 200: RunDetailSerializer},
+    )
     def create(self, request):
-        """Start a run. A run the runtime policy forbids is recorded as `rejected` (still 201)."""
+        """Start a run. A run the runtime policy forbids is recorded as `rejected` (still 201). With an
+        Idempotency-Key, a retried POST returns the run started first (200)."""
+        key = idempotency.key_from_headers(request)
         data = RunCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = data.validated_data
@@ -202,9 +223,10 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             trigger = Trigger.VALIDATION
         else:
             trigger = Trigger.API if request.auth is not None else Trigger.MANUAL
-        run = services.run_create(
+        run, created = services.run_create_once(
             actor=request.user,
             pipeline=pipeline,
+            idempotency_key=key,
             environment=_environment(pipeline, fields.get("environment")),
             version=_version(pipeline, fields.get("version")),
             parameters=fields["parameters"],
@@ -212,14 +234,24 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             trigger=trigger,
             executor_kind=fields["executor"],
         )
-        return Response(RunDetailSerializer(run).data, status=status.HTTP_201_CREATED)
+        return Response(self._detail(run), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    def _detail(self, run: Run) -> dict:
+        return RunDetailSerializer(run, context=self.get_serializer_context()).data
 
     @extend_schema(request=None, responses=RunDetailSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         """Cancel a queued run at once; a running one stops at its next batch."""
         run = services.run_cancel(actor=request.user, run=self.get_object())
-        return Response(RunDetailSerializer(self.get_queryset().get(pk=run.pk)).data)
+        return Response(self._detail(self.get_queryset().get(pk=run.pk)))
+
+    @extend_schema(request=None, responses={201: RunDetailSerializer})
+    @action(detail=True, methods=["post"])
+    def rerun(self, request, pk=None):
+        """Start a new run like this finished one (same version, parameters, sample and executor)."""
+        run = services.run_rerun(actor=request.user, run=self.get_object())
+        return Response(self._detail(run), status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses=ClaimResponse)
     @action(detail=True, methods=["post"])
@@ -229,7 +261,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             actor=request.user, run=self.get_object(), claimer=_claimer(request)
         )
         run = self.get_queryset().get(pk=run.pk)
-        response = Response({"run": RunDetailSerializer(run).data, "configuration": configuration})
+        response = Response({"run": self._detail(run), "configuration": configuration})
         response["Cache-Control"] = "no-store"
         return response
 
@@ -249,7 +281,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             log_excerpt=fields["log_excerpt"],
             error=fields["error"],
         )
-        return Response(RunDetailSerializer(self.get_queryset().get(pk=run.pk)).data)
+        return Response(self._detail(self.get_queryset().get(pk=run.pk)))
 
     @extend_schema(
         parameters=PREVIEW_PARAMETERS,
@@ -298,6 +330,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
     environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     deployed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     previous_version = serializers.IntegerField(source="previous.version.number", read_only=True, allow_null=True)
+    actions = serializers.SerializerMethodField()
 
     class Meta:
         model = Deployment
@@ -315,8 +348,14 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "note",
             "created_at",
             "deactivated_at",
+            "actions",
         ]
         read_only_fields = fields
+
+    @actions_schema(*services.DEPLOYMENT_ACTIONS)
+    def get_actions(self, obj) -> dict:
+        answers = services.deployment_actions(self.context["request"].user, obj)
+        return {name: answer.as_dict() for name, answer in answers.items()}
 
 
 class DeploymentCreateSerializer(StrictSerializer):
@@ -362,7 +401,8 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             actor=request.user, pipeline=pipeline, environment=environment, version=version
         )
         return Response(
-            DeploymentSerializer(self.get_queryset().get(pk=deployment.pk)).data, status=status.HTTP_201_CREATED
+            DeploymentSerializer(self.get_queryset().get(pk=deployment.pk), context=self.get_serializer_context()).data,
+            status=status.HTTP_201_CREATED,
         )
 
 

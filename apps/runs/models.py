@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django_fsm import RETURN_VALUE, FSMField, FSMModelMixin, transition
 from simple_history.models import HistoricalRecords
 
 from apps.core.models import TimeStampedModel
@@ -88,9 +89,15 @@ class Executor(models.TextChoices):
     EXTERNAL = "external", "External engine (claims through the API)"
 
 
-class Run(models.Model):
+R = RunStatus
+
+
+class Run(FSMModelMixin, models.Model):
     """One execution of a pipeline version in an environment. The row is the outbox: a queued run
-    is dispatched on commit, and the beat sweep re-dispatches runs left queued or whose worker died."""
+    is dispatched on commit, and the beat sweep re-dispatches runs left queued or whose worker died.
+
+    The status is protected and changes only through the transition methods below (django-fsm-2);
+    the services lock the row, call one, and save."""
 
     pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="runs")
     version = models.ForeignKey(PipelineVersion, on_delete=models.PROTECT, related_name="runs")
@@ -99,7 +106,7 @@ class Run(models.Model):
     trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.MANUAL)
     executor = models.CharField(max_length=20, choices=Executor.choices, default=Executor.BUILTIN)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    status = FSMField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True, protected=True)
     parameters = models.JSONField(default=dict, blank=True)
     sample = models.BooleanField(default=False)
     resolved = models.JSONField(default=dict, blank=True, help_text="Resolved configuration, secrets redacted.")
@@ -115,15 +122,70 @@ class Run(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=200, blank=True)
+    idempotency_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
 
     objects = EnvScopedQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["pipeline", "environment", "status"], name="run_pipeline_env_status")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["requested_by", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="uniq_run_idempotency_key",
+            )
+        ]
 
     def __str__(self):
         return f"run {self.pk} of {self.pipeline} in {self.environment.slug} ({self.status})"
+
+    # --- transitions (the caller saves) ---
+
+    @transition(field=status, source=R.QUEUED, target=R.REJECTED)
+    def reject_by_policy(self, *, error: str, now) -> None:
+        """Recorded, never executed: the runtime policy forbids what the run would write."""
+        self.error, self.finished_at = error[:4000], now
+
+    @transition(field=status, source=R.QUEUED, target=R.CANCELLED)
+    @transition(field=status, source=R.RUNNING, target=None)
+    def cancel(self, *, now) -> None:
+        """A queued run is cancelled at once; a running one is asked to stop at its next batch."""
+        self.cancel_requested = True
+        if self.status == R.QUEUED:
+            self.finished_at = now
+
+    @transition(field=status, source=R.QUEUED, target=R.RUNNING, conditions=[lambda run: not run.cancel_requested])
+    def claim(self, *, claimer: str, now, lease_until) -> None:
+        """A worker or an external engine takes the run: one more attempt, under a lease."""
+        self.claimed_by, self.started_at = claimer, self.started_at or now
+        self.attempts += 1
+        self.lease_expires_at = lease_until
+
+    @transition(field=status, source=R.RUNNING, target=RETURN_VALUE(R.SUCCEEDED, R.FAILED, R.REJECTED, R.CANCELLED))
+    def finish(self, *, status: str, metrics=None, error: str = "", log: str = "", now) -> str:
+        self.metrics, self.error, self.log_excerpt = metrics or {}, error[:4000], log[-20000:]
+        self.finished_at, self.lease_expires_at = now, None
+        return status
+
+    @transition(field=status, source=R.RUNNING, target=RETURN_VALUE(R.QUEUED, R.CANCELLED, R.FAILED))
+    def reclaim(self, *, now, max_attempts: int) -> str:
+        """The worker (or external engine) stopped renewing its lease: cancel the run if a cancel
+        was asked for, fail it after `max_attempts`, else queue it again for anyone to claim."""
+        if self.cancel_requested:
+            self.error = "Cancelled."
+        elif self.attempts >= max_attempts:
+            self.error = (
+                "The executor stopped reporting."
+                if self.executor == Executor.EXTERNAL
+                else "The worker died too many times."
+            )
+        else:
+            self.claimed_by = ""
+            return R.QUEUED
+        self.finished_at, self.lease_expires_at = now, None
+        return R.CANCELLED if self.cancel_requested else R.FAILED
 
 
 class ScheduleFireQuerySet(EnvScopedQuerySet):

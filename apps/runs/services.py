@@ -9,7 +9,10 @@ from croniter import croniter
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django_fsm import can_proceed
 
+from apps.core import idempotency
+from apps.core.actions import ALLOWED, Answer, refused
 from apps.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed, field_error
 from apps.core.services import audited_delete, audited_save, validate
 from apps.environments import permissions as perms
@@ -24,8 +27,8 @@ from .models import TERMINAL, Deployment, Executor, Run, RunStatus, Schedule, Sc
 
 logger = logging.getLogger("planasonix.runs")
 
-# Hooks for apps above this one (approvals): callables (environment) -> str | None; a non-empty
-# answer means "deploying here needs a promotion" and is the reason shown to the caller.
+# Hooks for apps above this one (approvals): callables (pipeline, environment) -> str | None; a
+# non-empty answer means "deploying this pipeline here needs a promotion" and is the reason shown.
 direct_deploy_guards: list = []
 
 
@@ -81,6 +84,27 @@ def deploy(
     return deployment
 
 
+DEPLOYMENT_ACTIONS = ("rollback",)
+
+
+def deployment_actions(user, deployment: Deployment) -> dict[str, Answer]:
+    """For each of DEPLOYMENT_ACTIONS: allowed, or why not. Rolling back needs manage_environment
+    (`user=None` is the platform's automatic rollback), an active deployment and one before it."""
+    environment = deployment.environment
+    if user is not None and not perms.may(user, perms.MANAGE, environment):
+        message = f"You lack the '{perms.MANAGE}' permission on environment '{environment.slug}'."
+        rollback = refused(
+            PermissionDenied(message, code="permission_denied"), f"you lack {perms.MANAGE} on '{environment.slug}'"
+        )
+    elif not deployment.is_active:
+        rollback = refused(Conflict("Only the active deployment can be rolled back.", code="not_active"))
+    elif deployment.previous_id is None:
+        rollback = refused(Conflict("There is no earlier deployment to roll back to.", code="nothing_to_roll_back_to"))
+    else:
+        rollback = ALLOWED
+    return {"rollback": rollback}
+
+
 def deploy_direct(*, actor, pipeline: Pipeline, environment: Environment, version: PipelineVersion) -> Deployment:
     """Deploy without a promotion: only where no approval rule applies and the stage is not protected
     (config editors; manage_environment too while the environment is locked)."""
@@ -91,7 +115,7 @@ def deploy_direct(*, actor, pipeline: Pipeline, environment: Environment, versio
     if window is not None:
         raise Conflict(f"'{environment.slug}' is in a freeze window ({window.reason}); deployments are blocked.")
     for guard in direct_deploy_guards:
-        reason = guard(environment)
+        reason = guard(pipeline, environment)
         if reason:
             raise PermissionDenied(reason)
     return deploy(actor=actor, pipeline=pipeline, environment=environment, version=version, note="direct deploy")
@@ -155,6 +179,8 @@ def run_create(
     sample: bool = False,
     trigger: str = Trigger.MANUAL,
     executor_kind: str = Executor.BUILTIN,
+    idempotency_key: str = "",
+    idempotency_fingerprint: str = "",
 ) -> Run:
     """Create a run and queue it, or record it as rejected when the policy forbids it. Nothing is
     ever written by a rejected run; configuration errors refuse the request (400)."""
@@ -191,13 +217,15 @@ def run_create(
         sample=sample,
         resolved=resolved,
         deployment=active_deployment(pipeline, environment),
+        idempotency_key=idempotency_key,
+        idempotency_fingerprint=idempotency_fingerprint,
     )
     violations = destination_violations(resolved, resolved["policy"].get("allowed_destinations") or [])
     with transaction.atomic():
         if violations:
-            run.status = RunStatus.REJECTED
-            run.error = "Rejected by the runtime policy: " + "; ".join(violations) + "."
-            run.finished_at = timezone.now()
+            run.reject_by_policy(
+                error="Rejected by the runtime policy: " + "; ".join(violations) + ".", now=timezone.now()
+            )
             run.save()
             environment_emit(environment, "policy.violated", _event(run, reason=run.error))
             return run
@@ -205,6 +233,28 @@ def run_create(
         if executor_kind == Executor.BUILTIN:
             transaction.on_commit(lambda: dispatch(run.pk), robust=True)
     return run
+
+
+def run_create_once(*, actor, pipeline: Pipeline, idempotency_key: str, **fields) -> tuple[Run, bool]:
+    """run_create with an Idempotency-Key: returns (run, created); a retried call with the same key
+    and body returns the first run, the same key with another body is a 409."""
+    body = idempotency.fingerprint(
+        pipeline=pipeline.pk,
+        **{name: getattr(value, "pk", value) for name, value in fields.items()},
+    )
+    return idempotency.create_once(
+        queryset=Run.objects.filter(requested_by=actor),
+        key=idempotency_key,
+        body_fingerprint=body,
+        create=lambda: run_create(
+            actor=actor,
+            pipeline=pipeline,
+            idempotency_key=idempotency_key,
+            idempotency_fingerprint=body if idempotency_key else "",
+            **fields,
+        ),
+        what="run",
+    )
 
 
 def dispatch(run_pk: int) -> None:
@@ -227,19 +277,70 @@ def _event(run: Run, **extra) -> dict:
     }
 
 
+RUN_ACTIONS = ("cancel", "rerun")
+
+
+def _run_permission(user, run: Run) -> Answer | None:
+    if perms.may(user, perms.RUN, run.environment):
+        return None
+    message = f"You lack the '{perms.RUN}' permission on environment '{run.environment.slug}'."
+    return refused(
+        PermissionDenied(message, code="permission_denied"), f"you lack {perms.RUN} on '{run.environment.slug}'"
+    )
+
+
+def _rerun_answer(run: Run) -> Answer:
+    if run.status not in TERMINAL:
+        return refused(
+            Conflict(f"Run {run.pk} is {run.status}: rerun it once it has finished."), f"the run is {run.status}"
+        )
+    if runs_only_deployed(run.environment):
+        deployment = active_deployment(run.pipeline, run.environment)
+        if deployment is None or deployment.version_id != run.version_id:
+            message = (
+                f"'{run.environment.slug}' runs only its deployed version; v{run.version.number} is not deployed there."
+            )
+            return refused(field_error("version", message), message)
+    return ALLOWED
+
+
+def run_actions(user, run: Run) -> dict[str, Answer]:
+    """For each of RUN_ACTIONS: allowed, or why not (and the error the service raises). The services
+    enforce it; the API and the admin render it."""
+    permission = _run_permission(user, run)
+    cancel = None
+    if not can_proceed(run.cancel):
+        cancel = refused(Conflict(f"Run {run.pk} is already {run.status}."), f"the run is already {run.status}")
+    return {
+        "cancel": permission or cancel or ALLOWED,
+        "rerun": permission or _rerun_answer(run),
+    }
+
+
 def run_cancel(*, actor, run: Run) -> Run:
     """Cancel a queued run at once; a running one stops at its next batch."""
-    perms.require(actor, perms.RUN, run.environment)
     with transaction.atomic():
-        run = Run.objects.select_for_update().get(pk=run.pk)
-        if run.status in TERMINAL:
-            raise Conflict(f"Run {run.pk} is already {run.status}.")
-        if run.status == RunStatus.QUEUED:
-            run.status = RunStatus.CANCELLED
-            run.finished_at = timezone.now()
-        run.cancel_requested = True
+        run = Run.objects.select_for_update(of=("self",)).select_related("environment").get(pk=run.pk)
+        run_actions(actor, run)["cancel"].enforce()
+        run.cancel(now=timezone.now())
         run.save(update_fields=["status", "finished_at", "cancel_requested"])
     return run
+
+
+def run_rerun(*, actor, run: Run) -> Run:
+    """Start a new run like a finished one (same pipeline, environment, version, parameters, sample,
+    executor), requested by `actor`."""
+    run_actions(actor, run)["rerun"].enforce()
+    return run_create(
+        actor=actor,
+        pipeline=run.pipeline,
+        environment=run.environment,
+        version=run.version,
+        parameters=run.parameters,
+        sample=run.sample,
+        trigger=Trigger.VALIDATION if run.trigger == Trigger.VALIDATION else Trigger.MANUAL,
+        executor_kind=run.executor,
+    )
 
 
 # --- executing --------------------------------------------------------------------------------
@@ -249,13 +350,9 @@ def _claim(run_pk: int, claimer: str) -> Run | None:
     now = timezone.now()
     with transaction.atomic():
         run = Run.objects.select_for_update(skip_locked=True).filter(pk=run_pk).first()
-        if run is None or run.status != RunStatus.QUEUED or run.cancel_requested:
+        if run is None or not can_proceed(run.claim):  # taken, finished, or asked to cancel
             return None
-        run.status = RunStatus.RUNNING
-        run.claimed_by = claimer
-        run.started_at = run.started_at or now
-        run.attempts += 1
-        run.lease_expires_at = now + timedelta(seconds=settings.RUN_LEASE_SECONDS)
+        run.claim(claimer=claimer, now=now, lease_until=now + timedelta(seconds=settings.RUN_LEASE_SECONDS))
         run.save(update_fields=["status", "claimed_by", "started_at", "attempts", "lease_expires_at"])
         return run
 
@@ -366,14 +463,9 @@ def _finish(run: Run, status: str, *, metrics=None, error: str = "", log: str = 
             .select_related("pipeline", "version", "environment")
             .get(pk=run.pk)
         )
-        if run.status != RunStatus.RUNNING or (attempt is not None and run.attempts != attempt):
+        if not can_proceed(run.finish) or (attempt is not None and run.attempts != attempt):
             return run
-        run.status = status
-        run.metrics = metrics or {}
-        run.error = error[:4000]
-        run.log_excerpt = log[-20000:]
-        run.finished_at = timezone.now()
-        run.lease_expires_at = None
+        run.finish(status=status, metrics=metrics, error=error, log=log, now=timezone.now())
         if (status == RunStatus.SUCCEEDED and run.trigger == Trigger.VALIDATION) or (
             status == RunStatus.SUCCEEDED and run.environment.kind == Kind.STAGING
         ):
@@ -641,24 +733,15 @@ def runs_sweep(now: datetime | None = None) -> dict:
         for run in Run.objects.select_for_update(skip_locked=True).filter(
             status=RunStatus.RUNNING, lease_expires_at__lt=now
         ):
-            if run.cancel_requested:
-                run.status, run.error = RunStatus.CANCELLED, "Cancelled."
-            elif run.attempts >= settings.RUN_MAX_ATTEMPTS:
-                run.status = RunStatus.FAILED
-                run.error = (
-                    "The executor stopped reporting."
-                    if run.executor == Executor.EXTERNAL
-                    else "The worker died too many times."
-                )
-                failed.append(run)
-            else:
+            run.reclaim(now=now, max_attempts=settings.RUN_MAX_ATTEMPTS)
+            if run.status == RunStatus.QUEUED:
                 # An external engine that stops reporting loses its claim: another may claim the run.
-                run.status, run.claimed_by = RunStatus.QUEUED, ""
                 if run.executor == Executor.BUILTIN:
                     requeued.append(run.pk)
                 run.save(update_fields=["status", "claimed_by"])
                 continue
-            run.finished_at, run.lease_expires_at = now, None
+            if run.status == RunStatus.FAILED:
+                failed.append(run)
             run.save(update_fields=["status", "error", "finished_at", "lease_expires_at"])
         for run in failed:
             environment_emit(run.environment, "run.failed", _event(run, error=run.error))

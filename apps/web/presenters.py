@@ -179,14 +179,13 @@ def _rules(statuses: list[dict]) -> list[dict]:
 def request_page(user, promotion: PromotionRequest) -> dict:
     """Everything the request detail shows, from the approvals services."""
     rules = approvals.rules_for(promotion.pipeline, promotion.target)
-    blockers = approvals.approval_blockers(user, promotion, rules)
+    actions = approvals.promotion_actions(user, promotion, rules)
     gates = approvals.evaluate_gates(promotion, rules, at=promotion.created_at)
     stale = False
     if promotion.state in OPEN_FOR_PLAN:
         _plan, current_hash = approvals.build_plan(promotion.pipeline, promotion.version, promotion.target)
         stale = current_hash != promotion.plan_hash
     plan = promotion.plan or {}
-    may_decide = perms.may(user, perms.APPROVE_PROMOTION, promotion.target)
     return {
         "promotion": promotion,
         "version": promotion.version,
@@ -199,10 +198,13 @@ def request_page(user, promotion: PromotionRequest) -> dict:
         "rules": _rules(approvals.rule_status(promotion, rules)),
         "no_rules": not rules,
         "gates": _gates(gates),
-        "blockers": blockers,
-        "may_approve": not blockers,
-        "may_reject": may_decide and promotion.state == PromotionState.PENDING,
-        "is_requester": promotion.requested_by_id == user.pk,
+        # The buttons are promotion_actions' answers; the decision card shows while the state machine
+        # still allows a decision.
+        "decidable": bool({"approve", "reject"} & promotion.available_transitions()),
+        "blockers": actions["approve"].reasons,
+        "may_approve": actions["approve"].allowed,
+        "may_reject": actions["reject"].allowed,
+        "may_cancel": actions["cancel"].allowed,
         "runs": _runs(promotion, gates),
         "timeline": _timeline(promotion),
     }

@@ -234,8 +234,7 @@ def test_cancel_action_goes_through_the_service(promo, org_admin, approved):
 
 
 def test_retry_action_goes_through_the_service(promo, org_admin, approved):
-    approved.state, approved.failure_reason = PromotionState.FAILED, "disk full"
-    approved.save()
+    PromotionRequest.objects.filter(pk=approved.pk).update(state=PromotionState.FAILED, failure_reason="disk full")
     login(org_admin).post(REQUESTS, {"action": "retry_requests", ACTION_CHECKBOX_NAME: [approved.pk]})
     approved.refresh_from_db()
     assert approved.state == PromotionState.APPROVED and approved.failure_reason == ""

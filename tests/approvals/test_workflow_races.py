@@ -13,14 +13,19 @@ from apps.approvals.models import ApprovalDecision, PromotionRequest, PromotionS
 from apps.core.errors import Conflict, PermissionDenied
 from apps.runs.models import Deployment
 
-from .workflow_support import execute_messages_held, production_approvers, request_production, stage_for_production
+from .workflow_support import (
+    execute_messages_held,
+    production_approvers,
+    request_production,
+    run_together,
+    stage_for_production,
+)
 
 pytestmark = [pytest.mark.race, pytest.mark.django_db(transaction=True)]
 
 S = PromotionState
 THREADS = 20
 APPROVERS = 12  # the rest of the threads execute
-JOIN_SECONDS = 60
 EXECUTE_DEADLINE_SECONDS = 20
 
 
@@ -28,28 +33,6 @@ EXECUTE_DEADLINE_SECONDS = 20
 def _postgresql_only():
     if connection.vendor != "postgresql":
         pytest.skip("Race tests need PostgreSQL: SQLite serialises writers, so nothing would race.")
-
-
-def run_together(workers) -> None:
-    """Start one thread per callable behind a barrier; each closes its own connection."""
-    barrier = threading.Barrier(len(workers))
-
-    def wrap(work):
-        def target():
-            try:
-                barrier.wait(timeout=30)
-                work()
-            finally:
-                connection.close()
-
-        return target
-
-    threads = [threading.Thread(target=wrap(work)) for work in workers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=JOIN_SECONDS)
-    assert not any(t.is_alive() for t in threads), "a thread hung"
 
 
 def assert_deployed_once(request: PromotionRequest, production) -> None:

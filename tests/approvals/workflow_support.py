@@ -23,6 +23,29 @@ from apps.tenancy.models import Role
 
 EXECUTE = "apps.approvals.tasks.execute_promotion"
 DEADLINE_SECONDS = 30
+JOIN_SECONDS = 60
+
+
+def run_together(workers) -> None:
+    """Start one thread per callable behind a barrier; each closes its own connection."""
+    barrier = threading.Barrier(len(workers))
+
+    def wrap(work):
+        def target():
+            try:
+                barrier.wait(timeout=30)
+                work()
+            finally:
+                connection.close()
+
+        return target
+
+    threads = [threading.Thread(target=wrap(work)) for work in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=JOIN_SECONDS)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
 
 
 def poll(check, *, describe, timeout: float = DEADLINE_SECONDS, interval: float = 0.1):

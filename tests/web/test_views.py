@@ -155,13 +155,15 @@ def test_requester_sees_no_approve_button(client_for, web, production_request):
 
 
 def test_requester_who_may_approve_is_told_why_not(client_for, web):
-    """The organization admin may approve into staging, but not their own request."""
+    """The organization admin may decide requests into staging, but not their own (reject obeys the
+    rules' eligibility like approve; withdrawing is the cancel button)."""
     request, _ = approvals.promotion_request_create(
         actor=web["org_admin"], pipeline=web["pipeline"], version=web["version"], source=web["development"]
     )
     html = client_for(web["org_admin"]).get(detail_url(request)).content.decode()
     assert "You cannot approve your own request" in html
-    assert 'value="approve"' not in html and 'value="reject"' in html
+    assert 'value="approve"' not in html and 'value="reject"' not in html
+    assert "Cancel this request" in html
 
 
 def test_outsider_and_people_without_view_get_404(client_for, web, outsider, production_request, staging_request):
@@ -191,7 +193,9 @@ def test_two_approvals_approve_and_the_worker_deploys(client_for, web, productio
     )
     assert first.status_code == 302 and first["Location"] == detail_url(production_request)
     page = client_for(web["prod_approver"]).get(detail_url(production_request))
-    assert b"1 of 2 approvals" in page.content and b"You already" not in page.content
+    assert b"1 of 2 approvals" in page.content
+    # the page says what the API and the service say: this approver has decided on this plan
+    assert b"You already decided on this plan (approved)." in page.content and b'value="approve"' not in page.content
     second = client_for(web["prod_approver2"]).post(
         decide_url(production_request), {"decision": "approve", "plan_hash": production_request.plan_hash}
     )
