@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from apps.core.api import ETagMixin, StrictFilterBackend, StrictSerializer
 from apps.core.errors import field_error
+from apps.core.models import without_blobs
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline
@@ -193,7 +194,8 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def get_queryset(self):
         if self.action in ("cancel", "claim", "report"):
             return selectors.runs_for(self.request.user, (perms.VIEW, perms.RUN))
-        return selectors.runs_for(self.request.user)
+        runs = selectors.runs_for(self.request.user)
+        return without_blobs(runs) if self.action == "list" else runs
 
     def get_serializer_class(self):
         return RunDetailSerializer if self.action == "retrieve" else RunSerializer

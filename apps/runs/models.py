@@ -111,6 +111,9 @@ class Run(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
+    # Never loaded by a list, changelist or list page (apps.core.models.without_blobs).
+    HEAVY_FIELDS = ("resolved", "metrics", "baseline", "log_excerpt")
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["pipeline", "environment", "status"], name="run_pipeline_env_status")]

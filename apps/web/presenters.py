@@ -264,7 +264,9 @@ def pipeline_page(user, pipeline) -> dict:
         for d in deployments_for(user).filter(pipeline=pipeline, is_active=True).select_related("version__author")
     }
     stages = [{"environment": e, "deployment": deployed.get(e.pk)} for e in environments]
-    runs = list(runs_for(user).filter(pipeline=pipeline).order_by("-created_at", "-id")[:RECENT_RUNS])
+    # The page shows each run's metrics and baseline verdict, never its resolved configuration or log.
+    recent = runs_for(user).filter(pipeline=pipeline).defer("resolved", "log_excerpt")
+    runs = list(recent.order_by("-created_at", "-id")[:RECENT_RUNS])
     requestable = perms.environments_where(
         user, perms.REQUEST_PROMOTION, Environment.objects.filter(organization_id=pipeline.project.organization_id)
     ).exists()
