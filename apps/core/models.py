@@ -7,11 +7,20 @@ import zlib
 from django.db import models
 
 
-def without_blobs(queryset: models.QuerySet) -> models.QuerySet:
-    """The queryset minus its model's heavy columns (`HEAVY_FIELDS`: plans, resolved answers, metrics,
-    logs, graphs), for lists, changelists and list pages; details load the row whole."""
-    heavy = getattr(queryset.model, "HEAVY_FIELDS", ())
-    return queryset.defer(*heavy) if heavy else queryset
+def without_blobs(queryset: models.QuerySet, *, keep: tuple[str, ...] = ()) -> models.QuerySet:
+    """The queryset minus the heavy columns (`HEAVY_FIELDS`: resolved answers, metrics, logs, graphs)
+    of its model and of every model it selects related, for lists, changelists and list pages;
+    details load the row whole. `keep` names columns a list does show (e.g. a run's metrics)."""
+    deferred = [name for name in _heavy_paths(queryset.model, queryset.query.select_related, "") if name not in keep]
+    return queryset.defer(*deferred) if deferred else queryset
+
+
+def _heavy_paths(model, related, prefix: str) -> list[str]:
+    paths = [f"{prefix}{name}" for name in getattr(model, "HEAVY_FIELDS", ())]
+    for name, nested in related.items() if isinstance(related, dict) else ():
+        field = model._meta.get_field(name)
+        paths += _heavy_paths(field.related_model, nested, f"{prefix}{name}__")
+    return paths
 
 
 class TimeStampedModel(models.Model):

@@ -42,6 +42,13 @@ def _administered_organizations(user):
     return Organization.objects.filter(memberships__user=user, memberships__role__in=ADMIN_ROLES).distinct()
 
 
+def _administers_an_organization(request) -> bool:
+    # Asked by several admins per page (sidebar, buttons): answered once per request.
+    if not hasattr(request, "_administers_an_organization"):
+        request._administers_an_organization = _administered_organizations(request.user).exists()
+    return request._administers_an_organization
+
+
 # --- inlines ----------------------------------------------------------------------------------
 
 POLICY_FORM_FIELDS = services.POLICY_FIELDS | {"notification_channels"}
@@ -314,20 +321,20 @@ class EnvironmentAdmin(ReinforcedGuardedModelAdmin, AuditedAdmin):
     def has_view_permission(self, request, obj=None):
         if obj is not None:
             return perms.may(request.user, perms.VIEW, obj)
-        return perms.environments_where(request.user, perms.VIEW).exists()
+        return perms.holds_anywhere(request.user, perms.VIEW)
 
     def has_change_permission(self, request, obj=None):
         if obj is not None:
             return perms.may(request.user, perms.MANAGE, obj)
-        return perms.environments_where(request.user, perms.MANAGE).exists()
+        return perms.holds_anywhere(request.user, perms.MANAGE)
 
     def has_add_permission(self, request):
-        return _administered_organizations(request.user).exists()
+        return _administers_an_organization(request)
 
     def has_delete_permission(self, request, obj=None):
         if obj is not None:
             return is_org_admin(request.user, obj.organization)
-        return _administered_organizations(request.user).exists()
+        return _administers_an_organization(request)
 
     # --- forms ---
 
@@ -513,7 +520,7 @@ class _GrantAdmin(AuditedAdmin):
     def has_view_permission(self, request, obj=None):
         if obj is not None:
             return perms.may(request.user, perms.MANAGE, obj.content_object)
-        return perms.environments_where(request.user, perms.MANAGE).exists()
+        return perms.holds_anywhere(request.user, perms.MANAGE)
 
     def has_add_permission(self, request):
         return False

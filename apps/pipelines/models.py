@@ -70,6 +70,9 @@ class PipelineVersion(models.Model):
     compare_url = models.URLField(max_length=1000, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
+    # Never loaded by a list, changelist or list page (apps.core.models.without_blobs).
+    HEAVY_FIELDS = ("graph",)
+
     class Meta:
         ordering = ["pipeline", "-number"]
         constraints = [models.UniqueConstraint(fields=["pipeline", "number"], name="uniq_pipeline_version_number")]

@@ -11,7 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.filters import OrderingFilter
 from rest_framework.response import Response
 
-from apps.core.api import ETagMixin, StrictFilterBackend, StrictSerializer
+from apps.core.api import CursorPagination, ETagMixin, StrictFilterBackend, StrictSerializer
 from apps.core.errors import field_error
 from apps.core.models import without_blobs
 from apps.environments import permissions as perms
@@ -184,11 +184,12 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     """Runs of pipelines in environments. Starting, cancelling, claiming and reporting take a
     `run`-scoped key (or a session); reading takes `read`."""
 
+    pagination_class = CursorPagination  # large and append-mostly: no COUNT(*)
     queryset = Run.objects.none()
     serializer_class = RunSerializer
     filterset_class = RunFilter
     filter_backends = [StrictFilterBackend, OrderingFilter]
-    ordering_fields = ["created_at", "finished_at", "status"]
+    ordering_fields = ["created_at", "status"]  # a cursor orders by a column that is never null
     required_scopes = {"create": "run", "cancel": "run", "claim": "run", "report": "run", "preview": "run"}
 
     def get_queryset(self):
@@ -355,7 +356,8 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     ordering_fields = ["created_at"]
 
     def get_queryset(self):
-        return selectors.deployments_for(self.request.user)
+        deployments = selectors.deployments_for(self.request.user)
+        return without_blobs(deployments) if self.action == "list" else deployments
 
     @extend_schema(request=DeploymentCreateSerializer, responses={201: DeploymentSerializer})
     def create(self, request):

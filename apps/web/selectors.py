@@ -10,6 +10,7 @@ from django.db.models.functions import Cast
 
 from apps.approvals import selectors as approval_selectors
 from apps.approvals.models import OPEN_STATES, PromotionState
+from apps.core.models import without_blobs
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
 from apps.tenancy.models import ADMIN_ROLES, Organization
@@ -24,7 +25,7 @@ RECENT_LIMIT = 20
 
 def inbox(user, filters: dict) -> dict:
     """Awaiting me, my requests and recently decided ones, narrowed by the inbox filters."""
-    base = approval_selectors.promotions_for(user)
+    base = without_blobs(approval_selectors.promotions_for(user))
     for name, lookup in (("project", "pipeline__project"), ("pipeline", "pipeline"), ("target", "target")):
         if filters.get(name):
             base = base.filter(**{lookup: filters[name]})
