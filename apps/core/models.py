@@ -107,6 +107,12 @@ class FrozenDocumentAttribute:
             return
         instance.__dict__[f"_doc_{self.name}"] = (_PENDING, value)
 
+    def share(self, source, target) -> None:
+        """Give `target` the value `source` has read, when both point at the same document."""
+        cached = source.__dict__.get(f"_doc_{self.name}")
+        if cached is not None and cached[0] is not _PENDING and cached[0] == getattr(target, self._attname(target)):
+            target.__dict__[f"_doc_{self.name}"] = cached
+
     def flush(self, instance) -> None:
         """Store an assigned value and point the foreign key at it (called before the row is saved)."""
         cached = instance.__dict__.get(f"_doc_{self.name}")

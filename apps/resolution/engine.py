@@ -235,6 +235,26 @@ def _compute(pipeline, project, environment, version, parameters, snap: Snapshot
     }
 
 
+def config_view(answer: dict) -> dict:
+    """The parts of a (redacted) resolution that approvers review, plans hash and a deployment keeps."""
+    return {
+        "variables": {
+            name: {
+                "value": entry["secret"] or entry["value"],
+                "source": entry["source"],
+                "secret": bool(entry["secret"]),
+            }
+            for name, entry in sorted(answer["variables"].items())
+        },
+        "connections": {
+            name: {"kind": entry["kind"], "params": entry["params"], "credential": entry["credential"]}
+            for name, entry in sorted(answer["connections"].items())
+        },
+        "policy": answer["policy"],
+        "graph": answer["graph"],
+    }
+
+
 def _secret_value(secret, environment, snap: Snapshot, result: _Result, path: str, materializer):
     if secret.id not in snap.allowed_secret_ids:
         result.error(

@@ -289,12 +289,13 @@ def api_key_authenticate(token: str) -> ApiKey | None:
         return None
     # One query: the key, its owner, its organization and whether the owner is still a member.
     membership = Membership.objects.filter(organization=OuterRef("organization"), user=OuterRef("owner"))
-    key = (
+    found = (
         ApiKey.objects.select_related("owner", "organization")
         .annotate(owner_is_member=Exists(membership))
         .filter(prefix=parts[1])
-        .first()
+        .order_by()[:1]  # the prefix is unique: no ORDER BY to build or run
     )
+    key = next(iter(found), None)
     if key is None or not hmac.compare_digest(key.key_hash, _hash_token(token)):
         return None
     if not key.is_active or not key.owner.is_active or not key.owner_is_member:
