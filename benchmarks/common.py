@@ -45,6 +45,9 @@ def setup_django(*, urlconf: str | None = None) -> None:
     from django.core.cache import cache
 
     cache.clear()
+    import gc
+
+    gc.freeze()  # as the web and worker processes do once the app has loaded (gunicorn.conf.py, celery.py)
 
 
 def timed(func, repeat: int = REPEAT) -> dict:

@@ -123,7 +123,12 @@ def resolve(
         "pipeline_id": pipeline.pk if pipeline else None,
         "environment": environment,
     }
-    snap = load_as_of(at=as_of, **loader_args) if as_of is not None else load_live(**loader_args)
+    if as_of is not None:
+        snap = load_as_of(at=as_of, **loader_args)
+    elif use_cache:
+        snap = _cached_snapshot(revision, loader_args)
+    else:
+        snap = load_live(**loader_args)
     answer = _compute(pipeline, project, environment, version, parameters or {}, snap, materializer)
     answer["as_of"] = as_of.isoformat() if as_of is not None else None
     answer["config_revision"] = revision
@@ -131,6 +136,21 @@ def resolve(
     if cacheable:
         cache.set(key, answer, CACHE_SECONDS)
     return answer
+
+
+def _cached_snapshot(revision, loader_args: dict) -> Snapshot:
+    """The environment's live rows, cached under the configuration revision (which every write bumps):
+    a resolve of another version, with run parameters or by an executor loads no rows again. The
+    snapshot holds secret names and ids only, never a value, so it is safe to cache."""
+    key = (
+        f"snapshot:v1:{loader_args['organization_id']}:{loader_args['project_id']}:{loader_args['pipeline_id']}:"
+        f"{loader_args['environment'].pk}:{revision}"
+    )
+    snap = cache.get(key)
+    if snap is None:
+        snap = load_live(**loader_args)
+        cache.set(key, snap, CACHE_SECONDS)
+    return snap
 
 
 def _compute(pipeline, project, environment, version, parameters, snap: Snapshot, materializer) -> dict:
