@@ -42,6 +42,9 @@ check: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/resolution.py
+	$(BIN)/python benchmarks/lists.py
+	$(BIN)/python benchmarks/request.py
+	$(BIN)/python benchmarks/deploy.py
 
 clean-var:
 	rm -rf var

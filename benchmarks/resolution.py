@@ -1,41 +1,24 @@
 """Benchmark of `resolve` for 10 … 10,000 variables with overrides in one environment.
 
 For each size it measures, in the same run and on the same database:
-  floor  — one hand-written SQL query through the driver fetching the same rows (definitions
-           joined with this environment's overrides), the least any resolver must do;
+  floor  — a hand-written resolver: the same queries as the engine's live snapshot (all definition
+           columns joined with this environment's overrides under the same scope filter; roles,
+           bindings, secrets, policy, the configuration revision) through the driver, building the
+           same `variables` dict (checked equal to resolve()["variables"]);
   cold   — resolve() with an empty cache (loading, layering, interpolation, bindings, graph);
-  warm   — resolve() answered from the cache (one query for the configuration revision);
-and the number of queries of a cold resolve. Prints a table and writes results/resolution.json.
+  warm   — resolve() answered from the cache;
+and the number of queries of a cold and a warm resolve.
 
-Run: make bench  (SQLite in a temporary folder; set BENCH_DATABASE_URL=postgres://... to use an
-existing empty PostgreSQL database instead)."""
+Run: make bench  (SQLite in a temporary folder; BENCH_DATABASE_URL=postgres://... for PostgreSQL;
+BENCH_SIZES=10,100 for a quicker run)."""
 
 import json
 import os
-import statistics
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import REPEAT, bulk_variables, ratio, report, setup_django, timed
+
 SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "10,100,1000,10000").split(",")]
-REPEAT = int(os.environ.get("BENCH_REPEAT", "7"))
-
-
-def setup_django():
-    tmp = Path(tempfile.mkdtemp(prefix="planasonix-bench-"))
-    os.environ["PLANASONIX_VAR_DIR"] = str(tmp)
-    os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{tmp / 'bench.sqlite3'}")
-    os.environ.setdefault("CACHE_URL", "locmemcache://bench")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "planasonix_env.settings"
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+SCOPE_RANK = {"pipeline": 0, "project": 1, "organization": 2}
 
 
 def build(size: int):
@@ -47,7 +30,6 @@ def build(size: int):
     from apps.environments import services as env_services
     from apps.pipelines import services as pipeline_services
     from apps.tenancy import services as tenancy_services
-    from apps.variables.models import Variable, VariableOverride
 
     user_model = get_user_model()
     admin, _ = user_model.objects.get_or_create(username="bench", defaults={"is_staff": True, "is_superuser": True})
@@ -55,15 +37,7 @@ def build(size: int):
     env = env_services.environment_create(actor=admin, organization=org, name="Production", kind="production")
     project = pipeline_services.project_create(actor=admin, organization=org, name="P")
     pipeline = pipeline_services.pipeline_create(actor=admin, project=project, name="Pipe")
-    # Bulk set-up of benchmark fixtures: history rows are irrelevant to what is measured.
-    variables = Variable.objects.bulk_create(
-        [Variable(organization=org, name=f"var_{i:05d}", type="string", default_value=f"dev-{i}") for i in range(size)],
-        batch_size=1000,
-    )
-    VariableOverride.objects.bulk_create(
-        [VariableOverride(variable=v, environment=env, value=f"prod-{i}") for i, v in enumerate(variables)],
-        batch_size=1000,
-    )
+    bulk_variables(org, env, size, default="dev-", override="prod-")
     graph = {
         "nodes": [
             {"id": "src", "type": "source", "connection": "wh", "query": "SELECT * FROM {{ var_00000 }}"},
@@ -82,26 +56,65 @@ def build(size: int):
     return org, env, pipeline
 
 
-def floor_query(org, env):
+def _decode(raw):
+    return json.loads(raw) if isinstance(raw, str) else raw
+
+
+def floor_resolve(org, env, pipeline) -> dict:
+    """The least a resolver must do for the engine's answer's `variables`: the same queries, one dict."""
     from django.db import connection
 
-    sql = (
-        "SELECT v.id, v.name, v.type, v.default_value, o.value FROM variables_variable v "
-        "LEFT JOIN variables_variableoverride o ON o.variable_id = v.id AND o.environment_id = %s "
-        "WHERE v.organization_id = %s"
-    )
+    project_id, pipeline_id = pipeline.project_id, pipeline.pk
     with connection.cursor() as cursor:
-        cursor.execute(sql, [env.pk, org.pk])
-        return cursor.fetchall()
-
-
-def timed(func, repeat=REPEAT):
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+        cursor.execute(
+            "SELECT value FROM tenancy_configrevision WHERE organization_id = %s ORDER BY id DESC LIMIT 1", [org.pk]
+        )
+        cursor.fetchall()
+        cursor.execute(
+            "SELECT v.id, v.name, v.type, v.default_value, v.default_secret_id, v.project_id, v.pipeline_id, "
+            "v.required_in, v.choices, v.regex, v.min_value, v.max_value, v.allow_runtime_override, "
+            "o.id, o.value, o.secret_id FROM variables_variable v "
+            "LEFT JOIN variables_variableoverride o ON o.variable_id = v.id AND o.environment_id = %s "
+            "WHERE v.organization_id = %s AND ((v.project_id IS NULL AND v.pipeline_id IS NULL) "
+            "OR (v.project_id = %s AND v.pipeline_id IS NULL) OR v.pipeline_id = %s)",
+            [env.pk, org.pk, project_id, pipeline_id],
+        )
+        rows = cursor.fetchall()
+        cursor.execute(
+            "SELECT id, name, kind, project_id, required_in FROM connections_connectionrole "
+            "WHERE organization_id = %s AND (project_id IS NULL OR project_id = %s)",
+            [org.pk, project_id],
+        )
+        roles = [r[0] for r in cursor.fetchall()]
+        if roles:
+            marks = ", ".join(["%s"] * len(roles))
+            cursor.execute(
+                f"SELECT id, role_id, params, credential_id FROM connections_connectionbinding "  # noqa: S608
+                f"WHERE environment_id = %s AND role_id IN ({marks})",
+                [env.pk, *roles],
+            )
+            cursor.fetchall()
+        cursor.execute("SELECT * FROM environments_runtimepolicy WHERE environment_id = %s", [env.pk])
+        cursor.fetchall()
+    chosen: dict[str, tuple] = {}
+    for row in rows:
+        scope = "pipeline" if row[6] else "project" if row[5] else "organization"
+        rank = SCOPE_RANK[scope]
+        # Overrides beat defaults; within each, the most specific scope wins.
+        if row[13] is not None:
+            key, source, value = (0, rank), f"override:{scope}", _decode(row[14])
+        elif row[3] is not None:
+            key, source, value = (1, rank), f"default:{scope}", _decode(row[3])
+        else:
+            key, source, value = (2, rank), "unset", None
+        best = chosen.get(row[1])
+        if best is None or key < best[0]:
+            top = scope if best is None or rank < SCOPE_RANK[best[2]] else best[2]
+            chosen[row[1]] = (key, row[2], top, source, value)
+    return {
+        name: {"type": vtype, "scope": scope, "source": source, "value": value, "secret": None}
+        for name, (_key, vtype, scope, source, value) in sorted(chosen.items())
+    }
 
 
 def main():
@@ -115,8 +128,9 @@ def main():
     rows = []
     for size in SIZES:
         org, env, pipeline = build(size)
-        assert len(floor_query(org, env)) == size
-        floor = timed(lambda org=org, env=env: floor_query(org, env))
+        answer = engine.resolve(pipeline, env, use_cache=False)
+        assert floor_resolve(org, env, pipeline) == answer["variables"], "the floor must build the same dict"
+        floor = timed(lambda org=org, env=env, pipeline=pipeline: floor_resolve(org, env, pipeline))
 
         def cold(pipeline=pipeline, env=env, size=size):
             cache.clear()
@@ -127,37 +141,38 @@ def main():
         cache.clear()
         with CaptureQueriesContext(connection) as queries:
             engine.resolve(pipeline, env)
-        engine.resolve(pipeline, env)
         warm_s = timed(lambda pipeline=pipeline, env=env: engine.resolve(pipeline, env))
         with CaptureQueriesContext(connection) as warm_queries:
             engine.resolve(pipeline, env)
         rows.append(
             {
                 "variables": size,
-                "floor_ms": round(floor * 1000, 3),
-                "cold_ms": round(cold_s * 1000, 3),
-                "warm_ms": round(warm_s * 1000, 3),
-                "cold_over_floor": round(cold_s / floor, 2),
-                "warm_over_cold": round(warm_s / cold_s, 4),
+                "floor_ms": round(floor["median"] * 1000, 3),
+                "cold_ms": round(cold_s["median"] * 1000, 3),
+                "cold_min_max_ms": [round(cold_s["min"] * 1000, 3), round(cold_s["max"] * 1000, 3)],
+                "warm_ms": round(warm_s["median"] * 1000, 3),
+                "cold_over_floor": ratio(cold_s, floor),
+                "warm_over_floor": ratio(warm_s, floor),
                 "cold_queries": len(queries),
                 "warm_queries": len(warm_queries),
             }
         )
-    vendor = connection.vendor
-    header = (
-        f"{'variables':>9} {'floor ms':>9} {'cold ms':>9} {'warm ms':>9} {'cold/floor':>10} {'warm/cold':>9} "
-        f"{'queries':>7}"
+    report(
+        "resolution",
+        "resolve() vs an honest floor (same queries, same dict)",
+        rows,
+        [
+            ("variables", "variables"),
+            ("floor_ms", "floor ms"),
+            ("cold_ms", "cold ms"),
+            ("warm_ms", "warm ms"),
+            ("cold_over_floor", "cold/floor"),
+            ("warm_over_floor", "warm/floor"),
+            ("cold_queries", "cold q"),
+            ("warm_queries", "warm q"),
+        ],
+        repeat=REPEAT,
     )
-    print(f"resolve() benchmark on {vendor}, median of {REPEAT}")
-    print(header)
-    for r in rows:
-        print(
-            f"{r['variables']:>9} {r['floor_ms']:>9.3f} {r['cold_ms']:>9.3f} {r['warm_ms']:>9.3f} "
-            f"{r['cold_over_floor']:>10.2f} {r['warm_over_cold']:>9.4f} {r['cold_queries']:>4}/{r['warm_queries']}"
-        )
-    out = ROOT / "benchmarks" / "results" / "resolution.json"
-    out.write_text(json.dumps({"database": vendor, "repeat": REPEAT, "rows": rows}, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,9 @@ from .settings import CELERY_BROKER_URL, DATABASES
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.mkdtemp(prefix="planasonix-test-db-")) / "test.sqlite3")}
 
+# Each test closes what it opened (threads, live servers, workers): no connection outlives a test.
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 if CELERY_BROKER_URL.startswith("filesystem://"):

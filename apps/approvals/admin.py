@@ -168,7 +168,7 @@ class ApprovalRuleAdmin(_NoRevert, _OrganizationMember, AuditedAdmin):
         # Asked several times per page (sidebar, buttons): answered once per request.
         if not hasattr(request, "_manages_an_environment"):
             user = request.user
-            request._manages_an_environment = sees_all(user) or perms.environments_where(user, perms.MANAGE).exists()
+            request._manages_an_environment = sees_all(user) or perms.holds_anywhere(user, perms.MANAGE)
         return request._manages_an_environment
 
     def has_change_permission(self, request, obj=None):

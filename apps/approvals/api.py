@@ -20,8 +20,9 @@ from rest_framework.response import Response
 
 from apps.core import idempotency
 from apps.core.actions import actions_schema
-from apps.core.api import ETagMixin, StrictFilterBackend, StrictSerializer
+from apps.core.api import CursorPagination, ETagMixin, StrictFilterBackend, StrictSerializer
 from apps.core.errors import field_error
+from apps.core.models import without_blobs
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline, PipelineVersion, Project
@@ -543,17 +544,19 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     the rules' eligibility: never your own request unless a rule allows). Reading needs view_environment
     on the target."""
 
+    pagination_class = CursorPagination  # large and append-mostly: no COUNT(*)
     queryset = PromotionRequest.objects.none()
     serializer_class = PromotionSerializer
     filterset_class = PromotionFilter
     filter_backends = [StrictFilterBackend, OrderingFilter, SearchFilter]
     search_fields = ["reason", "ticket", "pipeline__slug"]
-    ordering_fields = ["created_at", "updated_at", "state", "deployed_at", "expires_at"]
+    ordering_fields = ["created_at", "updated_at", "state"]  # a cursor orders by a column that is never null
 
     def get_queryset(self):
-        return selectors.promotions_for(self.request.user).select_related(
+        promotions = selectors.promotions_for(self.request.user).select_related(
             "freeze_override_requested_by", "freeze_override_confirmed_by"
         )
+        return without_blobs(promotions) if self.action == "list" else promotions
 
     def get_serializer_class(self):
         return PromotionDetailSerializer if self.action == "retrieve" else PromotionSerializer

@@ -11,7 +11,7 @@ from django.db.models import Q
 from django_fsm import FSMField, FSMModelMixin, transition
 from simple_history.models import HistoricalRecords
 
-from apps.core.models import TimeStampedModel
+from apps.core.models import FrozenDocument, FrozenDocumentAttribute, FrozenDocumentsMixin, TimeStampedModel
 from apps.environments.models import Environment
 from apps.environments.querysets import EnvScopedQuerySet
 from apps.pipelines.models import Pipeline, PipelineVersion, Project
@@ -151,7 +151,7 @@ class PromotionRequestQuerySet(EnvScopedQuerySet):
 S = PromotionState
 
 
-class PromotionRequest(FSMModelMixin, models.Model):
+class PromotionRequest(FrozenDocumentsMixin, FSMModelMixin, models.Model):
     """A request to deploy a version into the next environment, with the plan frozen at creation
     (re-frozen when the version or the target's configuration changes). The row is the outbox:
     an approved request is deployed by a worker, and the beat sweep finds any left behind.
@@ -172,7 +172,12 @@ class PromotionRequest(FSMModelMixin, models.Model):
     state = FSMField(
         max_length=20, choices=PromotionState.choices, default=PromotionState.PENDING, db_index=True, protected=True
     )
-    plan = models.JSONField(default=dict, blank=True)
+    # The frozen plan is immutable, and large at scale: stored once (compressed) outside this table, so
+    # lists, changelists and history rows carry only its digest.
+    plan_document = models.ForeignKey(
+        FrozenDocument, null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+    plan = FrozenDocumentAttribute("plan_document")
     plan_hash = models.CharField(max_length=71, blank=True)
     plan_frozen_at = models.DateTimeField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=200, blank=True)

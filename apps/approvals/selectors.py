@@ -4,6 +4,7 @@ from django.db.models import Prefetch, QuerySet
 
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
+from apps.runs.models import Run
 
 from .models import ApprovalDecision, ApprovalRule, PromotionRequest, PromotionState
 
@@ -18,7 +19,7 @@ def promotions_for(user) -> QuerySet:
         )
         .prefetch_related(
             Prefetch("decisions", queryset=ApprovalDecision.objects.select_related("approver")),
-            "attached_runs",
+            Prefetch("attached_runs", queryset=Run.objects.only("id")),  # ids only: runs carry blobs
         )
     )
 

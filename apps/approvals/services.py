@@ -238,27 +238,9 @@ def rule_delete(*, actor, rule: ApprovalRule) -> None:
     audited_delete(rule, actor=actor, reason="rule deleted")
 
 
+_UNREAD = object()  # "the caller has not read the active deployment" (None means there is none)
+
 # --- the plan ------------------------------------------------------------------------------------------
-
-
-def _config_view(answer: dict) -> dict:
-    """The parts of a (redacted) resolution that approvers review and the plan hash covers."""
-    return {
-        "variables": {
-            name: {
-                "value": entry["secret"] or entry["value"],
-                "source": entry["source"],
-                "secret": bool(entry["secret"]),
-            }
-            for name, entry in sorted(answer["variables"].items())
-        },
-        "connections": {
-            name: {"kind": entry["kind"], "params": entry["params"], "credential": entry["credential"]}
-            for name, entry in sorted(answer["connections"].items())
-        },
-        "policy": answer["policy"],
-        "graph": answer["graph"],
-    }
 
 
 def _flatten(prefix: str, value, out: dict) -> None:
@@ -298,20 +280,27 @@ def _readiness(answer: dict) -> dict:
     }
 
 
-def build_plan(pipeline: Pipeline, version: PipelineVersion, target: Environment) -> tuple[dict, str]:
+def build_plan(
+    pipeline: Pipeline, version: PipelineVersion, target: Environment, *, deployed=_UNREAD
+) -> tuple[dict, str]:
     """Freeze what deploying `version` into `target` changes: graph diff against the deployed version,
-    the target's resolved configuration before/after (secrets redacted), readiness; and the hash."""
-    deployed = run_services.active_deployment(pipeline, target)
+    the target's resolved configuration before/after (secrets redacted), readiness; and the hash.
+    `deployed`: the target's active deployment when the caller has read it already."""
+    if deployed is _UNREAD:
+        deployed = run_services.active_deployment(pipeline, target)
     before_version = deployed.version if deployed else None
     after_answer = engine.resolve(pipeline, target, version=version)
-    after = _config_view(after_answer)
-    # "Before" is the target as it was when the running version was deployed (rebuilt from history),
-    # so approvers see configuration changes made since then as well as the version's own.
-    before = (
-        _config_view(engine.resolve(pipeline, target, version=before_version, as_of=deployed.created_at))
-        if before_version
-        else None
-    )
+    after = engine.config_view(after_answer)
+    # "Before" is the target as it was when the running version was deployed (stored on the deployment;
+    # rebuilt from history only for deployments made before it was stored), so approvers see
+    # configuration changes made since then as well as the version's own.
+    before = None
+    if deployed is not None:
+        before = (
+            deployed.resolved
+            if deployed.resolved_document_id
+            else engine.config_view(engine.resolve(pipeline, target, version=before_version, as_of=deployed.created_at))
+        )
     plan = {
         "version": {
             "number": version.number,
@@ -784,16 +773,18 @@ def _create(
 def _locked(request: PromotionRequest) -> PromotionRequest:
     return (
         PromotionRequest.objects.select_for_update(of=("self",))
-        .select_related("pipeline__project", "version", "source", "target__policy", "requested_by")
+        .select_related(
+            "pipeline__project", "version", "source", "target__policy", "target__organization", "requested_by"
+        )
         .get(pk=request.pk)
     )
 
 
-def refresh_plan(request: PromotionRequest, *, actor=None) -> bool:
+def refresh_plan(request: PromotionRequest, *, actor=None, deployed=_UNREAD) -> bool:
     """Re-freeze the plan if the version's content or the target's configuration changed (caller
     holds the row lock). Earlier approvals stop counting; an approved request goes back to pending
     and those who approved are asked to look again. Returns True when the plan changed."""
-    plan, plan_hash = build_plan(request.pipeline, request.version, request.target)
+    plan, plan_hash = build_plan(request.pipeline, request.version, request.target, deployed=deployed)
     if plan_hash == request.plan_hash:
         # Readiness is not in the hash (a secret newly allowed in the target changes no reference):
         # keep it current, or a fixed target would fail the deploying step's readiness check forever.
@@ -1003,7 +994,8 @@ def _prepare(request_pk: int, now) -> PromotionRequest | None:
         if window is not None and not request.freeze_override_confirmed_by_id:
             _blocked(request, f"freeze window in '{request.target.slug}': {window.reason}")
             return None
-        if refresh_plan(request):
+        deployed = run_services.active_deployment(request.pipeline, request.target)
+        if refresh_plan(request, deployed=deployed):
             return None  # back to pending: approvers look again
         problems = request.plan["readiness"]["problems"]
         if problems:
@@ -1018,7 +1010,6 @@ def _prepare(request_pk: int, now) -> PromotionRequest | None:
             transition(request, "reopen")
             audited_save(request, actor=None, reason="approvals no longer meet the rules", clean=False)
             return None
-        deployed = run_services.active_deployment(request.pipeline, request.target)
         if deployed is not None and deployed.version.number >= request.version.number:
             _fail(request, f"v{deployed.version.number} is already deployed in '{request.target.slug}'.")
             return None
@@ -1039,23 +1030,24 @@ def _start_attempt(request: PromotionRequest, now) -> PromotionRequest:
     return request
 
 
-def _finish(request_pk: int, attempt: int) -> PromotionRequest | None:
-    """Step 2 (its own transaction): create the Deployment and mark deployed, together. A second
-    worker, or a retry after a crash, finds the deployment (or the state) and does nothing twice."""
+def _finish(prepared: PromotionRequest) -> PromotionRequest | None:
+    """Step 2 (its own transaction): create the Deployment and mark deployed, together (so a
+    deployment of this request exists exactly when its state says deployed). A second worker, or a
+    retry after a crash, finds the state or the attempt changed and does nothing twice."""
     with transaction.atomic():
-        request = _locked(PromotionRequest(pk=request_pk))
-        if request.state != S.DEPLOYING or request.attempts != attempt:
+        request = _locked(prepared)
+        if request.state != S.DEPLOYING or request.attempts != prepared.attempts:
             return None
-        deployment = Deployment.objects.filter(promotion_request_id=request.pk).first()
-        if deployment is None:
-            deployment = run_services.deploy(
-                actor=request.requested_by,
-                pipeline=request.pipeline,
-                environment=request.target,
-                version=request.version,
-                promotion_request_id=request.pk,
-                note=f"promotion #{request.pk}",
-            )
+        PromotionRequest.plan.share(prepared, request)  # the stored plan step 1 read, not read again
+        deployment = run_services.deploy(
+            actor=request.requested_by,
+            pipeline=request.pipeline,
+            environment=request.target,
+            version=request.version,
+            promotion_request_id=request.pk,
+            note=f"promotion #{request.pk}",
+            resolved=request.plan["config_after"],  # re-frozen by step 1: what is deployed now
+        )
         policy = getattr(request.target, "policy", None)
         watch = policy is not None and bool(policy.watch_first_runs)
         transition(request, "finish_deploying", deployment=deployment, now=timezone.now(), watch=watch)
@@ -1073,7 +1065,7 @@ def promotion_execute(request_pk: int) -> PromotionRequest | None:
     if request is None:
         return None
     try:
-        return _finish(request_pk, request.attempts)
+        return _finish(request)
     except Exception as exc:
         logger.exception("promotion %s failed to deploy", request_pk)
         message = exc.message if hasattr(exc, "message") else type(exc).__name__

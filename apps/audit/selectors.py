@@ -127,6 +127,7 @@ AUDIT_MODEL_CHOICES = [(spec.label, spec.title) for spec in AUDITED]
 # History columns never shown in a diff: bookkeeping, and anything that could carry key material.
 _HIDDEN_COLUMNS = {"history_id", "history_date", "history_change_reason", "history_type", "history_user_id"}
 _HIDDEN_COLUMNS |= {"created_at", "updated_at", "ciphertext", "secret_ciphertext", "key_hash", "plan", "resolved"}
+_HIDDEN_COLUMNS |= {"plan_document_id", "resolved_document_id"}  # digests of stored documents
 VALUE_PREVIEW = 160
 
 

@@ -17,7 +17,7 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 
-from apps.core.admin import AuditedAdmin, adopt, dry_run
+from apps.core.admin import AuditedAdmin, LightModelAdmin, adopt, dry_run
 from apps.core.errors import DomainError
 from apps.environments import permissions as perms
 from apps.environments.models import Environment, Kind
@@ -362,7 +362,7 @@ class ConnectionBindingAdmin(_OrganizationScoped, AuditedAdmin):
 
     list_display = ["role", "environment", "kind", "credential_reference", "last_test", "updated_at"]
     list_filter = ["environment__organization", "environment__kind", "role__kind"]
-    list_select_related = ["role", "environment", "credential"]
+    list_select_related = ["role", "environment__organization", "credential"]
     search_fields = ["role__name", "environment__slug"]
     actions = ["test_connection"]
     fields = ["role", "environment", "params", "credential_reference"]
@@ -420,7 +420,7 @@ class ConnectionBindingAdmin(_OrganizationScoped, AuditedAdmin):
 
 
 @admin.register(ConnectionTest)
-class ConnectionTestAdmin(_OrganizationScoped, admin.ModelAdmin):
+class ConnectionTestAdmin(_OrganizationScoped, LightModelAdmin):
     """Outcomes of "test connection" (read-only)."""
 
     list_display = ["binding", "status", "message", "requested_by", "created_at", "finished_at"]

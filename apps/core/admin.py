@@ -1,10 +1,35 @@
 """Admin base: history on every audited model and services as the single path for writes."""
 
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.db import transaction
 from simple_history.admin import SimpleHistoryAdmin
 
 from .errors import DomainError
+from .models import without_blobs
+
+
+class LightChangeList(ChangeList):
+    """A changelist that never loads the model's heavy columns and always follows
+    `list_select_related` (Django drops it when `get_queryset` already has a select_related, which
+    permission-filtered selectors do), so every `__str__` a row renders is in the one query."""
+
+    def get_queryset(self, request, exclude_parameters=None):
+        queryset = super().get_queryset(request, exclude_parameters)
+        if isinstance(self.list_select_related, list | tuple) and self.list_select_related:
+            queryset = queryset.select_related(*self.list_select_related)
+        return without_blobs(queryset)
+
+
+class LightChangelistMixin:
+    """Every model admin's changelist is a LightChangeList."""
+
+    def get_changelist(self, request, **kwargs):
+        return LightChangeList
+
+
+class LightModelAdmin(LightChangelistMixin, admin.ModelAdmin):
+    """ModelAdmin with a LightChangeList."""
 
 
 def add_domain_error(form, exc: DomainError) -> None:
@@ -36,7 +61,7 @@ class ServiceFormMixin:
         return cleaned
 
 
-class AuditedAdmin(SimpleHistoryAdmin):
+class AuditedAdmin(LightChangelistMixin, SimpleHistoryAdmin):
     """ModelAdmin with history. Subclasses implement `service_validate` (called from the form's
     clean) and `save_model`/`delete_model` through services."""
 

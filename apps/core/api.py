@@ -11,10 +11,9 @@ from .scopes import SCOPES, scopes_grant  # noqa: F401  (re-exported for API mod
 _WHOLE_NUMBER = re.compile(r"^[0-9]{1,9}\Z")
 
 
-class Pagination(pagination.PageNumberPagination):
-    """Page-number pagination with validated parameters: a `page` that is not a whole number from 1,
-    or a `page_size` outside 1..`max_page_size`, is a 400 naming the parameter (DRF would silently
-    fall back to the first page or the default size)."""
+class _StrictPageSize:
+    """A `page_size` outside 1..`max_page_size` is a 400 naming the parameter (DRF would silently
+    fall back to the default size)."""
 
     page_size_query_param = "page_size"
     max_page_size = 500
@@ -28,6 +27,19 @@ class Pagination(pagination.PageNumberPagination):
             message = f"Give a whole number from 1 to {self.max_page_size}."
             raise exceptions.ValidationError({self.page_size_query_param: [message]})
         return size
+
+    def _bound_schema(self, parameters):
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"]["minimum"] = 1
+                parameter["schema"]["maximum"] = self.max_page_size
+        return parameters
+
+
+class Pagination(_StrictPageSize, pagination.PageNumberPagination):
+    """Page-number pagination with validated parameters, for lists a person pages through and that
+    stay small: a `page` that is not a whole number from 1 is a 400 naming the parameter (DRF would
+    silently fall back to the first page), as is a bad `page_size`."""
 
     def get_page_number(self, request, paginator):
         raw = request.query_params.get(self.page_query_param)
@@ -44,6 +56,33 @@ class Pagination(pagination.PageNumberPagination):
             if parameter["name"] == self.page_size_query_param:
                 parameter["schema"]["maximum"] = self.max_page_size
         return parameters
+
+
+class CursorPagination(_StrictPageSize, pagination.CursorPagination):
+    """Cursor pagination for the large, append-mostly lists (runs, promotions, notifications): no
+    page pays a COUNT(*) over the table, and rows added meanwhile never shift a page. Follow the
+    `next`/`previous` links; a `cursor` that is not one of them is a 400 naming `cursor` (DRF would
+    answer 404). Ordering follows `?ordering=` where the view allows it, newest first otherwise."""
+
+    ordering = ("-created_at", "-id")
+    page_size = 50
+
+    def decode_cursor(self, request):
+        try:
+            return super().decode_cursor(request)
+        except exceptions.NotFound:
+            message = "Give the cursor of a previous page's next or previous link."
+            raise exceptions.ValidationError({self.cursor_query_param: [message]}) from None
+
+    def get_ordering(self, request, queryset, view):
+        ordering = super().get_ordering(request, queryset, view)
+        field = queryset.model._meta.get_field(ordering[0].lstrip("-").split("__")[0])
+        if field.null or field.is_relation:  # the cursor would carry "None" as a position
+            raise exceptions.ValidationError({"ordering": [f"This list cannot be ordered by '{field.name}'."]})
+        return ordering
+
+    def get_schema_operation_parameters(self, view):
+        return self._bound_schema(super().get_schema_operation_parameters(view))
 
 
 class IsAuthenticatedWithScope(permissions.BasePermission):

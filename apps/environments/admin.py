@@ -22,7 +22,7 @@ from apps.core.admin import AuditedAdmin, add_domain_error
 from apps.core.errors import DomainError, PermissionDenied
 from apps.notifications.models import Channel
 from apps.tenancy.models import Organization
-from apps.tenancy.permissions import ADMIN, is_org_admin
+from apps.tenancy.permissions import ADMIN, is_org_admin, sees_some_organization
 
 from . import permissions as perms
 from . import services
@@ -307,20 +307,20 @@ class EnvironmentAdmin(ReinforcedGuardedModelAdmin, AuditedAdmin):
     def has_view_permission(self, request, obj=None):
         if obj is not None:
             return perms.may(request.user, perms.VIEW, obj)
-        return perms.environments_where(request.user, perms.VIEW).exists()
+        return perms.holds_anywhere(request.user, perms.VIEW)
 
     def has_change_permission(self, request, obj=None):
         if obj is not None:
             return perms.may(request.user, perms.MANAGE, obj)
-        return perms.environments_where(request.user, perms.MANAGE).exists()
+        return perms.holds_anywhere(request.user, perms.MANAGE)
 
     def has_add_permission(self, request):
-        return Organization.objects.restrict(request.user, ADMIN).exists()
+        return sees_some_organization(request.user, ADMIN)
 
     def has_delete_permission(self, request, obj=None):
         if obj is not None:
             return is_org_admin(request.user, obj.organization)
-        return Organization.objects.restrict(request.user, ADMIN).exists()
+        return sees_some_organization(request.user, ADMIN)
 
     # --- forms ---
 
@@ -505,7 +505,7 @@ class _GrantAdmin(AuditedAdmin):
     def has_view_permission(self, request, obj=None):
         if obj is not None:
             return perms.may(request.user, perms.MANAGE, obj.content_object)
-        return perms.environments_where(request.user, perms.MANAGE).exists()
+        return perms.holds_anywhere(request.user, perms.MANAGE)
 
     def has_add_permission(self, request):
         return False

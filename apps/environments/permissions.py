@@ -48,6 +48,7 @@ SCOPE_FOR = {
 }
 
 _CACHE_ATTR = "_planasonix_env_perms"
+_ANYWHERE_ATTR = "_planasonix_env_anywhere"
 
 
 def _check_codename(codename: str) -> None:
@@ -97,6 +98,7 @@ def forget(user) -> None:
     """Drop the memoized grants (after granting or revoking within the same request)."""
     if user is not None:
         user.__dict__.pop(_CACHE_ATTR, None)
+        user.__dict__.pop(_ANYWHERE_ATTR, None)
 
 
 def _administered_organization_ids(user) -> set[int]:
@@ -139,6 +141,15 @@ def require(user, codename: str, environment: Environment) -> None:
             f"You lack the '{codename}' permission on environment '{environment.slug}'.",
             code="permission_denied",
         )
+
+
+def holds_anywhere(user, codename: str) -> bool:
+    """May `user` do `codename` in at least one environment? Memoized on the user object like the
+    grants (one query per codename per request however many admins, buttons and menus ask)."""
+    answers = user.__dict__.setdefault(_ANYWHERE_ATTR, {}) if user is not None else {}
+    if codename not in answers:
+        answers[codename] = environments_where(user, codename).exists()
+    return answers[codename]
 
 
 def environments_where(user, codename: str, queryset: QuerySet | None = None) -> QuerySet:

@@ -3,7 +3,7 @@
 from django import forms
 from django.contrib import admin, messages
 
-from apps.core.admin import AuditedAdmin, dry_run
+from apps.core.admin import AuditedAdmin, LightModelAdmin, dry_run
 from apps.core.errors import DomainError
 from apps.tenancy.models import Organization
 from apps.tenancy.permissions import ADMIN
@@ -168,7 +168,7 @@ class ChannelAdmin(AuditedAdmin):
             self.delete_model(request, channel)
 
 
-class _ReadOnlyAdmin(admin.ModelAdmin):
+class _ReadOnlyAdmin(LightModelAdmin):
     """Rows written only by the services: administrators look, they do not edit."""
 
     def has_add_permission(self, request):

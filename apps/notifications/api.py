@@ -6,7 +6,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from apps.core.api import StrictSerializer
+from apps.core.api import CursorPagination, StrictSerializer
 from apps.tenancy.api import MemberOrganizationField
 
 from . import selectors, services
@@ -141,6 +141,7 @@ class NotificationFilter(filters.FilterSet):
 class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Your in-app inbox."""
 
+    pagination_class = CursorPagination  # large and append-mostly: no COUNT(*)
     queryset = Notification.objects.none()
     serializer_class = NotificationSerializer
     filterset_class = NotificationFilter

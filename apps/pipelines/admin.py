@@ -15,7 +15,7 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 
-from apps.core.admin import ServiceFormMixin, adopt, dry_run
+from apps.core.admin import LightModelAdmin, ServiceFormMixin, adopt, dry_run
 from apps.core.errors import DomainError
 from apps.environments.models import Environment
 from apps.tenancy.admin import OrganizationScopedAdmin
@@ -313,7 +313,7 @@ VERSION_FIELDS = [
 
 
 @admin.register(PipelineVersion)
-class PipelineVersionAdmin(admin.ModelAdmin):
+class PipelineVersionAdmin(LightModelAdmin):
     """Versions are immutable: the change page is read-only; a new version goes through the service."""
 
     form = PipelineVersionAddForm

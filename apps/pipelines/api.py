@@ -10,6 +10,7 @@ from rest_framework.response import Response
 
 from apps.core.api import ETagMixin, StrictSerializer, VisibleRelatedField
 from apps.core.errors import field_error
+from apps.core.models import without_blobs
 from apps.environments.models import Environment
 from apps.tenancy.api import MemberOrganizationField
 
@@ -158,6 +159,14 @@ class PipelineVersionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class PipelineVersionListSerializer(PipelineVersionSerializer):
+    """A version as the list shows it: no graph (read one version for it)."""
+
+    class Meta(PipelineVersionSerializer.Meta):
+        fields = [name for name in PipelineVersionSerializer.Meta.fields if name != "graph"]
+        read_only_fields = fields
+
+
 class PipelineVersionCreateSerializer(StrictSerializer):
     graph = serializers.JSONField()
     message = serializers.CharField(max_length=500, required=False, default="", allow_blank=True)
@@ -220,7 +229,7 @@ class PipelineViewSet(ETagMixin, viewsets.ModelViewSet):
             services.pipeline_delete(actor=request.user, pipeline=self.locked_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(methods=["GET"], responses=PipelineVersionSerializer(many=True))
+    @extend_schema(methods=["GET"], responses=PipelineVersionListSerializer(many=True))
     @extend_schema(
         methods=["POST"], request=PipelineVersionCreateSerializer, responses={201: PipelineVersionSerializer}
     )
@@ -229,8 +238,8 @@ class PipelineViewSet(ETagMixin, viewsets.ModelViewSet):
         """List versions, or store a new one (the graph is validated; errors name node and field)."""
         pipeline = self.get_object()
         if request.method == "GET":
-            page = self.paginate_queryset(selectors.versions_of(pipeline))
-            return self.get_paginated_response(PipelineVersionSerializer(page, many=True).data)
+            page = self.paginate_queryset(without_blobs(selectors.versions_of(pipeline)))
+            return self.get_paginated_response(PipelineVersionListSerializer(page, many=True).data)
         data = PipelineVersionCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         version = services.pipeline_version_create(actor=request.user, pipeline=pipeline, **data.validated_data)

@@ -84,6 +84,8 @@ class PipelineVersion(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     objects = PipelineVersionQuerySet.as_manager()
+    # Never loaded by a list, changelist or list page (apps.core.models.without_blobs).
+    HEAVY_FIELDS = ("graph",)
 
     class Meta:
         ordering = ["pipeline", "-number"]

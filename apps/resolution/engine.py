@@ -125,7 +125,12 @@ def resolve(
         "pipeline_id": pipeline.pk if pipeline else None,
         "environment": environment,
     }
-    snap = load_as_of(at=as_of, **loader_args) if as_of is not None else load_live(**loader_args)
+    if as_of is not None:
+        snap = load_as_of(at=as_of, **loader_args)
+    elif use_cache:
+        snap = _cached_snapshot(revision, loader_args)
+    else:
+        snap = load_live(**loader_args)
     answer = _compute(pipeline, project, environment, version, parameters or {}, snap, materializer)
     answer["as_of"] = as_of.isoformat() if as_of is not None else None
     answer["config_revision"] = revision
@@ -133,6 +138,21 @@ def resolve(
     if cacheable:
         cache.set(key, answer, CACHE_SECONDS)
     return answer
+
+
+def _cached_snapshot(revision, loader_args: dict) -> Snapshot:
+    """The environment's live rows, cached under the configuration revision (which every write bumps):
+    a resolve of another version, with run parameters or by an executor loads no rows again. The
+    snapshot holds secret names and ids only, never a value, so it is safe to cache."""
+    key = (
+        f"snapshot:v1:{loader_args['organization_id']}:{loader_args['project_id']}:{loader_args['pipeline_id']}:"
+        f"{loader_args['environment'].pk}:{revision}"
+    )
+    snap = cache.get(key)
+    if snap is None:
+        snap = load_live(**loader_args)
+        cache.set(key, snap, CACHE_SECONDS)
+    return snap
 
 
 def _compute(pipeline, project, environment, version, parameters, snap: Snapshot, materializer) -> dict:
@@ -234,6 +254,26 @@ def _compute(pipeline, project, environment, version, parameters, snap: Snapshot
         "errors": result.errors,
         "warnings": result.warnings,
         "redacted": materializer is None,
+    }
+
+
+def config_view(answer: dict) -> dict:
+    """The parts of a (redacted) resolution that approvers review, plans hash and a deployment keeps."""
+    return {
+        "variables": {
+            name: {
+                "value": entry["secret"] or entry["value"],
+                "source": entry["source"],
+                "secret": bool(entry["secret"]),
+            }
+            for name, entry in sorted(answer["variables"].items())
+        },
+        "connections": {
+            name: {"kind": entry["kind"], "params": entry["params"], "credential": entry["credential"]}
+            for name, entry in sorted(answer["connections"].items())
+        },
+        "policy": answer["policy"],
+        "graph": answer["graph"],
     }
 
 

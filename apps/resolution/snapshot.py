@@ -131,6 +131,7 @@ def load_live(*, organization_id: int, project_id, pipeline_id, environment) -> 
         Variable.objects.filter(_scope_filter(organization_id, project_id, pipeline_id))
         .annotate(here=FilteredRelation("overrides", condition=Q(overrides__environment_id=environment.pk)))
         .values_list(*DEFINITION_COLUMNS, "here__id", "here__value", "here__secret_id")
+        .order_by()  # Meta.ordering would JOIN the organization to sort what the engine sorts itself
     )
     for row in _raw_rows(rows):
         (
@@ -169,15 +170,16 @@ def load_live(*, organization_id: int, project_id, pipeline_id, environment) -> 
         snap.definitions.append(definition)
         if override_id is not None:
             snap.overrides[pk] = Override(pk, _json(override_value), override_secret_id)
-    snap.roles = list(ConnectionRole.objects.filter(_role_filter(organization_id, project_id)))
+    snap.roles = list(ConnectionRole.objects.filter(_role_filter(organization_id, project_id)).order_by())
     for binding in ConnectionBinding.objects.filter(
         role_id__in=[r.pk for r in snap.roles], environment_id=environment.pk
-    ):
+    ).order_by():
         snap.bindings[binding.role_id] = binding
     ids = _secret_ids(snap)
     if ids:
         snap.secrets = {
-            pk: SecretRef(pk, name) for pk, name in Secret.objects.filter(pk__in=ids).values_list("id", "name")
+            pk: SecretRef(pk, name)
+            for pk, name in Secret.objects.filter(pk__in=ids).order_by().values_list("id", "name")
         }
         snap.allowed_secret_ids = set(
             Secret.allowed_environments.through.objects.filter(
@@ -193,18 +195,23 @@ def load_as_of(*, organization_id: int, project_id, pipeline_id, environment, at
     snap = Snapshot()
     snap.definitions = [
         Definition(*(getattr(v, column) for column in DEFINITION_COLUMNS))
-        for v in Variable.history.as_of(at).filter(_scope_filter(organization_id, project_id, pipeline_id))
+        for v in Variable.history.as_of(at).filter(_scope_filter(organization_id, project_id, pipeline_id)).order_by()
     ]
     ids = [d.id for d in snap.definitions]
-    for override in VariableOverride.history.as_of(at).filter(variable_id__in=ids, environment_id=environment.pk):
+    overrides = VariableOverride.history.as_of(at).filter(variable_id__in=ids, environment_id=environment.pk)
+    for override in overrides.order_by():
         snap.overrides[override.variable_id] = Override(override.variable_id, override.value, override.secret_id)
-    snap.roles = list(ConnectionRole.history.as_of(at).filter(_role_filter(organization_id, project_id)))
-    for binding in ConnectionBinding.history.as_of(at).filter(
-        role_id__in=[r.pk for r in snap.roles], environment_id=environment.pk
+    snap.roles = list(ConnectionRole.history.as_of(at).filter(_role_filter(organization_id, project_id)).order_by())
+    for binding in (
+        ConnectionBinding.history.as_of(at)
+        .filter(role_id__in=[r.pk for r in snap.roles], environment_id=environment.pk)
+        .order_by()
     ):
         snap.bindings[binding.role_id] = binding
     secret_ids = _secret_ids(snap)
-    snap.secrets = {s.pk: SecretRef(s.pk, s.name) for s in Secret.history.as_of(at).filter(id__in=secret_ids)}
+    snap.secrets = {
+        s.pk: SecretRef(s.pk, s.name) for s in Secret.history.as_of(at).filter(id__in=secret_ids).order_by()
+    }
     # Which environments a secret allowed is history too: the m2m rows of the secret's version then.
     latest = (
         Secret.history.filter(id__in=secret_ids, history_date__lte=at)

@@ -12,7 +12,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.utils.html import format_html
 
-from apps.core.admin import AuditedAdmin, adopt, dry_run
+from apps.core.admin import AuditedAdmin, LightModelAdmin, adopt, dry_run
 from apps.core.errors import DomainError
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
@@ -89,12 +89,12 @@ class _NoRevert:
 
 
 @admin.register(Run)
-class RunAdmin(_EnvironmentScoped, admin.ModelAdmin):
+class RunAdmin(_EnvironmentScoped, LightModelAdmin):
     """Runs are created by the API, schedules and the CLI; here they are read and cancelled."""
 
     list_display = ["id", "pipeline", "version_number", "environment", "status", "trigger", "executor", "created_at"]
     list_filter = ["status", "trigger", "executor", EnvironmentFilter, PipelineFilter, "environment__kind"]
-    list_select_related = ["pipeline__project", "version", "environment"]
+    list_select_related = ["pipeline__project", "version", "environment__organization"]
     search_fields = ["pipeline__slug", "pipeline__project__slug", "environment__slug", "error", "claimed_by"]
     date_hierarchy = "created_at"
     actions = ["cancel_runs", "rerun_runs"]
@@ -204,7 +204,15 @@ class DeploymentAdmin(_NoRevert, _EnvironmentScoped, AuditedAdmin):
 
     list_display = ["pipeline", "version_number", "environment", "is_active", "deployed_by", "created_at", "previous"]
     list_filter = ["is_active", EnvironmentFilter, PipelineFilter, "environment__kind"]
-    list_select_related = ["pipeline__project", "version", "environment", "deployed_by", "previous__version"]
+    list_select_related = [
+        "pipeline__project",
+        "version",
+        "environment__organization",
+        "deployed_by",
+        "previous__pipeline__project",
+        "previous__version",
+        "previous__environment",
+    ]
     search_fields = ["pipeline__slug", "environment__slug", "note"]
     date_hierarchy = "created_at"
     fields = [
@@ -256,7 +264,7 @@ class ScheduleAdmin(_NoRevert, _EnvironmentScoped, AuditedAdmin):
     form = ScheduleAdminForm
     list_display = ["pipeline", "environment", "cron", "timezone", "enabled", "owner", "last_fired_for"]
     list_filter = ["enabled", EnvironmentFilter, PipelineFilter]
-    list_select_related = ["pipeline__project", "environment", "owner"]
+    list_select_related = ["pipeline__project", "environment__organization", "owner"]
     search_fields = ["pipeline__slug", "environment__slug", "cron"]
 
     def get_queryset(self, request):

@@ -13,8 +13,9 @@ from rest_framework.response import Response
 
 from apps.core import idempotency
 from apps.core.actions import actions_schema
-from apps.core.api import ETagMixin, StrictFilterBackend, StrictSerializer
+from apps.core.api import CursorPagination, ETagMixin, StrictFilterBackend, StrictSerializer
 from apps.core.errors import field_error
+from apps.core.models import without_blobs
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline
@@ -184,11 +185,12 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     """Runs of pipelines in environments. Starting, cancelling, claiming and reporting take a
     `run`-scoped key (or a session); reading takes `read`."""
 
+    pagination_class = CursorPagination  # large and append-mostly: no COUNT(*)
     queryset = Run.objects.none()
     serializer_class = RunSerializer
     filterset_class = RunFilter
     filter_backends = [StrictFilterBackend, OrderingFilter]
-    ordering_fields = ["created_at", "finished_at", "status"]
+    ordering_fields = ["created_at", "status"]  # a cursor orders by a column that is never null
     required_scopes = {
         "create": "run",
         "cancel": "run",
@@ -201,7 +203,8 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def get_queryset(self):
         if self.action in ("cancel", "rerun", "claim", "report"):
             return selectors.runs_for(self.request.user, (perms.VIEW, perms.RUN))
-        return selectors.runs_for(self.request.user)
+        runs = selectors.runs_for(self.request.user)
+        return without_blobs(runs) if self.action == "list" else runs
 
     def get_serializer_class(self):
         return RunDetailSerializer if self.action == "retrieve" else RunSerializer
@@ -385,7 +388,8 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     ordering_fields = ["created_at"]
 
     def get_queryset(self):
-        return selectors.deployments_for(self.request.user)
+        deployments = selectors.deployments_for(self.request.user)
+        return without_blobs(deployments) if self.action == "list" else deployments
 
     @extend_schema(request=DeploymentCreateSerializer, responses={201: DeploymentSerializer})
     def create(self, request):

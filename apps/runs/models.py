@@ -6,13 +6,13 @@ from django.db.models import Q
 from django_fsm import RETURN_VALUE, FSMField, FSMModelMixin, transition
 from simple_history.models import HistoricalRecords
 
-from apps.core.models import TimeStampedModel
+from apps.core.models import FrozenDocument, FrozenDocumentAttribute, FrozenDocumentsMixin, TimeStampedModel
 from apps.environments.models import Environment, validate_cron, validate_timezone
 from apps.environments.querysets import EnvScopedQuerySet
 from apps.pipelines.models import Pipeline, PipelineVersion
 
 
-class Deployment(models.Model):
+class Deployment(FrozenDocumentsMixin, models.Model):
     """Which version of a pipeline an environment runs. Exactly one is active per pair."""
 
     pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="deployments")
@@ -26,6 +26,12 @@ class Deployment(models.Model):
     note = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     deactivated_at = models.DateTimeField(null=True, blank=True)
+    # The configuration it was deployed with (resolved, secrets as references), stored once at deploy
+    # time: the next promotion's "before" is read from here instead of rebuilt from history.
+    resolved_document = models.ForeignKey(
+        FrozenDocument, null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+    resolved = FrozenDocumentAttribute("resolved_document")
 
     objects = EnvScopedQuerySet.as_manager()
 
@@ -126,6 +132,9 @@ class Run(FSMModelMixin, models.Model):
     idempotency_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
 
     objects = EnvScopedQuerySet.as_manager()
+
+    # Never loaded by a list, changelist or list page (apps.core.models.without_blobs).
+    HEAVY_FIELDS = ("resolved", "metrics", "baseline", "log_excerpt")
 
     class Meta:
         ordering = ["-created_at", "-id"]

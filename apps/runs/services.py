@@ -47,14 +47,18 @@ def deploy(
     version: PipelineVersion,
     promotion_request_id: int | None = None,
     note: str = "",
+    resolved: dict | None = None,
 ) -> Deployment:
     """Make `version` the active deployment of the pipeline in the environment (caller checks who
-    may). Deactivates the previous one, links it, and switches the environment's schedules on."""
+    may). Deactivates the previous one, links it, and switches the environment's schedules on.
+    Keeps the configuration it deploys with (`resolved`, a redacted config view; resolved here when
+    the caller has none)."""
     if version.pipeline_id != pipeline.pk:
         raise field_error("version", "The version belongs to another pipeline.")
     if environment.organization_id != pipeline.project.organization_id:
         raise field_error("environment", "The environment belongs to another organization.")
-    with transaction.atomic():
+    # No savepoint of its own: a caller's transaction (a promotion's deploying step) rolls back whole.
+    with transaction.atomic(savepoint=False):
         previous = (
             Deployment.objects.select_for_update()
             .filter(pipeline=pipeline, environment=environment, is_active=True)
@@ -72,6 +76,11 @@ def deploy(
             previous=previous,
             promotion_request_id=promotion_request_id,
             note=note,
+        )
+        deployment.resolved = (
+            resolved
+            if resolved is not None
+            else engine.config_view(engine.resolve(pipeline, environment, version=version))
         )
         try:
             with transaction.atomic():

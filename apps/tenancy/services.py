@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -282,10 +283,18 @@ def api_key_authenticate(token: str) -> ApiKey | None:
     # refuses NUL in strings and would answer with a 500 instead of a 401).
     if len(parts) != 3 or parts[0] != KEY_PREFIX or not all(_is_key_chars(part) for part in parts[1:]):
         return None
-    key = ApiKey.objects.select_related("owner", "organization").filter(prefix=parts[1]).first()
+    # One query: the key, its owner, its organization and whether the owner is still a member.
+    membership = Membership.objects.filter(organization=OuterRef("organization"), user=OuterRef("owner"))
+    found = (
+        ApiKey.objects.select_related("owner", "organization")
+        .annotate(owner_is_member=Exists(membership))
+        .filter(prefix=parts[1])
+        .order_by()[:1]  # the prefix is unique: no ORDER BY to build or run
+    )
+    key = next(iter(found), None)
     if key is None or not hmac.compare_digest(key.key_hash, _hash_token(token)):
         return None
-    if not key.is_active or not key.owner.is_active or not _is_member_row(key.owner, key.organization):
+    if not key.is_active or not key.owner.is_active or not key.owner_is_member:
         return None
     now = timezone.now()
     resolution = timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)

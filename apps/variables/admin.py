@@ -511,7 +511,7 @@ class VariableOverrideAdmin(AuditedAdmin):
 
     list_display = ["variable", "environment", "value", "secret", "updated_at"]
     list_filter = ["environment__organization", "environment__kind", "variable__type"]
-    list_select_related = ["variable", "environment", "secret"]
+    list_select_related = ["variable", "environment__organization", "secret"]
     search_fields = ["variable__name", "environment__slug"]
 
     def get_queryset(self, request):

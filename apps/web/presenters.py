@@ -8,6 +8,7 @@ from django.utils.dateparse import parse_datetime
 
 from apps.approvals import services as approvals
 from apps.approvals.models import ApprovalDecision, PromotionRequest, PromotionState
+from apps.core.models import without_blobs
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
 from apps.pipelines.selectors import versions_of
@@ -263,7 +264,9 @@ def pipeline_page(user, pipeline) -> dict:
         for d in deployments_for(user).filter(pipeline=pipeline, is_active=True).select_related("version__author")
     }
     stages = [{"environment": e, "deployment": deployed.get(e.pk)} for e in environments]
-    runs = list(runs_for(user).filter(pipeline=pipeline).order_by("-created_at", "-id")[:RECENT_RUNS])
+    # The page shows each run's metrics and baseline verdict, never its resolved configuration or log.
+    recent = without_blobs(runs_for(user).filter(pipeline=pipeline), keep=("metrics", "baseline"))
+    runs = list(recent.order_by("-created_at", "-id")[:RECENT_RUNS])
     requestable = organization_environments.restrict(user, perms.REQUEST_PROMOTION).exists()
     return {
         "pipeline": pipeline,
@@ -280,7 +283,7 @@ def pipeline_page(user, pipeline) -> dict:
             for run in runs
         ],
         "versions": list(versions_of(pipeline)[:10]),
-        "promotions": list(promotions_for(user).filter(pipeline=pipeline)[:10]),
+        "promotions": list(without_blobs(promotions_for(user).filter(pipeline=pipeline))[:10]),
         "may_request": requestable,
     }
 

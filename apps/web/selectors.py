@@ -6,6 +6,7 @@ from django.db.models import QuerySet
 from apps.approvals import selectors as approval_selectors
 from apps.approvals.models import OPEN_STATES, PromotionState
 from apps.audit.selectors import AUDIT_MODEL_CHOICES, audit_entries, audit_filter_choices, audit_rows  # noqa: F401
+from apps.core.models import without_blobs
 
 INBOX_LIMIT = 50
 RECENT_LIMIT = 20
@@ -16,7 +17,7 @@ RECENT_LIMIT = 20
 
 def inbox(user, filters: dict) -> dict:
     """Awaiting me, my requests and recently decided ones, narrowed by the inbox filters."""
-    base = approval_selectors.promotions_for(user)
+    base = without_blobs(approval_selectors.promotions_for(user))
     for name, lookup in (("project", "pipeline__project"), ("pipeline", "pipeline"), ("target", "target")):
         if filters.get(name):
             base = base.filter(**{lookup: filters[name]})

@@ -789,7 +789,7 @@ def test_a_worker_that_died_while_deploying_is_taken_over_once(promo):
     assert services.promotion_execute(promotion.pk) is None  # its lease still holds
     PromotionRequest.objects.filter(pk=promotion.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     assert services.promotion_execute(promotion.pk).state == S.DEPLOYED
-    assert services._finish(promotion.pk, started.attempts) is None  # the late first worker does nothing
+    assert services._finish(started) is None  # the late first worker does nothing
     assert Deployment.objects.filter(environment=p["staging"]).count() == 1
 
 

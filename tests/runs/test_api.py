@@ -149,7 +149,7 @@ def test_outsider_sees_nothing(api, outsider, org_admin, pipeline):
     client = api(outsider)
     assert client.get(detail(run.pk)).status_code == 404
     assert client.post(detail(run.pk, "cancel")).status_code == 404
-    assert client.get(RUNS).json()["count"] == 0
+    assert client.get(RUNS).json()["results"] == []
     response = client.post(RUNS, {"pipeline": pipeline.pk})
     assert response.status_code == 400 and "pipeline" in error_fields(response)
     assert Run.objects.count() == 1
@@ -225,7 +225,7 @@ def test_list_query_count_does_not_grow_with_rows(api, org_admin, pipeline, stag
             services.run_create(actor=org_admin, pipeline=pipeline, environment=environment)
     with django_assert_max_num_queries(len(few.captured_queries)):
         response = client.get(RUNS)
-    assert response.json()["count"] == 17
+    assert len(response.json()["results"]) == 17 and "count" not in response.json()
 
 
 def test_no_secret_value_in_run_responses(api, org_admin, pipeline, stages, canary):

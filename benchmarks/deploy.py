@@ -1,0 +1,179 @@
+"""Benchmark of approve → deployed against a no-op Celery round trip on the same broker.
+
+A real worker (a thread of this process, like the workflow tests') consumes from the configured
+broker (a private filesystem broker, or BENCH_CELERY_BROKER_URL=redis://...). Per size of the
+target's configuration (BENCH_DEPLOY_VARIABLES, default 2 = demo size and 10000):
+  floor    — a no-op task: enqueue, run by the worker, observed done;
+  measured — the last approval of a pending request into staging (the API's service call), the
+             deployment task enqueued on commit, run by the worker, the request observed deployed;
+Each sample promotes a new version (promotion_execute's queries: tests/approvals/test_deploy_cost.py).
+
+Run: make bench."""
+
+import copy
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from common import bulk_variables, ratio, report, setup_django
+
+SIZES = [int(s) for s in os.environ.get("BENCH_DEPLOY_VARIABLES", "2,10000").split(",")]
+SAMPLES = int(os.environ.get("BENCH_DEPLOY_REPEAT", "5"))
+GRAPH = {
+    "nodes": [
+        {
+            "id": "orders_src",
+            "type": "source",
+            "connection": "warehouse",
+            "query": "SELECT order_id FROM {{ var_00000 }}",
+        },
+        {"id": "orders_out", "type": "destination", "connection": "reporting", "table": "{{ var_00001 }}"},
+    ],
+    "edges": [["orders_src", "orders_out"]],
+}
+
+
+def build(size: int):
+    from django.contrib.auth import get_user_model
+
+    from apps.approvals import services as approvals
+    from apps.approvals.models import ApprovalRule
+    from apps.connections import services as connection_services
+    from apps.environments import permissions as perms
+    from apps.environments import services as env_services
+    from apps.pipelines import services as pipeline_services
+    from apps.tenancy import services as tenancy_services
+
+    user_model = get_user_model()
+    staff, _ = user_model.objects.get_or_create(
+        username="bench-staff", defaults={"is_staff": True, "is_superuser": True}
+    )
+    owner = user_model.objects.create_user(f"owner-{size}", email=f"owner-{size}@example.com")
+    approver = user_model.objects.create_user(f"approver-{size}", email=f"approver-{size}@example.com")
+    org = tenancy_services.organization_create(
+        actor=staff, name=f"Deploy {size}", slug=f"deploy-{size}", edition="enterprise", max_environments=5, owner=owner
+    )
+    tenancy_services.membership_add(actor=owner, organization=org, user=approver, role="admin")
+    production = env_services.environment_create(actor=owner, organization=org, name="Production", kind="production")
+    staging = env_services.environment_create(
+        actor=owner, organization=org, name="Staging", kind="staging", promotes_to=production
+    )
+    development = env_services.environment_create(
+        actor=owner, organization=org, name="Development", kind="development", promotes_to=staging, position=0
+    )
+    perms.forget(owner)
+    project = pipeline_services.project_create(
+        actor=owner, organization=org, name="Sales", default_environment=development
+    )
+    pipeline = pipeline_services.pipeline_create(actor=owner, project=project, name="Orders")
+    bulk_variables(org, staging, size, default="t", override="stage_")
+    from django.conf import settings
+
+    folder = Path(settings.SQLITE_CONNECTION_ROOT)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("warehouse", "reporting"):
+        role = connection_services.connection_role_create(actor=owner, organization=org, name=name, kind="sqlite")
+        for environment in (development, staging, production):
+            path = folder / f"{environment.slug}_{name}.sqlite3"
+            sqlite3.connect(path).close()
+            connection_services.connection_binding_set(
+                actor=owner, role=role, environment=environment, params={"path": str(path)}
+            )
+    approvals.rule_save(actor=owner, rule=ApprovalRule(environment=staging, name="review", required_approvals=1))
+    return {"owner": owner, "approver": approver, "pipeline": pipeline, "development": development}
+
+
+def pending_request(world, number: int):
+    from apps.approvals import services as approvals
+    from apps.pipelines import services as pipeline_services
+    from apps.runs import services as run_services
+
+    graph = copy.deepcopy(GRAPH)
+    graph["nodes"][0]["query"] += f" WHERE {number} > 0"
+    version = pipeline_services.pipeline_version_create(actor=world["owner"], pipeline=world["pipeline"], graph=graph)
+    run_services.deploy_direct(
+        actor=world["owner"], pipeline=world["pipeline"], environment=world["development"], version=version
+    )
+    request, _created = approvals.promotion_request_create(
+        actor=world["owner"], pipeline=world["pipeline"], version=version, source=world["development"]
+    )
+    return request
+
+
+def main():
+    setup_django()
+    from celery.contrib.testing.worker import start_worker
+    from django.db import transaction
+    from django.db.models.signals import post_save
+
+    from apps.approvals import services as approvals
+    from apps.approvals.models import PromotionRequest, PromotionState
+    from planasonix_env.celery import app, ensure_broker_folders
+
+    noop_done = threading.Event()
+    deployed = threading.Event()
+
+    @app.task(name="bench.noop", ignore_result=True)
+    def noop():
+        noop_done.set()
+
+    def on_save(sender, instance, **kwargs):
+        if instance.state == PromotionState.DEPLOYED:
+            transaction.on_commit(deployed.set)
+
+    post_save.connect(on_save, sender=PromotionRequest, weak=False)
+    ensure_broker_folders()
+    rows = []
+    with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False, shutdown_timeout=30):
+        for size in SIZES:
+            world = build(size)
+            floor, measured, approve_call = [], [], []
+            for sample in range(SAMPLES + 1):  # the first sample warms up
+                noop_done.clear()
+                start = time.perf_counter()
+                noop.delay()
+                assert noop_done.wait(60), "the worker did not run the no-op task"
+                floor.append(time.perf_counter() - start)
+                request = pending_request(world, sample)
+                deployed.clear()
+                start = time.perf_counter()
+                approvals.promotion_approve(actor=world["approver"], request=request, comment="ok")
+                called = time.perf_counter() - start
+                assert deployed.wait(120), "the request was not deployed"
+                measured.append(time.perf_counter() - start)
+                approve_call.append(called)
+
+            def median(samples):
+                ordered = sorted(samples[1:])
+                return {"median": ordered[len(ordered) // 2], "min": ordered[0], "max": ordered[-1]}
+
+            f, m, a = median(floor), median(measured), median(approve_call)
+            rows.append(
+                {
+                    "variables": size,
+                    "noop_round_trip_ms": round(f["median"] * 1000, 1),
+                    "approve_call_ms": round(a["median"] * 1000, 1),
+                    "approve_to_deployed_ms": round(m["median"] * 1000, 1),
+                    "ratio": ratio(m, f),
+                }
+            )
+    report(
+        "deploy",
+        "approve → deployed vs a no-op Celery round trip",
+        rows,
+        [
+            ("variables", "variables"),
+            ("noop_round_trip_ms", "no-op ms"),
+            ("approve_call_ms", "approve ms"),
+            ("approve_to_deployed_ms", "→deployed ms"),
+            ("ratio", "ratio"),
+        ],
+        samples=SAMPLES,
+        broker=app.conf.broker_url.split("://")[0],
+    )
+
+
+if __name__ == "__main__":
+    main()
