@@ -111,7 +111,15 @@ class MembershipInline(admin.TabularInline):
         return False
 
 
-ORGANIZATION_FIELDS = ["name", "slug", "edition", "max_environments", "environment_name_pattern"]
+ORGANIZATION_FIELDS = [
+    "name",
+    "slug",
+    "edition",
+    "max_environments",
+    "environment_name_pattern",
+    "egress_allow",
+    "egress_deny",
+]
 
 
 @admin.register(Organization)

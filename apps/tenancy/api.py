@@ -53,6 +53,8 @@ class OrganizationSerializer(serializers.ModelSerializer):
             "edition",
             "max_environments",
             "environment_name_pattern",
+            "egress_allow",
+            "egress_deny",
             "my_role",
             "created_at",
         ]
@@ -65,7 +67,15 @@ class OrganizationSerializer(serializers.ModelSerializer):
 class OrganizationCreateSerializer(StrictModelSerializer):
     class Meta:
         model = Organization
-        fields = ["name", "slug", "edition", "max_environments", "environment_name_pattern"]
+        fields = [
+            "name",
+            "slug",
+            "edition",
+            "max_environments",
+            "environment_name_pattern",
+            "egress_allow",
+            "egress_deny",
+        ]
         extra_kwargs = {"slug": {"required": False}}
 
     def get_validators(self):  # uniqueness is the service's business (409 with a clear message)
@@ -75,7 +85,7 @@ class OrganizationCreateSerializer(StrictModelSerializer):
 class OrganizationUpdateSerializer(StrictModelSerializer):
     class Meta:
         model = Organization
-        fields = ["name", "edition", "max_environments", "environment_name_pattern"]
+        fields = ["name", "edition", "max_environments", "environment_name_pattern", "egress_allow", "egress_deny"]
 
     def get_validators(self):
         return []

@@ -16,13 +16,13 @@ from apps.core.errors import Conflict, PermissionDenied, ValidationFailed, field
 from apps.core.scopes import SCOPES
 from apps.core.services import audited_delete, audited_save, validate
 
-from . import signals
+from . import revisions, signals
 from .models import ApiKey, Edition, Membership, Organization, Role, ServiceAccount
 from .permissions import forget_org_roles, is_org_admin, is_org_member, is_platform_operator
 
 User = get_user_model()
 
-ORGANIZATION_ADMIN_FIELDS = {"name", "environment_name_pattern"}
+ORGANIZATION_ADMIN_FIELDS = {"name", "environment_name_pattern", "egress_allow", "egress_deny"}
 # Edition and limits are commercial settings: only platform staff change them.
 ORGANIZATION_STAFF_FIELDS = {"edition", "max_environments"}
 
@@ -50,6 +50,8 @@ def organization_create(
     edition: str = Edition.ENTERPRISE,
     max_environments: int = 5,
     environment_name_pattern: str | None = None,
+    egress_allow: list | None = None,
+    egress_deny: list | None = None,
     owner=None,
 ) -> Organization:
     """Create an organization with its owner (the actor unless given); staff only."""
@@ -62,6 +64,7 @@ def organization_create(
     )
     if environment_name_pattern is not None:
         organization.environment_name_pattern = environment_name_pattern
+    organization.egress_allow, organization.egress_deny = egress_allow or [], egress_deny or []
     if not organization.slug:
         raise field_error("slug", "Could not derive a slug from the name; give one.")
     audited_save(organization, actor=actor, reason="organization created")
@@ -96,6 +99,8 @@ def organization_update(*, actor, organization: Organization, **changes) -> Orga
     validate(organization)
     signals.organization_changing.send(sender=Organization, organization=organization, changes=real, actor=actor)
     audited_save(organization, actor=actor, reason="changed: " + ", ".join(sorted(real)), clean=False)
+    if {"egress_allow", "egress_deny"} & set(real):
+        revisions.bump(organization.pk)  # cached resolutions carry the egress verdict on bindings
     return organization
 
 
