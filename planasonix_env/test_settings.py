@@ -26,6 +26,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 CELERY_BEAT_SCHEDULE = {}
-# Tests keep their SQLite "warehouses" in temporary folders.
-SQLITE_CONNECTION_ROOT = tempfile.gettempdir()
+# Tests keep their SQLite "warehouses" in temporary folders (tests/egress_support.py's sqlite_root
+# gives a test its own; this private default keeps anything else out of a shared /tmp).
+SQLITE_CONNECTION_ROOT = tempfile.mkdtemp(prefix="planasonix-test-sqlite-")
 STATIC_ROOT = Path(tempfile.mkdtemp(prefix="planasonix-test-static-"))

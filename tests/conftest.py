@@ -18,7 +18,7 @@ from apps.tenancy.models import Edition, Role
 
 User = get_user_model()
 
-pytest_plugins = ["tests.egress_support"]  # allow_loopback, sqlite_root
+pytest_plugins = ["tests.egress_support"]  # allow_loopback, sqlite_root, dns, network_platform
 
 
 @pytest.fixture(autouse=True)

@@ -382,7 +382,6 @@ def _send(channel: Channel, delivery: Delivery) -> int:
             url, data=body, headers={"Content-Type": "application/json"}, timeout=timeout, allow_redirects=False
         )
         return response.status_code
-    _check_egress(channel, channel.target, connect=True)
     body = _body(delivery)
     timestamp = int(time.time())
     headers = {
@@ -393,6 +392,7 @@ def _send(channel: Channel, delivery: Delivery) -> int:
         "X-Planasonix-Timestamp": str(timestamp),
         "X-Planasonix-Signature": signing.sign(crypto.decrypt(channel.secret_ciphertext), timestamp, body),
     }
+    _check_egress(channel, channel.target, connect=True)
     response = requests.post(channel.target, data=body, headers=headers, timeout=timeout, allow_redirects=False)
     return response.status_code
 

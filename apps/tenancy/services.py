@@ -84,6 +84,9 @@ def organization_update(*, actor, organization: Organization, **changes) -> Orga
     unknown = set(changes) - ORGANIZATION_ADMIN_FIELDS - ORGANIZATION_STAFF_FIELDS
     if unknown:
         raise ValidationFailed(f"Unknown organization fields: {', '.join(sorted(unknown))}")
+    for name in ("egress_allow", "egress_deny"):
+        if name in changes and changes[name] is None:  # an emptied admin field: no entries
+            changes[name] = []
     real = {k: v for k, v in changes.items() if getattr(organization, k) != v}
     if not real:
         # Nothing changes, but a caller who may not change anything is still told so.

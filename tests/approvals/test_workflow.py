@@ -49,7 +49,8 @@ DEAD_BROKER_URL = "redis://127.0.0.1:1/0"  # nobody listens on port 1: connectio
 
 
 @pytest.fixture
-def receiver():
+def receiver(allow_loopback):
+    """A webhook receiver on 127.0.0.1, reachable because the operator allow-lists loopback."""
     r = Receiver().start()
     yield r
     r.stop()
