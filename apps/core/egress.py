@@ -5,8 +5,9 @@ server open connections, so each target is checked here, when it is saved and ag
 connecting (DNS can change in between). In order, for every address a host resolves to:
 
 1. the platform's own endpoints (its database, broker, result backend, cache and SMTP server, from
-   settings) are refused, whatever any allow-list says; other databases on the platform's
-   database server only through the operator's EGRESS_ALLOW;
+   settings) are refused by host+port and by resolved address, whatever any allow-list says; a
+   database binding naming another database on the platform's database server passes only
+   through the operator's EGRESS_ALLOW;
 2. an entry in the operator's EGRESS_DENY or the organization's deny-list refuses;
 3. an entry in the operator's EGRESS_ALLOW allows;
 4. an entry in the organization's allow-list allows, except loopback, link-local, metadata and
@@ -303,7 +304,8 @@ def check_target(
             continue
         if endpoint.host.lower() != host.lower() and not (set(addresses) & _endpoint_addresses(endpoint)):
             continue
-        if endpoint.databases is None or (database is not None and database in endpoint.databases):
+        # Without a database name (HTTP, webhooks, Git) the database server's port is the platform's database.
+        if endpoint.databases is None or database is None or database in endpoint.databases:
             raise _refuse(field, f"{host}:{port} is the platform's own {endpoint.label}: never a valid target.")
         if not any(operator_allow.matches(host, a) for a in addresses or [None]):
             raise _refuse(
