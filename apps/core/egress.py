@@ -302,7 +302,8 @@ def check_target(
     for endpoint in platform_endpoints():
         if endpoint.port != port:
             continue
-        if endpoint.host.lower() != host.lower() and not (set(addresses) & _endpoint_addresses(endpoint)):
+        same_name = endpoint.host.lower() == host.lower()
+        if not same_name and not (addresses and set(addresses) & _endpoint_addresses(endpoint)):
             continue
         # Without a database name (HTTP, webhooks, Git) the database server's port is the platform's database.
         if endpoint.databases is None or database is None or database in endpoint.databases:
