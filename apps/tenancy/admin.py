@@ -111,15 +111,7 @@ class MembershipInline(admin.TabularInline):
         return False
 
 
-ORGANIZATION_FIELDS = [
-    "name",
-    "slug",
-    "edition",
-    "max_environments",
-    "environment_name_pattern",
-    "egress_allow",
-    "egress_deny",
-]
+ORGANIZATION_FIELDS = services.ORGANIZATION_FIELDS
 
 
 @admin.register(Organization)

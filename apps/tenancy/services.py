@@ -22,6 +22,16 @@ from .permissions import forget_org_roles, is_org_admin, is_org_member, is_platf
 
 User = get_user_model()
 
+# An organization's settings, as the API and the admin show and take them.
+ORGANIZATION_FIELDS = [
+    "name",
+    "slug",
+    "edition",
+    "max_environments",
+    "environment_name_pattern",
+    "egress_allow",
+    "egress_deny",
+]
 ORGANIZATION_ADMIN_FIELDS = {"name", "environment_name_pattern", "egress_allow", "egress_deny"}
 # Edition and limits are commercial settings: only platform staff change them.
 ORGANIZATION_STAFF_FIELDS = {"edition", "max_environments"}

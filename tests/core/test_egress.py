@@ -181,3 +181,11 @@ def test_git_remotes_allowed(dns, settings):
         ]
     settings.EGRESS_ALLOW = ["127.0.0.1"]
     assert egress.check_url("git@127.0.0.1:acme/p.git", organization=org(), field="repository_url")
+
+
+def test_a_bad_operator_list_stops_start_up(settings):
+    from apps.core.checks import egress_settings
+
+    assert egress_settings(None) == []
+    settings.EGRESS_DENY = ["10.0.0.0/8", "10.0.0.0/99"]
+    assert [e.id for e in egress_settings(None)] == ["planasonix.E001"]
