@@ -29,7 +29,13 @@ def pg_pipeline(run_setup, org, stages, members, dns):
         actor=developer,
         role=role,
         environment=stages["development"],
-        params={"host": "warehouse.example.test", "database": "sales", "user": "postgres", "connect_timeout": 1},
+        params={
+            "host": "warehouse.example.test",
+            "port": 5433,
+            "database": "sales",
+            "user": "postgres",
+            "connect_timeout": 1,
+        },
     )
     graph = copy.deepcopy(GRAPH)
     graph["nodes"][0]["connection"] = "pg_source"
