@@ -23,7 +23,6 @@ SCOPE_RANK = {"pipeline": 0, "project": 1, "organization": 2}
 
 def build(size: int):
     """An organization with `size` org-scoped variables, each overridden in production."""
-    from django.conf import settings
     from django.contrib.auth import get_user_model
 
     from apps.connections import services as connection_services
@@ -51,7 +50,7 @@ def build(size: int):
         actor=admin,
         role=role,
         environment=env,
-        params={"path": settings.SQLITE_CONNECTION_ROOT + "/{{ var_00000 }}.sqlite3"},
+        params={"path": "{{ var_00000 }}.sqlite3"},  # relative to the environment's SQLite folder
     )
     return org, env, pipeline
 

@@ -268,8 +268,20 @@ CELERY_BEAT_SCHEDULE = {
 # A worker that has not written a heartbeat for this long is reported as stale by /healthz.
 WORKER_HEARTBEAT_STALE_SECONDS = env.int("WORKER_HEARTBEAT_STALE_SECONDS", default=120)
 
-# SQLite connection bindings may only use files under this folder (never the platform's database).
+# SQLite connection bindings may only use files in their own folder below this one,
+# <root>/org-<organization id>/env-<environment id>/ (never the platform's database).
 SQLITE_CONNECTION_ROOT = env.str("SQLITE_CONNECTION_ROOT", default=str(VAR_DIR / "demo"))
+
+# --- egress (apps/core/egress.py) -------------------------------------------------------------
+# Where bindings, connection tests, webhooks and Git remotes may connect. The platform's own
+# database, broker, cache and SMTP server are always refused; loopback, link-local, metadata and
+# unspecified addresses are refused unless EGRESS_ALLOW names them; EGRESS_DENY refuses whatever
+# it names (organizations cannot override it). Entries: networks (CIDR) or host names (*.example.com).
+EGRESS_ALLOW = env.list("EGRESS_ALLOW", default=[])
+EGRESS_DENY = env.list("EGRESS_DENY", default=[])
+# Private ranges (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7): allowed unless this is off,
+# in which case only allow-listed private targets (operator or organization) are.
+EGRESS_ALLOW_PRIVATE = env.bool("EGRESS_ALLOW_PRIVATE", default=True)
 
 # --- runs -----------------------------------------------------------------------------------
 # A running run's worker renews its lease between batches; a lease that runs out means the worker

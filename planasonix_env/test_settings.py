@@ -3,6 +3,7 @@
 Everything else still comes from the environment, so CI points the suite at PostgreSQL and Redis
 with DATABASE_URL and CELERY_BROKER_URL exactly as production would."""
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -29,6 +30,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 CELERY_BEAT_SCHEDULE = {}
-# Tests keep their SQLite "warehouses" in temporary folders.
-SQLITE_CONNECTION_ROOT = tempfile.gettempdir()
+# Tests keep their SQLite "warehouses" in temporary folders (tests/egress_support.py's sqlite_root
+# gives a test its own; this private default keeps anything else out of a shared /tmp).
+SQLITE_CONNECTION_ROOT = os.environ.get("SQLITE_CONNECTION_ROOT") or tempfile.mkdtemp(prefix="planasonix-test-sqlite-")
 STATIC_ROOT = Path(tempfile.mkdtemp(prefix="planasonix-test-static-"))

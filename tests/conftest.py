@@ -18,6 +18,8 @@ from apps.tenancy.models import Edition, Role
 
 User = get_user_model()
 
+pytest_plugins = ["tests.egress_support"]  # allow_loopback, sqlite_root, dns, network_platform
+
 
 @pytest.fixture(autouse=True)
 def _clear_caches():

@@ -2,21 +2,30 @@
 
 import sqlite3
 from contextlib import closing
+from pathlib import Path
 
 import requests
+
+from apps.core.egress import EgressRefused
+
+from .targets import check_params, sqlite_path
 
 SUPPORTED = ("postgres", "sqlite", "http")
 
 
-def check(kind: str, params: dict, password: str | None) -> tuple[bool, str]:
-    """Connect for real and return (ok, message). Messages never contain the password."""
+def check(kind: str, params: dict, password: str | None, *, environment) -> tuple[bool, str]:
+    """Connect for real and return (ok, message). Messages never contain the password. The target
+    is checked against the egress policy first, on the addresses it resolves to now."""
     try:
+        addresses = check_params(kind, params, environment=environment, connect=True)
         if kind == "postgres":
-            return _postgres(params, password)
+            return _postgres(params, password, addresses)
         if kind == "sqlite":
-            return _sqlite(params)
+            return _sqlite(sqlite_path(params["path"], environment=environment))
         if kind == "http":
             return _http(params)
+    except EgressRefused as exc:
+        return False, f"Refused by the egress policy: {exc.message}"
     except Exception as exc:  # report the failure kind and a scrubbed message
         return False, _scrub(f"{type(exc).__name__}: {exc}", password)
     return False, f"Testing {kind} connections is not supported here (supported: {', '.join(SUPPORTED)})."
@@ -28,11 +37,12 @@ def _scrub(message: str, password: str | None) -> str:
     return message[:500]
 
 
-def _postgres(params: dict, password: str | None) -> tuple[bool, str]:
+def _postgres(params: dict, password: str | None, addresses: list) -> tuple[bool, str]:
     import psycopg
 
     with psycopg.connect(
         host=params["host"],
+        hostaddr=str(addresses[0]),  # the address the egress policy checked, not a fresh lookup
         port=params.get("port", 5432),
         dbname=params["database"],
         user=params.get("user"),
@@ -44,10 +54,7 @@ def _postgres(params: dict, password: str | None) -> tuple[bool, str]:
     return True, f"Connected to PostgreSQL {version}."
 
 
-def _sqlite(params: dict) -> tuple[bool, str]:
-    from .schemas import sqlite_path
-
-    path = sqlite_path(params["path"])
+def _sqlite(path: Path) -> tuple[bool, str]:
     if not path.is_file():
         return False, f"No SQLite database at {path}."
     # `SELECT 1` never reads the file, so any file would pass; reading the schema checks that the

@@ -1,9 +1,6 @@
 """Per-kind parameter schemas for connection bindings. Credentials never go in params."""
 
 import re
-from pathlib import Path
-
-from django.conf import settings
 
 from apps.core.errors import ValidationFailed
 
@@ -35,26 +32,6 @@ SCHEMAS: dict[str, dict[str, tuple[type | tuple, bool]]] = {
     "http": {"base_url": (str, True), "timeout_seconds": ((int, float), False), "verify_tls": (bool, False)},
 }
 CHOICES = {("postgres", "sslmode"): ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")}
-
-
-def sqlite_path(raw: str) -> Path:
-    """The file a sqlite binding may use: inside SQLITE_CONNECTION_ROOT and never the platform's own
-    database (a binding is tenant input; an unconfined path would read or drop platform tables)."""
-    root = Path(settings.SQLITE_CONNECTION_ROOT).resolve()
-    path = Path(raw).expanduser().resolve()
-    if path != root and root not in path.parents:
-        raise ValidationFailed(
-            f"params.path: SQLite files must live under {root}.", fields={"params.path": [f"Must be under {root}."]}
-        )
-    platform = settings.DATABASES["default"]
-    forbidden = {platform.get("NAME"), (platform.get("TEST") or {}).get("NAME")}
-    for name in filter(None, forbidden):
-        base = Path(str(name)).expanduser().resolve()
-        if path in (base, Path(f"{base}-wal"), Path(f"{base}-shm"), Path(f"{base}-journal")):
-            raise ValidationFailed(
-                "params.path: that is the platform's own database.", fields={"params.path": ["Not allowed."]}
-            )
-    return path
 
 
 def validate_params(kind: str, params, *, resolved: bool = False) -> dict:
@@ -98,6 +75,4 @@ def validate_params(kind: str, params, *, resolved: bool = False) -> dict:
     if errors:
         first, messages = next(iter(errors.items()))
         raise ValidationFailed(f"{first}: {messages[0]}", fields=errors)
-    if kind == "sqlite" and resolved:  # checked where the file would be opened (resolution, runs, tests)
-        sqlite_path(params["path"])
     return params

@@ -13,6 +13,7 @@ from apps.tenancy.permissions import is_org_admin, is_org_member
 
 from .models import ConnectionBinding, ConnectionRole, ConnectionTest
 from .schemas import validate_params
+from .targets import check_params
 
 logger = logging.getLogger("planasonix.connections")
 
@@ -89,6 +90,7 @@ def validate_binding(*, actor, role: ConnectionRole, environment: Environment, p
         raise field_error("environment", "Must be an environment of the role's organization.")
     perms.require_config_edit(actor, environment)
     validate_params(role.kind, params)
+    check_params(role.kind, params, environment=environment)
     if credential is not None:
         if credential.organization_id != role.organization_id:
             raise field_error("credential", f"Secret '{credential.name}' belongs to another organization.")

@@ -1,7 +1,10 @@
 """System checks for settings that are fine embedded but dangerous in production."""
 
 from django.conf import settings
-from django.core.checks import Warning, register
+from django.core.checks import Error, Warning, register
+from django.core.exceptions import ValidationError
+
+from . import egress
 
 
 @register(deploy=True)
@@ -18,4 +21,16 @@ def production_settings(app_configs, **kwargs):
         )
     if settings.SECRET_KEY.startswith("insecure-"):
         problems.append(Warning("DJANGO_SECRET_KEY is the embedded default.", id="planasonix.W002"))
+    return problems
+
+
+@register()
+def egress_settings(app_configs, **kwargs):
+    """EGRESS_ALLOW / EGRESS_DENY must parse: a typo must stop start-up, not every connection later."""
+    problems = []
+    for name in ("EGRESS_ALLOW", "EGRESS_DENY"):
+        try:
+            egress.parse_entries(list(getattr(settings, name, []) or []))
+        except ValidationError as exc:
+            problems.append(Error(f"{name}: {'; '.join(exc.messages)}", id="planasonix.E001"))
     return problems

@@ -5,7 +5,6 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
@@ -13,6 +12,7 @@ from apps.approvals import services as approval_services
 from apps.approvals.models import ApprovalRule
 from apps.connections import services as connection_services
 from apps.connections.models import ConnectionBinding, ConnectionRole
+from apps.connections.targets import sqlite_folder
 from apps.environments import permissions as perms
 from apps.environments import services as env_services
 from apps.environments.models import Environment, Kind
@@ -174,14 +174,15 @@ DEMO_VARIABLES = (
 SOURCE_ROWS = {"development": 200, "staging": 1000, "production": 1000}
 
 
-def demo_database_path(stage: str, role: str) -> Path:
-    return Path(settings.VAR_DIR) / "demo" / f"{stage}_{role}.sqlite3"
+def demo_database_path(environment, role: str) -> Path:
+    """Where the demo keeps a stage's SQLite file: the environment's own folder (sqlite_folder)."""
+    return sqlite_folder(environment) / f"{role}.sqlite3"
 
 
-def _demo_warehouse(stage: str) -> Path:
+def _demo_warehouse(environment, stage: str) -> Path:
     """A small SQLite 'warehouse' with an orders table (same rows in staging and production, so a
     staging validation can be compared with a production baseline)."""
-    path = demo_database_path(stage, "warehouse")
+    path = demo_database_path(environment, "warehouse")
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = random.Random(42)  # deterministic demo data, not security-sensitive
     rows = [
@@ -261,15 +262,15 @@ def _configuration(admin, organization, stages):
             )
         for slug, environment in stages.items():
             if role_name == "analytics_warehouse":
-                path = _demo_warehouse(slug)
+                path = _demo_warehouse(environment, slug)
             else:
-                path = demo_database_path(slug, "reporting")
+                path = demo_database_path(environment, "reporting")
             if not ConnectionBinding.objects.filter(role=role, environment=environment).exists():
                 connection_services.connection_binding_set(
                     actor=admin,
                     role=role,
                     environment=environment,
-                    params={"path": str(path)},
+                    params={"path": path.name},
                     credential=secret if role_name == "reporting_db" and slug == "production" else None,
                 )
     _deploy_and_schedule(admin, pipeline, stages["development"])

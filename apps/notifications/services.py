@@ -15,7 +15,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
 
-from apps.core import crypto
+from apps.core import crypto, egress
 from apps.core.errors import PermissionDenied, ValidationFailed, field_error
 from apps.core.services import audited_delete, audited_save
 from apps.tenancy.permissions import api_key_of, is_org_admin
@@ -104,6 +104,11 @@ def channel_create(
     return channel, generated
 
 
+def _check_egress(channel: Channel, url: str, *, connect: bool = False) -> None:
+    """A webhook makes the server send requests: its URL passes the egress policy (apps.core.egress)."""
+    egress.check_url(url, organization=channel.organization, field="target", schemes=("https", "http"), connect=connect)
+
+
 def _apply_target_and_secret(channel: Channel, kind: str, target: str | None, signing_secret: str | None):
     generated = None
     if kind == ChannelKind.EMAIL:
@@ -116,6 +121,7 @@ def _apply_target_and_secret(channel: Channel, kind: str, target: str | None, si
     elif kind == ChannelKind.WEBHOOK:
         if target is not None:
             _validate_url("target", target)
+            _check_egress(channel, target)
             channel.target = target
         if signing_secret is not None:
             if len(signing_secret) < 16:
@@ -133,6 +139,7 @@ def _apply_target_and_secret(channel: Channel, kind: str, target: str | None, si
             raise field_error("signing_secret", "Slack-style webhooks carry their credential in the URL.")
         if target is not None:
             _validate_url("target", target)
+            _check_egress(channel, target)
             channel.target = mask_url(target)
             channel.secret_ciphertext = crypto.encrypt(target)
             channel.secret_fingerprint = crypto.fingerprint(target)
@@ -299,6 +306,9 @@ def delivery_attempt(delivery_pk: int) -> Delivery | None:
             else:
                 error = f"HTTP {code}"
                 retryable = code >= 500 or code in RETRYABLE_STATUSES
+    except egress.EgressRefused as exc:
+        # Final: the URL resolves to an address the policy refuses now (DNS changed since it was saved).
+        error, retryable = f"refused by the egress policy: {exc.fields['target'][0]}", False
     except requests.RequestException as exc:
         error = f"{type(exc).__name__}"
     except crypto.UndecryptableValue:
@@ -365,6 +375,7 @@ def _send(channel: Channel, delivery: Delivery) -> int:
         return 250 if recipients else 0
     if channel.kind == ChannelKind.SLACK:
         url = crypto.decrypt(channel.secret_ciphertext)
+        _check_egress(channel, url, connect=True)
         text = f"*{_title(delivery.event, delivery.payload)}* ({delivery.event})"
         body = json.dumps({"text": text, "planasonix": json.loads(_body(delivery))}).encode()
         response = requests.post(
@@ -387,6 +398,7 @@ def _send(channel: Channel, delivery: Delivery) -> int:
         "webhook-timestamp": str(timestamp),
         "webhook-signature": signing.standard_signature(secret, message_id, timestamp, body),
     }
+    _check_egress(channel, channel.target, connect=True)
     response = requests.post(channel.target, data=body, headers=headers, timeout=timeout, allow_redirects=False)
     return response.status_code
 

@@ -58,7 +58,7 @@ def _check(test: ConnectionTest) -> tuple[bool, str]:
             )
         except DomainError as exc:
             return False, exc.message
-    return connectors.check(binding.role.kind, params, password)
+    return connectors.check(binding.role.kind, params, password, environment=environment)
 
 
 def sweep(grace_seconds: int = 120) -> int:

@@ -12,6 +12,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from apps.connections.schemas import validate_params
+from apps.connections.targets import check_params
 from apps.core.errors import ValidationFailed
 from apps.environments.models import POLICY_SETTINGS, Environment
 from apps.pipelines import graph as graphs
@@ -313,6 +314,7 @@ def _connections(snap: Snapshot, environment, interpolator: Interpolator, result
             try:
                 params = interpolator.expand_value(binding.params, [f"connections.{name}"])
                 validate_params(role.kind, params, resolved=True)
+                check_params(role.kind, params, environment=environment, dns=False)
                 entry["params"] = params
             except InterpolationError as exc:
                 result.error("interpolation", f"connections.{name}.params", str(exc))

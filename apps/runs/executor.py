@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from apps.connections.schemas import sqlite_path
+from apps.connections.targets import check_params, sqlite_path
 from apps.core.errors import ValidationFailed
 from apps.pipelines.graph import REGISTRY
 
@@ -116,21 +116,27 @@ class DestinationMetrics:
 # --- connections ------------------------------------------------------------------------------
 
 
-def connect(kind: str, params: dict, password: str | None, *, read_only: bool = False):
-    """A DB-API connection for a resolved binding (sources are opened read-only)."""
+def connect(kind: str, params: dict, password: str | None, *, environment, read_only: bool = False):
+    """A DB-API connection for a resolved binding of `environment` (sources are opened read-only).
+    The target is checked against the egress policy on the addresses it resolves to now."""
+    if kind not in SUPPORTED_KINDS:
+        raise ExecutionError(f"The built-in executor reads and writes {', '.join(SUPPORTED_KINDS)} only, not {kind}.")
+    try:
+        addresses = check_params(kind, params, environment=environment, connect=True)
+        path = sqlite_path(params["path"], environment=environment) if kind == "sqlite" else None
+    except ValidationFailed as exc:
+        raise ExecutionError(exc.message) from exc
     if kind == "sqlite":
-        try:
-            path = sqlite_path(params["path"])
-        except ValidationFailed as exc:
-            raise ExecutionError(exc.message) from exc
         if read_only:
             return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None)
+        path.parent.mkdir(parents=True, exist_ok=True)
         return sqlite3.connect(path, timeout=30, isolation_level=None)
     if kind == "postgres":
         import psycopg
 
         return psycopg.connect(
             host=params["host"],
+            hostaddr=str(addresses[0]),  # the address the egress policy checked, not a fresh lookup
             port=params.get("port", 5432),
             dbname=params["database"],
             user=params.get("user"),
@@ -139,7 +145,6 @@ def connect(kind: str, params: dict, password: str | None, *, read_only: bool = 
             connect_timeout=params.get("connect_timeout", 10),
             autocommit=True,
         )
-    raise ExecutionError(f"The built-in executor reads and writes {', '.join(SUPPORTED_KINDS)} only, not {kind}.")
 
 
 def _quote(kind: str, table: str) -> str:
@@ -339,8 +344,10 @@ def _table_exists(cursor, kind: str, table: str) -> bool:
     return cursor.fetchone() is not None
 
 
-def execute_graph(resolved: dict, limits: Limits, check: Callable[[], None], log: Callable[[str], None]) -> dict:
-    """Run the resolved graph; return metrics per destination node."""
+def execute_graph(
+    resolved: dict, limits: Limits, check: Callable[[], None], log: Callable[[str], None], *, environment
+) -> dict:
+    """Run the resolved graph (of `environment`); return metrics per destination node."""
     graph = resolved["graph"]
     connections = resolved["connections"]
     nodes = {n["id"]: n for n in graph["nodes"]}
@@ -358,11 +365,18 @@ def execute_graph(resolved: dict, limits: Limits, check: Callable[[], None], log
         source_binding = connections[source["connection"]]
         target_binding = connections[node["connection"]]
         source_conn = connect(
-            source_binding["kind"], source_binding["params"], source_binding.get("credential_value"), read_only=True
+            source_binding["kind"],
+            source_binding["params"],
+            source_binding.get("credential_value"),
+            environment=environment,
+            read_only=True,
         )
         try:
             target_conn = connect(
-                target_binding["kind"], target_binding["params"], target_binding.get("credential_value")
+                target_binding["kind"],
+                target_binding["params"],
+                target_binding.get("credential_value"),
+                environment=environment,
             )
         except BaseException:
             source_conn.close()

@@ -426,7 +426,9 @@ def run_execute(run_pk: int, claimer: str = "builtin") -> Run | None:
         if violations:
             error = "Rejected by the runtime policy: " + "; ".join(violations) + "."
             return _finish(run, RunStatus.REJECTED, error=error, attempt=attempt)
-        metrics = executor.execute_graph(resolved, _limits(run, policy), check, log_lines.append)
+        metrics = executor.execute_graph(
+            resolved, _limits(run, policy), check, log_lines.append, environment=run.environment
+        )
         log = scrub("\n".join(log_lines), resolved)
         return _finish(run, RunStatus.SUCCEEDED, metrics=metrics, log=log, attempt=attempt)
     except executor.LeaseLost:
@@ -616,7 +618,9 @@ def preview(*, actor, pipeline: Pipeline, environment: Environment, node_id: str
         raise ValidationFailed(f"The configuration does not resolve: {resolved['errors'][0]['message']}")
     binding = resolved["connections"][node["connection"]]
     try:
-        conn = executor.connect(binding["kind"], binding["params"], binding.get("credential_value"))
+        conn = executor.connect(
+            binding["kind"], binding["params"], binding.get("credential_value"), environment=environment
+        )
         try:
             batches = executor.read_source(
                 conn, node["query"], executor.Limits(max_rows=limit, batch_size=limit), lambda: None

@@ -103,7 +103,7 @@ class MembershipInline(admin.TabularInline):
         return False
 
 
-ORGANIZATION_FIELDS = ["name", "slug", "edition", "max_environments", "environment_name_pattern"]
+ORGANIZATION_FIELDS = services.ORGANIZATION_FIELDS
 
 
 @admin.register(Organization)

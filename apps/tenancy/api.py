@@ -46,16 +46,7 @@ class OrganizationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Organization
-        fields = [
-            "id",
-            "name",
-            "slug",
-            "edition",
-            "max_environments",
-            "environment_name_pattern",
-            "my_role",
-            "created_at",
-        ]
+        fields = ["id", *services.ORGANIZATION_FIELDS, "my_role", "created_at"]
         read_only_fields = fields
 
     def get_my_role(self, obj) -> str | None:
@@ -65,7 +56,7 @@ class OrganizationSerializer(serializers.ModelSerializer):
 class OrganizationCreateSerializer(StrictModelSerializer):
     class Meta:
         model = Organization
-        fields = ["name", "slug", "edition", "max_environments", "environment_name_pattern"]
+        fields = services.ORGANIZATION_FIELDS
         extra_kwargs = {"slug": {"required": False}}
 
     def get_validators(self):  # uniqueness is the service's business (409 with a clear message)
@@ -75,7 +66,7 @@ class OrganizationCreateSerializer(StrictModelSerializer):
 class OrganizationUpdateSerializer(StrictModelSerializer):
     class Meta:
         model = Organization
-        fields = ["name", "edition", "max_environments", "environment_name_pattern"]
+        fields = [f for f in services.ORGANIZATION_FIELDS if f != "slug"]  # the slug never changes
 
     def get_validators(self):
         return []

@@ -9,6 +9,7 @@ from django.db import models
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from apps.core import egress
 from apps.core.models import TimeStampedModel
 
 from .querysets import ApiKeyQuerySet, OrganizationQuerySet, OrgScopedQuerySet
@@ -49,6 +50,22 @@ class Organization(TimeStampedModel):
         default=DEFAULT_ENVIRONMENT_NAME_PATTERN,
         validators=[validate_regex],
         help_text="Regular expression every environment name must match in full.",
+    )
+    # The organization's part of the egress policy (apps/core/egress.py): networks or host names.
+    egress_allow = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[egress.validate_organization_allow],
+        help_text="Networks (CIDR) or host names (*.example.com) this organization's connections, connection "
+        "tests and webhooks may reach even where the default policy refuses them (not loopback, link-local or "
+        "metadata addresses: only the operator allows those).",
+    )
+    egress_deny = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[egress.validate_organization_deny],
+        help_text="Networks (CIDR) or host names (*.example.com) this organization's connections, connection "
+        "tests and webhooks may never reach.",
     )
 
     objects = OrganizationQuerySet.as_manager()

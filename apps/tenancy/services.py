@@ -17,13 +17,23 @@ from apps.core.errors import Conflict, PermissionDenied, ValidationFailed, field
 from apps.core.scopes import SCOPES
 from apps.core.services import audited_delete, audited_save, validate
 
-from . import signals
+from . import revisions, signals
 from .models import ApiKey, Edition, Membership, Organization, Role, ServiceAccount
 from .permissions import forget_org_roles, is_org_admin, is_org_member, is_platform_operator, may_manage_owners
 
 User = get_user_model()
 
-ORGANIZATION_ADMIN_FIELDS = {"name", "environment_name_pattern"}
+# An organization's settings, as the API and the admin show and take them.
+ORGANIZATION_FIELDS = [
+    "name",
+    "slug",
+    "edition",
+    "max_environments",
+    "environment_name_pattern",
+    "egress_allow",
+    "egress_deny",
+]
+ORGANIZATION_ADMIN_FIELDS = {"name", "environment_name_pattern", "egress_allow", "egress_deny"}
 # Edition and limits are commercial settings: only platform staff change them.
 ORGANIZATION_STAFF_FIELDS = {"edition", "max_environments"}
 
@@ -51,6 +61,8 @@ def organization_create(
     edition: str = Edition.ENTERPRISE,
     max_environments: int = 5,
     environment_name_pattern: str | None = None,
+    egress_allow: list | None = None,
+    egress_deny: list | None = None,
     owner=None,
 ) -> Organization:
     """Create an organization with its owner (the actor unless given); staff only."""
@@ -63,6 +75,7 @@ def organization_create(
     )
     if environment_name_pattern is not None:
         organization.environment_name_pattern = environment_name_pattern
+    organization.egress_allow, organization.egress_deny = egress_allow or [], egress_deny or []
     if not organization.slug:
         raise field_error("slug", "Could not derive a slug from the name; give one.")
     audited_save(organization, actor=actor, reason="organization created")
@@ -82,6 +95,9 @@ def organization_update(*, actor, organization: Organization, **changes) -> Orga
     unknown = set(changes) - ORGANIZATION_ADMIN_FIELDS - ORGANIZATION_STAFF_FIELDS
     if unknown:
         raise ValidationFailed(f"Unknown organization fields: {', '.join(sorted(unknown))}")
+    for name in ("egress_allow", "egress_deny"):
+        if name in changes and changes[name] is None:  # an emptied admin field: no entries
+            changes[name] = []
     real = {k: v for k, v in changes.items() if getattr(organization, k) != v}
     if not real:
         # Nothing changes, but a caller who may not change anything is still told so.
@@ -97,6 +113,8 @@ def organization_update(*, actor, organization: Organization, **changes) -> Orga
     validate(organization)
     signals.organization_changing.send(sender=Organization, organization=organization, changes=real, actor=actor)
     audited_save(organization, actor=actor, reason="changed: " + ", ".join(sorted(real)), clean=False)
+    if {"egress_allow", "egress_deny"} & set(real):
+        revisions.bump(organization.pk)  # cached resolutions carry the egress verdict on bindings
     return organization
 
 

@@ -49,7 +49,8 @@ DEAD_BROKER_URL = "redis://127.0.0.1:1/0"  # nobody listens on port 1: connectio
 
 
 @pytest.fixture
-def receiver():
+def receiver(allow_loopback):
+    """A webhook receiver on 127.0.0.1, reachable because the operator allow-lists loopback."""
     r = Receiver().start()
     yield r
     r.stop()
@@ -209,6 +210,7 @@ def test_a_worker_killed_while_deploying_leaves_the_request_deploying_and_the_sw
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "planasonix_env.test_settings",
         "DATABASE_URL": _database_url(),
+        "SQLITE_CONNECTION_ROOT": django_settings.SQLITE_CONNECTION_ROOT,  # where this test's bindings point
     }
     killed = subprocess.run(
         [sys.executable, "-c", KILLED_WORKER, str(request.pk)],

@@ -139,7 +139,7 @@ def test_locked_rows_are_read_only_for_editors_without_manage(org, org_admin, st
     )
     for slug in ("staging", "production"):
         services.connection_binding_set(
-            actor=org_admin, role=role, environment=stages[slug], params={"path": f"/{slug}"}
+            actor=org_admin, role=role, environment=stages[slug], params={"path": f"{slug}.sqlite3"}
         )
     editor = grant(org_admin, stages["staging"], members["staging_approver"], perms.CHANGE_CONFIG)
     editor = grant(org_admin, stages["production"], editor, perms.VIEW, perms.CHANGE_CONFIG)
@@ -150,13 +150,13 @@ def test_locked_rows_are_read_only_for_editors_without_manage(org, org_admin, st
     data = form_data(page)
     prefix = inline_prefix(page)
     indexes = {slug: i for i, slug in enumerate(forms)}
-    data[f"{prefix}-{indexes['production']}-params"] = '{"path": "/tampered"}'
+    data[f"{prefix}-{indexes['production']}-params"] = '{"path": "tampered.sqlite3"}'
     data[f"{prefix}-{indexes['production']}-DELETE"] = "on"
-    data[f"{prefix}-{indexes['staging']}-params"] = '{"path": "/staging2"}'
+    data[f"{prefix}-{indexes['staging']}-params"] = '{"path": "staging2.sqlite3"}'
     response = client.post(role_url(role), data)
     assert response.status_code == 302, errors_of(response)
     paths = dict(ConnectionBinding.objects.values_list("environment__slug", "params__path"))
-    assert paths == {"staging": "/staging2", "production": "/production"}
+    assert paths == {"staging": "staging2.sqlite3", "production": "production.sqlite3"}
 
 
 def test_inline_delete_and_role_delete_go_through_services(org_admin, stages, configured):

@@ -101,7 +101,7 @@ def test_locked_production_refuses_without_manage(org, org_admin, stages, member
     binding = ConnectionBinding.objects.get(role__name="reporting_db", environment=stages["production"])
     approver = grant(org_admin, stages["production"], members["prod_approver"], perms.CHANGE_CONFIG)
     client = api(approver)
-    response = client.patch(f"{BINDINGS}{binding.pk}/", {"params": {"path": "/other"}}, format="json")
+    response = client.patch(f"{BINDINGS}{binding.pk}/", {"params": {"path": "other.sqlite3"}}, format="json")
     assert response.status_code == 403 and response.json()["error"]["code"] == "environment_locked"
     assert api(members["developer"]).delete(f"{BINDINGS}{binding.pk}/").status_code == 404
     assert ConnectionBinding.objects.get(pk=binding.pk).params == binding.params
@@ -134,11 +134,13 @@ def test_etag_if_match(org_admin, stages, api, configured):
     binding = ConnectionBinding.objects.get(role__name="reporting_db", environment=stages["staging"])
     client = api(org_admin)
     etag = client.get(f"{BINDINGS}{binding.pk}/")["ETag"]
-    ok = client.patch(f"{BINDINGS}{binding.pk}/", {"params": {"path": "/a"}}, format="json", HTTP_IF_MATCH=etag)
+    ok = client.patch(f"{BINDINGS}{binding.pk}/", {"params": {"path": "a.sqlite3"}}, format="json", HTTP_IF_MATCH=etag)
     assert ok.status_code == 200
-    stale = client.patch(f"{BINDINGS}{binding.pk}/", {"params": {"path": "/b"}}, format="json", HTTP_IF_MATCH=etag)
+    stale = client.patch(
+        f"{BINDINGS}{binding.pk}/", {"params": {"path": "b.sqlite3"}}, format="json", HTTP_IF_MATCH=etag
+    )
     assert stale.status_code == 412
-    assert ConnectionBinding.objects.get(pk=binding.pk).params == {"path": "/a"}
+    assert ConnectionBinding.objects.get(pk=binding.pk).params == {"path": "a.sqlite3"}
     role = binding.role
     role_etag = client.get(f"{ROLES}{role.pk}/")["ETag"]
     assert (
@@ -163,7 +165,7 @@ def test_list_query_counts_are_bounded(
                 actor=org_admin,
                 role=role,
                 environment=environment,
-                params={"path": f"/{index}"},
+                params={"path": f"{index}.sqlite3"},
                 credential=canary_secret if slug != "development" else None,
             )
     for user in (org_admin, members["developer"]):

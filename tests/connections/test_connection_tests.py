@@ -15,10 +15,16 @@ from apps.connections.models import ConnectionTest
 from apps.environments import permissions as perms
 from apps.secrets import services as secret_services
 from apps.variables import services as variable_services
+from tests.egress_support import sqlite_file
 
 from .conftest import grant
 
-pytestmark = [pytest.mark.workflow, pytest.mark.django_db(transaction=True)]
+# The HTTP servers and PostgreSQL here listen on 127.0.0.1: the operator's allow-list opens loopback.
+pytestmark = [
+    pytest.mark.workflow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("allow_loopback", "sqlite_root"),
+]
 
 PG_PASSWORD = "CANARY-pg-pass-5e6f7a"
 DEADLINE_SECONDS = 60
@@ -48,14 +54,14 @@ def request_test(api, user, binding) -> int:
     return response.json()["id"]
 
 
-def test_sqlite_file_is_ok_and_params_are_interpolated(org, org_admin, stages, api, tmp_path, celery_worker_thread):
-    database = tmp_path / "warehouse.sqlite3"
+def test_sqlite_file_is_ok_and_params_are_interpolated(org, org_admin, stages, api, celery_worker_thread):
+    database = sqlite_file(stages["development"], "warehouse.sqlite3")
     with closing(sqlite3.connect(database)) as connection:
         connection.execute("CREATE TABLE orders (id INTEGER)")
         connection.commit()
     data_dir = variable_services.variable_create(actor=org_admin, organization=org, name="data_dir", type="string")
     variable_services.variable_override_set(
-        actor=org_admin, variable=data_dir, environment=stages["development"], value=str(tmp_path)
+        actor=org_admin, variable=data_dir, environment=stages["development"], value=str(database.parent)
     )
     binding = bind(org, org_admin, stages["development"], "sqlite", {"path": "{{ data_dir }}/warehouse.sqlite3"})
 
@@ -67,8 +73,8 @@ def test_sqlite_file_is_ok_and_params_are_interpolated(org, org_admin, stages, a
     assert listed[0]["status"] == "ok"
 
 
-def test_missing_sqlite_file_fails(org, org_admin, stages, api, tmp_path, celery_worker_thread):
-    binding = bind(org, org_admin, stages["development"], "sqlite", {"path": str(tmp_path / "absent.sqlite3")})
+def test_missing_sqlite_file_fails(org, org_admin, stages, api, celery_worker_thread):
+    binding = bind(org, org_admin, stages["development"], "sqlite", {"path": "absent.sqlite3"})
     test = finished(request_test(api, org_admin, binding))
     assert test.status == ConnectionTest.Status.FAILED
     assert "No SQLite database" in test.message

@@ -8,6 +8,7 @@ from apps.connections.models import ConnectionBinding, ConnectionRole, Connectio
 from apps.connections.schemas import validate_params
 from apps.core.errors import Conflict, PermissionDenied, ValidationFailed
 from apps.environments import permissions as perms
+from tests.egress_support import sqlite_file
 
 from .conftest import grant
 
@@ -129,14 +130,14 @@ def test_credential_must_be_allowed_in_the_environment(org, org_admin, stages, c
 def test_binding_set_twice_updates_the_one_binding(org, org_admin, stages):
     warehouse = role(org_admin, org, kind="sqlite")
     first = services.connection_binding_set(
-        actor=org_admin, role=warehouse, environment=stages["staging"], params={"path": "/a"}
+        actor=org_admin, role=warehouse, environment=stages["staging"], params={"path": "a.sqlite3"}
     )
     second = services.connection_binding_set(
-        actor=org_admin, role=warehouse, environment=stages["staging"], params={"path": "/b"}
+        actor=org_admin, role=warehouse, environment=stages["staging"], params={"path": "b.sqlite3"}
     )
-    assert first.pk == second.pk and ConnectionBinding.objects.get().params == {"path": "/b"}
+    assert first.pk == second.pk and ConnectionBinding.objects.get().params == {"path": "b.sqlite3"}
     services.connection_binding_set(
-        actor=org_admin, role=warehouse, environment=stages["staging"], params={"path": "/b"}
+        actor=org_admin, role=warehouse, environment=stages["staging"], params={"path": "b.sqlite3"}
     )
     assert [h.history_type for h in second.history.order_by("history_date")] == ["+", "~"]
     assert {h.history_user for h in second.history.all()} == {org_admin}
@@ -147,7 +148,7 @@ def test_role_kind_is_immutable_once_bound(org, org_admin, stages):
     assert services.connection_role_update(actor=org_admin, role=warehouse, kind="postgres").kind == "postgres"
     services.connection_role_update(actor=org_admin, role=warehouse, kind="sqlite")
     services.connection_binding_set(
-        actor=org_admin, role=warehouse, environment=stages["development"], params={"path": "/x"}
+        actor=org_admin, role=warehouse, environment=stages["development"], params={"path": "x.sqlite3"}
     )
     error = refused(services.connection_role_update, "kind", actor=org_admin, role=warehouse, kind="postgres")
     assert "bound" in error.message
@@ -186,11 +187,11 @@ def test_who_defines_and_binds(org, org_admin, stages, members, project, outside
         role(developer, org, name="org_wide")
     mine = role(developer, org, name="scratch", kind="sqlite", project=project)
     services.connection_binding_set(
-        actor=developer, role=mine, environment=stages["development"], params={"path": "/d"}
+        actor=developer, role=mine, environment=stages["development"], params={"path": "d.sqlite3"}
     )
     with pytest.raises(PermissionDenied):
         services.connection_binding_set(
-            actor=developer, role=mine, environment=stages["staging"], params={"path": "/s"}
+            actor=developer, role=mine, environment=stages["staging"], params={"path": "s.sqlite3"}
         )
     with pytest.raises(PermissionDenied):
         role(outsider, org, name="intruder", project=project)
@@ -201,17 +202,21 @@ def test_locked_production_bindings_need_manage(org, org_admin, stages, members)
     production = stages["production"]
     approver = grant(org_admin, production, members["prod_approver"], perms.CHANGE_CONFIG)
     with pytest.raises(PermissionDenied) as caught:
-        services.connection_binding_set(actor=approver, role=warehouse, environment=production, params={"path": "/p"})
+        services.connection_binding_set(
+            actor=approver, role=warehouse, environment=production, params={"path": "p.sqlite3"}
+        )
     assert caught.value.code == "environment_locked"
     binding = services.connection_binding_set(
-        actor=org_admin, role=warehouse, environment=production, params={"path": "/p"}
+        actor=org_admin, role=warehouse, environment=production, params={"path": "p.sqlite3"}
     )
     with pytest.raises(PermissionDenied):
         services.connection_binding_delete(actor=approver, binding=binding)
     with pytest.raises(PermissionDenied):
         services.connection_role_delete(actor=approver, role=warehouse)
     approver = grant(org_admin, production, approver, perms.MANAGE)
-    services.connection_binding_set(actor=approver, role=warehouse, environment=production, params={"path": "/p2"})
+    services.connection_binding_set(
+        actor=approver, role=warehouse, environment=production, params={"path": "p2.sqlite3"}
+    )
     services.connection_binding_delete(actor=approver, binding=binding)
     assert not ConnectionBinding.objects.exists()
 
@@ -228,14 +233,14 @@ def test_binding_must_be_in_the_roles_organization(org, org_admin, stages, other
         actor=org_admin,
         role=warehouse,
         environment=foreign_env,
-        params={"path": "/x"},
+        params={"path": "x.sqlite3"},
     )
 
 
 def test_test_request_needs_run_or_config_rights(org, org_admin, stages, members, outsider):
     warehouse = role(org_admin, org, kind="sqlite")
     binding = services.connection_binding_set(
-        actor=org_admin, role=warehouse, environment=stages["production"], params={"path": "/p"}
+        actor=org_admin, role=warehouse, environment=stages["production"], params={"path": "p.sqlite3"}
     )
     with pytest.raises(PermissionDenied):
         services.connection_test_request(actor=members["developer"], binding=binding)
@@ -249,15 +254,21 @@ def test_test_request_needs_run_or_config_rights(org, org_admin, stages, members
 # --- connectors (called directly; the worker tests drive them end to end) --------------------------
 
 
-def test_sqlite_connector_refuses_a_file_that_is_not_a_database(tmp_path):
-    text = tmp_path / "notes.txt"
+def test_sqlite_connector_refuses_a_file_that_is_not_a_database(stages, sqlite_root):
+    text = sqlite_file(stages["development"], "notes.txt")
     text.write_text("not a database, just some text that is long enough to have a header\n" * 10)
-    ok, message = connectors.check("sqlite", {"path": str(text)}, None)
+    ok, message = connectors.check("sqlite", {"path": str(text)}, None, environment=stages["development"])
     assert ok is False and "not a database" in message
 
 
-def test_connector_messages_scrub_the_password():
-    ok, message = connectors.check("postgres", {"host": "256.0.0.1", "database": "x"}, "pw-CANARY-123")
+def test_connector_messages_scrub_the_password(stages):
+    development = stages["development"]
+    ok, message = connectors.check(
+        "postgres",
+        {"host": "192.0.2.1", "database": "x", "connect_timeout": 1},
+        "pw-CANARY-123",
+        environment=development,
+    )
     assert ok is False and "pw-CANARY-123" not in message
-    ok, message = connectors.check("snowflake", {"account": "a"}, None)
+    ok, message = connectors.check("snowflake", {"account": "a"}, None, environment=development)
     assert ok is False and "not supported" in message

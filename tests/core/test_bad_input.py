@@ -204,7 +204,7 @@ def _configuration_layer(org, admin, stages) -> dict:
     )
     role = connection_services.connection_role_create(actor=admin, organization=org, name="warehouse", kind="sqlite")
     binding = connection_services.connection_binding_set(
-        actor=admin, role=role, environment=stages["development"], params={"path": "/tmp/w.sqlite3"}
+        actor=admin, role=role, environment=stages["development"], params={"path": "w.sqlite3"}
     )
     from apps.runs import services as run_services
     from apps.runs.models import Executor
@@ -330,11 +330,11 @@ VALID = {
     "DELETE /api/v1/connection-roles/{id}/": (lambda w: {"id": w["role"].pk}, None),
     "POST /api/v1/connection-bindings/": (
         lambda w: {},
-        {"role": None, "environment": "staging", "params": {"path": "/tmp/s.sqlite3"}},
+        {"role": None, "environment": "staging", "params": {"path": "s.sqlite3"}},
     ),
     "PATCH /api/v1/connection-bindings/{id}/": (
         lambda w: {"id": w["binding"].pk},
-        {"params": {"path": "/tmp/w2.sqlite3"}},
+        {"params": {"path": "w2.sqlite3"}},
     ),
     "DELETE /api/v1/connection-bindings/{id}/": (lambda w: {"id": w["binding"].pk}, None),
     "POST /api/v1/runs/": (lambda w: {}, {"pipeline": None, "environment": "development"}),

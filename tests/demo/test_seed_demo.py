@@ -15,6 +15,7 @@ from apps.variables.models import Variable, VariableOverride
 def _demo_files_in_tmp(settings, tmp_path):
     """The demo's SQLite 'warehouses' go to a temporary folder, not the developer's var/."""
     settings.VAR_DIR = tmp_path
+    settings.SQLITE_CONNECTION_ROOT = str(tmp_path / "sqlite")
 
 
 def _counts():

@@ -122,15 +122,16 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
 
 
 @pytest.fixture
-def receiver():
+def receiver(allow_loopback):
+    """A receiver on 127.0.0.1, reachable because the operator allow-lists loopback."""
     r = Receiver().start()
     yield r
     r.stop()
 
 
 @pytest.fixture
-def refused_url():
-    """A local URL nobody listens on (connection refused)."""
+def refused_url(allow_loopback):
+    """A local URL nobody listens on (connection refused; loopback allow-listed by the operator)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -216,7 +216,7 @@ def test_claim_skips_rows_that_are_not_due_leased_or_finished(make_channel):
     assert claimed is not None and claimed.attempts == 2 and claimed.status == DeliveryStatus.SENDING
 
 
-def test_inactive_channel_delivery_fails_without_sending(org_admin, make_channel):
+def test_inactive_channel_delivery_fails_without_sending(org_admin, make_channel, allow_loopback):
     channel, _ = make_channel(ChannelKind.WEBHOOK, "http://127.0.0.1:9/never")
     delivery = _delivery(channel)
     services.channel_update(actor=org_admin, channel=channel, is_active=False)
@@ -226,7 +226,7 @@ def test_inactive_channel_delivery_fails_without_sending(org_admin, make_channel
     assert delivery.last_error == "channel is inactive"
 
 
-def test_undecryptable_secret_is_final_and_does_not_echo(settings, make_channel):
+def test_undecryptable_secret_is_final_and_does_not_echo(settings, make_channel, allow_loopback):
     channel, _ = make_channel(ChannelKind.WEBHOOK, "http://127.0.0.1:9/never")
     delivery = _delivery(channel)
     settings.FIELD_ENCRYPTION_KEYS = ["A" * 43 + "="]
@@ -263,7 +263,9 @@ def test_sweep_picks_overdue_and_lease_expired_rows_only(make_channel, monkeypat
 
 
 @pytest.mark.django_db(transaction=True)
-def test_retry_wake_up_is_enqueued_only_after_the_row_is_back_to_pending(fast_retries, make_channel, monkeypatch):
+def test_retry_wake_up_is_enqueued_only_after_the_row_is_back_to_pending(
+    fast_retries, make_channel, monkeypatch, allow_loopback
+):
     """Workers run in autocommit, where on_commit fires at once. A worker that picks the retry up at
     once must find the row pending, not still leased as 'sending' (else it drops the wake-up and the
     retry waits for the sweep)."""

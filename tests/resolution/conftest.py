@@ -77,7 +77,7 @@ def configured(org, org_admin, stages, project, pipeline, version, canary_secret
                 actor=org_admin,
                 role=role,
                 environment=environment,
-                params={"path": f"/tmp/{{{{ db_schema }}}}_{name}.sqlite3"},
+                params={"path": f"{{{{ db_schema }}}}_{name}.sqlite3"},
                 credential=canary_secret if slug != "development" else None,
             )
     return var

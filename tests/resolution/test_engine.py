@@ -52,7 +52,7 @@ def test_unknown_name_is_an_error_naming_the_chain(configured, org, org_admin, p
 def test_graph_text_fields_and_binding_params_are_interpolated(configured, pipeline, stages):
     answer = engine.resolve(pipeline, stages["staging"])
     assert answer["graph"]["nodes"][1]["table"] == "stg_mart.orders"
-    assert answer["connections"]["analytics_warehouse"]["params"]["path"] == "/tmp/stg_analytics_warehouse.sqlite3"
+    assert answer["connections"]["analytics_warehouse"]["params"]["path"] == "stg_analytics_warehouse.sqlite3"
 
 
 def test_missing_required_and_unbound_role_reported(org, org_admin, pipeline, version, stages):

@@ -8,7 +8,7 @@ def test_resolves_layers_bindings_and_graph(configured, pipeline, stages):
     assert answer["errors"] == []
     assert answer["variables"]["db_schema"]["value"] == "prod"
     assert answer["variables"]["db_schema"]["source"] == "override:organization"
-    assert answer["connections"]["reporting_db"]["params"] == {"path": "/tmp/prod_reporting_db.sqlite3"}
+    assert answer["connections"]["reporting_db"]["params"] == {"path": "prod_reporting_db.sqlite3"}
     assert answer["connections"]["reporting_db"]["credential"] == "secret://warehouse_password"
     assert answer["graph"]["nodes"][0]["query"] == "SELECT * FROM prod.orders"
     assert "CANARY" not in json.dumps(answer)

@@ -8,6 +8,7 @@ import pytest
 from apps.connections import services as connection_services
 from apps.pipelines import services as pipeline_services
 from apps.variables import services as variable_services
+from tests.egress_support import sqlite_file
 
 GRAPH = {
     "nodes": [
@@ -40,8 +41,8 @@ def make_warehouse(path, rows=100):
 
 
 @pytest.fixture
-def run_setup(org, org_admin, stages, members, tmp_path):
-    """Project + pipeline (v1) + roles bound in every stage to sqlite files under tmp_path."""
+def run_setup(org, org_admin, stages, members, sqlite_root):
+    """Project + pipeline (v1) + roles bound in every stage to sqlite files in its own folder."""
     project = pipeline_services.project_create(
         actor=org_admin, organization=org, name="Sales", default_environment=stages["development"]
     )
@@ -61,10 +62,10 @@ def run_setup(org, org_admin, stages, members, tmp_path):
     )
     paths = {}
     for slug, environment in stages.items():
-        source = make_warehouse(tmp_path / f"{slug}_warehouse.sqlite3")
-        target = tmp_path / f"{slug}_reporting.sqlite3"
+        source = make_warehouse(sqlite_file(environment, "warehouse.sqlite3"))
+        target = sqlite_file(environment, "reporting.sqlite3")
         connection_services.connection_binding_set(
-            actor=org_admin, role=warehouse, environment=environment, params={"path": str(source)}
+            actor=org_admin, role=warehouse, environment=environment, params={"path": source.name}
         )
         connection_services.connection_binding_set(
             actor=org_admin, role=reporting, environment=environment, params={"path": str(target)}

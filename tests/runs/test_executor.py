@@ -9,12 +9,23 @@ import json
 import os
 import random
 import sqlite3
+from types import SimpleNamespace
 
 import psycopg
 import pytest
 
 from apps.runs import executor
 from apps.runs.executor import DestinationMetrics, Limits
+from tests.egress_support import sqlite_file
+
+# The environment the connections belong to (its SQLite folder; no organization lists).
+ENV = SimpleNamespace(pk=1, organization_id=1, organization=None)
+
+
+@pytest.fixture(autouse=True)
+def _targets(allow_loopback, sqlite_root):
+    """The local PostgreSQL is reached through the operator's allow-list; SQLite files live in ENV's folder."""
+
 
 # One scratch database per test process: several suites may run side by side on one server.
 PG_DATABASE = f"planasonix_r2_data_{os.getpid()}"
@@ -40,16 +51,16 @@ def pg_params():
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def destination(request, tmp_path):
+def destination(request):
     """(kind, connect()) for a destination database of either kind."""
     if request.param == "sqlite":
-        path = tmp_path / "dest.sqlite3"
-        return "sqlite", lambda: executor.connect("sqlite", {"path": str(path)}, None)
+        path = sqlite_file(ENV, "dest.sqlite3")
+        return "sqlite", lambda: executor.connect("sqlite", {"path": str(path)}, None, environment=ENV)
     params = request.getfixturevalue("pg_params")
-    with executor.connect("postgres", params, None) as conn:
+    with executor.connect("postgres", params, None, environment=ENV) as conn:
         conn.execute("DROP SCHEMA public CASCADE")
         conn.execute("CREATE SCHEMA public")
-    return "postgres", lambda: executor.connect("postgres", params, None)
+    return "postgres", lambda: executor.connect("postgres", params, None, environment=ENV)
 
 
 def _run_sql(connect, sql, params=()):
@@ -151,13 +162,13 @@ def test_key_metrics_count_distinct_and_duplicate_keys():
 
 
 @pytest.fixture
-def source(tmp_path):
-    path = tmp_path / "source.sqlite3"
+def source():
+    path = sqlite_file(ENV, "source.sqlite3")
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE items (id INTEGER, amount REAL, label TEXT)")
         conn.executemany("INSERT INTO items VALUES (?, ?, ?)", [(i, i * 0.5, f"item {i}") for i in range(1, 1001)])
     conn.close()
-    return lambda: executor.connect("sqlite", {"path": str(path)}, None)
+    return lambda: executor.connect("sqlite", {"path": str(path)}, None, environment=ENV)
 
 
 def _read(connect, query, limits, check=lambda: None):
@@ -193,7 +204,7 @@ def test_max_rows_and_sample_rows_cap_rows_read(source):
 def test_postgres_source_is_streamed_not_loaded_whole(pg_params):
     """A division by zero at row 1000 is never computed when only the first rows are fetched: the
     whole result is not loaded on execute (it would be with a client-side cursor)."""
-    connect = lambda: executor.connect("postgres", pg_params, None)  # noqa: E731
+    connect = lambda: executor.connect("postgres", pg_params, None, environment=ENV)  # noqa: E731
     rows = _read(connect, "SELECT i, 1 / (1000 - i) AS d FROM generate_series(1, 2000) AS i", Limits(max_rows=5))
     assert [r[0] for r in rows] == [1, 2, 3, 4, 5]
 

@@ -21,17 +21,12 @@ from apps.runs.models import Run, RunStatus
 def test_sqlite_binding_cannot_reach_the_platform_database(run_setup, stages, members, org_admin):
     role = ConnectionRole.objects.get(name="warehouse")
     platform_db = connection.settings_dict["NAME"]
-    connection_services.connection_binding_set(
-        actor=org_admin, role=role, environment=stages["development"], params={"path": str(platform_db)}
-    )
     with pytest.raises(ValidationFailed) as exc:
-        services.preview(
-            actor=members["developer"],
-            pipeline=run_setup["pipeline"],
-            environment=stages["development"],
-            node_id="orders_src",
+        connection_services.connection_binding_set(
+            actor=org_admin, role=role, environment=stages["development"], params={"path": str(platform_db)}
         )
-    assert "path" in exc.value.message
+    assert "params.path" in exc.value.fields
+    assert role.bindings.get(environment=stages["development"]).params == {"path": "warehouse.sqlite3"}
 
 
 def test_sqlite_binding_outside_the_root_is_refused_at_use(run_setup, stages, org_admin, settings, tmp_path):

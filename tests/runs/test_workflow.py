@@ -22,6 +22,7 @@ from apps.notifications.models import Delivery
 from apps.pipelines import services as pipeline_services
 from apps.runs import executor, services
 from apps.runs.models import TERMINAL, Run, RunStatus
+from tests.egress_support import sqlite_file
 
 # One scratch database per test process: several suites may run side by side on one server.
 PG_DATABASE = f"planasonix_r2_data_{os.getpid()}"
@@ -231,8 +232,9 @@ MIXED_COLUMNS = "id, qty, price, label, note, day, created, active"
 
 
 @pytest.fixture
-def pg_data():
-    """A scratch PostgreSQL database whose sessions run in Europe/Paris (dropped afterwards)."""
+def pg_data(allow_loopback):
+    """A scratch PostgreSQL database whose sessions run in Europe/Paris (dropped afterwards); the
+    local server is reached through the operator's allow-list."""
     try:
         admin = psycopg.connect(
             host="127.0.0.1", port=5432, dbname="postgres", user="postgres", autocommit=True, connect_timeout=3
@@ -270,10 +272,11 @@ def _readback_hash(kind: str, location, table: str) -> dict:
 @pytest.mark.workflow
 @pytest.mark.django_db(transaction=True)
 def test_the_same_rows_give_the_same_hash_total_on_sqlite_and_postgresql(
-    run_setup, org, org_admin, stages, members, pg_data, tmp_path, celery_worker_thread
+    run_setup, org, org_admin, stages, members, pg_data, celery_worker_thread
 ):
     development = stages["development"]
-    lite_source, lite_target = tmp_path / "mixed.sqlite3", tmp_path / "mixed_out.sqlite3"
+    lite_source = sqlite_file(stages["development"], "mixed.sqlite3")
+    lite_target = sqlite_file(stages["development"], "mixed_out.sqlite3")
     with sqlite3.connect(lite_source) as conn:
         conn.execute(
             "CREATE TABLE mixed (id INTEGER, qty INTEGER, price REAL, label TEXT, note TEXT, day TEXT, "
@@ -468,11 +471,11 @@ def test_a_worker_that_lost_its_lease_stops_without_recording(run_setup, stages,
     run = services.run_create(actor=org_admin, pipeline=run_setup["pipeline"], environment=stages["staging"])
     real_execute_graph = executor.execute_graph
 
-    def taken_over_midway(resolved, limits, check, log):
+    def taken_over_midway(resolved, limits, check, log, **kwargs):
         Run.objects.filter(pk=run.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
         assert services.runs_sweep()["requeued"] == 1
         assert services._claim(run.pk, "second worker").attempts == 2
-        return real_execute_graph(resolved, limits, check, log)  # check() runs before each batch
+        return real_execute_graph(resolved, limits, check, log, **kwargs)  # check() runs before each batch
 
     monkeypatch.setattr(executor, "execute_graph", taken_over_midway)
 

@@ -1,6 +1,7 @@
 """Admin for tenancy: pages load, writes go through the services, rules show as form errors,
 non-superuser staff see only the organizations they administer."""
 
+import json
 import re
 
 import pytest
@@ -133,6 +134,8 @@ def _org_change_data(org, **overrides):
         "edition": org.edition,
         "max_environments": org.max_environments,
         "environment_name_pattern": org.environment_name_pattern,
+        "egress_allow": json.dumps(org.egress_allow),
+        "egress_deny": json.dumps(org.egress_deny),
         "memberships-TOTAL_FORMS": "0",
         "memberships-INITIAL_FORMS": "0",
     }
