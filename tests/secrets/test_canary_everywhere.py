@@ -190,7 +190,9 @@ def test_canary_never_leaves_the_executor(
     for name in variables:
         _refused(
             lambda name=name: pipeline_services.pipeline_version_create(
-                actor=org_admin, pipeline=pipeline, graph=_graph(f"SELECT order_id, '{{{{ {name} }}}}' AS note FROM x")
+                actor=org_admin,
+                pipeline=pipeline,
+                graph=_graph(f"SELECT order_id, '{{{{ {name} }}}}' AS note FROM x"),  # noqa: S608
             ),
             "orders_src",
             "query",
