@@ -38,6 +38,8 @@ from apps.runs.models import Run, RunStatus
 from apps.secrets import services as secret_services
 from apps.variables import services as variable_services
 
+from .test_canary import _record_text
+
 pytestmark = pytest.mark.django_db
 
 WEBHOOK_TOKEN = "hooktoken" + uuid.uuid4().hex
@@ -147,13 +149,6 @@ def _refused(call, *needles) -> ValidationFailed:
     for needle in needles:
         assert needle in text, (needle, text)
     return exc.value
-
-
-def _record_text(record: logging.LogRecord) -> str:
-    parts = [record.getMessage(), repr(record.args), record.exc_text or ""]
-    if record.exc_info:
-        parts.append(logging.Formatter().formatException(record.exc_info))
-    return "\n".join(parts)
 
 
 def _every_row() -> str:
