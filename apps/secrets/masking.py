@@ -99,8 +99,11 @@ def _mask_record(record: logging.LogRecord) -> None:
         message = record.getMessage()
     except (TypeError, ValueError):  # a malformed call: logging reports it itself when formatting
         return
+    if record.exc_info and not record.exc_text:  # formatters use exc_text when it is set
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
     for masker in maskers:
         message = masker.mask_text(message)
+        record.exc_text = masker.mask_text(record.exc_text) if record.exc_text else record.exc_text
     record.msg, record.args = message, None
 
 

@@ -52,7 +52,13 @@ def test_log_records_created_while_a_masker_is_open_are_masked(caplog):
     with SecretMasker():
         masking.record("pw", "topsecret-2")
         logger.info("driver said %s", "password topsecret-2 rejected")
+        try:
+            raise RuntimeError("login failed for topsecret-2")
+        except RuntimeError:
+            logger.exception("connect failed")
     logger.info("outside: %s", "topsecret-2")
     messages = [r.getMessage() for r in caplog.records]
     assert "driver said password «secret:pw» rejected" in messages
     assert "outside: topsecret-2" in messages  # no masker open: nothing was materialized here
+    formatted = logging.Formatter().format(next(r for r in caplog.records if r.getMessage() == "connect failed"))
+    assert "login failed for «secret:pw»" in formatted and "topsecret-2" not in formatted
