@@ -1,6 +1,7 @@
 """Per-kind parameter schemas for connection bindings. Credentials never go in params."""
 
 import re
+from urllib.parse import parse_qsl, urlsplit
 
 from apps.core.errors import ValidationFailed
 
@@ -32,6 +33,19 @@ SCHEMAS: dict[str, dict[str, tuple[type | tuple, bool]]] = {
     "http": {"base_url": (str, True), "timeout_seconds": ((int, float), False), "verify_tls": (bool, False)},
 }
 CHOICES = {("postgres", "sslmode"): ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")}
+
+
+def _url_carries_credential(value: str) -> bool:
+    """A URL with a password in its authority or a credential-named query parameter (params are
+    kept in history and shown to viewers: a token there would be a plaintext secret)."""
+    if "://" not in value:
+        return False
+    try:
+        parts = urlsplit(value)
+        password = parts.password
+    except ValueError:
+        return False
+    return bool(password) or any(CREDENTIAL_KEYS.search(name) for name, _ in parse_qsl(parts.query))
 
 
 def validate_params(kind: str, params, *, resolved: bool = False) -> dict:
@@ -68,6 +82,8 @@ def validate_params(kind: str, params, *, resolved: bool = False) -> dict:
             errors[f"params.{key}"] = [f"Expected {names}, got {type(value).__name__}."]
         elif isinstance(value, str) and (not value.strip() or len(value) > 2000):
             errors[f"params.{key}"] = ["Give a non-empty value of at most 2000 characters."]
+        elif isinstance(value, str) and _url_carries_credential(value):
+            errors[f"params.{key}"] = ["Credentials do not go in URLs; reference a Secret as the credential."]
         elif (kind, key) in CHOICES and value not in CHOICES[(kind, key)]:
             errors[f"params.{key}"] = [f"One of: {', '.join(CHOICES[(kind, key)])}."]
         elif key == "port" and not (0 < value < 65536):

@@ -10,6 +10,7 @@ from apps.environments import permissions as perms
 from apps.environments.models import Environment, Kind
 from apps.tenancy import revisions
 from apps.tenancy.permissions import is_org_admin, is_org_member
+from apps.variables import services as variable_services
 
 from .models import ConnectionBinding, ConnectionRole, ConnectionTest
 from .schemas import validate_params
@@ -91,6 +92,9 @@ def validate_binding(*, actor, role: ConnectionRole, environment: Environment, p
     perms.require_config_edit(actor, environment)
     validate_params(role.kind, params)
     check_params(role.kind, params, environment=environment)
+    if isinstance(params, dict):
+        texts = ((f"params.{key}", value, f"Parameter '{key}'") for key, value in params.items())
+        variable_services.refuse_secret_references(role.organization_id, texts)
     if credential is not None:
         if credential.organization_id != role.organization_id:
             raise field_error("credential", f"Secret '{credential.name}' belongs to another organization.")

@@ -48,12 +48,15 @@ class Channel(TimeStampedModel):
     target = models.CharField(max_length=2000)
     secret_ciphertext = models.TextField(blank=True, editable=False)
     secret_fingerprint = models.CharField(max_length=32, blank=True, editable=False)
+    # History keeps these instead of `target`: a webhook URL's path or query often carries a token.
+    target_display = models.CharField(max_length=2000, blank=True, editable=False)
+    target_fingerprint = models.CharField(max_length=32, blank=True, editable=False)
     events = models.JSONField(default=list, blank=True, help_text="Event names this channel hears; empty = all.")
     is_active = models.BooleanField(default=True)
 
     objects = OrgScopedQuerySet.as_manager()
 
-    history = HistoricalRecords(excluded_fields=["secret_ciphertext"])
+    history = HistoricalRecords(excluded_fields=["target", "secret_ciphertext"])
 
     class Meta:
         ordering = ["organization__name", "name"]

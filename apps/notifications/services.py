@@ -147,6 +147,9 @@ def _apply_target_and_secret(channel: Channel, kind: str, target: str | None, si
             raise field_error("target", "Give the incoming-webhook URL.")
     else:
         raise field_error("kind", f"'{kind}' is not one of {', '.join(ChannelKind.values)}.")
+    if target is not None:
+        channel.target_display = display_target(channel)
+        channel.target_fingerprint = crypto.fingerprint(target)
     return generated
 
 

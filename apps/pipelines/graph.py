@@ -197,6 +197,21 @@ def interpolated_fields(node: dict) -> list[str]:
     return [name for name, spec in node_type.fields.items() if spec.interpolated and isinstance(node.get(name), str)]
 
 
+def text_fields(node: dict) -> list[tuple[str, str]]:
+    """(field, text) for every text a node carries, lists of text included (`key` columns)."""
+    node_type = _node_type(node)
+    if node_type is None:
+        return []
+    out = []
+    for name in node_type.fields:
+        value = node.get(name)
+        if isinstance(value, str):
+            out.append((name, value))
+        elif isinstance(value, list):
+            out.extend((name, item) for item in value if isinstance(item, str))
+    return out
+
+
 def diff(before: dict | None, after: dict) -> dict:
     """Nodes added, removed and changed (field by field), and edges added and removed."""
     old = {n["id"]: n for n in (before or {}).get("nodes", [])}

@@ -19,6 +19,10 @@ PROJECT_FIELDS = frozenset({"name", "slug", "description", "default_environment"
 PIPELINE_FIELDS = frozenset({"name", "slug", "description"})
 GIT_COMMIT = re.compile(r"[0-9a-f]{7,64}")
 
+# Hooks for apps above this one (variables): callables (pipeline, graph) raising ValidationFailed,
+# e.g. for graph text that interpolates a secret variable.
+version_checks: list = []
+
 
 def _refuse_unknown(changes: dict, allowed: frozenset) -> None:
     """Updates change only the editable fields (never the organization, project or timestamps)."""
@@ -136,6 +140,8 @@ def pipeline_version_create(*, actor, pipeline: Pipeline, graph: dict, message: 
     if git.get("git_commit") and not (isinstance(git["git_commit"], str) and GIT_COMMIT.fullmatch(git["git_commit"])):
         raise field_error("git_commit", "A commit SHA: 7 to 64 lower-case hex digits.")
     graphs.validate_graph(graph)
+    for check in version_checks:
+        check(pipeline, graph)
     top = pipeline.versions.aggregate(top=Max("number"))["top"] or 0
     version = PipelineVersion(
         pipeline=pipeline,

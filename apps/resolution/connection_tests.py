@@ -10,6 +10,7 @@ from apps.connections.schemas import validate_params
 from apps.core.errors import DomainError
 from apps.environments import permissions as perms
 from apps.secrets import services as secret_services
+from apps.secrets.masking import SecretMasker
 
 from .engine import resolve
 from .interpolation import Interpolator
@@ -25,9 +26,10 @@ def run(test_pk: int) -> ConnectionTest | None:
         )
         if test is None:
             return None
-        ok, message = _check(test)
+        with SecretMasker() as masker:  # the stored message leaves through the masker of the credential
+            ok, message = _check(test)
         test.status = ConnectionTest.Status.OK if ok else ConnectionTest.Status.FAILED
-        test.message = message[:500]
+        test.message = masker.mask_text(message)[:500]
         test.finished_at = timezone.now()
         test.save(update_fields=["status", "message", "finished_at"])
     return test
@@ -38,8 +40,15 @@ def _check(test: ConnectionTest) -> tuple[bool, str]:
     environment = binding.environment
     actor = test.requested_by
     answer = resolve(None, environment, project=binding.role.project, use_cache=True)
-    values = {name: entry["value"] for name, entry in answer["variables"].items() if entry["secret"] is None}
-    interpolator = Interpolator(lambda name: (name in values, values.get(name), False))
+    variables = answer["variables"]
+
+    def lookup(name):
+        entry = variables.get(name)
+        if entry is None:
+            return False, None, False
+        return True, entry["value"], entry["type"] == "secret"
+
+    interpolator = Interpolator(lookup)
     try:
         params = interpolator.expand_value(binding.params, [binding.role.name])
         validate_params(binding.role.kind, params, resolved=True)

@@ -22,17 +22,25 @@ from apps.variables import validation
 from apps.variables.models import VariableType
 
 from . import cache_stats
-from .interpolation import InterpolationError, Interpolator
+from .interpolation import InterpolationError, Interpolator, SecretInterpolation, references
 from .snapshot import Snapshot, load_as_of, load_live
 
 SCOPE_RANK = {"pipeline": 0, "project": 1, "organization": 2}
 POLICY_FIELDS = POLICY_SETTINGS
 CACHE_SECONDS = 3600
-SECRET_PLACEHOLDER = "«secret:{name}»"
 
 
 def _secret_ref(secret) -> str:
     return f"secret://{secret.name}"
+
+
+def secret_references(answer: dict | None) -> set[str]:
+    """Names of the secrets a (redacted) answer references, as variables or as credentials."""
+    if not answer:
+        return set()
+    refs = [v.get("secret") for v in answer.get("variables", {}).values()]
+    refs += [c.get("credential") for c in answer.get("connections", {}).values()]
+    return {ref.removeprefix("secret://") for ref in refs if isinstance(ref, str)}
 
 
 class _Result:
@@ -216,15 +224,14 @@ def _compute(pipeline, project, environment, version, parameters, snap: Snapshot
                     f"none is set for '{environment.slug}'.",
                 )
         variables[name] = entry
-        raw[name] = (entry["value"], entry["secret"] is not None)
+        # By type, not by value: an unset secret, or one this environment may not use, is refused too.
+        raw[name] = (entry["value"], top.type == VariableType.SECRET)
 
     def lookup(name):
         if name not in raw:
             return False, None, False
         value, is_secret = raw[name]
-        if is_secret and value is None:
-            return True, SECRET_PLACEHOLDER.format(name=name), True
-        return True, value, is_secret
+        return True, (None if is_secret else value), is_secret
 
     interpolator = Interpolator(lookup)
     for name, entry in variables.items():
@@ -235,12 +242,13 @@ def _compute(pipeline, project, environment, version, parameters, snap: Snapshot
             try:
                 entry["value"] = interpolator.expand_value(entry["value"], [name])
             except InterpolationError as exc:
-                result.error("interpolation", f"variables.{name}", str(exc))
+                result.error(exc.code, f"variables.{name}", str(exc))
 
     connections = _connections(snap, environment, interpolator, result, materializer)
     graph = None
     if version is not None:
-        graph = _graph(version.graph, interpolator, connections, result)
+        secret_names = {name for name, (_value, is_secret) in raw.items() if is_secret}
+        graph = _graph(version.graph, interpolator, connections, result, secret_names)
     return {
         "pipeline": {"id": pipeline.pk, "slug": pipeline.slug} if pipeline else None,
         "project": {"id": project.pk, "slug": project.slug} if project else None,
@@ -317,7 +325,7 @@ def _connections(snap: Snapshot, environment, interpolator: Interpolator, result
                 check_params(role.kind, params, environment=environment, dns=False)
                 entry["params"] = params
             except InterpolationError as exc:
-                result.error("interpolation", f"connections.{name}.params", str(exc))
+                result.error(exc.code, f"connections.{name}.params", str(exc))
                 entry["params"] = binding.params
             except ValidationFailed as exc:
                 result.error("invalid_params", f"connections.{name}.params", exc.message)
@@ -334,16 +342,25 @@ def _connections(snap: Snapshot, environment, interpolator: Interpolator, result
     return out
 
 
-def _graph(graph: dict, interpolator: Interpolator, connections: dict, result: _Result) -> dict:
+def _graph(graph: dict, interpolator: Interpolator, connections: dict, result: _Result, secret_names: set) -> dict:
     nodes = []
     for node in graph.get("nodes", []):
         node = dict(node)
         label = f"graph.nodes[{node.get('id')}]"
-        for field in graphs.interpolated_fields(node):
+        interpolated = set(graphs.interpolated_fields(node))
+        for field, text in graphs.text_fields(node):
             try:
-                node[field] = interpolator.expand_text(node[field], [f"{node.get('id')}.{field}"])
+                # Text that is not interpolated (descriptions) must not name a secret either.
+                named = next((n for n in references(text) if n in secret_names), None)
+                if named is not None:
+                    raise SecretInterpolation(named, [f"{node.get('id')}.{field}"])
+                if field in interpolated:
+                    node[field] = interpolator.expand_text(node[field], [f"{node.get('id')}.{field}"])
+            except SecretInterpolation as exc:
+                message = f"Node '{node.get('id')}', field '{field}': {exc}."
+                result.error(exc.code, f"{label}.{field}", message)
             except InterpolationError as exc:
-                result.error("interpolation", f"{label}.{field}", str(exc))
+                result.error(exc.code, f"{label}.{field}", str(exc))
         role = node.get("connection")
         if role is not None:
             if role not in connections:

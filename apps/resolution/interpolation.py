@@ -7,9 +7,27 @@ PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
 class InterpolationError(Exception):
+    code = "interpolation"
+
     def __init__(self, message: str, chain: list[str]):
         super().__init__(message)
         self.chain = chain
+
+
+class SecretInterpolation(InterpolationError):
+    """A secret variable named in text: a secret's value goes only into a connection's credential
+    slot, never into a query, a table name, a path, a parameter or another variable's value."""
+
+    code = "secret_interpolation"
+
+    def __init__(self, variable: str, chain: list[str]):
+        via = f" (via {' → '.join([*chain, variable])})" if len(chain) > 1 else ""
+        super().__init__(
+            f"variable '{variable}' is a secret{via}: secrets are never interpolated into text; "
+            "use the secret as a connection's credential",
+            [*chain, variable],
+        )
+        self.variable = variable
 
 
 def references(text: str) -> list[str]:
@@ -17,7 +35,8 @@ def references(text: str) -> list[str]:
 
 
 class Interpolator:
-    """Expands variables' values in place. `lookup(name)` returns (found, value_or_text, is_secret)."""
+    """Expands variables' values in place. `lookup(name)` returns (found, value_or_text, is_secret);
+    a secret is refused wherever it is named (SecretInterpolation)."""
 
     def __init__(self, lookup: Callable[[str], tuple[bool, object, bool]]):
         self.lookup = lookup
@@ -29,10 +48,12 @@ class Interpolator:
             raise InterpolationError(f"cycle: {' → '.join(cycle)}", cycle)
         if name in self.cache:
             return self.cache[name]
-        found, value, _is_secret = self.lookup(name)
+        found, value, is_secret = self.lookup(name)
         if not found:
             path = [*chain, name]
             raise InterpolationError(f"unknown variable '{name}' (via {' → '.join(path)})", path)
+        if is_secret:
+            raise SecretInterpolation(name, chain)
         if isinstance(value, str):
             text = self.expand_text(value, [*chain, name])
         elif value is None:

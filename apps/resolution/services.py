@@ -63,8 +63,7 @@ def readiness(actor, pipeline, environment: Environment, *, version=None) -> dic
 
 def _undecryptable(answer: dict, organization_id: int) -> list[dict]:
     """Local secrets that no configured key decrypts (checked without keeping the value)."""
-    names = {v["secret"].removeprefix("secret://") for v in answer["variables"].values() if v["secret"]}
-    names |= {c["credential"].removeprefix("secret://") for c in answer["connections"].values() if c["credential"]}
+    names = engine.secret_references(answer)
     problems = []
     for secret in Secret.objects.filter(organization_id=organization_id, name__in=names, provider="local"):
         try:

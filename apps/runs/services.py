@@ -21,6 +21,8 @@ from apps.environments.services import active_freeze, environment_emit
 from apps.pipelines.models import Pipeline, PipelineVersion
 from apps.resolution import engine
 from apps.resolution import services as resolution_services
+from apps.secrets import services as secret_services
+from apps.secrets.masking import SecretMasker
 
 from . import executor
 from .models import TERMINAL, Deployment, Executor, Run, RunStatus, Schedule, ScheduleFire, Trigger
@@ -399,75 +401,75 @@ def run_execute(run_pk: int, claimer: str = "builtin") -> Run | None:
         if not renewed:
             raise executor.LeaseLost
 
-    try:
-        actor = run.requested_by
-        if actor is None:
-            raise executor.ExecutionError("The run has no requester to act for.")
-        # Secrets are materialized here, in the worker, for a requester allowed to use them; they
-        # live only in this frame.
-        if perms.may(actor, perms.USE_CREDENTIALS, run.environment):
-            resolved = resolution_services.resolve_for_executor(
-                actor, run.pipeline, run.environment, version=run.version, parameters=run.parameters
-            )
-        else:
-            resolved = engine.resolve(run.pipeline, run.environment, version=run.version, parameters=run.parameters)
-            needs = [n for n, c in resolved["connections"].items() if c.get("credential")]
-            if needs:
-                raise executor.ExecutionError(
-                    f"Connections {', '.join(sorted(needs))} need credentials, and the requester lacks "
-                    f"use_environment_credentials in '{run.environment.slug}'."
+    with SecretMasker() as masker:  # collects every value materialized below; _finish masks with it
+        try:
+            actor = run.requested_by
+            if actor is None:
+                raise executor.ExecutionError("The run has no requester to act for.")
+            # Secrets are materialized here, in the worker, for a requester allowed to use them; they
+            # live only in this frame.
+            if perms.may(actor, perms.USE_CREDENTIALS, run.environment):
+                resolved = resolution_services.resolve_for_executor(
+                    actor, run.pipeline, run.environment, version=run.version, parameters=run.parameters
                 )
-        if resolved["errors"]:
-            raise executor.ExecutionError(f"Configuration error: {resolved['errors'][0]['message']}")
-        # The policy in force now, not the snapshot taken when the run was queued: a run queued
-        # (or requeued by the sweep) before the policy was tightened must not write where it forbids.
-        policy = resolved["policy"]
-        violations = destination_violations(resolved, policy.get("allowed_destinations") or [])
-        if violations:
-            error = "Rejected by the runtime policy: " + "; ".join(violations) + "."
-            return _finish(run, RunStatus.REJECTED, error=error, attempt=attempt)
-        metrics = executor.execute_graph(
-            resolved, _limits(run, policy), check, log_lines.append, environment=run.environment
-        )
-        log = scrub("\n".join(log_lines), resolved)
-        return _finish(run, RunStatus.SUCCEEDED, metrics=metrics, log=log, attempt=attempt)
-    except executor.LeaseLost:
-        logger.warning("run %s attempt %s lost its lease to another attempt; stopped", run.pk, attempt)
-        return Run.objects.get(pk=run.pk)
-    except executor.Cancelled:
-        log = scrub("\n".join(log_lines), resolved)
-        return _finish(run, RunStatus.CANCELLED, error="Cancelled.", log=log, attempt=attempt)
-    except executor.ExecutionError as exc:
-        log = scrub("\n".join(log_lines), resolved)
-        return _finish(run, RunStatus.FAILED, error=scrub(str(exc), resolved), log=log, attempt=attempt)
-    except Exception as exc:  # driver errors: the type and a scrubbed message, never the secrets
-        logger.warning("run %s failed: %s", run.pk, type(exc).__name__)
-        log = scrub("\n".join(log_lines), resolved)
-        return _finish(run, RunStatus.FAILED, error=_safe_error(exc, resolved), log=log, attempt=attempt)
+            else:
+                resolved = engine.resolve(run.pipeline, run.environment, version=run.version, parameters=run.parameters)
+                needs = [n for n, c in resolved["connections"].items() if c.get("credential")]
+                if needs:
+                    raise executor.ExecutionError(
+                        f"Connections {', '.join(sorted(needs))} need credentials, and the requester lacks "
+                        f"use_environment_credentials in '{run.environment.slug}'."
+                    )
+            if resolved["errors"]:
+                raise executor.ExecutionError(f"Configuration error: {resolved['errors'][0]['message']}")
+            # The policy in force now, not the snapshot taken when the run was queued: a run queued
+            # (or requeued by the sweep) before the policy was tightened must not write where it forbids.
+            policy = resolved["policy"]
+            violations = destination_violations(resolved, policy.get("allowed_destinations") or [])
+            if violations:
+                error = "Rejected by the runtime policy: " + "; ".join(violations) + "."
+                return _finish(run, RunStatus.REJECTED, error=error, attempt=attempt, masker=masker)
+            metrics = executor.execute_graph(
+                resolved, _limits(run, policy), check, log_lines.append, environment=run.environment
+            )
+            return _finish(
+                run, RunStatus.SUCCEEDED, metrics=metrics, log="\n".join(log_lines), attempt=attempt, masker=masker
+            )
+        except executor.LeaseLost:
+            logger.warning("run %s attempt %s lost its lease to another attempt; stopped", run.pk, attempt)
+            return Run.objects.get(pk=run.pk)
+        except executor.Cancelled:
+            log = "\n".join(log_lines)
+            return _finish(run, RunStatus.CANCELLED, error="Cancelled.", log=log, attempt=attempt, masker=masker)
+        except executor.ExecutionError as exc:
+            log = "\n".join(log_lines)
+            return _finish(run, RunStatus.FAILED, error=str(exc), log=log, attempt=attempt, masker=masker)
+        except Exception as exc:  # driver errors: the type and a (masked) message
+            logger.warning("run %s failed: %s", run.pk, type(exc).__name__)
+            log = "\n".join(log_lines)
+            return _finish(run, RunStatus.FAILED, error=_error_text(exc), log=log, attempt=attempt, masker=masker)
 
 
-def _safe_error(exc: Exception, resolved: dict | None = None) -> str:
-    return scrub(f"{type(exc).__name__}: {str(exc)[:1000]}", resolved)
+def _error_text(exc: Exception) -> str:
+    """A driver error as users see it (masked where it is recorded or returned)."""
+    return f"{type(exc).__name__}: {str(exc)[:1000]}"
 
 
-def scrub(text: str, resolved: dict | None) -> str:
-    """Replace every materialized secret value in `text` (driver errors quote the SQL they ran, and
-    secret variables may have been interpolated into it) with its reference."""
-    if not text or not resolved or resolved.get("redacted", True):
-        return text
-    for name, entry in resolved.get("variables", {}).items():
-        value = entry.get("value")
-        if entry.get("secret") and isinstance(value, str) and value:
-            text = text.replace(value, f"«secret:{name}»")
-    for name, entry in resolved.get("connections", {}).items():
-        value = entry.get("credential_value")
-        if isinstance(value, str) and value:
-            text = text.replace(value, f"«credential:{name}»")
-    return text
+def _finish(
+    run: Run,
+    status: str,
+    *,
+    masker: SecretMasker,
+    metrics=None,
+    error: str = "",
+    log: str = "",
+    attempt: int | None = None,
+) -> Run:
+    """Record a running run's outcome; `attempt` (built-in workers) must still hold the claim.
 
-
-def _finish(run: Run, status: str, *, metrics=None, error: str = "", log: str = "", attempt: int | None = None) -> Run:
-    """Record a running run's outcome; `attempt` (built-in workers) must still hold the claim."""
+    The one place a run's output leaves the executor: metrics, error, log and the event payload
+    are recorded through `masker` (every secret value the run materialized, in its encodings)."""
+    metrics, error, log = masker.mask(metrics or {}), masker.mask_text(error), masker.mask_text(log)
     with transaction.atomic():
         run = (
             Run.objects.select_for_update(of=("self",))
@@ -484,9 +486,9 @@ def _finish(run: Run, status: str, *, metrics=None, error: str = "", log: str = 
         run.save()
         event = "run.succeeded" if status == RunStatus.SUCCEEDED else "run.failed"
         if status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
-            environment_emit(run.environment, event, _event(run, error=run.error or None))
+            environment_emit(run.environment, event, masker.mask(_event(run, error=run.error or None)))
         elif status == RunStatus.REJECTED:
-            environment_emit(run.environment, "policy.violated", _event(run, reason=run.error))
+            environment_emit(run.environment, "policy.violated", masker.mask(_event(run, reason=run.error)))
     return run
 
 
@@ -580,6 +582,8 @@ def run_report_external(
     perms.require(actor, perms.RUN, run.environment)
     if status not in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.RUNNING):
         raise field_error("status", "One of running, succeeded, failed.")
+    # The engine was handed the run's secrets when it claimed it: what it reports is masked for them.
+    masker = secret_services.masker_for(run.environment.organization_id, engine.secret_references(run.resolved))
     with transaction.atomic():
         locked = Run.objects.select_for_update().get(pk=run.pk)
         if locked.status != RunStatus.RUNNING or locked.claimed_by != claimer:
@@ -588,19 +592,30 @@ def run_report_external(
             status, error = RunStatus.CANCELLED, "Cancelled."
         elif status == RunStatus.RUNNING:
             locked.lease_expires_at = timezone.now() + timedelta(seconds=settings.RUN_LEASE_SECONDS)
-            locked.log_excerpt = (log_excerpt or locked.log_excerpt)[-20000:]
+            locked.log_excerpt = masker.mask_text(log_excerpt or locked.log_excerpt)[-20000:]
             locked.save(update_fields=["lease_expires_at", "log_excerpt"])
             return locked
     if metrics is not None and not isinstance(metrics, dict):
         raise field_error("metrics", "An object of destination node id to metrics.")
-    return _finish(run, status, metrics=metrics, error=error, log=log_excerpt)
+    return _finish(run, status, metrics=metrics, error=error, log=log_excerpt, masker=masker)
 
 
 # --- preview ----------------------------------------------------------------------------------
 
 
 def preview(*, actor, pipeline: Pipeline, environment: Environment, node_id: str, limit: int = 20) -> dict:
-    """The first rows of a source node, in a non-protected, non-production environment."""
+    """The first rows of a source node, in a non-protected, non-production environment. The rows,
+    and any error, leave through the masker of the secrets this preview materialized."""
+    with SecretMasker() as masker:
+        try:
+            return masker.mask(_preview(actor, pipeline, environment, node_id, limit))
+        except ValidationFailed as exc:  # `from None`: the cause may quote the value
+            raise ValidationFailed(
+                masker.mask_text(exc.message), fields=masker.mask(exc.fields), code=exc.code
+            ) from None
+
+
+def _preview(actor, pipeline: Pipeline, environment: Environment, node_id: str, limit: int) -> dict:
     perms.require(actor, perms.RUN, environment)
     if environment.is_protected or environment.kind == Kind.PRODUCTION:
         raise PermissionDenied(f"Previews are not allowed in '{environment.slug}' (protected or production).")
@@ -632,9 +647,9 @@ def preview(*, actor, pipeline: Pipeline, environment: Environment, node_id: str
         finally:
             conn.close()
     except executor.ExecutionError as exc:
-        raise ValidationFailed(scrub(str(exc), resolved)) from exc
+        raise ValidationFailed(str(exc)) from exc
     except Exception as exc:
-        raise ValidationFailed(f"The source could not be read: {_safe_error(exc, resolved)}") from exc
+        raise ValidationFailed(f"The source could not be read: {_error_text(exc)}") from exc
     return {"version": version.number, "node": node_id, "columns": columns, "rows": rows[:limit]}
 
 

@@ -5,3 +5,8 @@ class SecretsConfig(AppConfig):
     name = "apps.secrets"
     label = "secrets"
     verbose_name = "Secrets"
+
+    def ready(self):
+        from .masking import install_log_masking
+
+        install_log_masking()

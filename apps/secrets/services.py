@@ -11,7 +11,7 @@ from apps.environments.models import Environment
 from apps.tenancy import revisions
 from apps.tenancy.permissions import is_org_admin
 
-from . import providers
+from . import masking, providers
 from .models import Secret
 
 MAX_VALUE_LENGTH = 64 * 1024
@@ -154,9 +154,24 @@ def materialize(*, actor, secret: Secret, environment: Environment, executor: bo
     if not secret_allowed_in(secret, environment):
         raise PermissionDenied(f"Secret '{secret.name}' is not allowed in environment '{environment.slug}'.")
     try:
-        return providers.get(secret.provider).materialize(secret)
+        value = providers.get(secret.provider).materialize(secret)
     except providers.SecretUnavailable as exc:
         raise ValidationFailed(str(exc), code="secret_unavailable") from exc
+    masking.record(secret.name, value)
+    return value
+
+
+def masker_for(organization_id: int, names) -> masking.SecretMasker:
+    """A masker holding the named secrets' current values, for output that an engine outside this
+    process produced after it was handed them (an external executor's report). The values serve
+    only to mask; a secret that cannot be read now is skipped (it cannot have been handed out)."""
+    masker = masking.SecretMasker()
+    for secret in Secret.objects.filter(organization_id=organization_id, name__in=set(names)):
+        try:
+            masker.add(providers.get(secret.provider).materialize(secret), secret.name)
+        except (providers.SecretUnavailable, ValidationFailed):
+            continue
+    return masker
 
 
 def rotate_encryption_keys() -> dict[str, int]:

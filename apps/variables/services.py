@@ -10,7 +10,7 @@ from apps.secrets.models import Secret
 from apps.tenancy import revisions
 from apps.tenancy.permissions import is_org_admin, is_org_member
 
-from . import validation
+from . import selectors, validation
 from .models import Variable, VariableOverride, VariableType
 
 DEFINITION_FIELDS = {
@@ -57,6 +57,40 @@ def _refuse_plaintext_credential(name: str, value, field: str, where: str) -> No
             f"This looks like a credential ({reason}) and {where} forbids plaintext secrets; "
             "use a secret reference (a 'secret' variable pointing at a Secret) instead.",
         )
+
+
+def refuse_secret_references(organization_id: int, texts) -> None:
+    """Refuse text that interpolates a secret variable (directly or through another variable):
+    a secret's value goes only into a connection's credential slot. `texts` yields (field, text,
+    where), `where` naming the place for the message (e.g. "node 'orders_src', field 'query'")."""
+    names = None
+    errors: dict[str, list[str]] = {}
+    for field, text, where in texts:
+        named = selectors.interpolated_names(text)
+        if not named:
+            continue
+        if names is None:
+            names = selectors.secret_names(organization_id)
+        for name in sorted(named & names):
+            errors.setdefault(field, []).append(
+                f"{where}: variable '{name}' is a secret (or interpolates one); secrets are never interpolated "
+                "into text: use the secret as a connection's credential."
+            )
+    if errors:
+        first, messages = next(iter(errors.items()))
+        raise ValidationFailed(f"{first}: {messages[0]}", fields=errors, code="secret_interpolation")
+
+
+def refuse_secrets_in_graph(pipeline, graph: dict) -> None:
+    """Every text field of every node (pipelines.services calls this before storing a version)."""
+    from apps.pipelines import graph as graphs
+
+    texts = (
+        (f"graph.nodes[{node.get('id')}].{field}", text, f"Node '{node.get('id')}', field '{field}'")
+        for node in graph.get("nodes", [])
+        for field, text in graphs.text_fields(node)
+    )
+    refuse_secret_references(pipeline.project.organization_id, texts)
 
 
 def _check_definition(variable: Variable) -> None:
@@ -111,6 +145,9 @@ def _check_definition(variable: Variable) -> None:
         if variable.default_secret is not None:
             raise field_error("default_secret", "Only secret variables reference secrets.")
         variable.default_value = _coerce(variable, variable.default_value, "default_value")
+        refuse_secret_references(
+            organization.pk, [("default_value", variable.default_value, f"The default of '{variable.name}'")]
+        )
         if RuntimePolicy.objects.filter(environment__organization=organization, forbid_plaintext_secrets=True).exists():
             _refuse_plaintext_credential(variable.name, variable.default_value, "default_value", "an environment")
 
@@ -200,6 +237,9 @@ def _check_override_value(variable: Variable, environment: Environment, value, s
     if value is None:
         raise field_error("value", "Give a value.")
     value = _coerce(variable, value, "value")
+    refuse_secret_references(
+        variable.organization_id, [("value", value, f"The value of '{variable.name}' in '{environment.slug}'")]
+    )
     if environment.policy.forbid_plaintext_secrets:
         _refuse_plaintext_credential(variable.name, value, "value", f"environment '{environment.slug}'")
     return value

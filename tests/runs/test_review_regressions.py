@@ -36,18 +36,6 @@ def test_sqlite_binding_outside_the_root_is_refused_at_use(run_setup, stages, or
     assert not Run.objects.exists()
 
 
-def test_materialized_secrets_are_scrubbed_from_errors():
-    resolved = {
-        "redacted": False,
-        "variables": {"token": {"secret": "secret://token", "value": "TOPSECRET-abc"}},
-        "connections": {"db": {"credential_value": "pw-XYZ"}},
-    }
-    text = 'invalid input: "TOPSECRET-abc" ... password pw-XYZ'
-    scrubbed = services.scrub(text, resolved)
-    assert "TOPSECRET" not in scrubbed and "pw-XYZ" not in scrubbed
-    assert "«secret:token»" in scrubbed and "«credential:db»" in scrubbed
-
-
 def test_cancelled_run_whose_worker_died_ends_cancelled(
     run_setup, stages, org_admin, django_capture_on_commit_callbacks
 ):
