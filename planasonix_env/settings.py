@@ -269,6 +269,8 @@ SPECTACULAR_SETTINGS = {
     # CSP allows (on that page alone).
     "SWAGGER_UI_DIST": SWAGGER_UI_DIST,
     "SWAGGER_UI_FAVICON_HREF": f"{SWAGGER_UI_DIST}/favicon-32x32.png",
+    # No validator badge: it would load an image from validator.swagger.io.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "ENUM_NAME_OVERRIDES": {
@@ -331,8 +333,9 @@ WORKER_HEARTBEAT_STALE_SECONDS = env.int("WORKER_HEARTBEAT_STALE_SECONDS", defau
 SQLITE_CONNECTION_ROOT = env.str("SQLITE_CONNECTION_ROOT", default=str(VAR_DIR / "demo"))
 
 # --- runs -----------------------------------------------------------------------------------
-# A running run's worker renews its lease between batches; a lease that runs out means the worker
-# died, and the sweep queues the run again (up to RUN_MAX_ATTEMPTS).
+# A running run's worker renews its lease from a heartbeat thread (every third of the lease, also
+# during one long statement) and between batches; a lease that runs out means the worker died, and
+# the sweep queues the run again (up to RUN_MAX_ATTEMPTS).
 RUN_LEASE_SECONDS = env.int("RUN_LEASE_SECONDS", default=300)
 RUN_MAX_ATTEMPTS = env.int("RUN_MAX_ATTEMPTS", default=3)
 # A queued run not picked up within this many seconds is dispatched again by the sweep.

@@ -15,6 +15,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.mkdtemp(prefix="planasonix-test-db-")) / "test.sqlite3")}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# django-axes stays on (tests/core/test_security.py locks accounts out): its records live in the test
+# database, so every test starts with none, and force_login never counts as an attempt.
 
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker = Path(tempfile.mkdtemp(prefix="planasonix-test-broker-"))

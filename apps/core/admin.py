@@ -84,18 +84,8 @@ def adopt(obj, saved) -> None:
     obj._state.db = saved._state.db
 
 
-# --- sign-in audit (django-axes): read-only, for superusers (platform operators) ------------------
-
-
-class _SignInAuditAdmin:
-    """Rows django-axes writes: operators look (superusers only); lockouts are lifted with
-    `manage.py axes_reset_username` / `axes_reset_ip`, never by editing the record."""
-
-    def has_module_permission(self, request):
-        return request.user.is_active and request.user.is_superuser
-
-    def has_view_permission(self, request, obj=None):
-        return request.user.is_active and request.user.is_superuser
+class ReadOnlyAdminMixin:
+    """Rows written only by the services (or a library): administrators look, they do not edit."""
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -108,6 +98,20 @@ class _SignInAuditAdmin:
 
     def get_actions(self, request):
         return {}
+
+
+# --- sign-in audit (django-axes): read-only, for superusers (platform operators) ------------------
+
+
+class _SignInAuditAdmin(ReadOnlyAdminMixin):
+    """Rows django-axes writes: operators look (superusers only); lockouts are lifted with
+    `manage.py axes_reset_username` / `axes_reset_ip`, never by editing the record."""
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser
 
 
 @admin.register(AccessAttempt)

@@ -16,10 +16,10 @@ def channels_for(user) -> QuerySet[Channel]:
 
 
 def deliveries_for(user) -> QuerySet[Delivery]:
-    qs = Delivery.objects.select_related("channel", "channel__organization")
+    qs = Delivery.objects.select_related("organization", "channel", "recipient")
     if user.is_superuser and api_key_of(user) is None:
         return qs
-    return qs.filter(channel__organization_id__in=admin_organization_ids(user))
+    return qs.filter(organization_id__in=admin_organization_ids(user))
 
 
 def inbox_of(user) -> QuerySet[Notification]:
