@@ -16,13 +16,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def no_dispatch(monkeypatch):
-    dispatched = []
-    monkeypatch.setattr(services, "dispatch", dispatched.append)
-    return dispatched
-
-
-@pytest.fixture
 def stall(monkeypatch):
     """`pnx_stall()` in SQL on every SQLite connection the executor opens: runs the test's callback
     in the middle of a statement (a statement as slow as the callback makes it)."""
