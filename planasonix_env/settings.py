@@ -8,9 +8,11 @@ local-memory cache and console email. Nothing in the code branches on embedded v
 import base64
 import hashlib
 import ipaddress
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 
 from .api_docs import API_TAGS
 
@@ -29,6 +31,13 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("DJANGO_BEHIND_TLS_PROXY", False) else None
+# HTTPS only, once TLS is in place (`manage.py check --deploy` is clean with all of these set).
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
+# A load balancer probes /healthz over plain HTTP: never redirect it.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
 SITE_URL = env.str("PLANASONIX_SITE_URL", default="http://127.0.0.1:8000")
 
 INSTALLED_APPS = [
@@ -44,6 +53,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "guardian",
     "simple_history",
+    "axes",
+    "csp",
     "apps.core",
     "apps.tenancy",
     "apps.notifications",
@@ -65,6 +76,7 @@ MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
     "apps.core.middleware.RejectNulBytesMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "apps.core.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -73,6 +85,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Last, as django-axes requires: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "planasonix_env.urls"
@@ -119,6 +133,8 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Planasonix <noreply@
 
 # --- auth, permissions ----------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
+    # First: refuses every sign-in (right password or not) while the account or address is locked out.
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -133,6 +149,51 @@ LOGIN_URL = "web:login"
 LOGIN_REDIRECT_URL = "web:inbox"
 LOGOUT_REDIRECT_URL = "web:login"
 GUARDIAN_RAISE_403 = False
+
+# Sign-in lockout (django-axes) on every password sign-in: /accounts/login/, /admin/login/ and
+# /api-auth/login/. After LOGIN_FAILURE_LIMIT failures an account (whatever the address) and an
+# address (whatever the account) are locked out for LOGIN_COOLOFF_MINUTES; a failure during the
+# lockout starts the cool-off again; a successful sign-in clears the account's failures. Every
+# attempt is recorded (AccessAttempt, AccessFailureLog, AccessLog), read-only in the admin for
+# superusers; `manage.py axes_reset_username NAME` / `axes_reset_ip ADDRESS` lift a lockout early.
+AXES_ENABLED = env.bool("LOGIN_LOCKOUT_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=15))
+# Each item locks out on its own; "username+ip_address" locks only that pair.
+AXES_LOCKOUT_PARAMETERS = [
+    item.split("+") if "+" in item else item
+    for item in env.list("LOGIN_LOCKOUT_PARAMETERS", default=["username", "ip_address"])
+]
+AXES_RESET_ON_SUCCESS = True
+# Every failure is kept in AccessFailureLog (the newest 1,000 per account), successes in AccessLog.
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_ACCESS_FAILURE_LOG_PER_USER_LIMIT = 1000
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True
+AXES_LOCKOUT_CALLABLE = "apps.core.views.locked_out"
+AXES_ENABLE_ADMIN = False  # registered read-only, for superusers, in apps/core/admin.py
+# The client address, one answer for lockouts and API throttles (DRF's, with NUM_PROXIES below).
+AXES_CLIENT_IP_CALLABLE = "apps.tenancy.throttling.client_address"
+
+# --- Content-Security-Policy (django-csp) ---------------------------------------------------------
+# Strict: scripts, styles, fonts and fetches from this origin only; no inline script anywhere, no
+# plugins, no framing. Third-party screens whose templates carry inline style attributes (the admin,
+# the browsable API, the API docs) get inline styles only (CSP_INLINE_STYLE_PATH_PREFIXES); the API
+# docs are served from installed packages (drf-spectacular-sidecar), so they need no other origin.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+CSP_INLINE_STYLE_PATH_PREFIXES = ["/admin/", "/api/", "/api-auth/"]
 GUARDIAN_MONKEY_PATCH_USER = False
 
 # --- i18n, static ---------------------------------------------------------------------------
@@ -183,6 +244,8 @@ REST_FRAMEWORK = {
         "api_key": env.str("API_THROTTLE_RATE_KEY", default="600/minute"),
         "user": env.str("API_THROTTLE_RATE_USER", default="1200/minute"),
         "anon": env.str("API_THROTTLE_RATE_ANON", default="60/minute"),
+        # Wrong, expired or revoked API keys per client address (counted before the key is checked).
+        "api_key_failure": env.str("API_THROTTLE_RATE_KEY_FAILURE", default="20/minute"),
     },
     "DEFAULT_PAGINATION_CLASS": "apps.core.api.Pagination",
     "PAGE_SIZE": 50,
@@ -200,12 +263,17 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Proxies in front of the web processes that append to X-Forwarded-For: the client address is
+    # the Nth from the right. 0: REMOTE_ADDR (a client-sent X-Forwarded-For is never believed).
+    "NUM_PROXIES": env.int("DJANGO_TRUSTED_PROXY_COUNT", default=0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Planasonix Environments API",
     "DESCRIPTION": "Environments, per-stage configuration, promotions and approvals.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # No validator badge: it would load an image from validator.swagger.io.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "ENUM_NAME_OVERRIDES": {
@@ -213,6 +281,7 @@ SPECTACULAR_SETTINGS = {
         "ChannelKindEnum": "apps.notifications.models.ChannelKind",
         "FreezeKindEnum": "apps.environments.models.FreezeKind",
         "ConnectionKindEnum": "apps.connections.models.ConnectionKind",
+        "RunStatusEnum": "apps.runs.models.RunStatus",
     },
     "APPEND_COMPONENTS": {
         "securitySchemes": {"ApiKeyAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "pnx_<prefix>_<secret>"}}
@@ -284,8 +353,9 @@ EGRESS_DENY = env.list("EGRESS_DENY", default=[])
 EGRESS_ALLOW_PRIVATE = env.bool("EGRESS_ALLOW_PRIVATE", default=True)
 
 # --- runs -----------------------------------------------------------------------------------
-# A running run's worker renews its lease between batches; a lease that runs out means the worker
-# died, and the sweep queues the run again (up to RUN_MAX_ATTEMPTS).
+# A running run's worker renews its lease from a heartbeat thread (every third of the lease, also
+# during one long statement) and between batches; a lease that runs out means the worker died, and
+# the sweep queues the run again (up to RUN_MAX_ATTEMPTS).
 RUN_LEASE_SECONDS = env.int("RUN_LEASE_SECONDS", default=300)
 RUN_MAX_ATTEMPTS = env.int("RUN_MAX_ATTEMPTS", default=3)
 # A queued run not picked up within this many seconds is dispatched again by the sweep.

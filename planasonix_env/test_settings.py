@@ -19,6 +19,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# django-axes stays on (tests/core/test_security.py locks accounts out): its records live in the test
+# database, so every test starts with none, and force_login never counts as an attempt.
 
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker = Path(tempfile.mkdtemp(prefix="planasonix-test-broker-"))

@@ -593,16 +593,11 @@ def _payload(request: PromotionRequest, **extra) -> dict:
 
 
 def _emit(request: PromotionRequest, event: str, *, users=(), **extra) -> None:
-    """Notify the target environment's channels and these users' inboxes once the transaction commits."""
-    payload = _payload(request, **extra)
-    user_list = list(users)
-    environment_emit(request.target, event, payload, users=user_list)
-    emails = sorted({u.email for u in user_list if u.email})
-    if emails:
-        from .tasks import email_users
-
-        subject = f"[Planasonix] {event}: {request.pipeline.slug} v{request.version.number} → {request.target.slug}"
-        transaction.on_commit(lambda: _enqueue(email_users, [subject, payload, emails]), robust=True)
+    """Notify the target environment's channels, and these users in their inboxes and by email (an
+    email delivery each, through the outbox), once the transaction commits."""
+    title = f"{event}: {request.pipeline.slug} v{request.version.number} → {request.target.slug}"
+    payload = {"title": title, **_payload(request, **extra)}
+    environment_emit(request.target, event, payload, users=list(users), email_users=True)
 
 
 def _enqueue(task, args, countdown: float | None = None) -> None:

@@ -1,7 +1,6 @@
 """Promotion tasks: thin and idempotent; the PromotionRequest row is the source of truth."""
 
 from celery import shared_task
-from django.core.mail import send_mail
 
 from apps.core.log_context import log_context
 
@@ -35,17 +34,3 @@ def remind_approvers() -> int:
 def watch_deployments() -> dict:
     """Beat: watch the first runs after a deploy; roll back automatically where the policy says so."""
     return services.promotions_watch()
-
-
-@shared_task(
-    name="apps.approvals.tasks.email_users",
-    autoretry_for=(OSError,),
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=5,
-    ignore_result=True,
-)
-def email_users(subject: str, payload: dict, recipients: list[str]) -> None:
-    """Email people about a promotion event (the in-app notification is the durable record)."""
-    lines = [f"{key}: {value}" for key, value in payload.items()]
-    send_mail(subject, "\n".join(lines), None, recipients)

@@ -1,5 +1,7 @@
 """Admin base: history on every audited model and services as the single path for writes."""
 
+from axes import admin as axes_admin
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.db import transaction
@@ -131,3 +133,48 @@ def adopt(obj, saved) -> None:
         setattr(obj, field.attname, getattr(saved, field.attname))
     obj._state.adding = False
     obj._state.db = saved._state.db
+
+
+class ReadOnlyAdminMixin:
+    """Rows written only by the services (or a library): administrators look, they do not edit."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_actions(self, request):
+        return {}
+
+
+# --- sign-in audit (django-axes): read-only, for superusers (platform operators) ------------------
+
+
+class _SignInAuditAdmin(ReadOnlyAdminMixin):
+    """Rows django-axes writes: operators look (superusers only); lockouts are lifted with
+    `manage.py axes_reset_username` / `axes_reset_ip`, never by editing the record."""
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser
+
+
+@admin.register(AccessAttempt)
+class AccessAttemptAdmin(_SignInAuditAdmin, axes_admin.AccessAttemptAdmin):
+    pass
+
+
+@admin.register(AccessFailureLog)
+class AccessFailureLogAdmin(_SignInAuditAdmin, axes_admin.AccessFailureLogAdmin):
+    pass
+
+
+@admin.register(AccessLog)
+class AccessLogAdmin(_SignInAuditAdmin, axes_admin.AccessLogAdmin):
+    pass

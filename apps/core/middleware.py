@@ -1,9 +1,13 @@
-"""Request plumbing: a request id for logs and error bodies, and refusal of NUL bytes in URLs."""
+"""Request plumbing: a request id for logs and error bodies, refusal of NUL bytes in URLs, and the
+Content-Security-Policy header."""
 
 import re
 import uuid
 from urllib.parse import unquote
 
+from csp.constants import UNSAFE_INLINE
+from csp.middleware import CSPMiddleware
+from django.conf import settings
 from django.http import JsonResponse
 
 from .log_context import LogContextFilter, request_context, request_id_var  # noqa: F401  (request_id_var: re-exported)
@@ -56,3 +60,17 @@ class RejectNulBytesMiddleware:
                 status=400,
             )
         return self.get_response(request)
+
+
+class ContentSecurityPolicyMiddleware(CSPMiddleware):
+    """django-csp's middleware, strict everywhere (settings.CONTENT_SECURITY_POLICY), except that the
+    screens we do not write (the admin, the browsable API, DRF's sign-in) may use inline styles:
+    their templates carry style attributes and <style> blocks. Scripts stay 'self' only everywhere."""
+
+    def get_policy_parts(self, request, response, report_only=False):
+        parts = super().get_policy_parts(request, response, report_only=report_only)
+        if not report_only and request.path_info.startswith(tuple(settings.CSP_INLINE_STYLE_PATH_PREFIXES)):
+            update = dict(parts.update or {})
+            update["style-src"] = [*update.get("style-src", []), UNSAFE_INLINE]
+            parts.update = update
+        return parts

@@ -53,3 +53,23 @@ def server_error(request):
     from django.views.defaults import server_error as django_server_error
 
     return django_server_error(request)
+
+
+def locked_out(request, original_response=None, credentials=None):
+    """django-axes' answer to a sign-in while the account or the address is locked out: a page (or,
+    for API clients, the error shape) saying when to try again, with 429 and Retry-After."""
+    from django.conf import settings
+    from django.shortcuts import render
+
+    seconds = int(settings.AXES_COOLOFF_TIME.total_seconds())
+    minutes = max(1, -(-seconds // 60))
+    message = (
+        f"Too many failed sign-ins for this account or from this address. Try again in {minutes} "
+        f"minute{'s' if minutes != 1 else ''}."
+    )
+    if _wants_json(request):
+        response = JsonResponse({"error": {"code": "locked_out", "message": message}}, status=429)
+    else:
+        response = render(request, "locked_out.html", {"message": message, "minutes": minutes}, status=429)
+    response["Retry-After"] = str(seconds)
+    return response

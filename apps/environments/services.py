@@ -430,12 +430,14 @@ def revoke_all_for_member(*, actor, user, organization: Organization) -> None:
 # --- notifications --------------------------------------------------------------------------
 
 
-def environment_emit(environment: Environment, event: str, payload: dict, *, users=()):
+def environment_emit(environment: Environment, event: str, payload: dict, *, users=(), email_users: bool = False):
     """Send an event to the channels named by the environment's runtime policy (and to users'
-    in-app inboxes)."""
+    in-app inboxes; with `email_users`, to their email addresses too)."""
     channels = list(environment.policy.notification_channels.all())
     payload = {
         "environment": {"id": environment.pk, "slug": environment.slug, "kind": environment.kind},
         **payload,
     }
-    return emit(event, payload, organization=environment.organization, channels=channels, users=users)
+    return emit(
+        event, payload, organization=environment.organization, channels=channels, users=users, email_users=email_users
+    )

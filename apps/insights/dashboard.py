@@ -148,7 +148,7 @@ def _failing_runs(ids, now) -> Section:
 
 
 def _stuck_deliveries(organization_ids, now) -> Section:
-    recent = Delivery.objects.filter(channel__organization_id__in=organization_ids, created_at__gte=now - WINDOW)
+    recent = Delivery.objects.filter(organization_id__in=organization_ids, created_at__gte=now - WINDOW)
     stuck = recent.filter(
         Q(status=DeliveryStatus.FAILED)
         | Q(status=DeliveryStatus.PENDING, next_attempt_at__lt=now - STUCK_AFTER)
@@ -160,15 +160,15 @@ def _stuck_deliveries(organization_ids, now) -> Section:
         _changelist("notifications_delivery", status__exact=DeliveryStatus.FAILED),
         "All failed deliveries",
         empty="Every delivery of the last 24 hours went out.",
-        columns=["Delivery", "Event", "Channel", "Status", "Attempts", "Last error"],
+        columns=["Delivery", "Event", "To", "Status", "Attempts", "Last error"],
     )
     section.count = stuck.count()
-    for delivery in stuck.select_related("channel").order_by("-created_at")[:ROWS]:
+    for delivery in stuck.select_related("channel", "recipient").order_by("-created_at")[:ROWS]:
         section.rows.append(
             [
                 link(str(delivery.delivery_id)[:8], reverse("admin:notifications_delivery_change", args=[delivery.pk])),
                 delivery.event,
-                delivery.channel.name,
+                delivery.channel.name if delivery.channel else f"email to {delivery.recipient}",
                 delivery.get_status_display(),
                 delivery.attempts,
                 (delivery.last_error or "")[:120],

@@ -214,6 +214,7 @@ class DeliveryAdmin(_ReadOnlyAdmin):
         "delivery_id",
         "event",
         "channel",
+        "recipient",
         "organization",
         "status",
         "attempts",
@@ -223,28 +224,24 @@ class DeliveryAdmin(_ReadOnlyAdmin):
         "created_at",
         "delivered_at",
     ]
-    list_filter = ["status", "event", "channel__kind", "channel__organization"]
-    search_fields = ["event", "channel__name", "last_error"]
-    list_select_related = ["channel", "channel__organization"]
+    list_filter = ["status", "event", "channel__kind", "organization"]
+    search_fields = ["event", "channel__name", "recipient__username", "last_error"]
+    list_select_related = ["channel", "recipient", "organization"]
     date_hierarchy = "created_at"
     actions = ["retry_now"]
-
-    @admin.display(description="organization", ordering="channel__organization__name")
-    def organization(self, obj):
-        return obj.channel.organization
 
     def get_queryset(self, request):
         return (
             super()
             .get_queryset(request)
             .restrict(request.user, ADMIN)
-            .select_related("channel", "channel__organization")
+            .select_related("channel", "recipient", "organization")
         )
 
     @admin.action(description="Retry the selected deliveries now")
     def retry_now(self, request, queryset):
         retried = skipped = 0
-        for delivery in queryset.select_related("channel", "channel__organization"):
+        for delivery in queryset.select_related("organization"):
             try:
                 result = services.delivery_retry_now(actor=request.user, delivery=delivery)
             except DomainError as exc:

@@ -111,16 +111,26 @@ class DeliveryStatus(models.TextChoices):
 class DeliveryQuerySet(OrgScopedQuerySet):
     """Deliveries carry event payloads: only the organization's owners and admins see them."""
 
-    organization_path = "channel__organization"
+    organization_path = "organization"  # channel deliveries and personal emails alike
     default_action = "admin"
 
 
 class Delivery(models.Model):
-    """One event sent to one channel: the outbox row. Workers claim it with a lease, send it, and
-    record the outcome; the beat sweep re-sends rows whose time has come or whose lease ran out."""
+    """One event sent to one channel, or emailed to one person (an approver, a requester): the
+    outbox row. Workers claim it with a lease, send it, and record the outcome; the beat sweep
+    re-sends rows whose time has come or whose lease ran out."""
 
     delivery_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="deliveries")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="deliveries", null=True, blank=True)
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="email_deliveries",
+        null=True,
+        blank=True,
+        help_text="A person emailed at their address (instead of a channel).",
+    )
     event = models.CharField(max_length=64, db_index=True)
     payload = models.JSONField(default=dict)
     status = models.CharField(max_length=20, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
@@ -138,6 +148,18 @@ class Delivery(models.Model):
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "deliveries"
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="delivery_due")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(channel__isnull=False, recipient__isnull=True)
+                | models.Q(channel__isnull=True, recipient__isnull=False),
+                name="delivery_channel_or_recipient",
+            )
+        ]
 
     def __str__(self):
-        return f"{self.event} → {self.channel} ({self.status})"
+        return f"{self.event} → {self.channel or self.recipient} ({self.status})"
+
+    def save(self, *args, **kwargs):
+        if self.organization_id is None and self.channel_id is not None:  # a channel's delivery is its organization's
+            self.organization_id = self.channel.organization_id
+        super().save(*args, **kwargs)

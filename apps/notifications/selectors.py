@@ -12,7 +12,7 @@ def channels_for(user) -> QuerySet[Channel]:
 
 def deliveries_for(user) -> QuerySet[Delivery]:
     """Deliveries of the organizations the user administers."""
-    return Delivery.objects.restrict(user).select_related("channel", "channel__organization")
+    return Delivery.objects.restrict(user).select_related("organization", "channel", "recipient")
 
 
 def inbox_of(user) -> QuerySet[Notification]:

@@ -192,9 +192,10 @@ def _json_safe(payload: dict) -> dict:
 
 @transaction.atomic
 def emit(
-    event: str, payload: dict, *, organization, channels=(), users=()
+    event: str, payload: dict, *, organization, channels=(), users=(), email_users: bool = False
 ) -> tuple[list[Notification], list[Delivery]]:
-    """Record an event for users' in-app inboxes and queue one delivery per listening channel.
+    """Record an event for users' in-app inboxes and queue one delivery per listening channel and,
+    with `email_users`, one email delivery per user with an address.
 
     Deliveries are sent by workers after the surrounding transaction commits; the beat sweep
     re-sends any that a broker outage or a dead worker left behind."""
@@ -215,9 +216,17 @@ def emit(
     listening = [
         c for c in {c.pk: c for c in channels}.values() if c.organization_id == organization.pk and c.hears(event)
     ]
-    deliveries = Delivery.objects.bulk_create(
-        [Delivery(channel=c, event=event, payload=payload, next_attempt_at=now) for c in listening]
-    )
+    outbox = [
+        Delivery(organization=organization, channel=c, event=event, payload=payload, next_attempt_at=now)
+        for c in listening
+    ]
+    if email_users:
+        outbox += [
+            Delivery(organization=organization, recipient=u, event=event, payload=payload, next_attempt_at=now)
+            for u in seen_users.values()
+            if u.email
+        ]
+    deliveries = Delivery.objects.bulk_create(outbox)
     ids = [d.pk for d in deliveries]
     if ids:
         transaction.on_commit(lambda: _enqueue(ids), robust=True)
@@ -275,7 +284,7 @@ def _claim(delivery_pk: int) -> Delivery | None:
             # of=self: on PostgreSQL a plain FOR UPDATE also locks the joined channel row, so a second
             # worker claiming another delivery of the same channel would skip it as "locked".
             Delivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("channel")
+            .select_related("channel", "recipient")
             .filter(pk=delivery_pk)
             .first()
         )
@@ -300,8 +309,12 @@ def delivery_attempt(delivery_pk: int) -> Delivery | None:
     channel = delivery.channel
     code, error, retryable = None, "", True
     try:
-        if not channel.is_active:
+        if channel is not None and not channel.is_active:
             code, error, retryable = None, "channel is inactive", False
+        elif channel is None and not (delivery.recipient.is_active and delivery.recipient.email):
+            code, error, retryable = None, "recipient is inactive or has no email address", False
+        elif channel is None:
+            code = _send_email(delivery, [delivery.recipient.email])
         else:
             code = _send(channel, delivery)
             if 200 <= code < 300:
@@ -365,17 +378,20 @@ def _body(delivery: Delivery) -> bytes:
     return json.dumps(envelope, separators=(",", ":"), sort_keys=True).encode()
 
 
+def _send_email(delivery: Delivery, recipients: list[str]) -> int:
+    send_mail(
+        subject=f"[Planasonix] {_title(delivery.event, delivery.payload)}",
+        message=json.dumps(delivery.payload, indent=2, sort_keys=True),
+        from_email=None,
+        recipient_list=recipients,
+    )
+    return 250 if recipients else 0
+
+
 def _send(channel: Channel, delivery: Delivery) -> int:
     timeout = settings.WEBHOOK_TIMEOUT_SECONDS
     if channel.kind == ChannelKind.EMAIL:
-        recipients = [a for a in channel.target.split(",") if a]
-        send_mail(
-            subject=f"[Planasonix] {_title(delivery.event, delivery.payload)}",
-            message=json.dumps(delivery.payload, indent=2, sort_keys=True),
-            from_email=None,
-            recipient_list=recipients,
-        )
-        return 250 if recipients else 0
+        return _send_email(delivery, [a for a in channel.target.split(",") if a])
     if channel.kind == ChannelKind.SLACK:
         url = crypto.decrypt(channel.secret_ciphertext)
         _check_egress(channel, url, connect=True)
@@ -426,7 +442,7 @@ def deliveries_sweep() -> int:
 
 def delivery_retry_now(*, actor, delivery: Delivery) -> Delivery:
     """An operator's 'send again' for a failed delivery."""
-    if not is_org_admin(actor, delivery.channel.organization):
+    if not is_org_admin(actor, delivery.organization):
         raise PermissionDenied("Only organization owners and admins retry deliveries.")
     with transaction.atomic():
         delivery = Delivery.objects.select_for_update().get(pk=delivery.pk)

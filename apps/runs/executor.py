@@ -282,8 +282,12 @@ def read_source(conn, query: str, limits: Limits, check: Callable[[], None]) -> 
     cursor.close()
 
 
-def write_destination(conn, kind: str, table: str, mode: str, batches, metrics: DestinationMetrics) -> None:
-    """Write every batch to `table` in one transaction (all or nothing)."""
+def write_destination(
+    conn, kind: str, table: str, mode: str, batches, metrics: DestinationMetrics, check: Callable[[], None]
+) -> None:
+    """Write every batch to `table` in one transaction (all or nothing); `check` runs once more just
+    before COMMIT, so a worker that lost its run to another attempt (or was cancelled) during the
+    last statement rolls back instead of writing twice."""
     quoted = _quote(kind, table)
     placeholder = "?" if kind == "sqlite" else "%s"
     cursor = conn.cursor()
@@ -313,6 +317,7 @@ def write_destination(conn, kind: str, table: str, mode: str, batches, metrics: 
                 metrics.add(columns, row)
         if not created and mode == "replace" and _table_exists(cursor, kind, table):
             cursor.execute(f"DELETE FROM {quoted}")  # noqa: S608  (no rows: replace leaves the table empty)
+        check()
         cursor.execute("COMMIT")
     except BaseException:
         cursor.execute("ROLLBACK")
@@ -391,6 +396,7 @@ def execute_graph(
                 node.get("mode", "replace"),
                 read_source(source_conn, source["query"], limits, check),
                 result,
+                check,
             )
             metrics[node["id"]] = result.as_dict()
             log(f"{node['id']}: {result.rows} rows written")

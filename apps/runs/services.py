@@ -2,12 +2,13 @@
 schedules. Runs are the outbox: the row is the truth and Celery only the wake-up call."""
 
 import logging
+import threading
 import zoneinfo
 from datetime import datetime, timedelta
 
 from croniter import croniter
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django_fsm import can_proceed
 
@@ -380,6 +381,53 @@ def _limits(run: Run, policy: dict) -> executor.Limits:
     return limits
 
 
+class LeaseKeeper:
+    """Keeps a running run's lease while its worker is alive: a thread renews it every third of
+    RUN_LEASE_SECONDS, so that a single statement longer than the lease (a slow source query, a big
+    insert) does not let the sweep hand the run to another worker. The attempt number fences every
+    renewal: once another attempt holds the run, `lost` is set and the worker stops before it
+    commits anything (executor.write_destination checks just before COMMIT)."""
+
+    def __init__(self, run_pk: int, attempt: int):
+        self.run_pk, self.attempt = run_pk, attempt
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = None
+
+    def renew(self) -> bool:
+        renewed = Run.objects.filter(pk=self.run_pk, status=RunStatus.RUNNING, attempts=self.attempt).update(
+            lease_expires_at=timezone.now() + timedelta(seconds=settings.RUN_LEASE_SECONDS)
+        )
+        if not renewed:
+            self.lost.set()
+        return bool(renewed)
+
+    def _beat(self) -> None:
+        interval = settings.RUN_LEASE_SECONDS / 3
+        try:
+            while not self._stop.wait(interval):
+                try:
+                    if not self.renew():
+                        return
+                except Exception:  # the database is briefly unreachable: try again at the next beat
+                    logger.warning("run %s: could not renew the lease", self.run_pk, exc_info=True)
+        finally:
+            connection.close()  # this thread's own connection
+
+    def start(self) -> "LeaseKeeper":
+        # Inside a transaction (a caller's atomic block) another connection could not see the run;
+        # then the lease is renewed between batches only.
+        if not connection.in_atomic_block:
+            self._thread = threading.Thread(target=self._beat, name=f"run-{self.run_pk}-lease", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
 def run_execute(run_pk: int, claimer: str = "builtin") -> Run | None:
     """Execute a queued run in this worker (safe to call twice: only one claim succeeds)."""
     run = _claim(run_pk, claimer)
@@ -388,6 +436,7 @@ def run_execute(run_pk: int, claimer: str = "builtin") -> Run | None:
     log_lines: list[str] = []
     attempt = run.attempts
     resolved = None
+    lease = LeaseKeeper(run.pk, attempt).start()
 
     def check() -> None:
         state = Run.objects.filter(pk=run.pk).values_list("cancel_requested", flat=True).first()
@@ -395,10 +444,7 @@ def run_execute(run_pk: int, claimer: str = "builtin") -> Run | None:
             raise executor.Cancelled
         # The attempt number fences the lease: once the sweep has requeued this run and another
         # worker claimed it, this (slow, not dead) worker must stop and roll its write back.
-        renewed = Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, attempts=attempt).update(
-            lease_expires_at=timezone.now() + timedelta(seconds=settings.RUN_LEASE_SECONDS)
-        )
-        if not renewed:
+        if lease.lost.is_set() or not lease.renew():
             raise executor.LeaseLost
 
     with SecretMasker() as masker:  # collects every value materialized below; _finish masks with it
@@ -448,6 +494,8 @@ def run_execute(run_pk: int, claimer: str = "builtin") -> Run | None:
             logger.warning("run %s failed: %s", run.pk, type(exc).__name__)
             log = "\n".join(log_lines)
             return _finish(run, RunStatus.FAILED, error=_error_text(exc), log=log, attempt=attempt, masker=masker)
+        finally:
+            lease.stop()
 
 
 def _error_text(exc: Exception) -> str:

@@ -5,6 +5,7 @@ from rest_framework import authentication, exceptions
 
 from .permissions import attach_api_key
 from .services import api_key_authenticate
+from .throttling import ApiKeyFailureThrottle
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -20,9 +21,13 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if not parts or parts[0].lower() != self.keyword.lower():
             return None
         if len(parts) != 2:
+            ApiKeyFailureThrottle().record_failure(request)
             raise exceptions.AuthenticationFailed("Malformed Authorization header; use 'Bearer <api key>'.")
+        failures = ApiKeyFailureThrottle()
+        failures.refuse_if_over(request)
         key = api_key_authenticate(parts[1])
         if key is None:
+            failures.record_failure(request)
             raise exceptions.AuthenticationFailed("Invalid, expired or revoked API key.")
         attach_api_key(key.owner, key)
         return key.owner, key

@@ -1,7 +1,16 @@
-"""Rate limits per API key (each key its own bucket), per signed-in user, and per anonymous IP."""
+"""Rate limits per API key (each key its own bucket), per signed-in user, and per anonymous IP;
+failed API-key authentications per client address; the client address itself."""
 
+from rest_framework import exceptions
 from rest_framework.settings import api_settings
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
+
+
+def client_address(request) -> str | None:
+    """The caller's address, the one answer for API throttles and sign-in lockouts (django-axes):
+    REMOTE_ADDR, or with NUM_PROXIES trusted proxies the Nth address from the right of
+    X-Forwarded-For (a client-sent header is believed only that far)."""
+    return BaseThrottle().get_ident(request)
 
 
 class PrincipalRateThrottle(SimpleRateThrottle):
@@ -34,3 +43,36 @@ class PrincipalRateThrottle(SimpleRateThrottle):
 
     def get_cache_key(self, request, view):  # required by the base class; allow_request sets self.key
         return self.key
+
+
+class ApiKeyFailureThrottle(SimpleRateThrottle):
+    """Wrong, expired or revoked API keys per client address. Authentication fails before DRF's
+    throttles run, so the Bearer authentication asks this one first and counts each failure: an
+    address over the rate is refused (429) even with a right key until its window has passed."""
+
+    scope = "api_key_failure"
+
+    def __init__(self):  # the rate is read at call time so that changed settings (tests) apply
+        self.rate = api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": client_address(request)}
+
+    def refuse_if_over(self, request) -> None:
+        """429 when this address has used up its failures."""
+        if self.rate is None:
+            return
+        self.key = self.get_cache_key(request, None)
+        self.history = self.cache.get(self.key, [])
+        self.now = self.timer()
+        while self.history and self.history[-1] <= self.now - self.duration:
+            self.history.pop()
+        if len(self.history) >= self.num_requests:
+            raise exceptions.Throttled(self.wait(), detail="Too many failed API-key authentications from this address.")
+
+    def record_failure(self, request) -> None:
+        if self.rate is None:
+            return
+        self.refuse_if_over(request)  # loads the current window
+        self.throttle_success()  # stores this failure in the window

@@ -46,6 +46,7 @@ def _fill(promo, runs: int):
     Delivery.objects.bulk_create(
         Delivery(
             channel=channel,
+            organization=channel.organization,
             event="run.failed",
             payload={},
             status=DeliveryStatus.FAILED,

@@ -7,6 +7,7 @@ import pytest
 
 from apps.connections import services as connection_services
 from apps.pipelines import services as pipeline_services
+from apps.runs import services as run_services
 from apps.variables import services as variable_services
 from tests.egress_support import sqlite_file
 
@@ -72,3 +73,11 @@ def run_setup(org, org_admin, stages, members, sqlite_root):
         )
         paths[slug] = {"source": source, "target": target}
     return {"project": project, "pipeline": pipeline, "version": version, "paths": paths}
+
+
+@pytest.fixture
+def no_dispatch(monkeypatch):
+    """Tests without a worker record dispatches instead of leaving messages on the broker."""
+    dispatched = []
+    monkeypatch.setattr(run_services, "dispatch", dispatched.append)
+    return dispatched

@@ -82,7 +82,7 @@ def _write(connect, kind, table, mode, columns, rows, size=2, key=()):
     conn = connect()
     metrics = DestinationMetrics(table=table, key=list(key))
     try:
-        executor.write_destination(conn, kind, table, mode, _batches(columns, rows, size), metrics)
+        executor.write_destination(conn, kind, table, mode, _batches(columns, rows, size), metrics, lambda: None)
     finally:
         conn.close()
     return metrics
@@ -295,7 +295,7 @@ def test_column_names_are_quoted_not_pasted_into_the_destination(destination, so
         metrics = DestinationMetrics(table="mart", key=[])
         conn = connect()
         try:
-            executor.write_destination(conn, kind, "mart", "replace", batches, metrics)
+            executor.write_destination(conn, kind, "mart", "replace", batches, metrics, lambda: None)
         finally:
             conn.close()
     finally:
@@ -327,7 +327,9 @@ def test_cancel_between_batches_rolls_back(destination, source):
         conn = connect()
         try:
             with pytest.raises(executor.Cancelled):
-                executor.write_destination(conn, kind, "mart", "replace", batches, DestinationMetrics("mart", []))
+                executor.write_destination(
+                    conn, kind, "mart", "replace", batches, DestinationMetrics("mart", []), lambda: None
+                )
         finally:
             conn.close()
     finally:

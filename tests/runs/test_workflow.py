@@ -442,14 +442,6 @@ def test_the_sweep_gives_up_after_the_maximum_attempts(run_setup, stages, org_ad
 # --- worker-side guards, called directly ------------------------------------------------------
 
 
-@pytest.fixture
-def no_dispatch(monkeypatch):
-    """Tests without a worker record dispatches instead of leaving messages on the broker."""
-    dispatched = []
-    monkeypatch.setattr(services, "dispatch", dispatched.append)
-    return dispatched
-
-
 def test_a_policy_tightened_after_queueing_rejects_the_run_in_the_worker(
     run_setup, stages, org_admin, channel, no_dispatch, django_capture_on_commit_callbacks
 ):

@@ -24,14 +24,6 @@ def _tick_at_or_before(moment: datetime) -> datetime:
 
 
 @pytest.fixture
-def no_dispatch(monkeypatch):
-    """No worker here: record dispatches instead of leaving messages on the broker."""
-    dispatched = []
-    monkeypatch.setattr(services, "dispatch", dispatched.append)
-    return dispatched
-
-
-@pytest.fixture
 def schedule(run_setup, stages, org_admin):
     """An enabled five-minute schedule of the pipeline in development (owned by the org admin)."""
     return services.schedule_save(
