@@ -1,28 +1,32 @@
 """Read endpoints of resolution: resolve, diff, readiness (per pipeline) and the matrix (per project)."""
 
-import re
-
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from apps.core.errors import NotFound, field_error
+from apps.core import params
+from apps.core.errors import NotFound, ValidationFailed, field_error
 from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline, Project
 from apps.pipelines.selectors import pipelines_for, projects_for
 
 from . import services
 
-WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")  # str.isdigit() accepts '²', which int() refuses
 ENV = OpenApiParameter("environment", str, required=True, description="Environment slug.")
-VERSION = OpenApiParameter("version", int, description="Version number (default: the latest).")
+VERSION_MAX = 2**31 - 1  # the version number column's range
+VERSION = OpenApiParameter(
+    "version",
+    {"type": "integer", "minimum": 1, "maximum": VERSION_MAX},
+    description="Version number (default: the latest).",
+)
 AS_OF = OpenApiParameter("as_of", OpenApiTypes.DATETIME, description="Rebuild the answer as of this moment.")
 
 
 def _environment(organization_id, slug, field="environment"):
+    if slug:
+        params.parse_text(slug, field)
     if not slug:
         raise field_error(field, "Give an environment slug.")
     environment = (
@@ -33,27 +37,26 @@ def _environment(organization_id, slug, field="environment"):
     return environment
 
 
-def _version(pipeline, raw):
-    if raw in (None, ""):
+def _version(pipeline, query_params):
+    number = params.optional(query_params, "version", params.parse_whole_number, minimum=1, maximum=VERSION_MAX)
+    if number is None:
         return None
-    if not WHOLE_NUMBER.fullmatch(str(raw)):
-        raise field_error("version", "Give a version number.")
-    version = pipeline.versions.filter(number=int(raw)).first()
+    version = pipeline.versions.filter(number=number).first()
     if version is None:
-        raise field_error("version", f"Pipeline '{pipeline.slug}' has no version {raw}.")
+        raise field_error("version", f"Pipeline '{pipeline.slug}' has no version {number}.")
     return version
 
 
-def _as_of(raw):
-    if raw in (None, ""):
-        return None
+def _by_id(queryset, pk, message):
+    """The row with this id in the caller's queryset; an id that is not one is a missing row."""
     try:
-        moment = parse_datetime(raw)
-    except ValueError:  # well-formed but impossible, e.g. month 13
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise field_error("as_of", "Give an ISO 8601 date-time with a time zone, e.g. 2026-11-24T09:00:00Z.")
-    return moment
+        pk = params.parse_id(pk, "id")
+    except ValidationFailed:
+        raise NotFound(message) from None
+    row = queryset.filter(pk=pk).first()
+    if row is None:
+        raise NotFound(message)
+    return row
 
 
 class PipelineResolutionViewSet(viewsets.GenericViewSet):
@@ -65,10 +68,7 @@ class PipelineResolutionViewSet(viewsets.GenericViewSet):
         return pipelines_for(self.request.user)
 
     def _pipeline(self, pk):
-        pipeline = self.get_queryset().filter(pk=pk).first() if WHOLE_NUMBER.fullmatch(str(pk)) else None
-        if pipeline is None:
-            raise NotFound("No such pipeline.")
-        return pipeline
+        return _by_id(self.get_queryset(), pk, "No such pipeline.")
 
     @extend_schema(parameters=[ENV, VERSION, AS_OF], responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
@@ -79,8 +79,8 @@ class PipelineResolutionViewSet(viewsets.GenericViewSet):
             request.user,
             pipeline,
             _environment(org, request.query_params.get("environment")),
-            version=_version(pipeline, request.query_params.get("version")),
-            as_of=_as_of(request.query_params.get("as_of")),
+            version=_version(pipeline, request.query_params),
+            as_of=params.optional(request.query_params, "as_of", params.parse_moment),
         )
         return Response(answer)
 
@@ -102,7 +102,7 @@ class PipelineResolutionViewSet(viewsets.GenericViewSet):
                 pipeline,
                 _environment(org, request.query_params.get("from"), "from"),
                 _environment(org, request.query_params.get("to"), "to"),
-                version=_version(pipeline, request.query_params.get("version")),
+                version=_version(pipeline, request.query_params),
             )
         )
 
@@ -116,7 +116,7 @@ class PipelineResolutionViewSet(viewsets.GenericViewSet):
                 request.user,
                 pipeline,
                 _environment(org, request.query_params.get("environment")),
-                version=_version(pipeline, request.query_params.get("version")),
+                version=_version(pipeline, request.query_params),
             )
         )
 
@@ -132,7 +132,5 @@ class ProjectMatrixViewSet(viewsets.GenericViewSet):
     @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def matrix(self, request, pk=None):
-        project = self.get_queryset().filter(pk=pk).first() if WHOLE_NUMBER.fullmatch(str(pk)) else None
-        if project is None:
-            raise NotFound("No such project.")
+        project = _by_id(self.get_queryset(), pk, "No such project.")
         return Response(services.matrix(request.user, project))
