@@ -4,6 +4,7 @@ nesting past MAX_JSON_DEPTH (Python's decoder recurses, and a 10,000-deep body e
 refused with a 400 in the one error shape."""
 
 import json
+import math
 
 from django.conf import settings
 from rest_framework.exceptions import ParseError
@@ -29,6 +30,13 @@ def _refuse_constant(name):
     raise StrictJSONError(f"{name} is not a JSON number.")
 
 
+def _finite_float(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise StrictJSONError(f"{text[:40]} is out of range for a JSON number.")
+    return value
+
+
 def json_depth(value) -> int:
     """How deeply containers nest in a decoded JSON value (a scalar is 0), without recursion."""
     deepest, stack = 0, [(value, 1)]
@@ -45,7 +53,9 @@ def json_depth(value) -> int:
 def loads_strict(text: str | bytes, *, max_depth: int = MAX_JSON_DEPTH):
     """Decode strict JSON (see the module docstring); raises StrictJSONError (a ValueError) naming the problem."""
     try:
-        value = json.loads(text, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant)
+        value = json.loads(
+            text, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant, parse_float=_finite_float
+        )
     except RecursionError:
         raise StrictJSONError(f"Nested deeper than {max_depth} levels.") from None
     except StrictJSONError:

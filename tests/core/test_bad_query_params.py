@@ -65,7 +65,7 @@ def _odd_values(parameter) -> list[str]:
     if schema.get("format") == "date-time":
         return ANY_VALUES + MOMENT_VALUES
     if schema.get("type") == "boolean":
-        return ANY_VALUES + ["TRUE", "yes", "2", "-1"]
+        return [*ANY_VALUES, "TRUE", "yes", "2", "-1"]
     return ANY_VALUES + STRING_VALUES
 
 
