@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 EXAMPLES=${1:-${SCHEMATHESIS_MAX_EXAMPLES:-30}}
+read -r -a SCHEMATHESIS_ARGS <<<"${SCHEMATHESIS_EXTRA_ARGS:-}"  # e.g. --include-path-regex runs --phases coverage
 
 WORK=$(mktemp -d)
 SERVER_PID=""
@@ -65,7 +66,7 @@ status=0
   --max-examples "$EXAMPLES" \
   --generation-with-security-parameters false \
   --generation-deterministic \
-  --no-color || status=$?
+  --no-color "${SCHEMATHESIS_ARGS[@]}" || status=$?
 if [ "$status" -ne 0 ]; then
   echo "schemathesis: failures (server log: last lines below)" >&2
   tail -n 40 "$WORK/server.log" >&2

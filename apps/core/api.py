@@ -162,9 +162,7 @@ def query_input(serializer_class, query_params) -> dict:
     for name, raw in query_params.items():
         field = fields.get(name)
         if isinstance(field, serializers.IntegerField) and raw != "":
-            minimum = params.DB_INT_MIN if field.min_value is None else field.min_value
-            maximum = params.DB_INT_MAX if field.max_value is None else field.max_value
-            data[name] = params.parse_whole_number(raw, name, minimum=minimum, maximum=maximum)
+            data[name] = params.parse_whole_number(raw, name, **params.bounds_of(field))
         else:
             data[name] = params.parse_text(raw, name)
     serializer = serializer_class(data=data)
@@ -254,27 +252,26 @@ def _parser_for(field):
     if isinstance(field, forms.DecimalField):  # before IntegerField: DecimalField subclasses it
         return params.parse_decimal
     if isinstance(field, forms.IntegerField):
-
-        def parse(raw, name):
-            minimum = params.DB_INT_MIN if field.min_value is None else field.min_value
-            maximum = params.DB_INT_MAX if field.max_value is None else field.max_value
-            return params.parse_whole_number(raw, name, minimum=minimum, maximum=maximum)
-
-        return parse
+        return lambda raw, name: params.parse_whole_number(raw, name, **params.bounds_of(field))
     if isinstance(field, forms.DateTimeField):
         return lambda raw, name: params.parse_moment(raw, name, require_timezone=False)
     return None
 
 
+def _given(form):
+    """(parameter, form field, its values) for every filter parameter the request gives."""
+    for name, field in form.fields.items():
+        key = form.add_prefix(name)
+        if key in form.data:
+            values = form.data.getlist(key) if hasattr(form.data, "getlist") else [form.data.get(key)]
+            yield key, field, values
+
+
 def unsafe_parameters(form) -> dict[str, list[str]]:
     """Filter values that would crash a filter or the database rather than fail validation: {name: [message]}."""
     errors: dict[str, list[str]] = {}
-    for name, field in form.fields.items():
-        key = form.add_prefix(name)
-        if key not in form.data:
-            continue
+    for key, field, values in _given(form):
         parse = _parser_for(field)
-        values = form.data.getlist(key) if hasattr(form.data, "getlist") else [form.data.get(key)]
         for value in values:
             if value in (None, ""):
                 continue  # unreadable_parameters answers empty values
@@ -319,11 +316,7 @@ _BOOLEAN_SPELLINGS = {"true", "false", "1", "0"}
 def unreadable_parameters(form) -> dict[str, list[str]]:
     """Query parameters that django-filter would quietly ignore: {name: [message]}."""
     errors: dict[str, list[str]] = {}
-    for name, field in form.fields.items():
-        key = form.add_prefix(name)
-        if key not in form.data:
-            continue
-        values = form.data.getlist(key) if hasattr(form.data, "getlist") else [form.data.get(key)]
+    for key, field, values in _given(form):
         for value in values:
             if value == "" and not isinstance(field, forms.CharField):
                 errors[key] = ["Give a value or leave the parameter out."]

@@ -31,6 +31,15 @@ def parse_whole_number(raw, name: str, *, minimum: int = DB_INT_MIN, maximum: in
     return int(text)
 
 
+def bounds_of(field) -> dict:
+    """`minimum`/`maximum` for parse_whole_number from a form or serializer field's min_value/max_value."""
+    minimum, maximum = getattr(field, "min_value", None), getattr(field, "max_value", None)
+    return {
+        "minimum": DB_INT_MIN if minimum is None else minimum,
+        "maximum": DB_INT_MAX if maximum is None else maximum,
+    }
+
+
 def parse_id(raw, name: str) -> int:
     """An object id: a whole number from 1 within the database's integer range."""
     return parse_whole_number(raw, name, minimum=1)

@@ -18,8 +18,8 @@ from django.test import Client
 from django.urls import NoReverseMatch, reverse
 
 from apps.environments import permissions as perms
-from apps.environments.models import Kind
-from apps.tenancy.models import Edition
+
+from .worlds import acme, rolled_back
 
 pytestmark = pytest.mark.django_db
 
@@ -127,9 +127,8 @@ def _admin_id(model_admin) -> str:
 @pytest.fixture(scope="module")
 def world(django_db_setup, django_db_blocker, tmp_path_factory):
     """One of (nearly) everything the admin shows, made once and rolled back."""
-    with django_db_blocker.unblock(), transaction.atomic():
+    with rolled_back(django_db_blocker):
         yield _build_world(tmp_path_factory.mktemp("warehouse") / "warehouse.sqlite3")
-        transaction.set_rollback(True)
 
 
 def _build_world(warehouse_path) -> dict:
@@ -140,26 +139,16 @@ def _build_world(warehouse_path) -> dict:
     from apps.environments.models import FreezeKind
     from apps.notifications import services as notification_services
     from apps.notifications.models import ChannelKind, Event
-    from apps.pipelines import services as pipeline_services
     from apps.runs import services as run_services
     from apps.runs.models import Executor
     from apps.secrets import services as secret_services
     from apps.tenancy import services as tenancy_services
     from apps.variables import services as variable_services
 
+    w = acme("ab")
+    operator, owner, org, pipeline, version = (w[k] for k in ("operator", "owner", "org", "pipeline", "version"))
+    production, staging, development = w["production"], w["staging"], w["development"]
     users = get_user_model().objects
-    operator = users.create_superuser("ab-operator", "ab-operator@example.com", "pw")
-    owner = users.create_user("ab-owner", "ab-owner@example.com", "pw", is_staff=True)
-    org = tenancy_services.organization_create(
-        actor=operator, name="Acme", slug="acme", edition=Edition.ENTERPRISE, max_environments=5, owner=owner
-    )
-    production = env_services.environment_create(actor=owner, organization=org, name="Production", kind=Kind.PRODUCTION)
-    staging = env_services.environment_create(
-        actor=owner, organization=org, name="Staging", kind=Kind.STAGING, promotes_to=production
-    )
-    development = env_services.environment_create(
-        actor=owner, organization=org, name="Development", kind=Kind.DEVELOPMENT, promotes_to=staging, position=0
-    )
     env_services.freeze_window_create(
         actor=owner,
         environment=production,
@@ -176,16 +165,6 @@ def _build_world(warehouse_path) -> dict:
     secret_services.secret_create(
         actor=owner, organization=org, name="db_password", value="s3cr3t-value", allowed_environments=[development]
     )
-    project = pipeline_services.project_create(actor=owner, organization=org, name="Sales")
-    pipeline = pipeline_services.pipeline_create(actor=owner, project=project, name="Orders")
-    graph = {
-        "nodes": [
-            {"id": "src", "type": "source", "connection": "warehouse", "query": "SELECT 1 AS n"},
-            {"id": "dst", "type": "destination", "connection": "warehouse", "table": "t", "mode": "replace"},
-        ],
-        "edges": [["src", "dst"]],
-    }
-    version = pipeline_services.pipeline_version_create(actor=owner, pipeline=pipeline, graph=graph)
     variable = variable_services.variable_create(
         actor=owner, organization=org, name="batch_size", type="integer", default_value=10
     )

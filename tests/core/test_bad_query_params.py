@@ -7,13 +7,10 @@ so a 400 must name the parameter that was varied. The world is built once for th
 a transaction rolled back at the end); every case only reads."""
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.db import transaction
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
-from apps.environments.models import Kind
-from apps.tenancy.models import Edition
+from .worlds import acme, rolled_back
 
 pytestmark = pytest.mark.django_db
 
@@ -111,60 +108,29 @@ def _path(path: str, world) -> str:
 @pytest.fixture(scope="module")
 def world(django_db_setup, django_db_blocker, tmp_path_factory):
     """One organization with a pipeline, variables, a binding and a run, made once and rolled back."""
-    with django_db_blocker.unblock(), transaction.atomic():
+    with rolled_back(django_db_blocker):
         yield _build_world(tmp_path_factory.mktemp("warehouse") / "warehouse.sqlite3")
-        transaction.set_rollback(True)
 
 
 def _build_world(warehouse_path) -> dict:
     from apps.connections import services as connection_services
-    from apps.environments import services as env_services
-    from apps.pipelines import services as pipeline_services
     from apps.runs import services as run_services
     from apps.runs.models import Executor
-    from apps.tenancy import services as tenancy_services
     from apps.variables import services as variable_services
 
-    users = get_user_model().objects
-    operator = users.create_superuser("qp-operator", "qp-operator@example.com", "pw")
-    owner = users.create_user("qp-owner", "qp-owner@example.com", "pw", is_staff=True)
-    org = tenancy_services.organization_create(
-        actor=operator, name="Acme", slug="acme", edition=Edition.ENTERPRISE, max_environments=5, owner=owner
-    )
-    production = env_services.environment_create(actor=owner, organization=org, name="Production", kind=Kind.PRODUCTION)
-    staging = env_services.environment_create(
-        actor=owner, organization=org, name="Staging", kind=Kind.STAGING, promotes_to=production
-    )
-    development = env_services.environment_create(
-        actor=owner, organization=org, name="Development", kind=Kind.DEVELOPMENT, promotes_to=staging, position=0
-    )
-    project = pipeline_services.project_create(actor=owner, organization=org, name="Sales")
-    pipeline = pipeline_services.pipeline_create(actor=owner, project=project, name="Orders")
-    graph = {
-        "nodes": [
-            {"id": "src", "type": "source", "connection": "warehouse", "query": "SELECT 1 AS n"},
-            {"id": "dst", "type": "destination", "connection": "warehouse", "table": "t", "mode": "replace"},
-        ],
-        "edges": [["src", "dst"]],
-    }
-    pipeline_services.pipeline_version_create(actor=owner, pipeline=pipeline, graph=graph)
+    w = acme("qp")
+    owner, org, pipeline, development = w["owner"], w["org"], w["pipeline"], w["development"]
     variable = variable_services.variable_create(
         actor=owner, organization=org, name="batch_size", type="integer", default_value=10
     )
-    variable_services.variable_override_set(actor=owner, variable=variable, environment=staging, value=20)
+    variable_services.variable_override_set(actor=owner, variable=variable, environment=w["staging"], value=20)
     role = connection_services.connection_role_create(actor=owner, organization=org, name="warehouse", kind="sqlite")
     binding = connection_services.connection_binding_set(
         actor=owner, role=role, environment=development, params={"path": str(warehouse_path)}
     )
     run_services.schedule_save(actor=owner, pipeline=pipeline, environment=development, cron="0 6 * * *")
     run_services.run_create(actor=owner, pipeline=pipeline, environment=development, executor_kind=Executor.EXTERNAL)
-    return {
-        "owner": owner,
-        "project": project,
-        "pipeline": pipeline,
-        "binding": binding,
-        "environment": development,
-    }
+    return {**w, "binding": binding, "environment": development}
 
 
 @pytest.fixture
