@@ -6,7 +6,6 @@ is a 409 naming the request's state). Plans hold secret references only, never v
 
 import re
 
-from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
@@ -15,12 +14,19 @@ from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.filters import OrderingFilter, SearchFilter
+from rest_framework.filters import OrderingFilter
 from rest_framework.response import Response
 
 from apps.core import idempotency
 from apps.core.actions import actions_schema
-from apps.core.api import CursorPagination, ETagMixin, StrictFilterBackend, StrictSerializer
+from apps.core.api import (
+    CursorPagination,
+    ETagMixin,
+    IdFilter,
+    StrictFilterBackend,
+    StrictSearchFilter,
+    StrictSerializer,
+)
 from apps.core.errors import field_error
 from apps.core.models import without_blobs
 from apps.environments import permissions as perms
@@ -38,19 +44,6 @@ from .models import ApprovalRule, Decision, PromotionRequest, PromotionState, Wa
 User = get_user_model()
 
 SLUG = re.compile(r"^[-a-zA-Z0-9_]{1,63}\Z")
-
-
-@extend_schema_field({"type": "integer", "minimum": 1, "maximum": 2**63 - 1})
-class IdFilter(filters.NumberFilter):
-    """An id: a whole number from 1 within the database's integer range. django-filter's NumberFilter
-    takes any decimal, and one too large for the database overflows in the driver (a 500)."""
-
-    field_class = forms.IntegerField
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("min_value", 1)
-        kwargs.setdefault("max_value", 2**63 - 1)
-        super().__init__(*args, **kwargs)
 
 
 # --- approval rules -----------------------------------------------------------------------------------
@@ -244,7 +237,7 @@ class ApprovalRuleViewSet(ETagMixin, viewsets.ModelViewSet):
     queryset = ApprovalRule.objects.none()
     serializer_class = ApprovalRuleSerializer
     filterset_class = RuleFilter
-    filter_backends = [StrictFilterBackend, OrderingFilter, SearchFilter]
+    filter_backends = [StrictFilterBackend, OrderingFilter, StrictSearchFilter]
     search_fields = ["name"]
     ordering_fields = ["name", "created_at", "updated_at", "required_approvals"]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
@@ -548,7 +541,7 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     queryset = PromotionRequest.objects.none()
     serializer_class = PromotionSerializer
     filterset_class = PromotionFilter
-    filter_backends = [StrictFilterBackend, OrderingFilter, SearchFilter]
+    filter_backends = [StrictFilterBackend, OrderingFilter, StrictSearchFilter]
     search_fields = ["reason", "ticket", "pipeline__slug"]
     ordering_fields = ["created_at", "updated_at", "state"]  # a cursor orders by a column that is never null
 

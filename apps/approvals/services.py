@@ -9,7 +9,6 @@ import fnmatch
 import hashlib
 import json
 import logging
-import re
 from datetime import timedelta
 
 from django.conf import settings
@@ -18,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_fsm import TransitionNotAllowed, can_proceed
 
-from apps.core import idempotency
+from apps.core import idempotency, patterns
 from apps.core.actions import ALLOWED, Answer, refused
 from apps.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed, field_error
 from apps.core.services import audited_delete, audited_save, validate
@@ -164,10 +163,7 @@ def validate_rule(rule: ApprovalRule, *, approver_users=(), extra_sources=()) ->
     if rule.project_id and rule.project.organization_id != rule.organization_id:
         raise field_error("project", "The project belongs to another organization.")
     if rule.require_ticket:
-        try:
-            re.compile(rule.require_ticket)
-        except re.error as exc:
-            raise field_error("require_ticket", f"Not a valid regular expression: {exc}.") from exc
+        patterns.check_pattern(rule.require_ticket, "require_ticket")
     for source in extra_sources:
         if source.organization_id != rule.organization_id or source.pk == environment.pk:
             raise field_error("extra_sources", f"'{source.slug}' cannot promote into '{environment.slug}'.")
@@ -387,7 +383,7 @@ def evaluate_gates(request_like, rules: list[ApprovalRule], *, at=None) -> list[
                 }
             )
         if rule.require_ticket:
-            ok = bool(re.fullmatch(rule.require_ticket, request_like.ticket or ""))
+            ok = patterns.fullmatch(rule.require_ticket, request_like.ticket or "")
             gates.append(
                 {
                     "gate": "ticket",

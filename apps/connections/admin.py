@@ -19,6 +19,7 @@ from django.urls import reverse
 
 from apps.core.admin import AuditedAdmin, LightModelAdmin, adopt, dry_run
 from apps.core.errors import DomainError
+from apps.core.forms import StrictJSONField
 from apps.environments import permissions as perms
 from apps.environments.models import Environment, Kind
 from apps.pipelines.models import Project
@@ -51,7 +52,7 @@ class BindingInlineForm(forms.ModelForm):
     """One binding row; validated by services.validate_binding against the role as edited."""
 
     admin_request = None
-    params = forms.JSONField(
+    params = StrictJSONField(
         initial=dict,
         widget=forms.Textarea(attrs={"rows": 3, "cols": 50}),
         help_text='JSON object, e.g. {"host": "db", "database": "{{ db_schema }}"}. Credentials go in the credential.',

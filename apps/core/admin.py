@@ -1,13 +1,19 @@
 """Admin base: history on every audited model and services as the single path for writes."""
 
+import copy
+
 from axes import admin as axes_admin
 from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.contrib import admin, messages
+from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.contrib.admin.views.main import ChangeList
-from django.db import transaction
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import models, transaction
+from django.forms import modelform_factory
 from simple_history.admin import SimpleHistoryAdmin
 
 from .errors import DomainError
+from .forms import StrictJSONField
 from .models import without_blobs
 
 
@@ -65,7 +71,9 @@ class ServiceFormMixin:
 
 class AuditedAdmin(LightChangelistMixin, SimpleHistoryAdmin):
     """ModelAdmin with history. Subclasses implement `service_validate` (called from the form's
-    clean) and `save_model`/`delete_model` through services."""
+    clean) and `save_model`/`delete_model` through services. JSON columns are edited as strict JSON."""
+
+    formfield_overrides = {models.JSONField: {"form_class": StrictJSONField}}
 
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)
@@ -75,6 +83,27 @@ class AuditedAdmin(LightChangelistMixin, SimpleHistoryAdmin):
 
     def service_validate(self, request, instance, cleaned_data, form) -> None:
         """Override to check the change with the services before save_model runs."""
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        """A past version, shown read-only. simple-history renders it with the add form's
+        `prepopulated_fields` and with an editable form (a 500 when a field is not editable, or not on
+        the change form), and would save a POST past the services; so it renders through a copy of
+        this admin where every field is read-only and nothing is prepopulated, and POSTs are refused."""
+        if request.method == "POST":
+            raise DjangoPermissionDenied
+        current = self.get_object(request, unquote(object_id))
+        columns = {field.name for field in self.model._meta.get_fields()}
+        shown = [
+            name
+            for name in flatten_fieldsets(self.get_fieldsets(request, current))
+            if name in columns or hasattr(self, name) or hasattr(self.model, name)  # not form-only fields
+        ]
+        view = copy.copy(self)
+        view.prepopulated_fields = {}
+        view.get_fieldsets = lambda request, obj=None: [(None, {"fields": shown})]
+        view.get_readonly_fields = lambda request, obj=None: shown
+        view.get_form = lambda request, obj=None, **kwargs: modelform_factory(self.model, fields=[])
+        return super(AuditedAdmin, view).history_form_view(request, object_id, version_id, extra_context)
 
     def run_service(self, request, func, *args, **kwargs):
         """Call a service from an admin action and report a domain error as a message."""

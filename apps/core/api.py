@@ -3,9 +3,14 @@
 import re
 
 from django import forms
+from django_filters import rest_framework as filters
 from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions, pagination, permissions, serializers
+from rest_framework.filters import SearchFilter
 
+from . import params
+from .errors import ValidationFailed
 from .scopes import SCOPES, scopes_grant  # noqa: F401  (re-exported for API modules)
 
 _WHOLE_NUMBER = re.compile(r"^[0-9]{1,9}\Z")
@@ -211,6 +216,23 @@ class StrictModelSerializer(StrictSerializer, serializers.ModelSerializer):
     """ModelSerializer with StrictSerializer's checks."""
 
 
+def query_input(serializer_class, query_params) -> dict:
+    """The validated data of a StrictSerializer describing a custom action's query parameters. Integer
+    fields are read with `apps.core.params` (ASCII digits, within the field's and the database's range);
+    every other value is a string of at most the published length."""
+    fields = serializer_class().fields
+    data = {}
+    for name, raw in query_params.items():
+        field = fields.get(name)
+        if isinstance(field, serializers.IntegerField) and raw != "":
+            data[name] = params.parse_whole_number(raw, name, **params.bounds_of(field))
+        else:
+            data[name] = params.parse_text(raw, name)
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
 def etag_for(obj) -> str:
     """A strong validator for a configuration row: changes whenever the row is saved."""
     import hashlib
@@ -249,21 +271,106 @@ class ETagMixin:
         return response
 
 
+ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": params.DB_INT_MAX}
+
+
+@extend_schema_field(ID_SCHEMA)
+class IdFilter(filters.NumberFilter):
+    """An id: a whole number from 1 within the database's integer range. django-filter's NumberFilter
+    takes any decimal, and one too large for the database overflows in the driver (a 500)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", params.DB_INT_MAX)
+        super().__init__(*args, **kwargs)
+
+
 class StrictFilterBackend(DjangoFilterBackend):
-    """django-filter, minus its silent fallbacks: `?active=maybe` (a boolean it cannot read) and
-    `?kind=` (an empty value for a choice, boolean, number or date) are 400s naming the parameter
-    instead of meaning "no filter", so the published parameter types are what the API enforces."""
+    """django-filter, minus its silent fallbacks and its crashes: `?active=maybe` (a boolean it cannot
+    read) and `?kind=` (an empty value for a choice, boolean, number or date) are 400s naming the
+    parameter instead of meaning "no filter"; values the database or Python cannot take (ids past the
+    integer range, impossible offsets, years before 1) are 400s before any filter cleans them. The
+    published parameter types are what the API enforces."""
 
     def filter_queryset(self, request, queryset, view):
         filterset = self.get_filterset(request, queryset, view)
         if filterset is None:
             return queryset
-        errors = {} if filterset.is_valid() else dict(filterset.errors)
-        for name, messages in unreadable_parameters(filterset.form).items():
-            errors.setdefault(name, messages)
+        errors = unsafe_parameters(filterset.form)
+        if not errors:
+            errors = {} if filterset.is_valid() else dict(filterset.errors)
+            for name, messages in unreadable_parameters(filterset.form).items():
+                errors.setdefault(name, messages)
         if errors:
             raise exceptions.ValidationError({name: [str(m) for m in messages] for name, messages in errors.items()})
         return filterset.qs
+
+
+def _parser_for(field):
+    """The `apps.core.params` parser that checks a raw value for this form field, or None."""
+    if isinstance(field, forms.ModelChoiceField | forms.ModelMultipleChoiceField):
+        return params.parse_id if field.to_field_name is None else None
+    if isinstance(field, forms.DecimalField):  # before IntegerField: DecimalField subclasses it
+        return params.parse_decimal
+    if isinstance(field, forms.IntegerField):
+        return lambda raw, name: params.parse_whole_number(raw, name, **params.bounds_of(field))
+    if isinstance(field, forms.DateTimeField):
+        return lambda raw, name: params.parse_moment(raw, name, require_timezone=False)
+    return None
+
+
+def _given(form):
+    """(parameter, form field, its values) for every filter parameter the request gives."""
+    for name, field in form.fields.items():
+        key = form.add_prefix(name)
+        if key in form.data:
+            values = form.data.getlist(key) if hasattr(form.data, "getlist") else [form.data.get(key)]
+            yield key, field, values
+
+
+def unsafe_parameters(form) -> dict[str, list[str]]:
+    """Filter values that would crash a filter or the database rather than fail validation: {name: [message]}."""
+    errors: dict[str, list[str]] = {}
+    for key, field, values in _given(form):
+        parse = _parser_for(field)
+        for value in values:
+            if value in (None, ""):
+                continue  # unreadable_parameters answers empty values
+            try:
+                params.parse_text(value, key)
+                if parse is not None:
+                    parse(value, key)
+            except ValidationFailed as error:
+                errors[key] = error.fields[key]
+    return errors
+
+
+class StrictSearchFilter(SearchFilter):
+    """SearchFilter with the length cap every string query parameter publishes."""
+
+    def get_search_terms(self, request):
+        raw = request.query_params.get(self.search_param, "")
+        try:
+            params.parse_text(raw, self.search_param)
+        except ValidationFailed as error:
+            raise exceptions.ValidationError(error.fields) from None
+        return super().get_search_terms(request)
+
+
+def document_query_parameters(result, generator, request, public):
+    """drf-spectacular postprocessing hook: every free-text query parameter publishes the length cap
+    that `apps.core.params` enforces, so schema and code agree."""
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict):
+                continue
+            for parameter in operation.get("parameters", []):
+                schema = parameter.get("schema", {})
+                if parameter.get("in") == "query" and schema.get("type") == "string" and "enum" not in schema:
+                    schema.setdefault("maxLength", params.MAX_QUERY_VALUE_LENGTH)
+    return result
 
 
 _BOOLEAN_SPELLINGS = {"true", "false", "1", "0"}
@@ -272,11 +379,7 @@ _BOOLEAN_SPELLINGS = {"true", "false", "1", "0"}
 def unreadable_parameters(form) -> dict[str, list[str]]:
     """Query parameters that django-filter would quietly ignore: {name: [message]}."""
     errors: dict[str, list[str]] = {}
-    for name, field in form.fields.items():
-        key = form.add_prefix(name)
-        if key not in form.data:
-            continue
-        values = form.data.getlist(key) if hasattr(form.data, "getlist") else [form.data.get(key)]
+    for key, field, values in _given(form):
         for value in values:
             if value == "" and not isinstance(field, forms.CharField):
                 errors[key] = ["Give a value or leave the parameter out."]

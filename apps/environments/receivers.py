@@ -1,9 +1,8 @@
 """Reactions to tenancy events (tenancy sends them; it does not know this app)."""
 
-import re
-
 from django.dispatch import receiver
 
+from apps.core import patterns
 from apps.core.errors import ValidationFailed
 from apps.tenancy import signals
 from apps.tenancy.models import Edition
@@ -36,7 +35,7 @@ def refuse_changes_that_break_environments(sender, organization, changes, actor,
             fields={"max_environments": ["Below the number of existing environments."]},
         )
     if "environment_name_pattern" in changes:
-        misfits = [e.name for e in environments if not re.fullmatch(changes["environment_name_pattern"], e.name)]
+        misfits = [e.name for e in environments if not patterns.fullmatch(changes["environment_name_pattern"], e.name)]
         if misfits:
             raise ValidationFailed(
                 f"Existing environment names do not match the new rule: {', '.join(misfits[:5])}.",

@@ -1,7 +1,5 @@
 """Writes for environments, runtime policies, freeze windows and per-environment permissions."""
 
-import re
-
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
@@ -9,6 +7,7 @@ from django.db.models import Max
 from django.utils import timezone
 from django.utils.text import slugify
 
+from apps.core import patterns
 from apps.core.errors import Conflict, PermissionDenied, ValidationFailed, field_error
 from apps.core.services import audited_delete, audited_save, validate
 from apps.notifications.services import emit
@@ -57,7 +56,7 @@ def _require_enterprise(organization: Organization, what: str) -> None:
 
 
 def _check_name(organization: Organization, name: str) -> None:
-    if not re.fullmatch(organization.environment_name_pattern, name or ""):
+    if not patterns.fullmatch(organization.environment_name_pattern, name or ""):
         raise field_error(
             "name",
             f"'{name}' does not match the organization's naming rule {organization.environment_name_pattern}.",

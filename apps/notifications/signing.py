@@ -40,6 +40,8 @@ def standard_signature(secret: str, message_id: str, timestamp: int, body: bytes
 
 def verify(secret: str, timestamp: str, body: bytes, signature: str, *, tolerance_seconds: int = 300, now=None) -> bool:
     """What a receiver does: check the signature and that the timestamp is recent."""
+    if not isinstance(timestamp, str | int) or not str(timestamp).isascii():
+        return False  # int() reads non-ASCII digits ('٣') too
     try:
         ts = int(timestamp)
     except (TypeError, ValueError):
@@ -47,4 +49,6 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str, *, toleranc
     now = time.time() if now is None else now
     if abs(now - ts) > tolerance_seconds:
         return False
-    return hmac.compare_digest(sign(secret, ts, body), signature or "")
+    if not isinstance(signature, str) or not signature.isascii():
+        return False  # compare_digest raises TypeError on non-ASCII text; a forged header is just a mismatch
+    return hmac.compare_digest(sign(secret, ts, body), signature)

@@ -17,6 +17,7 @@ from django.utils.html import format_html
 
 from apps.core.admin import LightModelAdmin, ServiceFormMixin, adopt, dry_run
 from apps.core.errors import DomainError
+from apps.core.forms import StrictJSONField
 from apps.environments.models import Environment
 from apps.tenancy.admin import OrganizationScopedAdmin
 from apps.tenancy.permissions import ADMIN, is_org_admin, sees_some_organization
@@ -283,7 +284,7 @@ class PipelineAdmin(_NoRevertMixin, _RefusedDeleteMixin, OrganizationScopedAdmin
 class PipelineVersionAddForm(ServiceFormMixin, forms.ModelForm):
     """A new version: the pipeline, its graph as JSON, a message and the Git metadata."""
 
-    graph = forms.JSONField(
+    graph = StrictJSONField(
         widget=forms.Textarea(attrs={"rows": 24, "cols": 100, "style": "font-family: monospace"}),
         help_text='{"nodes": [{"id": ..., "type": "source" | "destination", ...}], "edges": [["from", "to"]]}',
     )

@@ -1,14 +1,12 @@
 """Read endpoints of resolution: resolve, diff, readiness (per pipeline) and the matrix (per project)."""
 
-import re
-
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from apps.core import params
 from apps.core.errors import field_error
 from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline, Project
@@ -16,13 +14,19 @@ from apps.pipelines.selectors import get_pipeline_for_user, get_project_for_user
 
 from . import services
 
-WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")  # str.isdigit() accepts '²', which int() refuses
 ENV = OpenApiParameter("environment", str, required=True, description="Environment slug.")
-VERSION = OpenApiParameter("version", int, description="Version number (default: the latest).")
+VERSION_MAX = 2**31 - 1  # the version number column's range
+VERSION = OpenApiParameter(
+    "version",
+    {"type": "integer", "minimum": 1, "maximum": VERSION_MAX},
+    description="Version number (default: the latest).",
+)
 AS_OF = OpenApiParameter("as_of", OpenApiTypes.DATETIME, description="Rebuild the answer as of this moment.")
 
 
 def _environment(organization_id, slug, field="environment"):
+    if slug:
+        params.parse_text(slug, field)
     if not slug:
         raise field_error(field, "Give an environment slug.")
     environment = (
@@ -33,27 +37,14 @@ def _environment(organization_id, slug, field="environment"):
     return environment
 
 
-def _version(pipeline, raw):
-    if raw in (None, ""):
+def _version(pipeline, query_params):
+    number = params.optional(query_params, "version", params.parse_whole_number, minimum=1, maximum=VERSION_MAX)
+    if number is None:
         return None
-    if not WHOLE_NUMBER.fullmatch(str(raw)):
-        raise field_error("version", "Give a version number.")
-    version = pipeline.versions.filter(number=int(raw)).first()
+    version = pipeline.versions.filter(number=number).first()
     if version is None:
-        raise field_error("version", f"Pipeline '{pipeline.slug}' has no version {raw}.")
+        raise field_error("version", f"Pipeline '{pipeline.slug}' has no version {number}.")
     return version
-
-
-def _as_of(raw):
-    if raw in (None, ""):
-        return None
-    try:
-        moment = parse_datetime(raw)
-    except ValueError:  # well-formed but impossible, e.g. month 13
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise field_error("as_of", "Give an ISO 8601 date-time with a time zone, e.g. 2026-11-24T09:00:00Z.")
-    return moment
 
 
 class PipelineResolutionViewSet(viewsets.GenericViewSet):
@@ -73,8 +64,8 @@ class PipelineResolutionViewSet(viewsets.GenericViewSet):
             request.user,
             pipeline,
             _environment(org, request.query_params.get("environment")),
-            version=_version(pipeline, request.query_params.get("version")),
-            as_of=_as_of(request.query_params.get("as_of")),
+            version=_version(pipeline, request.query_params),
+            as_of=params.optional(request.query_params, "as_of", params.parse_moment),
         )
         return Response(answer)
 
@@ -96,7 +87,7 @@ class PipelineResolutionViewSet(viewsets.GenericViewSet):
                 pipeline,
                 _environment(org, request.query_params.get("from"), "from"),
                 _environment(org, request.query_params.get("to"), "to"),
-                version=_version(pipeline, request.query_params.get("version")),
+                version=_version(pipeline, request.query_params),
             )
         )
 
@@ -110,7 +101,7 @@ class PipelineResolutionViewSet(viewsets.GenericViewSet):
                 request.user,
                 pipeline,
                 _environment(org, request.query_params.get("environment")),
-                version=_version(pipeline, request.query_params.get("version")),
+                version=_version(pipeline, request.query_params),
             )
         )
 

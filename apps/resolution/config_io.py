@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from apps.connections import services as connection_services
 from apps.connections.models import ConnectionBinding, ConnectionRole
+from apps.core.bounded_yaml import load_bounded
 from apps.core.errors import DomainError, ValidationFailed
 from apps.environments.models import Environment
 from apps.pipelines import services as pipeline_services
@@ -140,12 +141,7 @@ class _Rollback(Exception):
 
 
 def load_yaml(text: str) -> dict:
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ValidationFailed(
-            f"document: not valid YAML ({exc.__class__.__name__}).", fields={"document": [str(exc)[:300]]}
-        ) from exc
+    document = load_bounded(text)
     if not isinstance(document, dict):
         raise ValidationFailed("document: expected a mapping at the top.", fields={"document": ["Not a mapping."]})
     if document.get("format") != FORMAT_VERSION:

@@ -13,7 +13,15 @@ from rest_framework.response import Response
 
 from apps.core import idempotency
 from apps.core.actions import actions_schema
-from apps.core.api import CursorPagination, ETagMixin, StrictFilterBackend, StrictSerializer
+from apps.core.api import (
+    ID_SCHEMA,
+    CursorPagination,
+    ETagMixin,
+    IdFilter,
+    StrictFilterBackend,
+    StrictSerializer,
+    query_input,
+)
 from apps.core.errors import field_error
 from apps.core.models import without_blobs
 from apps.environments import permissions as perms
@@ -153,10 +161,12 @@ ClaimResponse = inline_serializer(
 )
 
 PREVIEW_PARAMETERS = [
-    OpenApiParameter("pipeline", int, required=True),
+    OpenApiParameter("pipeline", ID_SCHEMA, required=True),
     OpenApiParameter("environment", str, required=True, description="Environment slug (never production)."),
     OpenApiParameter("node", str, required=True, description="Source node id."),
-    OpenApiParameter("limit", int, description="Rows, 1 to 200 (default 20)."),
+    OpenApiParameter(
+        "limit", {"type": "integer", "minimum": 1, "maximum": 200}, description="Rows, 1 to 200 (default 20)."
+    ),
 ]
 
 
@@ -168,7 +178,7 @@ class PreviewQuerySerializer(StrictSerializer):
 
 
 class RunFilter(filters.FilterSet):
-    pipeline = filters.NumberFilter(field_name="pipeline_id", help_text="Pipeline id.")
+    pipeline = IdFilter(field_name="pipeline_id", help_text="Pipeline id.")
     environment = filters.CharFilter(field_name="environment__slug")
     status = filters.ChoiceFilter(choices=RunStatus.choices)
     trigger = filters.ChoiceFilter(choices=Trigger.choices)
@@ -301,9 +311,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     @action(detail=False, methods=["get"], filter_backends=[], pagination_class=None)
     def preview(self, request):
         """The first rows of a source node, in a non-protected environment (never production)."""
-        query = PreviewQuerySerializer(data=_single_values(request.query_params))
-        query.is_valid(raise_exception=True)
-        fields = query.validated_data
+        fields = query_input(PreviewQuerySerializer, request.query_params)
         pipeline = get_pipeline_for_user(request.user, fields["pipeline"], field="pipeline")
         return Response(
             services.preview(
@@ -314,14 +322,6 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
                 limit=fields["limit"],
             )
         )
-
-
-def _single_values(params) -> dict:
-    """Query parameters as typed JSON-ish values for a StrictSerializer (whole numbers become ints)."""
-    out = {}
-    for name, value in params.items():
-        out[name] = int(value) if name in ("pipeline", "limit") and value.isdigit() and len(value) < 10 else value
-    return out
 
 
 # --- deployments -------------------------------------------------------------------------------------
@@ -368,7 +368,7 @@ class DeploymentCreateSerializer(StrictSerializer):
 
 
 class DeploymentFilter(filters.FilterSet):
-    pipeline = filters.NumberFilter(field_name="pipeline_id", help_text="Pipeline id.")
+    pipeline = IdFilter(field_name="pipeline_id", help_text="Pipeline id.")
     environment = filters.CharFilter(field_name="environment__slug")
     active = filters.BooleanFilter(field_name="is_active")
 
@@ -449,7 +449,7 @@ class ScheduleCreateSerializer(ScheduleUpdateSerializer):
 
 
 class ScheduleFilter(filters.FilterSet):
-    pipeline = filters.NumberFilter(field_name="pipeline_id", help_text="Pipeline id.")
+    pipeline = IdFilter(field_name="pipeline_id", help_text="Pipeline id.")
     environment = filters.CharFilter(field_name="environment__slug")
 
     class Meta:

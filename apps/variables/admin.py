@@ -22,6 +22,7 @@ from django.urls import reverse
 
 from apps.core.admin import AuditedAdmin, add_domain_error, adopt, dry_run
 from apps.core.errors import DomainError, field_error
+from apps.core.forms import json_from_text
 from apps.environments import permissions as perms
 from apps.environments.models import Environment, Kind
 from apps.pipelines.models import Pipeline, Project
@@ -60,9 +61,10 @@ def text_to_value(var_type: str, text, field: str):
     if var_type == VariableType.STRING:
         return text
     try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise field_error(field, f"Enter a JSON value for a {var_type} variable (e.g. 42, 1.5, true).") from exc
+        return json_from_text(text)
+    except ValidationError as exc:
+        message = f"Enter a JSON value for a {var_type} variable (e.g. 42, 1.5, true): {exc.messages[0]}"
+        raise field_error(field, message) from None
 
 
 # --- overrides inline ---------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from django.db import transaction
 
+from apps.core import patterns
 from apps.core.errors import Conflict, PermissionDenied, ValidationFailed, field_error
 from apps.core.services import audited_delete, audited_save, validate
 from apps.environments import permissions as perms
@@ -105,14 +106,9 @@ def _check_definition(variable: Variable) -> None:
     if not isinstance(kinds, list) or any(k not in Kind.values for k in kinds):
         raise field_error("required_in", f"A list of environment kinds: {', '.join(Kind.values)}.")
     if variable.regex:
-        import re
-
         if variable.type != VariableType.STRING:
             raise field_error("regex", "Only string variables take a pattern.")
-        try:
-            re.compile(variable.regex)
-        except re.error as exc:
-            raise field_error("regex", f"Not a valid regular expression: {exc}.") from exc
+        patterns.check_pattern(variable.regex, "regex")
     if (variable.min_value is not None or variable.max_value is not None) and variable.type not in (
         VariableType.INTEGER,
         VariableType.NUMBER,

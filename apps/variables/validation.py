@@ -5,6 +5,7 @@ import math
 import re
 from collections import Counter
 
+from apps.core import patterns
 from apps.core.errors import field_error
 
 MAX_STRING = 10_000
@@ -85,7 +86,7 @@ def coerce(var_type: str, value, *, field: str, choices=None, regex: str = "", m
             raise field_error(field, f"Expected a string, got {type(value).__name__}.")
         if len(value) > MAX_STRING:
             raise field_error(field, f"At most {MAX_STRING} characters.")
-        if regex and not re.fullmatch(regex, value):
+        if regex and not patterns.fullmatch(regex, value):
             raise field_error(field, f"Does not match the pattern {regex}.")
     elif var_type == "integer":
         if isinstance(value, bool) or not isinstance(value, int):

@@ -97,7 +97,7 @@ def test_a_stale_plan_hash_is_refused(promo):
         (["--as", "dev", "--pipeline", "nope/none", "--version", "1", "--from", "development"], "No pipeline"),
         (["--as", "dev", "--pipeline", "orders", "--version", "1", "--from", "development"], "project-slug"),
         (["--as", "dev", "--pipeline", "sales/orders", "--version", "9", "--from", "development"], "no version 9"),
-        (["--as", "dev", "--pipeline", "sales/orders", "--version", "x", "--from", "development"], "invalid int"),
+        (["--as", "dev", "--pipeline", "sales/orders", "--version", "x", "--from", "development"], "whole number"),
         (["--as", "dev", "--pipeline", "sales/orders", "--version", "1", "--from", "moon"], "--from: no environment"),
         (
             [

@@ -10,10 +10,11 @@ API and the screens (same permissions, rules and state machine).
 transition the state machine does not allow all exit non-zero with the reason."""
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from apps.approvals import services
 from apps.approvals.models import PromotionRequest
+from apps.core.commands import DomainCommand, domain_message, whole_number
 from apps.core.errors import DomainError
 from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline
@@ -22,13 +23,7 @@ from apps.pipelines.selectors import pipeline_by_reference
 CREATE_OPTIONS = ("pipeline", "version", "source", "target", "reason", "ticket", "idempotency_key")
 
 
-def domain_message(exc: DomainError) -> str:
-    """The error's message, plus its per-field messages when they say more."""
-    details = "; ".join(f"{name}: {', '.join(messages)}" for name, messages in exc.fields.items())
-    return exc.message + (f" ({details})" if details and details not in exc.message else "")
-
-
-class Command(BaseCommand):
+class Command(DomainCommand):
     help = "Request promotion of a pipeline version into the next environment, or approve/reject a request."
 
     def create_parser(self, prog_name, subcommand, **kwargs):
@@ -40,12 +35,14 @@ class Command(BaseCommand):
             "--as", dest="as_user", required=True, metavar="USER", help="Username acting (permissions)."
         )
         decide = parser.add_mutually_exclusive_group()
-        decide.add_argument("--approve", type=int, metavar="ID", help="Approve promotion request ID.")
-        decide.add_argument("--reject", type=int, metavar="ID", help="Reject promotion request ID (needs --comment).")
+        decide.add_argument("--approve", type=whole_number, metavar="ID", help="Approve promotion request ID.")
+        decide.add_argument(
+            "--reject", type=whole_number, metavar="ID", help="Reject promotion request ID (needs --comment)."
+        )
         parser.add_argument("--comment", default="", help="Comment on the decision.")
         parser.add_argument("--plan-hash", default="", help="Approve only if the plan is still this one.")
         parser.add_argument("--pipeline", help="Pipeline id, or project-slug/pipeline-slug.")
-        parser.add_argument("--version", type=int, help="Version number to promote.")
+        parser.add_argument("--version", type=whole_number, help="Version number to promote.")
         parser.add_argument("--from", dest="source", metavar="SLUG", help="Source environment slug.")
         parser.add_argument(
             "--to", dest="target", metavar="SLUG", help="Target (default: where the source promotes to)."

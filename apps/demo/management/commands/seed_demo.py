@@ -1,12 +1,12 @@
 """`python manage.py seed_demo`: load the demo data (idempotent) and print the logins."""
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
 
+from apps.core.commands import DomainCommand
 from apps.demo.services import DEMO_USERS, seed_demo
 
 
-class Command(BaseCommand):
+class Command(DomainCommand):
     help = "Create the demo organization (Acme Data), its stages, users and grants. Safe to run again."
 
     def handle(self, *args, **options):

@@ -1,12 +1,13 @@
 """`python manage.py export_config <organization> [--output FILE]`: configuration as YAML."""
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from apps.core.commands import DomainCommand
 from apps.resolution.config_io import dump_yaml, export_configuration
 from apps.tenancy.models import Organization
 
 
-class Command(BaseCommand):
+class Command(DomainCommand):
     help = "Export an organization's configuration layer (no secret values) as YAML."
 
     def add_arguments(self, parser):
@@ -19,8 +20,11 @@ class Command(BaseCommand):
             raise CommandError(f"No organization '{organization}'.")
         text = dump_yaml(export_configuration(org))
         if output:
-            with open(output, "w", encoding="utf-8") as handle:
-                handle.write(text)
+            try:
+                with open(output, "w", encoding="utf-8") as handle:
+                    handle.write(text)
+            except OSError as exc:
+                raise CommandError(f"Cannot write {output}: {exc.strerror}.") from exc
             self.stderr.write(f"Wrote {output}")
         else:
             self.stdout.write(text, ending="")

@@ -4,14 +4,16 @@ Without --apply: a dry run that validates everything and prints what would chang
 the same changes, in one transaction, recorded in history as done by --user."""
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from apps.core.bounded_yaml import MAX_YAML_BYTES
+from apps.core.commands import DomainCommand
 from apps.core.errors import DomainError
 from apps.resolution.config_io import import_configuration, load_yaml
 from apps.tenancy.models import Organization
 
 
-class Command(BaseCommand):
+class Command(DomainCommand):
     help = "Import configuration from YAML (dry run unless --apply)."
 
     def add_arguments(self, parser):
@@ -32,12 +34,14 @@ class Command(BaseCommand):
             if file == "-":
                 import sys
 
-                text = sys.stdin.read()
+                text = sys.stdin.read(MAX_YAML_BYTES + 1)
             else:
                 with open(file, encoding="utf-8") as handle:
-                    text = handle.read()
+                    text = handle.read(MAX_YAML_BYTES + 1)  # load_yaml refuses what is past the cap
         except OSError as exc:
             raise CommandError(f"Cannot read {file}: {exc.strerror}.") from exc
+        except UnicodeDecodeError as exc:
+            raise CommandError(f"Cannot read {file}: not UTF-8 text.") from exc
         try:
             report = import_configuration(org, load_yaml(text), actor=actor, apply=apply)
         except DomainError as exc:

@@ -10,9 +10,11 @@ import json
 import time
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from apps.core.commands import DomainCommand, domain_message, seconds, whole_number
 from apps.core.errors import DomainError
+from apps.core.parsers import StrictJSONError, loads_strict
 from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline
 from apps.pipelines.selectors import pipeline_by_reference
@@ -28,13 +30,13 @@ def parse_param(text: str) -> tuple[str, object]:
     if not sep or not name.strip():
         raise CommandError(f"--param {text!r}: give name=value.")
     try:
-        value = json.loads(raw)
-    except ValueError:
+        value = loads_strict(raw)
+    except StrictJSONError:
         value = raw
     return name.strip(), value
 
 
-class Command(BaseCommand):
+class Command(DomainCommand):
     help = "Run a pipeline in an environment, wait for the outcome and print its status and metrics."
 
     def create_parser(self, prog_name, subcommand, **kwargs):
@@ -45,18 +47,16 @@ class Command(BaseCommand):
         parser.add_argument("pipeline", help="Pipeline id, or project-slug/pipeline-slug.")
         parser.add_argument("--environment", "-e", help="Environment slug (default: the project's default).")
         parser.add_argument("--user", "-u", required=True, help="Username the run is requested by (permissions).")
-        parser.add_argument("--version", type=int, help="Version number (default: deployed, else latest).")
+        parser.add_argument("--version", type=whole_number, help="Version number (default: deployed, else latest).")
         parser.add_argument(
             "--param", "-p", action="append", default=[], metavar="NAME=VALUE", help="Run-time override (repeatable)."
         )
         parser.add_argument("--sample", action="store_true", help="Apply the environment's sampling.")
-        parser.add_argument("--timeout", type=float, default=600.0, help="Seconds to wait for the outcome (600).")
+        parser.add_argument("--timeout", type=seconds, default=600.0, help="Seconds to wait for the outcome (600).")
 
     def handle(
         self, *args, pipeline, environment=None, user, version=None, param=(), sample=False, timeout=600.0, **options
     ):
-        if timeout <= 0:
-            raise CommandError("--timeout: give a positive number of seconds.")
         actor = get_user_model().objects.filter(username=user, is_active=True).first()
         if actor is None:
             raise CommandError(f"No active user '{user}'.")
@@ -79,7 +79,7 @@ class Command(BaseCommand):
                 trigger=Trigger.MANUAL,
             )
         except DomainError as exc:
-            raise CommandError(self._domain_message(exc)) from exc
+            raise CommandError(domain_message(exc)) from exc
         self.stdout.write(f"Run {run.pk}: {target} v{run.version.number} in '{run.environment.slug}' ({run.status})")
         run = self._wait(run, timeout)
         self._print_outcome(run)
@@ -99,11 +99,6 @@ class Command(BaseCommand):
         if environment is None:
             raise CommandError(f"No environment '{slug}' in the pipeline's organization.")
         return environment
-
-    @staticmethod
-    def _domain_message(exc: DomainError) -> str:
-        details = "; ".join(f"{name}: {', '.join(messages)}" for name, messages in exc.fields.items())
-        return f"{exc.message}" + (f" ({details})" if details and details not in exc.message else "")
 
     def _wait(self, run: Run, timeout: float) -> Run:
         deadline = time.monotonic() + timeout

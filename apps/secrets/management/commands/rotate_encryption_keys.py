@@ -1,12 +1,13 @@
 """`python manage.py rotate_encryption_keys`: re-encrypt stored secrets under the newest key."""
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from apps.core.commands import DomainCommand
 from apps.core.crypto import UndecryptableValue
 from apps.secrets.services import rotate_encryption_keys
 
 
-class Command(BaseCommand):
+class Command(DomainCommand):
     help = (
         "Re-encrypt every stored secret value (secrets, notification channel secrets) under the first key of "
         "FIELD_ENCRYPTION_KEYS. Prepend the new key, run this, then drop the old key."

@@ -1,0 +1,38 @@
+"""Form fields shared by the admin and the screens."""
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from .parsers import StrictJSONError, loads_strict
+
+
+def json_from_text(text: str):
+    """The value of a JSON text typed into a form, read with the API's strict rules (no NaN or
+    Infinity, no duplicate keys, bounded nesting); Django's ValidationError saying why otherwise."""
+    try:
+        return loads_strict(text)
+    except StrictJSONError as exc:
+        raise ValidationError(str(exc), code="invalid") from None
+
+
+class StrictJSONField(forms.JSONField):
+    """forms.JSONField read through `json_from_text`: Django's own accepts NaN and 1e999 (which the
+    database then refuses with a 500) and recurses without bound."""
+
+    def to_python(self, value):
+        if self.disabled or value in self.empty_values:
+            return super().to_python(value)
+        if isinstance(value, list | dict | int | float | forms.fields.JSONString):
+            return value
+        converted = json_from_text(value)
+        return forms.fields.JSONString(converted) if isinstance(converted, str) else converted
+
+    def bound_data(self, data, initial):
+        if self.disabled:
+            return initial
+        if data is None:
+            return None
+        try:
+            return json_from_text(data)
+        except ValidationError:
+            return forms.fields.InvalidJSONInput(data)
