@@ -28,7 +28,7 @@ run: $(STAMP)
 TEST_WORKERS ?= 3
 XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS))
 # The schema fuzz takes this many examples per operation in `make test-deep` (10 in `make test`).
-DEEP_FUZZ_EXAMPLES ?= 200
+DEEP_FUZZ_EXAMPLES ?= 100
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)

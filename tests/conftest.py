@@ -45,6 +45,15 @@ def make_platform_staff():
     return User.objects.get(pk=user.pk)
 
 
+# The plain personas: fixture name -> username.
+PERSONA_USERNAMES = {
+    "developer": "dev",
+    "staging_approver": "stager",
+    "prod_approver": "prodder",
+    "outsider": "outsider",
+}
+
+
 def make_user(username: str, **extra):
     return User.objects.create_user(username, f"{username}@example.com", "pw", **extra)
 
@@ -92,12 +101,7 @@ def make_service_account(org, org_admin):
 def make_acme() -> dict:
     """Every persona of the module docstring at once, keyed by its fixture's name."""
     acme = {"platform_staff": make_platform_staff(), "org_admin": make_user("orgadmin", is_staff=True)}
-    for name, username in (
-        ("developer", "dev"),
-        ("staging_approver", "stager"),
-        ("prod_approver", "prodder"),
-        ("outsider", "outsider"),
-    ):
+    for name, username in PERSONA_USERNAMES.items():
         acme[name] = make_user(username)
     acme["org"] = make_org(acme["platform_staff"], acme["org_admin"])
     acme["stages"] = make_stages(acme["org"], acme["org_admin"])
@@ -156,24 +160,18 @@ def org_admin(db):
     return make_user("orgadmin", is_staff=True)
 
 
-@pytest.fixture
-def developer(db):
-    return make_user("dev")
+def _persona_fixture(name: str, username: str):
+    @pytest.fixture(name=name)
+    def persona(db):
+        return make_user(username)
+
+    persona.__doc__ = f"The user {username!r} (see the module docstring)."
+    return persona
 
 
-@pytest.fixture
-def staging_approver(db):
-    return make_user("stager")
-
-
-@pytest.fixture
-def prod_approver(db):
-    return make_user("prodder")
-
-
-@pytest.fixture
-def outsider(db):
-    return make_user("outsider")
+# developer, staging_approver, prod_approver, outsider
+for _name, _username in PERSONA_USERNAMES.items():
+    globals()[_name] = _persona_fixture(_name, _username)
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ from tests.conftest import make_acme
 
 # Examples per operation in the random ("fuzzing") phase; the coverage and examples phases add a
 # bounded number of boundary cases on top. Every operation is fuzzed in every run: `make test`
-# takes DEFAULT_EXAMPLES each, `make test-deep` (FUZZ_EXAMPLES=200) many more. Lower the default
+# takes DEFAULT_EXAMPLES each, `make test-deep` (FUZZ_EXAMPLES=100) many more. Lower the default
 # before the run outgrows CI, rather than excluding operations.
 DEFAULT_EXAMPLES = 10
 MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES") or DEFAULT_EXAMPLES)
