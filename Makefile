@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-deep lint format check bench clean-var
+.PHONY: run test test-deep test-deep-fuzz test-deep-schemathesis lint format check bench clean-var
 
 $(STAMP): requirements/base.txt requirements/dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,12 +25,26 @@ run: $(STAMP)
 	@echo
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start -f Procfile
 
+# The suite runs in parallel with pytest-xdist: each worker process has its own test database,
+# Celery queue and cache key prefix (planasonix_env/test_settings.py). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 3
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS))
+# The schema fuzz takes this many examples per operation in `make test-deep` (10 in `make test`).
+DEEP_FUZZ_EXAMPLES ?= 100
+
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
+
+# The sweeps at full depth, after `make test` (which already runs every case of them, with fewer
+# generated examples). Each deep check is its own test-deep-* prerequisite.
+test-deep: test-deep-fuzz test-deep-schemathesis
+
+test-deep-fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$(DEEP_FUZZ_EXAMPLES) $(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS) tests/test_api_fuzz.py
 
 # The slow checks: an external schemathesis run against a live server (scripts/schemathesis-live.sh;
 # SCHEMATHESIS_MAX_EXAMPLES per operation, default 30): 0 server errors and 0 schema violations.
-test-deep: $(STAMP)
+test-deep-schemathesis: $(STAMP)
 	BIN=$(BIN) scripts/schemathesis-live.sh
 
 lint: $(STAMP)

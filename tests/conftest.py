@@ -5,6 +5,9 @@ org_admin (owner), developer (member: development rights only), staging_approver
 prod_approver (members with approve rights on one stage each), outsider (no membership),
 and a run-only API key owned by a service account."""
 
+import time
+from contextlib import ExitStack
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
@@ -32,8 +35,10 @@ def _clear_caches():
     cache.clear()
 
 
-@pytest.fixture
-def platform_staff(db):
+# --- the personas, as functions (the fixtures below, and worlds built once per module, use them) --
+
+
+def make_platform_staff():
     """A platform operator: staff with tenancy.operate_platform (not a superuser)."""
     from django.contrib.auth.models import Permission
 
@@ -42,40 +47,26 @@ def platform_staff(db):
     return User.objects.get(pk=user.pk)
 
 
-@pytest.fixture
-def org_admin(db):
-    return User.objects.create_user("orgadmin", "orgadmin@example.com", "pw", is_staff=True)
+# The plain personas: fixture name -> username.
+PERSONA_USERNAMES = {
+    "developer": "dev",
+    "staging_approver": "stager",
+    "prod_approver": "prodder",
+    "outsider": "outsider",
+}
 
 
-@pytest.fixture
-def developer(db):
-    return User.objects.create_user("dev", "dev@example.com", "pw")
+def make_user(username: str, **extra):
+    return User.objects.create_user(username, f"{username}@example.com", "pw", **extra)
 
 
-@pytest.fixture
-def staging_approver(db):
-    return User.objects.create_user("stager", "stager@example.com", "pw")
-
-
-@pytest.fixture
-def prod_approver(db):
-    return User.objects.create_user("prodder", "prodder@example.com", "pw")
-
-
-@pytest.fixture
-def outsider(db):
-    return User.objects.create_user("outsider", "outsider@example.com", "pw")
-
-
-@pytest.fixture
-def org(platform_staff, org_admin):
+def make_org(platform_staff, org_admin):
     return tenancy_services.organization_create(
         actor=platform_staff, name="Acme", slug="acme", edition=Edition.ENTERPRISE, max_environments=5, owner=org_admin
     )
 
 
-@pytest.fixture
-def stages(org, org_admin):
+def make_stages(org, org_admin) -> dict:
     """dev -> staging -> production, created through the services."""
     production = env_services.environment_create(
         actor=org_admin, organization=org, name="Production", kind=Kind.PRODUCTION
@@ -89,8 +80,7 @@ def stages(org, org_admin):
     return {"development": development, "staging": staging, "production": production}
 
 
-@pytest.fixture
-def members(org, org_admin, stages, developer, staging_approver, prod_approver):
+def make_members(org, org_admin, stages, developer, staging_approver, prod_approver) -> dict:
     for user in (developer, staging_approver, prod_approver):
         tenancy_services.membership_add(actor=org_admin, organization=org, user=user, role=Role.MEMBER)
     for codename in (perms.VIEW, perms.APPROVE_PROMOTION):
@@ -106,9 +96,105 @@ def members(org, org_admin, stages, developer, staging_approver, prod_approver):
     return {"developer": developer, "staging_approver": staging_approver, "prod_approver": prod_approver}
 
 
+def make_service_account(org, org_admin):
+    return tenancy_services.service_account_create(actor=org_admin, organization=org, name="ci runner")
+
+
+def make_acme() -> dict:
+    """Every persona of the module docstring at once, keyed by its fixture's name."""
+    acme = {"platform_staff": make_platform_staff(), "org_admin": make_user("orgadmin", is_staff=True)}
+    for name, username in PERSONA_USERNAMES.items():
+        acme[name] = make_user(username)
+    acme["org"] = make_org(acme["platform_staff"], acme["org_admin"])
+    acme["stages"] = make_stages(acme["org"], acme["org_admin"])
+    acme["members"] = make_members(
+        acme["org"],
+        acme["org_admin"],
+        acme["stages"],
+        acme["developer"],
+        acme["staging_approver"],
+        acme["prod_approver"],
+    )
+    acme["service_account"] = make_service_account(acme["org"], acme["org_admin"])
+    return acme
+
+
+@pytest.fixture(scope="module")
+def module_db(django_db_setup, django_db_blocker):
+    """For a world built once per module: runs build() in a transaction that stays open while the
+    module's tests run (each test's own `db` transaction nests in it as a savepoint, rolled back
+    after the test as usual) and is rolled back after the module's last test.
+
+        @pytest.fixture(scope="module")
+        def shared_world(module_db):
+            return module_db(lambda: {...})
+
+    Only for modules whose tests use `db` (not `transactional_db`, whose flush would end it)."""
+    from django.db import transaction
+
+    outer = transaction.atomic()
+    entered = False
+
+    def build(make):
+        nonlocal entered
+        with django_db_blocker.unblock():
+            outer.__enter__()
+            entered = True
+            return make()
+
+    yield build
+    if entered:
+        with django_db_blocker.unblock():
+            transaction.set_rollback(True)
+            outer.__exit__(None, None, None)
+
+
+# --- the personas, as fixtures ---------------------------------------------------------------
+
+
+@pytest.fixture
+def platform_staff(db):
+    return make_platform_staff()
+
+
+@pytest.fixture
+def org_admin(db):
+    return make_user("orgadmin", is_staff=True)
+
+
+def _persona_fixture(name: str, username: str):
+    @pytest.fixture(name=name)
+    def persona(db):
+        return make_user(username)
+
+    persona.__doc__ = f"The user {username!r} (see the module docstring)."
+    return persona
+
+
+# developer, staging_approver, prod_approver, outsider
+for _name, _username in PERSONA_USERNAMES.items():
+    globals()[_name] = _persona_fixture(_name, _username)
+
+
+@pytest.fixture
+def org(platform_staff, org_admin):
+    return make_org(platform_staff, org_admin)
+
+
+@pytest.fixture
+def stages(org, org_admin):
+    """dev -> staging -> production, created through the services."""
+    return make_stages(org, org_admin)
+
+
+@pytest.fixture
+def members(org, org_admin, stages, developer, staging_approver, prod_approver):
+    return make_members(org, org_admin, stages, developer, staging_approver, prod_approver)
+
+
 @pytest.fixture
 def service_account(org, org_admin, members):
-    return tenancy_services.service_account_create(actor=org_admin, organization=org, name="ci runner")
+    return make_service_account(org, org_admin)
 
 
 @pytest.fixture
@@ -134,14 +220,60 @@ def api():
     return make
 
 
-@pytest.fixture
-def celery_worker_thread(transactional_db):
-    """A real Celery worker (in a thread) consuming from the configured broker (Redis in CI,
-    the filesystem transport locally). Queued leftovers from earlier runs are purged first."""
+@pytest.fixture(scope="session")
+def _celery_worker_session(django_db_setup, django_db_blocker):
+    """One real Celery worker (in a thread, two pool threads) per test session, that is per
+    pytest-xdist worker: started by the first test that asks for it, stopped at the end. Starting
+    and stopping one per test cost more than most workflow tests themselves."""
     from celery.contrib.testing.worker import start_worker
 
     from planasonix_env.celery import app
 
+    stack = ExitStack()
+    with django_db_blocker.unblock():
+        app.control.purge()
+        worker = stack.enter_context(
+            start_worker(app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=30)
+        )
+    yield worker
+    with django_db_blocker.unblock():
+        stack.close()
+
+
+@pytest.fixture
+def celery_worker_thread(transactional_db, _celery_worker_session):
+    """A real Celery worker consuming from the configured broker (Redis in CI, the filesystem
+    transport locally), shared by the session but clean for each test: the queue is purged before
+    the test, and after it, before its rows are flushed, every task it queued is settled: running
+    ones finish, and waiting ones (a retry's countdown, a message not yet fetched) never run."""
+    from celery.signals import task_received
+    from celery.worker import state
+
+    from planasonix_env.celery import app
+
+    received: list[str] = []
+
+    def remember(sender=None, request=None, **kwargs):
+        received.append(request.id)
+
     app.control.purge()
-    with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=30) as worker:
-        yield worker
+    task_received.connect(remember, weak=False)
+    try:
+        yield _celery_worker_session
+    finally:
+        try:
+            _settle_worker(app, state, received)
+        finally:
+            task_received.disconnect(remember)
+
+
+def _settle_worker(app, state, received: list[str], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        app.control.purge()
+        state.revoked.update(received)  # checked by the worker before it runs a request
+        if not state.reserved_requests:  # reserved ⊇ active; a revoked request leaves at once
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"the test left Celery tasks running after {timeout} s: {sorted(state.active_requests)}")
+        time.sleep(0.02)

@@ -24,6 +24,8 @@ The error statuses are documented by `apps.core.api_errors.document_error_respon
 drf-spectacular postprocessing hook) and unreadable filter values are refused by
 `apps.core.api.StrictFilterBackend`; both must be configured in settings for this to pass."""
 
+import os
+
 import pytest
 import schemathesis
 from django.core.cache import cache
@@ -39,11 +41,14 @@ from apps.notifications import services as notification_services
 from apps.notifications.models import ChannelKind, Event
 from apps.tenancy import services as tenancy_services
 from planasonix_env.wsgi import application
+from tests.conftest import make_acme
 
 # Examples per operation in the random ("fuzzing") phase; the coverage and examples phases add a
-# bounded number of boundary cases on top. ~85 operations x 25 is about 2 CPU-minutes; lower this
+# bounded number of boundary cases on top. Every operation is fuzzed in every run: `make test`
+# takes DEFAULT_EXAMPLES each, `make test-deep` (FUZZ_EXAMPLES=100) many more. Lower the default
 # before the run outgrows CI, rather than excluding operations.
-MAX_EXAMPLES = 25
+DEFAULT_EXAMPLES = 10
+MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES") or DEFAULT_EXAMPLES)
 
 load_all_checks()
 
@@ -70,10 +75,17 @@ def keep_test_connection():
     request_finished.connect(close_old_connections)
 
 
-@pytest.fixture
-def fuzz_world(keep_test_connection, members, stages, org, org_admin, service_account):
-    """The acme personas plus one of everything the API lists, so small generated ids hit real rows;
-    returns the admin-scoped bearer token of the organization's owner."""
+@pytest.fixture(scope="module")
+def fuzz_token(module_db):
+    """The acme personas plus one of everything the API lists, so small generated ids hit real rows,
+    built once for the module (every example rolls its own changes back); the admin-scoped bearer
+    token of the organization's owner."""
+    return module_db(_build_fuzz_world)
+
+
+def _build_fuzz_world() -> str:
+    acme = make_acme()
+    org, org_admin, stages = acme["org"], acme["org_admin"], acme["stages"]
     channel, _ = notification_services.channel_create(
         actor=org_admin,
         organization=org,
@@ -98,14 +110,19 @@ def fuzz_world(keep_test_connection, members, stages, org, org_admin, service_ac
     return token
 
 
+@pytest.fixture
+def fuzz_world(keep_test_connection, db, fuzz_token):
+    return fuzz_token
+
+
 @schema.parametrize()
 @settings(
     max_examples=MAX_EXAMPLES,
     derandomize=True,
     database=None,
     deadline=None,
-    # The fixtures build the database state once per operation and every example rolls its own
-    # changes back, so sharing function-scoped fixtures across examples is what we want.
+    # The database state is built once per module and every example rolls its own changes back,
+    # so sharing function-scoped fixtures across examples is what we want.
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 @pytest.mark.django_db

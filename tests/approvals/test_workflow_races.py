@@ -12,6 +12,7 @@ from apps.approvals import services
 from apps.approvals.models import ApprovalDecision, PromotionRequest, PromotionState
 from apps.core.errors import Conflict, PermissionDenied
 from apps.runs.models import Deployment
+from tests import postgres as pg
 
 from .workflow_support import (
     execute_messages_held,
@@ -31,8 +32,7 @@ EXECUTE_DEADLINE_SECONDS = 20
 
 @pytest.fixture(autouse=True)
 def _postgresql_only():
-    if connection.vendor != "postgresql":
-        pytest.skip("Race tests need PostgreSQL: SQLite serialises writers, so nothing would race.")
+    pg.require_test_database(connection, "Race tests need PostgreSQL: SQLite serialises writers, so nothing would race")
 
 
 def assert_deployed_once(request: PromotionRequest, production) -> None:

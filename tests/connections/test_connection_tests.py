@@ -15,6 +15,7 @@ from apps.connections.models import ConnectionTest
 from apps.environments import permissions as perms
 from apps.secrets import services as secret_services
 from apps.variables import services as variable_services
+from tests import postgres as pg
 from tests.egress_support import sqlite_file
 
 from .conftest import grant
@@ -132,14 +133,19 @@ def test_http_unreachable_fails(org, org_admin, stages, api, celery_worker_threa
     assert test.status == ConnectionTest.Status.FAILED and "ConnectionError" in test.message
 
 
-def _postgres_reachable() -> str | None:
-    try:
-        import psycopg
-
-        with psycopg.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=3):
-            return None
-    except Exception as exc:
-        return f"PostgreSQL at 127.0.0.1:5432 (user postgres) is not reachable: {type(exc).__name__}"
+def _postgres_params(*, reachable: bool = True) -> dict:
+    """Binding parameters for the tests' PostgreSQL server (tests/postgres.py), whose credential is
+    the secret; with `reachable`, the test skips (fails under REQUIRE_POSTGRES=1) when it does not answer."""
+    if reachable:
+        pg.connect().close()
+    server = pg.server()
+    return {
+        "host": server["host"],
+        "port": server["port"],
+        "database": "postgres",
+        "user": server["user"],
+        "sslmode": "disable",
+    }
 
 
 @pytest.fixture
@@ -154,10 +160,7 @@ def pg_secret(org, org_admin, stages):
 
 
 def test_postgres_end_to_end(org, org_admin, stages, api, pg_secret, celery_worker_thread):
-    reason = _postgres_reachable()
-    if reason:
-        pytest.skip(reason)
-    params = {"host": "127.0.0.1", "port": 5432, "database": "postgres", "user": "postgres", "sslmode": "disable"}
+    params = _postgres_params()
     binding = bind(org, org_admin, stages["development"], "postgres", params, credential=pg_secret)
     test = finished(request_test(api, org_admin, binding))
     assert test.status == ConnectionTest.Status.OK, test.message
@@ -184,7 +187,7 @@ def test_credential_needs_use_environment_credentials(
     # A staging editor without use_environment_credentials may queue a test, but the credential is
     # not materialized for them.
     editor = grant(org_admin, stages["staging"], members["staging_approver"], perms.CHANGE_CONFIG)
-    params = {"host": "127.0.0.1", "port": 5432, "database": "postgres", "user": "postgres", "sslmode": "disable"}
+    params = _postgres_params(reachable=False)
     binding = bind(org, org_admin, stages["staging"], "postgres", params, credential=pg_secret)
     test = finished(request_test(api, editor, binding))
     assert test.status == ConnectionTest.Status.FAILED

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from apps.notifications import services, signing
 from apps.notifications.models import ChannelKind, Delivery, DeliveryStatus, Event
+from tests import postgres as pg
 
 from .conftest import wait_for
 
@@ -196,8 +197,7 @@ def test_two_deliveries_of_one_channel_are_claimed_at_the_same_time(org, make_ch
 
     from django.db import connection, transaction
 
-    if connection.vendor != "postgresql":
-        pytest.skip("row locks with SKIP LOCKED are a PostgreSQL behaviour")
+    pg.require_test_database(connection, "row locks with SKIP LOCKED are a PostgreSQL behaviour")
     channel, _ = make_channel(ChannelKind.WEBHOOK, "https://hooks.example.com/in")
     now = timezone.now() - timedelta(seconds=1)
     first = Delivery.objects.create(channel=channel, event=Event.RUN_FAILED, payload={}, next_attempt_at=now)

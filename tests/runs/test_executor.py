@@ -1,21 +1,21 @@
 """The built-in executor on its own: canonical values and hash totals, sampling, write modes,
 all-or-nothing writes, identifiers that cannot inject SQL, cancelling between batches, streaming.
 
-PostgreSQL cases use a scratch database on 127.0.0.1:5432 and skip only when it is unreachable."""
+PostgreSQL cases use a scratch database on the server of tests/postgres.py (DATABASE_URL's) and skip
+only when it is unreachable (fail under REQUIRE_POSTGRES=1)."""
 
 import datetime
 import decimal
 import json
-import os
 import random
 import sqlite3
 from types import SimpleNamespace
 
-import psycopg
 import pytest
 
 from apps.runs import executor
 from apps.runs.executor import DestinationMetrics, Limits
+from tests import postgres as pg
 from tests.egress_support import sqlite_file
 
 # The environment the connections belong to (its SQLite folder; no organization lists).
@@ -27,27 +27,11 @@ def _targets(allow_loopback, sqlite_root):
     """The local PostgreSQL is reached through the operator's allow-list; SQLite files live in ENV's folder."""
 
 
-# One scratch database per test process: several suites may run side by side on one server.
-PG_DATABASE = f"planasonix_r2_data_{os.getpid()}"
-PG_PARAMS = {"host": "127.0.0.1", "port": 5432, "database": PG_DATABASE, "user": "postgres"}
-
-
 @pytest.fixture(scope="module")
 def pg_params():
     """A scratch PostgreSQL database for pipeline data (dropped afterwards)."""
-    try:
-        admin = psycopg.connect(
-            host="127.0.0.1", port=5432, dbname="postgres", user="postgres", autocommit=True, connect_timeout=3
-        )
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is unreachable: {exc}")
-    with admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {PG_DATABASE}")
-        try:
-            yield PG_PARAMS
-        finally:
-            admin.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+    with pg.scratch_database("planasonix_r2_data") as params:
+        yield params
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

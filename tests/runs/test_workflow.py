@@ -4,7 +4,6 @@ production baselines, and a dead worker's run re-dispatched by the sweep. Plus t
 guards (policy re-checked at execution, a lost lease, cancelling between batches) called directly."""
 
 import decimal
-import os
 import sqlite3
 import time
 from datetime import timedelta
@@ -22,11 +21,8 @@ from apps.notifications.models import Delivery
 from apps.pipelines import services as pipeline_services
 from apps.runs import executor, services
 from apps.runs.models import TERMINAL, Run, RunStatus
+from tests import postgres as pg
 from tests.egress_support import sqlite_file
-
-# One scratch database per test process: several suites may run side by side on one server.
-PG_DATABASE = f"planasonix_r2_data_{os.getpid()}"
-PG_PARAMS = {"host": "127.0.0.1", "port": 5432, "database": PG_DATABASE, "user": "postgres"}
 
 
 def wait_for_run(pk: int, timeout: float = 90) -> Run:
@@ -235,29 +231,24 @@ MIXED_COLUMNS = "id, qty, price, label, note, day, created, active"
 def pg_data(allow_loopback):
     """A scratch PostgreSQL database whose sessions run in Europe/Paris (dropped afterwards); the
     local server is reached through the operator's allow-list."""
-    try:
-        admin = psycopg.connect(
-            host="127.0.0.1", port=5432, dbname="postgres", user="postgres", autocommit=True, connect_timeout=3
-        )
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is unreachable: {exc}")
-    with admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {PG_DATABASE}")
-        admin.execute(f"ALTER DATABASE {PG_DATABASE} SET timezone TO 'Europe/Paris'")
-        try:
-            yield PG_PARAMS
-        finally:
-            admin.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+    with pg.scratch_database("planasonix_r2_data", timezone="Europe/Paris") as params:
+        yield params
 
 
-def _connect_pg():
-    return psycopg.connect(host="127.0.0.1", port=5432, dbname=PG_DATABASE, user="postgres", autocommit=True)
+def _connect_pg(params: dict):
+    return psycopg.connect(
+        host=params["host"],
+        port=params["port"],
+        dbname=params["database"],
+        user=params["user"],
+        password=params.get("password"),
+        autocommit=True,
+    )
 
 
 def _readback_hash(kind: str, location, table: str) -> dict:
     metrics = executor.DestinationMetrics(table=table, key=["id"])
-    conn = sqlite3.connect(location) if kind == "sqlite" else _connect_pg()
+    conn = sqlite3.connect(location) if kind == "sqlite" else _connect_pg(location)
     try:
         cursor = conn.cursor()
         cursor.execute(f"SELECT * FROM {table}")  # noqa: S608
@@ -283,7 +274,7 @@ def test_the_same_rows_give_the_same_hash_total_on_sqlite_and_postgresql(
             "created TEXT, active INTEGER)"
         )
         conn.executemany("INSERT INTO mixed VALUES (?, ?, ?, ?, ?, ?, ?, ?)", MIXED_ROWS)
-    with _connect_pg() as conn:
+    with _connect_pg(pg_data) as conn:
         conn.execute(
             "CREATE TABLE mixed (id BIGINT, qty BIGINT, price NUMERIC(12, 2), label TEXT, note TEXT, "
             "day DATE, created TIMESTAMPTZ, active BOOLEAN)"
@@ -360,10 +351,13 @@ def test_the_same_rows_give_the_same_hash_total_on_sqlite_and_postgresql(
         assert result["hash_total"] == reference["hash_total"], name
         # ...and what each destination stored reads back with that same hash total.
         kind = "postgres" if name.endswith("_pg") else "sqlite"
-        assert _readback_hash(kind, lite_target, name)["hash_total"] == reference["hash_total"], name
+        assert (
+            _readback_hash(kind, lite_target if kind == "sqlite" else pg_data, name)["hash_total"]
+            == reference["hash_total"]
+        ), name
 
     # One changed value changes the hash total.
-    with _connect_pg() as conn:
+    with _connect_pg(pg_data) as conn:
         conn.execute("UPDATE mixed SET price = 3.11 WHERE id = 2")
     changed = wait_for_run(
         services.run_create(actor=org_admin, pipeline=pipelines["pg_to_pg"], environment=development).pk

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from apps.runs import services
 from apps.runs.models import Run, RunStatus, Schedule, ScheduleFire, Trigger
+from tests import postgres as pg
 
 EVERY_FIVE_MINUTES = "*/5 * * * *"
 
@@ -38,8 +39,7 @@ def schedule(run_setup, stages, org_admin):
 @pytest.mark.race
 @pytest.mark.django_db(transaction=True)
 def test_a_tick_dispatched_by_two_beats_at_once_creates_one_run(schedule, no_dispatch):
-    if connection.vendor != "postgresql":
-        pytest.skip("Race tests need PostgreSQL: SQLite serialises writers, so nothing would race.")
+    pg.require_test_database(connection, "Race tests need PostgreSQL: SQLite serialises writers, so nothing would race")
     beats = 4
     for round_number in range(3):  # three ticks, each fired by four beats released together
         now = _after(10 + 5 * round_number)

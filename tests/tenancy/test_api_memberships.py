@@ -9,6 +9,7 @@ from apps.environments import permissions as perms
 from apps.environments.models import EnvironmentUserObjectPermission
 from apps.tenancy import services
 from apps.tenancy.models import ApiKey, Membership, Role
+from tests import postgres as pg
 
 from .conftest import assert_error
 
@@ -195,8 +196,7 @@ def test_list_query_count_is_bounded(api, org, org_admin, members, django_assert
 
 @pytest.mark.django_db(transaction=True)
 def test_two_owners_demoting_each_other_leave_one_owner(platform_staff, developer, org_admin):
-    if connection.vendor == "sqlite":
-        pytest.skip("race tests need PostgreSQL's row locks (SQLite serializes every write)")
+    pg.require_test_database(connection, "race tests need PostgreSQL's row locks (SQLite serializes every write)")
     org = services.organization_create(actor=platform_staff, name="Racy", owner=org_admin)
     services.membership_add(actor=org_admin, organization=org, user=developer, role=Role.OWNER)
     barrier = threading.Barrier(2)
