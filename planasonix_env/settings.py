@@ -251,7 +251,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
         "apps.core.api.StrictFilterBackend",
-        "rest_framework.filters.OrderingFilter",
+        "apps.core.api.StrictOrderingFilter",
         "apps.core.api.StrictSearchFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -14,7 +14,6 @@ from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.filters import OrderingFilter
 from rest_framework.response import Response
 
 from apps.core import idempotency
@@ -24,6 +23,7 @@ from apps.core.api import (
     ETagMixin,
     IdFilter,
     StrictFilterBackend,
+    StrictOrderingFilter,
     StrictSearchFilter,
     StrictSerializer,
 )
@@ -237,7 +237,7 @@ class ApprovalRuleViewSet(ETagMixin, viewsets.ModelViewSet):
     queryset = ApprovalRule.objects.none()
     serializer_class = ApprovalRuleSerializer
     filterset_class = RuleFilter
-    filter_backends = [StrictFilterBackend, OrderingFilter, StrictSearchFilter]
+    filter_backends = [StrictFilterBackend, StrictOrderingFilter, StrictSearchFilter]
     search_fields = ["name"]
     ordering_fields = ["name", "created_at", "updated_at", "required_approvals"]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
@@ -541,7 +541,7 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     queryset = PromotionRequest.objects.none()
     serializer_class = PromotionSerializer
     filterset_class = PromotionFilter
-    filter_backends = [StrictFilterBackend, OrderingFilter, StrictSearchFilter]
+    filter_backends = [StrictFilterBackend, StrictOrderingFilter, StrictSearchFilter]
     search_fields = ["reason", "ticket", "pipeline__slug"]
     ordering_fields = ["created_at", "updated_at", "state"]  # a cursor orders by a column that is never null
 

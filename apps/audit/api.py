@@ -15,7 +15,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.http import StreamingHttpResponse
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -123,6 +123,12 @@ class AuditEntrySerializer(serializers.Serializer):
         return environment.slug if environment is not None else None
 
 
+@extend_schema_serializer(many=False)  # a page object, not a list, although the action is `list`
+class AuditPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True, help_text="The next page (its `cursor`), or null on the last.")
+    results = AuditEntrySerializer(many=True)
+
+
 def _page(user, filters: dict, size: int) -> tuple[list[dict], selectors.Position | None]:
     rows = list(selectors.audit_rows(user, filters)[: size + 1])
     more = len(rows) > size
@@ -162,10 +168,7 @@ class AuditViewSet(viewsets.GenericViewSet):
             OpenApiParameter("cursor", OpenApiTypes.STR, description="The `next` cursor of the previous page."),
             OpenApiParameter("page_size", OpenApiTypes.INT, description=f"1 to {MAX_PAGE_SIZE} (default 50)."),
         ],
-        responses=inline_serializer(
-            "AuditPage",
-            {"next": serializers.CharField(allow_null=True), "results": AuditEntrySerializer(many=True)},
-        ),
+        responses=AuditPageSerializer,
     )
     def list(self, request):
         filters = self._filters(allowed=("format",))
@@ -200,10 +203,11 @@ class AuditViewSet(viewsets.GenericViewSet):
         response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{kind}"'
         return response
 
-    # The export action is negotiated by `?format=`, not by DRF's renderers.
+    # `?format=csv|jsonl` chooses the export, not one of DRF's renderers (for any method, so that an
+    # undeclared method still answers 405 rather than a renderer's 404).
     def perform_content_negotiation(self, request, force=False):
-        if getattr(self, "action", None) == "export":
-            return super().perform_content_negotiation(request, force=True)
+        if request.query_params.get("format") in EXPORT_FORMATS:
+            force = True
         return super().perform_content_negotiation(request, force)
 
 

@@ -2,8 +2,6 @@
 
 import copy
 
-from axes import admin as axes_admin
-from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.contrib.admin.views.main import ChangeList
@@ -178,32 +176,3 @@ class ReadOnlyAdminMixin:
 
     def get_actions(self, request):
         return {}
-
-
-# --- sign-in audit (django-axes): read-only, for superusers (platform operators) ------------------
-
-
-class _SignInAuditAdmin(ReadOnlyAdminMixin):
-    """Rows django-axes writes: operators look (superusers only); lockouts are lifted with
-    `manage.py axes_reset_username` / `axes_reset_ip`, never by editing the record."""
-
-    def has_module_permission(self, request):
-        return request.user.is_active and request.user.is_superuser
-
-    def has_view_permission(self, request, obj=None):
-        return request.user.is_active and request.user.is_superuser
-
-
-@admin.register(AccessAttempt)
-class AccessAttemptAdmin(_SignInAuditAdmin, axes_admin.AccessAttemptAdmin):
-    pass
-
-
-@admin.register(AccessFailureLog)
-class AccessFailureLogAdmin(_SignInAuditAdmin, axes_admin.AccessFailureLogAdmin):
-    pass
-
-
-@admin.register(AccessLog)
-class AccessLogAdmin(_SignInAuditAdmin, axes_admin.AccessLogAdmin):
-    pass

@@ -7,7 +7,7 @@ from django_filters import rest_framework as filters
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions, pagination, permissions, serializers
-from rest_framework.filters import SearchFilter
+from rest_framework.filters import OrderingFilter, SearchFilter
 
 from . import params
 from .errors import ValidationFailed
@@ -357,6 +357,19 @@ class StrictSearchFilter(SearchFilter):
         except ValidationFailed as error:
             raise exceptions.ValidationError(error.fields) from None
         return super().get_search_terms(request)
+
+
+class StrictOrderingFilter(OrderingFilter):
+    """OrderingFilter with the same length cap (the schema publishes it for `ordering` too)."""
+
+    def get_ordering(self, request, queryset, view):
+        raw = request.query_params.get(self.ordering_param)
+        if raw is not None:
+            try:
+                params.parse_text(raw, self.ordering_param)
+            except ValidationFailed as error:
+                raise exceptions.ValidationError(error.fields) from None
+        return super().get_ordering(request, queryset, view)
 
 
 def document_query_parameters(result, generator, request, public):

@@ -8,7 +8,6 @@ from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.filters import OrderingFilter
 from rest_framework.response import Response
 
 from apps.core import idempotency
@@ -19,6 +18,7 @@ from apps.core.api import (
     ETagMixin,
     IdFilter,
     StrictFilterBackend,
+    StrictOrderingFilter,
     StrictSerializer,
     query_input,
 )
@@ -199,7 +199,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     queryset = Run.objects.none()
     serializer_class = RunSerializer
     filterset_class = RunFilter
-    filter_backends = [StrictFilterBackend, OrderingFilter]
+    filter_backends = [StrictFilterBackend, StrictOrderingFilter]
     ordering_fields = ["created_at", "status"]  # a cursor orders by a column that is never null
     required_scopes = {
         "create": "run",
@@ -384,7 +384,7 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     queryset = Deployment.objects.none()
     serializer_class = DeploymentSerializer
     filterset_class = DeploymentFilter
-    filter_backends = [StrictFilterBackend, OrderingFilter]
+    filter_backends = [StrictFilterBackend, StrictOrderingFilter]
     ordering_fields = ["created_at"]
 
     def get_queryset(self):
@@ -464,7 +464,7 @@ class ScheduleViewSet(ETagMixin, viewsets.ModelViewSet):
     queryset = Schedule.objects.none()
     serializer_class = ScheduleSerializer
     filterset_class = ScheduleFilter
-    filter_backends = [StrictFilterBackend, OrderingFilter]
+    filter_backends = [StrictFilterBackend, StrictOrderingFilter]
     ordering_fields = ["created_at", "updated_at"]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 

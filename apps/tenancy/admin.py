@@ -5,6 +5,8 @@ rule violations become form errors), then saved by running the service for real.
 permissions are not consulted: superusers see everything, other staff see the organizations they
 own or administer (the same rule the services apply)."""
 
+from axes import admin as axes_admin
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
@@ -13,7 +15,7 @@ from django.db.models import Count
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 
-from apps.core.admin import AuditedAdmin, adopt, dry_run
+from apps.core.admin import AuditedAdmin, LightChangelistMixin, ReadOnlyAdminMixin, adopt, dry_run
 from apps.core.errors import DomainError
 from apps.core.scopes import SCOPES
 
@@ -24,6 +26,7 @@ from .permissions import (
     forget_org_roles,
     is_org_admin,
     is_platform_operator,
+    is_superuser,
     sees_all,
     sees_some_organization,
 )
@@ -420,3 +423,32 @@ class ApiKeyAdmin(OrganizationScopedAdmin):
             if self.run_service(request, services.api_key_revoke, actor=request.user, key=key) is not None:
                 revoked += 1
         self.message_user(request, f"Revoked {revoked} key(s).", level=messages.SUCCESS)
+
+
+# --- sign-in audit (django-axes): read-only, for superusers (platform operators) ------------------
+
+
+class _SignInAuditAdmin(LightChangelistMixin, ReadOnlyAdminMixin):
+    """Rows django-axes writes: operators look (superusers only); lockouts are lifted with
+    `manage.py axes_reset_username` / `axes_reset_ip`, never by editing the record."""
+
+    def has_module_permission(self, request):
+        return is_superuser(request.user)
+
+    def has_view_permission(self, request, obj=None):
+        return is_superuser(request.user)
+
+
+@admin.register(AccessAttempt)
+class AccessAttemptAdmin(_SignInAuditAdmin, axes_admin.AccessAttemptAdmin):
+    pass
+
+
+@admin.register(AccessFailureLog)
+class AccessFailureLogAdmin(_SignInAuditAdmin, axes_admin.AccessFailureLogAdmin):
+    pass
+
+
+@admin.register(AccessLog)
+class AccessLogAdmin(_SignInAuditAdmin, axes_admin.AccessLogAdmin):
+    pass

@@ -172,7 +172,7 @@ def _build_world(warehouse_path) -> dict:
     variable_services.variable_create(actor=owner, organization=org, name="region", type="string", regex="[a-z-]+")
     role = connection_services.connection_role_create(actor=owner, organization=org, name="warehouse", kind="sqlite")
     binding = connection_services.connection_binding_set(
-        actor=owner, role=role, environment=development, params={"path": str(warehouse_path)}
+        actor=owner, role=role, environment=development, params={"path": "warehouse.sqlite3"}
     )
     connection_services.connection_test_request(actor=owner, binding=binding)
     channel, _ = notification_services.channel_create(

@@ -88,6 +88,7 @@ REQUIRED = {
     "to": lambda w: "staging",
     "pipeline": lambda w: str(w["pipeline"].pk),
     "node": lambda w: "src",
+    "format": lambda w: "jsonl",  # the audit export
 }
 PATH_PARAMETERS = {
     "/api/v1/pipelines/{id}/": "pipeline",
@@ -126,7 +127,7 @@ def _build_world(warehouse_path) -> dict:
     variable_services.variable_override_set(actor=owner, variable=variable, environment=w["staging"], value=20)
     role = connection_services.connection_role_create(actor=owner, organization=org, name="warehouse", kind="sqlite")
     binding = connection_services.connection_binding_set(
-        actor=owner, role=role, environment=development, params={"path": str(warehouse_path)}
+        actor=owner, role=role, environment=development, params={"path": "warehouse.sqlite3"}
     )
     run_services.schedule_save(actor=owner, pipeline=pipeline, environment=development, cron="0 6 * * *")
     run_services.run_create(actor=owner, pipeline=pipeline, environment=development, executor_kind=Executor.EXTERNAL)

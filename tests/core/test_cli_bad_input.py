@@ -48,7 +48,7 @@ def world(org, org_admin, stages, members, tmp_path):
         actor=org_admin, organization=org, name="warehouse", kind="sqlite"
     )
     connection_services.connection_binding_set(
-        actor=org_admin, role=role, environment=stages["development"], params={"path": str(tmp_path / "w.sqlite3")}
+        actor=org_admin, role=role, environment=stages["development"], params={"path": "w.sqlite3"}
     )
     return {"org": org, "admin": org_admin, "tmp": tmp_path}
 

@@ -27,8 +27,8 @@ def stall(monkeypatch):
             callback()
         return 1
 
-    def connect(kind, params, password, *, read_only=False):
-        conn = real_connect(kind, params, password, read_only=read_only)
+    def connect(kind, params, password, *, environment, read_only=False):
+        conn = real_connect(kind, params, password, environment=environment, read_only=read_only)
         if kind == "sqlite":
             conn.create_function("pnx_stall", 0, call)
         return conn

@@ -19,6 +19,7 @@ from apps.secrets import services
 from apps.tenancy import services as tenancy_services
 from apps.tenancy.models import Edition
 from apps.variables import services as variable_services
+from tests.egress_support import sqlite_file
 from tests.resolution.conftest import canary_secret, configured, pipeline, project, version  # noqa: F401
 
 User = get_user_model()
@@ -132,7 +133,7 @@ def world(org, org_admin, stages, tmp_path, settings, canary):
     variable_services.variable_override_set(
         actor=org_admin, variable=variables["sv_override"], environment=stages["development"], secret=secret
     )
-    warehouse_file = tmp_path / "warehouse.sqlite3"
+    warehouse_file = sqlite_file(stages["development"], "warehouse.sqlite3")
     with sqlite3.connect(warehouse_file) as conn:
         conn.execute("CREATE TABLE orders (order_id TEXT, note TEXT)")
         b64, hexed = forms_of(canary)[1:]
@@ -150,14 +151,14 @@ def world(org, org_admin, stages, tmp_path, settings, canary):
         actor=org_admin,
         role=roles["warehouse"],
         environment=stages["development"],
-        params={"path": str(warehouse_file)},
+        params={"path": "warehouse.sqlite3"},
         credential=secret,
     )
     connection_services.connection_binding_set(
         actor=org_admin,
         role=roles["reporting"],
         environment=stages["development"],
-        params={"path": str(tmp_path / "reporting.sqlite3")},
+        params={"path": "reporting.sqlite3"},
     )
     channel, _signing = notification_services.channel_create(
         actor=org_admin,

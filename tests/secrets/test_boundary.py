@@ -45,7 +45,7 @@ def test_text_saved_before_its_variable_became_secret_is_refused_when_it_resolve
         actor=org_admin,
         role=world["roles"]["reporting"],
         environment=stages["development"],
-        params={"path": f"{tmp_path}/{{{{ folder }}}}.sqlite3"},
+        params={"path": "{{ folder }}.sqlite3"},
     )
     pipeline_services.pipeline_version_create(actor=org_admin, pipeline=world["pipeline"], graph=_graph())
     _make_secret(org_admin, folder, world["secret"])
@@ -97,7 +97,9 @@ def test_a_connection_tests_message_is_masked(world, canary, org_admin, stages, 
     binding = world["roles"]["warehouse"].bindings.get(environment=stages["development"])
     with django_capture_on_commit_callbacks(execute=False):
         test = connection_services.connection_test_request(actor=org_admin, binding=binding)
-    with mock.patch("apps.connections.connectors.check", lambda kind, params, password: (False, f"no: {password}")):
+    with mock.patch(
+        "apps.connections.connectors.check", lambda kind, params, password, **_: (False, f"no: {password}")
+    ):
         test = connection_tests.run(test.pk)
     assert test.message == "no: «secret:canary_pw»"
 

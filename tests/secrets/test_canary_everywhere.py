@@ -129,7 +129,7 @@ def test_canary_never_leaves_the_executor(
             actor=org_admin,
             role=world["roles"]["reporting"],
             environment=stages["staging"],
-            params={"path": "/tmp/{{ sv_org }}.sqlite3"},
+            params={"path": "{{ sv_org }}.sqlite3"},
         ),
         "params.path",
         "sv_org",
