@@ -18,7 +18,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db.models import Q
 from django.utils.html import format_html, format_html_join
 
-from apps.core.admin import AuditedAdmin, dry_run
+from apps.core.admin import AuditedAdmin, dry_run, formsets_saved_by_services
 from apps.environments import permissions as perms
 from apps.environments.models import Environment, EnvironmentGroupObjectPermission
 from apps.pipelines.models import Project
@@ -246,6 +246,7 @@ class ApprovalRuleAdmin(_NoRevert, _OrganizationMember, AuditedAdmin):
 
     def save_related(self, request, form, formsets, change):
         """rule_save already set the approvers and extra sources."""
+        formsets_saved_by_services(formsets)
 
     def delete_model(self, request, obj):
         services.rule_delete(actor=request.user, rule=obj)

@@ -206,7 +206,7 @@ class AuditViewSet(viewsets.GenericViewSet):
     # `?format=csv|jsonl` chooses the export, not one of DRF's renderers (for any method, so that an
     # undeclared method still answers 405 rather than a renderer's 404).
     def perform_content_negotiation(self, request, force=False):
-        if request.query_params.get("format") in EXPORT_FORMATS:
+        if request.query_params.get("format") in EXPORT_FORMATS or getattr(self, "action", None) == "export":
             force = True
         return super().perform_content_negotiation(request, force)
 

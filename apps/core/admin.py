@@ -6,12 +6,11 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db import models, transaction
+from django.db import transaction
 from django.forms import modelform_factory
 from simple_history.admin import SimpleHistoryAdmin
 
 from .errors import DomainError
-from .forms import StrictJSONField
 from .models import without_blobs
 
 
@@ -70,8 +69,6 @@ class ServiceFormMixin:
 class AuditedAdmin(LightChangelistMixin, SimpleHistoryAdmin):
     """ModelAdmin with history. Subclasses implement `service_validate` (called from the form's
     clean) and `save_model`/`delete_model` through services. JSON columns are edited as strict JSON."""
-
-    formfield_overrides = {models.JSONField: {"form_class": StrictJSONField}}
 
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)
@@ -176,3 +173,10 @@ class ReadOnlyAdminMixin:
 
     def get_actions(self, request):
         return {}
+
+
+def formsets_saved_by_services(formsets) -> None:
+    """For a `save_related` that leaves related rows to the services: the admin's change message
+    reads what each formset saved, so say "nothing" instead of letting it fail after the save."""
+    for formset in formsets:
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []

@@ -3,7 +3,18 @@ visitors on the login page included) gets the model admins asked about their per
 those answer through the permission door, which expects a signed-in user."""
 
 from django.contrib import admin
+from django.contrib.admin import options as admin_options
 from django.contrib.admin.apps import AdminConfig
+from django.db import models
+
+from .forms import BoundedModelMultipleChoiceField, StrictJSONField
+
+# Every admin form (model admins, inlines, Django's own auth admins: set here, before the admin
+# registers them) edits JSON columns as strict JSON (Django's default accepts NaN and 1e999 and
+# recurses without bound: a 500), and many-to-many ids past the database's integer range are form
+# errors (SQLite raises OverflowError on them).
+admin_options.FORMFIELD_FOR_DBFIELD_DEFAULTS[models.JSONField] = {"form_class": StrictJSONField}
+admin_options.FORMFIELD_FOR_DBFIELD_DEFAULTS[models.ManyToManyField] = {"form_class": BoundedModelMultipleChoiceField}
 
 # Callables (user) -> list of sections shown on the admin index. Apps above core register theirs in
 # AppConfig.ready() (core knows nothing of runs or promotions).

@@ -36,3 +36,22 @@ class StrictJSONField(forms.JSONField):
             return json_from_text(data)
         except ValidationError:
             return forms.fields.InvalidJSONInput(data)
+
+
+class BoundedModelMultipleChoiceField(forms.ModelMultipleChoiceField):
+    """ModelMultipleChoiceField whose integer ids must fit the database's integer range: SQLite
+    raises OverflowError (a 500) on a larger one, where an unknown id should be a form error."""
+
+    def _check_values(self, value):
+        from .params import DB_INT_MAX, DB_INT_MIN
+
+        key = self.to_field_name or "pk"
+        field = self.queryset.model._meta.pk if key == "pk" else self.queryset.model._meta.get_field(key)
+        if field.get_internal_type() in ("AutoField", "BigAutoField", "IntegerField", "BigIntegerField"):
+            for pk in value or ():
+                text = str(pk)
+                if text.lstrip("-").isdigit() and not DB_INT_MIN <= int(text) <= DB_INT_MAX:
+                    raise ValidationError(
+                        self.error_messages["invalid_choice"], code="invalid_choice", params={"value": text}
+                    )
+        return super()._check_values(value)

@@ -15,7 +15,7 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 
-from apps.core.admin import LightModelAdmin, ServiceFormMixin, adopt, dry_run
+from apps.core.admin import LightModelAdmin, ServiceFormMixin, adopt, dry_run, formsets_saved_by_services
 from apps.core.errors import DomainError
 from apps.core.forms import StrictJSONField
 from apps.environments.models import Environment
@@ -276,6 +276,7 @@ class PipelineAdmin(_NoRevertMixin, _RefusedDeleteMixin, OrganizationScopedAdmin
 
     def save_related(self, request, form, formsets, change):
         """Versions are read-only here; the services saved the pipeline."""
+        formsets_saved_by_services(formsets)
 
 
 # --- versions -------------------------------------------------------------------------------
@@ -401,3 +402,4 @@ class PipelineVersionAdmin(LightModelAdmin):
 
     def save_related(self, request, form, formsets, change):
         """No related rows: the service stored the version."""
+        formsets_saved_by_services(formsets)

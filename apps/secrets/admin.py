@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
-from apps.core.admin import adopt, dry_run
+from apps.core.admin import adopt, dry_run, formsets_saved_by_services
 from apps.core.errors import DomainError
 from apps.environments.models import Environment
 from apps.tenancy.admin import OrganizationScopedAdmin
@@ -160,6 +160,7 @@ class SecretAdmin(OrganizationScopedAdmin):
 
     def save_related(self, request, form, formsets, change):
         """The services set the allowed environments (with history); the form must not write them again."""
+        formsets_saved_by_services(formsets)
 
     def delete_view(self, request, object_id, extra_context=None):
         """A secret that configuration still references is refused with a message before Django deletes."""

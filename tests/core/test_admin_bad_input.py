@@ -193,6 +193,12 @@ def _build_world(warehouse_path) -> dict:
         actor=owner, pipeline=pipeline, version=version, source=development
     )
     approval_services.promotion_approve(actor=operator, request=promotion)
+    # The sign-in audit (django-axes): a failed sign-in (kept) and another account's successful one.
+    sign_in = Client()
+    sign_in.post("/accounts/login/", {"username": "ab-nobody", "password": "wrong"})
+    from axes.models import AccessLog  # a successful sign-in would clear the failure: record one directly
+
+    AccessLog.objects.create(username="ab-member", ip_address="127.0.0.1", user_agent="test", path_info="/")
     return {"operator": operator, "owner": owner}
 
 
