@@ -138,7 +138,13 @@ _KEY_ATTR = API_KEY_ATTR
 
 
 def attach_api_key(user, key) -> None:
+    """Narrow `user` to `key`. A key read with its owner's role (`owner_role`, see
+    services.api_key_authenticate) also seeds the per-request role memo: narrowed to the key's
+    organization, that role is the only one any check can ask for, so none needs a query."""
     user.__dict__[_KEY_ATTR] = key
+    role = getattr(key, "owner_role", None)
+    if role is not None and user.__dict__.get("_planasonix_org_roles") is None:
+        user.__dict__["_planasonix_org_roles"] = {key.organization_id: role}
 
 
 def api_key_of(user):

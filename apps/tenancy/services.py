@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -17,7 +16,7 @@ from apps.core.errors import Conflict, PermissionDenied, ValidationFailed, field
 from apps.core.scopes import SCOPES
 from apps.core.services import audited_delete, audited_save, validate
 
-from . import revisions, signals
+from . import api_key_lookup, revisions, signals
 from .models import ApiKey, Edition, Membership, Organization, Role, ServiceAccount
 from .permissions import forget_org_roles, is_org_admin, is_org_member, is_platform_operator, may_manage_owners
 
@@ -301,18 +300,14 @@ def api_key_authenticate(token: str) -> ApiKey | None:
     # refuses NUL in strings and would answer with a 500 instead of a 401).
     if len(parts) != 3 or parts[0] != KEY_PREFIX or not all(_is_key_chars(part) for part in parts[1:]):
         return None
-    # One query: the key, its owner, its organization and whether the owner is still a member.
-    membership = Membership.objects.filter(organization=OuterRef("organization"), user=OuterRef("owner"))
-    found = (
-        ApiKey.objects.select_related("owner", "organization")
-        .annotate(owner_is_member=Exists(membership))
-        .filter(prefix=parts[1])
-        .order_by()[:1]  # the prefix is unique: no ORDER BY to build or run
-    )
-    key = next(iter(found), None)
-    if key is None or not hmac.compare_digest(key.key_hash, _hash_token(token)):
+    # One query: the key, its owner, its organization and the owner's role there (None: not a member).
+    found = api_key_lookup.key_with_owner(parts[1])
+    if found is None:
         return None
-    if not key.is_active or not key.owner.is_active or not key.owner_is_member:
+    key, key.owner_role = found[0], found[1]
+    if not hmac.compare_digest(key.key_hash, _hash_token(token)):
+        return None
+    if not key.is_active or not key.owner.is_active or key.owner_role is None:
         return None
     now = timezone.now()
     resolution = timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)

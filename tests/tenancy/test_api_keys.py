@@ -296,3 +296,29 @@ def test_nul_token_never_reaches_the_database(org):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION="Bearer pnx_\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00_" + "x" * 40)
     assert_error(client.get(ORGS), 401)
+
+
+def test_key_of_an_owner_no_longer_a_member_is_401(api, org, members, make_key):
+    developer = members["developer"]
+    _, token = make_key(developer, ["read"])
+    assert api(token=token).get(ORGS).status_code == 200
+    Membership.objects.filter(organization=org, user=developer).delete()
+    assert_error(api(token=token).get(ORGS), 401)
+
+
+def test_the_key_its_owner_organization_and_role_come_in_one_query(org, members, make_key, django_assert_num_queries):
+    from apps.tenancy.permissions import attach_api_key, member_organization_ids, org_role
+
+    developer = members["developer"]
+    key, token = make_key(developer, ["read"])
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())  # no last_used write below
+    role = Membership.objects.get(organization=org, user=developer).role
+    with django_assert_num_queries(1):
+        found = services.api_key_authenticate(token)
+        attach_api_key(found.owner, found)
+        # The owner, the organization and the owner's role there are loaded: no further query.
+        assert (found.owner.username, found.organization.slug) == (developer.username, org.slug)
+        assert org_role(found.owner, org) == role
+        assert member_organization_ids(found.owner) == {org.pk}
+    assert found.pk == key.pk and found.scopes == ["read"] and found.last_used_at is not None
+    assert found.owner.date_joined == developer.date_joined  # columns converted as the ORM would
