@@ -55,27 +55,40 @@ class _Result:
         self.warnings.append({"code": code, "path": path, "message": message})
 
 
-def _layers(snap: Snapshot):
-    """name -> (definitions most specific first, candidates [(source, definition, override)] from
-    the highest precedence to the lowest)."""
+OVERRIDE_SOURCE = {scope: f"override:{scope}" for scope in SCOPE_RANK}
+DEFAULT_SOURCE = {scope: f"default:{scope}" for scope in SCOPE_RANK}
+
+
+def _layers(snap: Snapshot) -> dict[str, tuple[list, tuple | None]]:
+    """The one place where layers are assembled: name -> (definitions most specific first, the
+    winning candidate (source, definition, override) or None when nothing sets a value)."""
     by_name: dict[str, list] = {}
     for variable in snap.definitions:
-        by_name.setdefault(variable.name, []).append(variable)
+        definitions = by_name.get(variable.name)
+        if definitions is None:
+            by_name[variable.name] = [variable]
+        else:
+            definitions.append(variable)
     overrides = snap.overrides
     layered = {}
     for name, definitions in by_name.items():
         if len(definitions) > 1:
             definitions.sort(key=lambda v: SCOPE_RANK[v.scope])
-        candidates = []
-        for variable in definitions:
-            override = overrides.get(variable.id)
-            if override is not None:
-                candidates.append(("override:" + variable.scope, variable, override))
-        for variable in definitions:
-            if variable.default_value is not None or variable.default_secret_id is not None:
-                candidates.append(("default:" + variable.scope, variable, None))
-        layered[name] = (definitions, candidates)
+        layered[name] = (definitions, _winner(definitions, overrides))
     return layered
+
+
+def _winner(definitions: list, overrides: dict) -> tuple | None:
+    """The highest-precedence candidate: this environment's override of the most specific
+    definition that has one, else the most specific default."""
+    for variable in definitions:
+        override = overrides.get(variable.id)
+        if override is not None:
+            return OVERRIDE_SOURCE[variable.scope], variable, override
+    for variable in definitions:
+        if variable.default_value is not None or variable.default_secret_id is not None:
+            return DEFAULT_SOURCE[variable.scope], variable, None
+    return None
 
 
 def _params_key(parameters) -> str:
@@ -154,7 +167,7 @@ def _cached_snapshot(revision, loader_args: dict) -> Snapshot:
     a resolve of another version, with run parameters or by an executor loads no rows again. The
     snapshot holds secret names and ids only, never a value, so it is safe to cache."""
     key = (
-        f"snapshot:v1:{loader_args['organization_id']}:{loader_args['project_id']}:{loader_args['pipeline_id']}:"
+        f"snapshot:v2:{loader_args['organization_id']}:{loader_args['project_id']}:{loader_args['pipeline_id']}:"
         f"{loader_args['environment'].pk}:{revision}"
     )
     snap = cache.get(key)
@@ -174,64 +187,47 @@ def _compute(pipeline, project, environment, version, parameters, snap: Snapshot
         result.error("unknown_parameter", f"parameters.{name}", f"No variable named '{name}' to override.")
 
     variables: dict[str, dict] = {}
-    raw: dict[str, tuple[object, bool]] = {}  # name -> (value before interpolation, is secret)
+    secrets = snap.secrets
     for name in sorted(layered):
-        definitions, candidates = layered[name]
+        definitions, winner = layered[name]
         top = definitions[0]
         if len(definitions) > 1 and len(types := {d.type for d in definitions}) > 1:
             result.error("type_mismatch", f"variables.{name}", f"'{name}' is defined with types {sorted(types)}.")
-        entry = {"type": top.type, "scope": top.scope, "source": None, "value": None, "secret": None}
+        source, scope, value, secret_ref = None, top.scope, None, None
         if name in parameters:
-            if not (allow_params and top.allow_runtime_override):
-                why = "the environment's policy" if not allow_params else f"variable '{name}'"
-                result.error("override_not_allowed", f"parameters.{name}", f"Run-time overrides are refused by {why}.")
-            elif top.type == VariableType.SECRET:
-                result.error("override_not_allowed", f"parameters.{name}", "Secrets cannot be run parameters.")
-            else:
-                try:
-                    value = validation.coerce(
-                        top.type,
-                        parameters[name],
-                        field=f"parameters.{name}",
-                        choices=top.choices,
-                        regex=top.regex,
-                        min_value=top.min_value,
-                        max_value=top.max_value,
-                    )
-                    entry.update(source="parameter", value=value)
-                except ValidationFailed as exc:
-                    result.error("invalid_parameter", f"parameters.{name}", exc.message)
-        if entry["source"] is None and candidates:
-            source, variable, override = candidates[0]
-            secret_id = (
-                (override.secret_id if override else variable.default_secret_id) if top.type == "secret" else None
-            )
-            secret = snap.secrets.get(secret_id)
-            entry["source"] = source
-            entry["scope"] = variable.scope
+            source, value = _parameter(top, name, parameters[name], allow_params, result)
+        if source is None and winner is not None:
+            source, variable, override = winner
+            scope = variable.scope
+            secret = None
+            if top.type == VariableType.SECRET:
+                secret = secrets.get(override.secret_id if override else variable.default_secret_id)
             if secret is not None:
-                entry["secret"] = _secret_ref(secret)
-                entry["value"] = _secret_value(secret, environment, snap, result, f"variables.{name}", materializer)
+                secret_ref = _secret_ref(secret)
+                value = _secret_value(secret, environment, snap, result, f"variables.{name}", materializer)
             else:
-                entry["value"] = override.value if override else variable.default_value
-        if entry["source"] is None:
-            entry["source"] = "unset"
-            if environment.kind in (top.required_in or []):
+                value = override.value if override else variable.default_value
+        if source is None:
+            source = "unset"
+            if top.required_in and environment.kind in top.required_in:
                 result.error(
                     "missing_required",
                     f"variables.{name}",
                     f"'{name}' must have a value in {environment.kind} environments; "
                     f"none is set for '{environment.slug}'.",
                 )
-        variables[name] = entry
-        # By type, not by value: an unset secret, or one this environment may not use, is refused too.
-        raw[name] = (entry["value"], top.type == VariableType.SECRET)
+        variables[name] = {"type": top.type, "scope": scope, "source": source, "value": value, "secret": secret_ref}
+
+    expanded: dict[str, object] = {}  # name -> its value before interpolation, for those expanded
 
     def lookup(name):
-        if name not in raw:
+        entry = variables.get(name)
+        if entry is None:
             return False, None, False
-        value, is_secret = raw[name]
-        return True, (None if is_secret else value), is_secret
+        # By type, not by value: an unset secret, or one this environment may not use, is refused too.
+        if entry["type"] == VariableType.SECRET:
+            return True, None, True
+        return True, expanded.get(name, entry["value"]), False
 
     interpolator = Interpolator(lookup)
     for name, entry in variables.items():
@@ -240,14 +236,16 @@ def _compute(pipeline, project, environment, version, parameters, snap: Snapshot
             continue  # the common case: nothing to interpolate
         if isinstance(value, str | list | dict):
             try:
-                entry["value"] = interpolator.expand_value(entry["value"], [name])
+                new_value = interpolator.expand_value(value, [name])
+                expanded[name] = value
+                entry["value"] = new_value
             except InterpolationError as exc:
                 result.error(exc.code, f"variables.{name}", str(exc))
 
     connections = _connections(snap, environment, interpolator, result, materializer)
     graph = None
     if version is not None:
-        secret_names = {name for name, (_value, is_secret) in raw.items() if is_secret}
+        secret_names = {name for name, entry in variables.items() if entry["type"] == VariableType.SECRET}
         graph = _graph(version.graph, interpolator, connections, result, secret_names)
     return {
         "pipeline": {"id": pipeline.pk, "slug": pipeline.slug} if pipeline else None,
@@ -264,6 +262,31 @@ def _compute(pipeline, project, environment, version, parameters, snap: Snapshot
         "warnings": result.warnings,
         "redacted": materializer is None,
     }
+
+
+def _parameter(top, name: str, given, allow_params: bool, result: _Result) -> tuple[str | None, object]:
+    """("parameter", the coerced value) for a run parameter the policy and the variable allow, else
+    (None, None) with the error recorded."""
+    if not (allow_params and top.allow_runtime_override):
+        why = "the environment's policy" if not allow_params else f"variable '{name}'"
+        result.error("override_not_allowed", f"parameters.{name}", f"Run-time overrides are refused by {why}.")
+    elif top.type == VariableType.SECRET:
+        result.error("override_not_allowed", f"parameters.{name}", "Secrets cannot be run parameters.")
+    else:
+        try:
+            value = validation.coerce(
+                top.type,
+                given,
+                field=f"parameters.{name}",
+                choices=top.choices,
+                regex=top.regex,
+                min_value=top.min_value,
+                max_value=top.max_value,
+            )
+            return "parameter", value
+        except ValidationFailed as exc:
+            result.error("invalid_parameter", f"parameters.{name}", exc.message)
+    return None, None
 
 
 def config_view(answer: dict) -> dict:

@@ -46,3 +46,26 @@ def test_the_snapshot_is_cached_under_the_revision(run_setup, stages, org_admin)
     variable = run_setup["pipeline"].project.organization.variables.get(name="source_table")
     variable_services.variable_override_set(actor=org_admin, variable=variable, environment=environment, value="x")
     assert engine.resolve(pipeline, environment, version=second)["variables"]["source_table"]["value"] == "x"
+
+
+def test_a_cached_snapshot_is_the_snapshot_it_was(run_setup, stages, org_admin):  # noqa: F811
+    """The snapshot pickles as plain tuples (see Snapshot.__getstate__): what comes back is equal,
+    record for record."""
+    import pickle
+
+    from apps.resolution.snapshot import load_live
+    from apps.variables import services as variable_services
+
+    pipeline, environment = run_setup["pipeline"], stages["staging"]
+    variable = pipeline.project.organization.variables.get(name="source_table")
+    variable_services.variable_override_set(actor=org_admin, variable=variable, environment=environment, value="x")
+    snap = load_live(
+        organization_id=environment.organization_id,
+        project_id=pipeline.project_id,
+        pipeline_id=pipeline.pk,
+        environment=environment,
+    )
+    assert snap.definitions and snap.overrides and snap.bindings
+    again = pickle.loads(pickle.dumps(snap))  # noqa: S301 (our own bytes, as the cache does)
+    assert again == snap
+    assert [d.scope for d in again.definitions] == [d.scope for d in snap.definitions]
