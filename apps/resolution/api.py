@@ -21,6 +21,14 @@ VERSION = OpenApiParameter(
     {"type": "integer", "minimum": 1, "maximum": VERSION_MAX},
     description="Version number (default: the latest).",
 )
+PAGE = OpenApiParameter(
+    "page", {"type": "integer", "minimum": 1, "maximum": VERSION_MAX}, description="Page of variables (default 1)."
+)
+PAGE_SIZE = OpenApiParameter(
+    "page_size",
+    {"type": "integer", "minimum": 1, "maximum": services.MAX_ROWS_PER_PAGE},
+    description=f"Variables per page (default {services.ROWS_PER_PAGE}).",
+)
 AS_OF = OpenApiParameter("as_of", OpenApiTypes.DATETIME, description="Rebuild the answer as of this moment.")
 
 
@@ -45,6 +53,17 @@ def _version(pipeline, query_params):
     if version is None:
         raise field_error("version", f"Pipeline '{pipeline.slug}' has no version {number}.")
     return version
+
+
+def _rows_page(query_params) -> dict:
+    """The page of variables a matrix or a diff shows: page and page_size, bounded (400 naming them)."""
+    return {
+        "page": params.optional(query_params, "page", params.parse_whole_number, minimum=1, maximum=VERSION_MAX) or 1,
+        "page_size": params.optional(
+            query_params, "page_size", params.parse_whole_number, minimum=1, maximum=services.MAX_ROWS_PER_PAGE
+        )
+        or services.ROWS_PER_PAGE,
+    }
 
 
 class PipelineResolutionViewSet(viewsets.GenericViewSet):
@@ -74,6 +93,8 @@ class PipelineResolutionViewSet(viewsets.GenericViewSet):
             OpenApiParameter("from", str, required=True, description="Left environment slug."),
             OpenApiParameter("to", str, required=True, description="Right environment slug."),
             VERSION,
+            PAGE,
+            PAGE_SIZE,
         ],
         responses=OpenApiTypes.OBJECT,
     )
@@ -88,6 +109,7 @@ class PipelineResolutionViewSet(viewsets.GenericViewSet):
                 _environment(org, request.query_params.get("from"), "from"),
                 _environment(org, request.query_params.get("to"), "to"),
                 version=_version(pipeline, request.query_params),
+                **_rows_page(request.query_params),
             )
         )
 
@@ -114,8 +136,8 @@ class ProjectMatrixViewSet(viewsets.GenericViewSet):
     def get_queryset(self):
         return projects_for(self.request.user)
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(parameters=[PAGE, PAGE_SIZE], responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def matrix(self, request, pk=None):
         project = get_project_for_user(request.user, pk)
-        return Response(services.matrix(request.user, project))
+        return Response(services.matrix(request.user, project, **_rows_page(request.query_params)))

@@ -83,12 +83,33 @@ def _comparable(entry: dict) -> object:
     return entry.get("secret") or entry.get("value")
 
 
-def environment_diff(actor, pipeline, left: Environment, right: Environment, *, version=None) -> dict:
-    """Two environments side by side: every variable, connection and policy value, differences flagged."""
+ROWS_PER_PAGE = 100  # matrix and diff rows (variables) per page
+MAX_ROWS_PER_PAGE = 500
+
+
+def rows_page(names: list[str], page: int, page_size: int) -> tuple[list[str], dict]:
+    """The `page`-th slice of sorted row names and the page's description. A page past the last is
+    empty (its description says how many there are)."""
+    count = len(names)
+    start = (page - 1) * page_size
+    shown = names[start : start + page_size]
+    return shown, {"number": page, "size": page_size, "count": count, "pages": max(1, -(-count // page_size))}
+
+
+def _missing_required(answer: dict) -> set[str]:
+    return {e["path"].removeprefix("variables.") for e in answer["errors"] if e["code"] == "missing_required"}
+
+
+def environment_diff(
+    actor, pipeline, left: Environment, right: Environment, *, version=None, page=1, page_size=ROWS_PER_PAGE
+) -> dict:
+    """Two environments side by side: the page's variables, every connection and policy value,
+    differences flagged."""
     a = resolve_for(actor, pipeline, left, version=version)
     b = resolve_for(actor, pipeline, right, version=version)
     variables = {}
-    for name in sorted(set(a["variables"]) | set(b["variables"])):
+    names, page_info = rows_page(sorted(set(a["variables"]) | set(b["variables"])), page, page_size)
+    for name in names:
         va, vb = a["variables"].get(name, {}), b["variables"].get(name, {})
         variables[name] = {
             "left": _comparable(va),
@@ -116,15 +137,17 @@ def environment_diff(actor, pipeline, left: Environment, right: Environment, *, 
         "right": b["environment"],
         "version": a["version"],
         "variables": variables,
+        "page": page_info,
         "connections": connections,
         "policy": policy,
         "errors": {"left": a["errors"], "right": b["errors"]},
     }
 
 
-def matrix(actor, project) -> dict:
+def matrix(actor, project, *, page: int = 1, page_size: int = ROWS_PER_PAGE) -> dict:
     """Variables × environments (those the actor may view): effective value and source per cell,
-    rows whose values differ flagged, missing required values flagged."""
+    rows whose values differ flagged, missing required values flagged. Each environment is
+    resolved once (a cached answer when nothing changed); cells are built for the page's rows only."""
     environments = list(
         perms.environments_where(actor, perms.VIEW, Environment.objects.filter(organization=project.organization_id))
         .select_related("policy")
@@ -134,21 +157,19 @@ def matrix(actor, project) -> dict:
         raise PermissionDenied("You may not view any environment of this project's organization.")
     columns = [{"id": e.pk, "slug": e.slug, "name": e.name, "kind": e.kind} for e in environments]
     answers = [engine.resolve(None, e, project=project) for e in environments]
+    missing = [_missing_required(answer) for answer in answers]
+    names, page_info = rows_page(sorted({name for answer in answers for name in answer["variables"]}), page, page_size)
     rows = {}
-    names = sorted({name for answer in answers for name in answer["variables"]})
     for name in names:
         cells = []
-        for environment, answer in zip(environments, answers, strict=True):
+        for environment, answer, missing_here in zip(environments, answers, missing, strict=True):
             entry = answer["variables"].get(name, {})
-            missing = any(
-                e["code"] == "missing_required" and e["path"] == f"variables.{name}" for e in answer["errors"]
-            )
             cells.append(
                 {
                     "environment": environment.slug,
                     "value": _comparable(entry),
                     "source": entry.get("source"),
-                    "missing_required": missing,
+                    "missing_required": name in missing_here,
                 }
             )
         values = {repr(c["value"]) for c in cells}
@@ -171,5 +192,6 @@ def matrix(actor, project) -> dict:
         "project": {"id": project.pk, "slug": project.slug},
         "environments": columns,
         "variables": rows,
+        "page": page_info,
         "connections": connections,
     }

@@ -214,9 +214,10 @@ def request_page(user, promotion: PromotionRequest) -> dict:
 # --- environment matrix -------------------------------------------------------------------------------------
 
 
-def matrix_page(user, project) -> dict:
-    """Variables × environments and connection roles × environments, from resolution.matrix."""
-    answer = resolution.matrix(user, project)
+def matrix_page(user, project, *, page: int = 1) -> dict:
+    """Variables × environments (one page of rows) and connection roles × environments, from
+    resolution.matrix."""
+    answer = resolution.matrix(user, project, page=page)
     variables = [
         {
             "name": name,
@@ -245,7 +246,12 @@ def matrix_page(user, project) -> dict:
                 "differs": len(distinct) > 1,
             }
         )
-    return {"environments": answer["environments"], "variables": variables, "connections": connections}
+    return {
+        "environments": answer["environments"],
+        "variables": variables,
+        "page": answer["page"],
+        "connections": connections,
+    }
 
 
 # --- pipeline page ------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The screens. Thin: parse a form, call a selector or a service, render. Objects the user may not
 see answer 404; a service's refusal is shown on the form (with its 4xx status), never as a 500."""
 
+import re
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -109,8 +111,10 @@ def projects(request):
 @require_GET
 def project_matrix(request, pk: int):
     project = get_object_or_404(projects_for(request.user), pk=pk)
+    raw_page = request.GET.get("page", "")  # like the audit page's paginator: anything odd is page 1
+    page = int(raw_page) if re.fullmatch(r"[1-9][0-9]{0,8}", raw_page) else 1
     try:
-        context = presenters.matrix_page(request.user, project)
+        context = presenters.matrix_page(request.user, project, page=page)
     except DomainPermissionDenied as exc:
         raise DjangoPermissionDenied(exc.message) from exc
     return screen(request, "web/matrix.html", {"project": project, **context})
