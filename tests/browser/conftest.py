@@ -34,8 +34,10 @@ def demo_files(settings, tmp_path):
     return tmp_path
 
 
-@pytest.fixture
-def browser(monkeypatch):
+@pytest.fixture(scope="module")
+def browser():
+    """One Chromium per test module (each test gets its own context: cookies, storage and pages
+    are not shared): a launch per test was a fixed cost of every browser test."""
     if chromium_missing():
         reason = f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)"
         if os.environ.get("REQUIRE_BROWSER") == "1":
@@ -44,8 +46,8 @@ def browser(monkeypatch):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements/dev.txt)")
     # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still
     # synchronous code, so Django's async-safety check must not refuse them.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_api.sync_playwright() as playwright:
+    with pytest.MonkeyPatch.context() as patch, sync_api.sync_playwright() as playwright:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         chromium = playwright.chromium.launch(
             executable_path=CHROMIUM, args=["--no-sandbox", "--disable-background-networking"], headless=True
         )
