@@ -15,7 +15,7 @@ Run: make bench (in-process WSGI client, no network)."""
 
 import os
 
-from common import cpu_ratio, ratio, report, setup_django, timed
+from common import REPEAT, cpu_ratio, ratio, report, setup_django, timed
 
 RESOLVE_VARIABLES = int(os.environ.get("BENCH_RESOLVE_VARIABLES", "100"))
 COLD_VARIABLES = int(os.environ.get("BENCH_COLD_RESOLVE_VARIABLES", "10000"))
@@ -119,6 +119,7 @@ def main():
             ("ratio", "ratio"),
             ("cpu_ratio", "cpu ratio"),
         ],
+        repeat=f"{REQUEST_REPEAT} (the empty-cache figure: {REPEAT})",
     )
 
 
