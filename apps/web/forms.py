@@ -194,6 +194,7 @@ class RunForm(forms.Form):
     idempotency_key = forms.CharField(max_length=200, required=False, widget=forms.HiddenInput)
 
     def __init__(self, user, pipeline, parameters, *args, **kwargs):
+        kwargs.setdefault("auto_id", "run_%s")  # the page holds several forms: ids stay unique
         super().__init__(*args, **kwargs)
         organization = pipeline.project.organization
         self.shows_environments = organization.has_environments_feature
@@ -252,6 +253,7 @@ class ScheduleForm(forms.Form):
     )
 
     def __init__(self, user, pipeline, *args, schedule=None, **kwargs):
+        kwargs.setdefault("auto_id", "schedule_%s")  # the page holds several forms: ids stay unique
         super().__init__(*args, **kwargs)
         organization = pipeline.project.organization
         self.shows_environments = organization.has_environments_feature and schedule is None
@@ -277,6 +279,7 @@ class PreviewForm(forms.Form):
     limit = forms.IntegerField(min_value=1, max_value=200, initial=20, label="Rows", help_text="At most 200.")
 
     def __init__(self, user, pipeline, environments, nodes, *args, **kwargs):
+        kwargs.setdefault("auto_id", "preview_%s")  # the page holds several forms: ids stay unique
         super().__init__(*args, **kwargs)
         self.shows_environments = pipeline.project.organization.has_environments_feature
         if self.shows_environments:
