@@ -45,6 +45,18 @@ def screen(request, template: str, context: dict, status: int = 200):
     return render(request, template, context, status=status)
 
 
+def submit(form, call, place_error=add_domain_error):
+    """Validate `form` and call `call(cleaned_data)` (one service call). Returns (result, status):
+    the result and 200, or None and 400 for bad input or the service's 4xx, its refusal put on the form."""
+    if not form.is_valid():
+        return None, 400
+    try:
+        return call(form.cleaned_data), 200
+    except DomainError as exc:
+        place_error(form, exc)
+        return None, exc.status
+
+
 def _visible_request(user, pk: int):
     try:
         return approvals.request_for_user(user, pk)
@@ -173,28 +185,25 @@ def pipeline_detail(request, pk: int):
 def pipeline_promote(request, pk: int):
     pipeline = _visible_pipeline(request, pk)
     form = PromotionRequestForm(request.user, pipeline, request.POST)
-    status = 400
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            promotion, created = approvals.promotion_request_create(
-                actor=request.user,
-                pipeline=pipeline,
-                version=data["version"],
-                source=data["source"],
-                target=data["target"],
-                reason=data["reason"],
-                ticket=data["ticket"],
-                attached_runs=list(data["attached_runs"]),
-                idempotency_key=data["idempotency_key"],
-            )
-        except DomainError as exc:
-            add_domain_error(form, exc)
-            status = exc.status
-        else:
-            if created:
-                messages.success(request, f"Promotion requested: #{promotion.pk} into {promotion.target.name}.")
-            return redirect("web:request-detail", pk=promotion.pk)
+    answer, status = submit(
+        form,
+        lambda data: approvals.promotion_request_create(
+            actor=request.user,
+            pipeline=pipeline,
+            version=data["version"],
+            source=data["source"],
+            target=data["target"],
+            reason=data["reason"],
+            ticket=data["ticket"],
+            attached_runs=list(data["attached_runs"]),
+            idempotency_key=data["idempotency_key"],
+        ),
+    )
+    if answer is not None:
+        promotion, created = answer
+        if created:
+            messages.success(request, f"Promotion requested: #{promotion.pk} into {promotion.target.name}.")
+        return redirect("web:request-detail", pk=promotion.pk)
     return _pipeline(request, pipeline, status=status, form=form)
 
 
@@ -207,24 +216,21 @@ def pipeline_run(request, pk: int):
     """The run dialog: start a run through the runs service and go to its page."""
     pipeline = _visible_pipeline(request, pk)
     form = RunForm(request.user, pipeline, selectors.runtime_parameters(request.user, pipeline), request.POST)
-    status = 400
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            run, _created = run_services.run_create_once(
-                actor=request.user,
-                pipeline=pipeline,
-                idempotency_key=data["idempotency_key"],
-                environment=data.get("environment"),
-                version=data["version"],
-                parameters=form.parameters(),
-                sample=data["sample"],
-            )
-        except DomainError as exc:
-            form.add_service_error(exc)
-            status = exc.status
-        else:
-            return redirect("web:run-detail", pk=run.pk)
+    answer, status = submit(
+        form,
+        lambda data: run_services.run_create_once(
+            actor=request.user,
+            pipeline=pipeline,
+            idempotency_key=data["idempotency_key"],
+            environment=data.get("environment"),
+            version=data["version"],
+            parameters=form.parameters(),
+            sample=data["sample"],
+        ),
+        place_error=RunForm.add_service_error,
+    )
+    if answer is not None:
+        return redirect("web:run-detail", pk=answer[0].pk)
     return _pipeline(request, pipeline, status=status, run_form=form, open_dialog="run")
 
 
@@ -234,26 +240,22 @@ def pipeline_schedule_create(request, pk: int):
     """The schedule dialog (new schedule): the runs service decides who may, cron and time zone."""
     pipeline = _visible_pipeline(request, pk)
     form = ScheduleForm(request.user, pipeline, request.POST)
-    status = 400
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            schedule = run_services.schedule_save(
-                actor=request.user,
-                pipeline=pipeline,
-                environment=data.get("environment") or pipeline.project.default_environment,
-                cron=data["cron"],
-                timezone_name=data["timezone"],
-                enabled=data["enabled"],
-            )
-        except DomainError as exc:
-            add_domain_error(form, exc)
-            status = exc.status
-        else:
-            messages.success(
-                request, f"Schedule saved: {schedule.cron} ({schedule.timezone}) in {schedule.environment.name}."
-            )
-            return redirect(reverse("web:pipeline-detail", args=[pipeline.pk]) + "#schedules-h")
+    schedule, status = submit(
+        form,
+        lambda data: run_services.schedule_save(
+            actor=request.user,
+            pipeline=pipeline,
+            environment=data.get("environment") or pipeline.project.default_environment,
+            cron=data["cron"],
+            timezone_name=data["timezone"],
+            enabled=data["enabled"],
+        ),
+    )
+    if schedule is not None:
+        messages.success(
+            request, f"Schedule saved: {schedule.cron} ({schedule.timezone}) in {schedule.environment.name}."
+        )
+        return redirect(reverse("web:pipeline-detail", args=[pipeline.pk]) + "#schedules-h")
     return _pipeline(request, pipeline, status=status, schedule_form=form, open_dialog="schedule")
 
 
@@ -268,27 +270,23 @@ def schedule_update(request, pk: int):
     schedule = _visible_schedule(request, pk)
     pipeline = schedule.pipeline
     form = ScheduleForm(request.user, pipeline, request.POST, schedule=schedule)
-    status = 400
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            with transaction.atomic():
-                locked = Schedule.objects.select_for_update().get(pk=schedule.pk)
-                run_services.schedule_save(
-                    actor=request.user,
-                    pipeline=pipeline,
-                    environment=schedule.environment,
-                    cron=data["cron"],
-                    timezone_name=data["timezone"],
-                    enabled=data["enabled"],
-                    schedule=locked,
-                )
-        except DomainError as exc:
-            add_domain_error(form, exc)
-            status = exc.status
-        else:
-            messages.success(request, f"Schedule in {schedule.environment.name} saved.")
-            return redirect(reverse("web:pipeline-detail", args=[pipeline.pk]) + "#schedules-h")
+
+    def save(data):
+        with transaction.atomic():
+            return run_services.schedule_save(
+                actor=request.user,
+                pipeline=pipeline,
+                environment=schedule.environment,
+                cron=data["cron"],
+                timezone_name=data["timezone"],
+                enabled=data["enabled"],
+                schedule=Schedule.objects.select_for_update().get(pk=schedule.pk),
+            )
+
+    saved, status = submit(form, save)
+    if saved is not None:
+        messages.success(request, f"Schedule in {schedule.environment.name} saved.")
+        return redirect(reverse("web:pipeline-detail", args=[pipeline.pk]) + "#schedules-h")
     return _pipeline(request, pipeline, status=status, edit_form=form, edit_schedule=schedule)
 
 
@@ -325,21 +323,16 @@ def pipeline_preview(request, pk: int):
     pipeline = _visible_pipeline(request, pk)
     environments = presenters.preview_environments(request.user, pipeline)
     form = PreviewForm(request.user, pipeline, environments, presenters.source_nodes(pipeline), request.GET)
-    status, preview = 400, None
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            preview = run_services.preview(
-                actor=request.user,
-                pipeline=pipeline,
-                environment=data.get("environment") or pipeline.project.default_environment,
-                node_id=data["node"],
-                limit=data["limit"],
-            )
-            status = 200
-        except DomainError as exc:
-            add_domain_error(form, exc)
-            status = exc.status
+    preview, status = submit(
+        form,
+        lambda data: run_services.preview(
+            actor=request.user,
+            pipeline=pipeline,
+            environment=data.get("environment") or pipeline.project.default_environment,
+            node_id=data["node"],
+            limit=data["limit"],
+        ),
+    )
     return _pipeline(request, pipeline, status=status, preview_form=form, preview=preview)
 
 
