@@ -39,6 +39,9 @@ SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
 SITE_URL = env.str("PLANASONIX_SITE_URL", default="http://127.0.0.1:8000")
+# The address(es) the web processes listen on (the Procfile's `--bind ${WEB_BIND}`, space-separated):
+# with SITE_URL, never a valid egress target (apps/core/egress.py), so no binding or webhook calls the platform.
+WEB_BIND = env.str("WEB_BIND", default="127.0.0.1:8000")
 
 INSTALLED_APPS = [
     "apps.core.admin_site.PlanasonixAdminConfig",
