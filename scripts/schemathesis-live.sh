@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
-EXAMPLES=${1:-${SCHEMATHESIS_MAX_EXAMPLES:-30}}
+EXAMPLES=${1:-${SCHEMATHESIS_MAX_EXAMPLES:-5}}  # random examples per operation, after the coverage phase
 read -r -a SCHEMATHESIS_ARGS <<<"${SCHEMATHESIS_EXTRA_ARGS:-}"  # e.g. --include-path-regex runs --phases coverage
 
 WORK=$(mktemp -d)
