@@ -42,8 +42,10 @@ test-deep: test-deep-fuzz test-deep-schemathesis
 test-deep-fuzz: $(STAMP)
 	FUZZ_EXAMPLES=$(DEEP_FUZZ_EXAMPLES) $(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS) tests/test_api_fuzz.py
 
-# The slow checks: an external schemathesis run against a live server (scripts/schemathesis-live.sh;
-# SCHEMATHESIS_MAX_EXAMPLES per operation, default 30): 0 server errors and 0 schema violations.
+# The external schemathesis run against a live gunicorn (scripts/schemathesis-live.sh, its own SQLite,
+# broker and cache; SCHEMATHESIS_MAX_EXAMPLES random examples per operation after the coverage phase,
+# default 5, about 6 minutes on a loaded 2-core machine): 0 server errors, 0 schema violations,
+# 0 undocumented status codes. CI runs it after test-deep-fuzz.
 test-deep-schemathesis: $(STAMP)
 	BIN=$(BIN) scripts/schemathesis-live.sh
 

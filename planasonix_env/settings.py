@@ -39,6 +39,9 @@ SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
 SITE_URL = env.str("PLANASONIX_SITE_URL", default="http://127.0.0.1:8000")
+# The address(es) the web processes listen on (the Procfile's `--bind ${WEB_BIND}`, space-separated):
+# with SITE_URL, never a valid egress target (apps/core/egress.py), so no binding or webhook calls the platform.
+WEB_BIND = env.str("WEB_BIND", default="127.0.0.1:8000")
 
 INSTALLED_APPS = [
     "apps.core.admin_site.PlanasonixAdminConfig",
@@ -254,7 +257,7 @@ REST_FRAMEWORK = {
         "apps.core.api.StrictOrderingFilter",
         "apps.core.api.StrictSearchFilter",
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "apps.core.openapi.AutoSchema",  # documents every error status (one place)
     "EXCEPTION_HANDLER": "apps.core.api_errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
@@ -292,10 +295,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "TAGS": API_TAGS,
-    # Every operation documents the one error shape for the 4xx/5xx statuses it can answer.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "apps.core.api_errors.document_error_responses",
         "apps.core.api.document_query_parameters",
     ],
 }

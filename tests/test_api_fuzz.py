@@ -20,9 +20,9 @@ Every example runs inside a savepoint that is rolled back, so examples do not de
 other and a failure reproduces from its example alone; the throttle cache is cleared between
 examples (429 is tested on its own in tests/core/test_errors.py).
 
-The error statuses are documented by `apps.core.api_errors.document_error_responses` (a
-drf-spectacular postprocessing hook) and unreadable filter values are refused by
-`apps.core.api.StrictFilterBackend`; both must be configured in settings for this to pass."""
+The error statuses are documented by `apps.core.openapi.AutoSchema` (the schema class) and
+unreadable filter values are refused by `apps.core.api.StrictFilterBackend`; both must be
+configured in settings for this to pass."""
 
 import os
 

@@ -213,7 +213,7 @@ class ConnectionBindingViewSet(ETagMixin, viewsets.ModelViewSet):
         return Response(ConnectionTestSerializer(connection_test).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses=ConnectionTestSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])  # the last 20, unpaged
     def tests(self, request, pk=None):
         binding = self.get_object()
         return Response(ConnectionTestSerializer(binding.tests.all()[:20], many=True).data)

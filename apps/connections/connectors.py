@@ -4,9 +4,8 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-import requests
-
 from apps.core.egress import EgressRefused
+from apps.core.egress_http import pinned_request
 
 from .targets import check_params, sqlite_path
 
@@ -23,7 +22,7 @@ def check(kind: str, params: dict, password: str | None, *, environment) -> tupl
         if kind == "sqlite":
             return _sqlite(sqlite_path(params["path"], environment=environment))
         if kind == "http":
-            return _http(params)
+            return _http(params, addresses)
     except EgressRefused as exc:
         return False, f"Refused by the egress policy: {exc.message}"
     except Exception as exc:  # report the failure kind and a scrubbed message
@@ -64,12 +63,13 @@ def _sqlite(path: Path) -> tuple[bool, str]:
     return True, f"Opened SQLite database {path.name}."
 
 
-def _http(params: dict) -> tuple[bool, str]:
-    response = requests.get(
+def _http(params: dict, addresses: list) -> tuple[bool, str]:
+    response = pinned_request(  # to the address the egress policy checked, not a fresh lookup
+        "GET",
         params["base_url"],
+        addresses=addresses,
         timeout=params.get("timeout_seconds", 10),
         verify=params.get("verify_tls", True),
-        allow_redirects=False,
     )
     ok = response.status_code < 500
     return ok, f"HTTP {response.status_code} from {params['base_url']}."

@@ -124,36 +124,3 @@ ERROR_SCHEMA = {
     },
     "required": ["error"],
 }
-_ERROR_STATUSES_ALWAYS = {
-    "400": "Invalid input (query parameters, NUL bytes, malformed or oversize request).",
-    "401": "Missing, invalid, expired or revoked credentials.",
-    "403": "Authenticated, but not allowed (role, environment permission or API-key scope).",
-    "404": "No such object, or not visible to you.",
-    "429": "Too many requests; retry after the number of seconds in Retry-After.",
-    "500": "Unexpected error; the message quotes the request id.",
-}
-_RETRY_AFTER = {"description": "Seconds to wait before retrying.", "required": True, "schema": {"type": "integer"}}
-_ERROR_STATUSES_WRITE = {
-    "409": "The change conflicts with existing data or with the object's state.",
-    "415": "The request body is not JSON.",
-}
-
-
-def document_error_responses(result, generator, request, public):
-    """drf-spectacular postprocessing hook: every operation documents the error statuses the
-    exception handler and middleware can answer with, all in the one error shape."""
-    result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
-    reference = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-    for operations in result.get("paths", {}).values():
-        for method, operation in operations.items():
-            if method not in {"get", "put", "patch", "post", "delete"}:
-                continue
-            statuses = dict(_ERROR_STATUSES_ALWAYS)
-            if method != "get":
-                statuses.update(_ERROR_STATUSES_WRITE)
-            responses = operation.setdefault("responses", {})
-            for code, description in statuses.items():
-                responses.setdefault(code, {"description": description, "content": reference})
-            if "headers" not in responses["429"]:
-                responses["429"]["headers"] = {"Retry-After": _RETRY_AFTER}
-    return result

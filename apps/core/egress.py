@@ -57,7 +57,16 @@ HOSTNAME = re.compile(
 MAX_ENTRIES = 200
 DEFAULT_PORTS = {"postgres": 5432, "mysql": 3306, "http": 80, "https": 443, "ssh": 22, "git": 9418}
 DATABASE_ENGINE_PORTS = {"postgresql": 5432, "postgis": 5432, "mysql": 3306}
-SERVICE_PORTS = {"redis": 6379, "rediss": 6379, "valkey": 6379, "amqp": 5672, "amqps": 5671, "memcache": 11211}
+SERVICE_PORTS = {
+    "redis": 6379,
+    "rediss": 6379,
+    "valkey": 6379,
+    "amqp": 5672,
+    "amqps": 5671,
+    "memcache": 11211,
+    "http": 80,
+    "https": 443,
+}
 
 
 class EgressRefused(ValidationFailed):
@@ -205,7 +214,8 @@ def _url_endpoints(label: str, url) -> list[Endpoint]:
 
 
 def platform_endpoints() -> list[Endpoint]:
-    """The platform's own database servers, broker, result backend, cache and SMTP server."""
+    """The platform's own database servers, broker, result backend, cache, SMTP server and web
+    address (SITE_URL, and the WEB_BIND the web processes listen on)."""
     found = []
     for alias, db in settings.DATABASES.items():
         engine = db.get("ENGINE", "").rsplit(".", 1)[-1]
@@ -233,6 +243,27 @@ def platform_endpoints() -> list[Endpoint]:
                 found.append(Endpoint(f"cache ({alias})", host, int(port)))
     if getattr(settings, "EMAIL_BACKEND", "").endswith("smtp.EmailBackend") and settings.EMAIL_HOST:
         found.append(Endpoint("SMTP server", settings.EMAIL_HOST, int(settings.EMAIL_PORT or 25)))
+    found += _url_endpoints("web address (SITE_URL)", getattr(settings, "SITE_URL", ""))
+    found += _bind_endpoints(getattr(settings, "WEB_BIND", ""))
+    return found
+
+
+WILDCARD_BINDS = {"0.0.0.0", "::", ""}  # noqa: S104 - read from settings, never bound here
+
+
+def _bind_endpoints(value: str) -> list[Endpoint]:
+    """gunicorn bind addresses ("host:port", "[::1]:8000", "unix:/path"): a wildcard listens on
+    every local address, so loopback (by name and address) stands for it."""
+    found = []
+    for bind in str(value or "").replace(",", " ").split():
+        if bind.startswith(("unix:", "fd://")) or ":" not in bind:
+            continue
+        host, port = bind.rsplit(":", 1)
+        host = host.strip("[]")
+        if not port.isdigit():
+            continue
+        hosts = ["127.0.0.1", "::1", "localhost"] if host in WILDCARD_BINDS else [host]
+        found += [Endpoint("web server (WEB_BIND)", name, int(port)) for name in hosts]
     return found
 
 

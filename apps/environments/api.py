@@ -11,6 +11,7 @@ from rest_framework.response import Response
 
 from apps.core.api import StrictModelSerializer, StrictSerializer, VisibleRelatedField
 from apps.notifications.models import Channel
+from apps.tenancy import selectors as tenancy_selectors
 from apps.tenancy.api import MemberOrganizationField
 from apps.tenancy.models import Organization
 
@@ -143,11 +144,19 @@ class EnvironmentUpdateSerializer(StrictModelSerializer):
         return []
 
 
+class MemberUsernameField(serializers.SlugRelatedField):
+    """A username among the members of the organization in context["organization"]: an unknown
+    user and a user of another organization get the same answer (no oracle of who exists)."""
+
+    default_error_messages = {"does_not_exist": "No member of this organization is named {value}."}
+
+    def get_queryset(self):
+        return tenancy_selectors.members_of(self.context["organization"])
+
+
 class PermissionGrantSerializer(StrictSerializer):
     codename = serializers.ChoiceField(choices=perms.CODENAMES)
-    username = serializers.SlugRelatedField(
-        slug_field="username", queryset=User.objects.all(), source="user", required=False
-    )
+    username = MemberUsernameField(slug_field="username", queryset=User.objects.all(), source="user", required=False)
     group = serializers.SlugRelatedField(slug_field="name", queryset=Group.objects.all(), required=False)
 
 
@@ -266,7 +275,7 @@ class EnvironmentViewSet(viewsets.ModelViewSet):
         """Per-environment grants. Granting and revoking need manage_environment (groups: org admin)."""
         environment = self.get_object()
         if request.method != "GET":
-            data = PermissionGrantSerializer(data=request.data)
+            data = PermissionGrantSerializer(data=request.data, context={"organization": environment.organization})
             data.is_valid(raise_exception=True)
             service = services.permission_grant if request.method == "POST" else services.permission_revoke
             service(actor=request.user, environment=environment, **data.validated_data)

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core import crypto, egress
+from apps.core.egress_http import pinned_request
 from apps.core.errors import PermissionDenied, ValidationFailed, field_error
 from apps.core.queue import enqueue
 from apps.core.services import audited_delete, audited_save
@@ -105,9 +106,12 @@ def channel_create(
     return channel, generated
 
 
-def _check_egress(channel: Channel, url: str, *, connect: bool = False) -> None:
-    """A webhook makes the server send requests: its URL passes the egress policy (apps.core.egress)."""
-    egress.check_url(url, organization=channel.organization, field="target", schemes=("https", "http"), connect=connect)
+def _check_egress(channel: Channel, url: str, *, connect: bool = False) -> list:
+    """A webhook makes the server send requests: its URL passes the egress policy (apps.core.egress).
+    Returns the checked addresses (with `connect=True`, the ones to connect to)."""
+    return egress.check_url(
+        url, organization=channel.organization, field="target", schemes=("https", "http"), connect=connect
+    )
 
 
 def _apply_target_and_secret(channel: Channel, kind: str, target: str | None, signing_secret: str | None):
@@ -393,11 +397,11 @@ def _send(channel: Channel, delivery: Delivery) -> int:
         return _send_email(delivery, [a for a in channel.target.split(",") if a])
     if channel.kind == ChannelKind.SLACK:
         url = crypto.decrypt(channel.secret_ciphertext)
-        _check_egress(channel, url, connect=True)
+        addresses = _check_egress(channel, url, connect=True)
         text = f"*{_title(delivery.event, delivery.payload)}* ({delivery.event})"
         body = json.dumps({"text": text, "planasonix": json.loads(_body(delivery))}).encode()
-        response = requests.post(
-            url, data=body, headers={"Content-Type": "application/json"}, timeout=timeout, allow_redirects=False
+        response = pinned_request(
+            "POST", url, addresses=addresses, data=body, headers={"Content-Type": "application/json"}, timeout=timeout
         )
         return response.status_code
     body = _body(delivery)
@@ -416,8 +420,8 @@ def _send(channel: Channel, delivery: Delivery) -> int:
         "webhook-timestamp": str(timestamp),
         "webhook-signature": signing.standard_signature(secret, message_id, timestamp, body),
     }
-    _check_egress(channel, channel.target, connect=True)
-    response = requests.post(channel.target, data=body, headers=headers, timeout=timeout, allow_redirects=False)
+    addresses = _check_egress(channel, channel.target, connect=True)
+    response = pinned_request("POST", channel.target, addresses=addresses, data=body, headers=headers, timeout=timeout)
     return response.status_code
 
 

@@ -253,13 +253,22 @@ class ApiKeyCreateSerializer(StrictSerializer):
     organization = MemberOrganizationField()
     name = serializers.CharField(max_length=80)
     scopes = serializers.ListField(child=serializers.ChoiceField(choices=SCOPES), min_length=1, max_length=4)
-    owner = serializers.SlugRelatedField(
-        slug_field="username",
-        queryset=User.objects.filter(is_active=True),
+    owner = serializers.CharField(
+        max_length=150,
         required=False,
         help_text="Username of the owner (yourself by default; a service account's user for machine keys).",
     )
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
+
+    def validate(self, attrs):
+        if "owner" in attrs:  # looked up among the organization's members only (selectors.members_of)
+            username = attrs["owner"]
+            attrs["owner"] = (
+                selectors.members_of(attrs["organization"]).filter(username=username, is_active=True).first()
+            )
+            if attrs["owner"] is None:
+                raise serializers.ValidationError({"owner": [f"No member of this organization is named {username}."]})
+        return attrs
 
 
 class ApiKeyFilter(filters.FilterSet):

@@ -1,5 +1,6 @@
 """Permission-filtered reads for tenancy."""
 
+from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 
 from .models import ApiKey, Membership, Organization, ServiceAccount
@@ -22,3 +23,9 @@ def service_accounts_for(user) -> QuerySet[ServiceAccount]:
 def api_keys_for(user) -> QuerySet[ApiKey]:
     """A user's own keys, plus every key of the organizations they administer."""
     return ApiKey.objects.restrict(user).select_related("organization", "owner", "created_by")
+
+
+def members_of(organization) -> QuerySet:
+    """The organization's member users: where a body names a user by username, only these are found,
+    so an unknown username and one of another organization get the same answer (no oracle)."""
+    return get_user_model().objects.filter(memberships__organization=organization)

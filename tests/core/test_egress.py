@@ -123,6 +123,30 @@ def test_the_platform_endpoints_from_settings_are_never_targets(network_platform
     assert egress.check_target("postgres", "10.20.0.5", 5432, organization=org(), field="f", database="other")
 
 
+@pytest.mark.parametrize("bind", ["0.0.0.0:8000", "127.0.0.1:8000", "[::]:8000"])
+def test_the_platforms_own_web_address_is_never_a_target(settings, dns, bind):
+    """SITE_URL (by name and by resolved address) and the address the web processes listen on are
+    refused even when the operator allow-lists loopback and the organization the host: a binding,
+    connection test or webhook could otherwise call the platform's own API from inside."""
+    settings.SITE_URL = "https://envs.example.com"
+    settings.WEB_BIND = bind
+    settings.EGRESS_ALLOW = ["127.0.0.0/8", "::1/128", "10.0.0.0/8"]
+    dns["envs.example.com"] = ["10.30.0.9"]
+    dns["alias-of-the-site.example.com"] = ["10.30.0.9"]
+    everything = org(allow=["envs.example.com", "alias-of-the-site.example.com"])
+    with pytest.raises(EgressRefused, match="web address"):
+        egress.check_url("https://envs.example.com/api/v1/", organization=everything, field="target")
+    with pytest.raises(EgressRefused, match="web address"):
+        egress.check_url("https://alias-of-the-site.example.com/hook", organization=everything, field="target")
+    loopback = ["127.0.0.1"] if bind.startswith("127.") else ["127.0.0.1", "localhost", "::1"]
+    for host in loopback:
+        with pytest.raises(EgressRefused, match="web server"):
+            egress.check_target("http", host, 8000, organization=everything, field="params.host")
+    # Other ports of the same host stay open to the operator's allow-list.
+    assert egress.check_target("http", "127.0.0.1", 8001, organization=everything, field="params.host")
+    assert egress.check_url("http://alias-of-the-site.example.com:8443/", organization=everything, field="target")
+
+
 def test_names_that_do_not_resolve_pass_on_save_and_fail_on_connect(dns):
     assert egress.check_target("postgres", "later.example.com", 5432, organization=org(), field="f") == []
     with pytest.raises(EgressRefused, match="does not resolve"):

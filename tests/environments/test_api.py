@@ -400,6 +400,27 @@ def test_permissions_action_needs_manage(api, org_admin, members, stages, outsid
     error = _error(
         api(org_admin).post(url, {"codename": "view_environment", "username": "outsider"}, format="json"), 400
     )
-    assert "user" in error["fields"]
+    assert "username" in error["fields"]
     error = _error(api(org_admin).post(url, {"codename": "fly", "username": "dev"}, format="json"), 400)
     assert "codename" in error["fields"]
+
+
+@pytest.mark.parametrize("method", ["post", "delete"])
+def test_permissions_action_answers_unknown_and_foreign_users_alike(
+    api, org_admin, stages, other_org, other_owner, method
+):
+    """A user of another organization and a user that does not exist get the same 400 (the same
+    body but for the name): the grant endpoint is no oracle of which usernames exist."""
+    client = api(org_admin)
+    url = detail(stages["staging"], "permissions/")
+    answers = {}
+    outsider = other_owner  # the owner of another organization
+    for username in (outsider.username, "nobody-by-this-name"):
+        response = getattr(client, method)(url, {"codename": "view_environment", "username": username}, format="json")
+        assert response.status_code == 400, response.content
+        answers[username] = response.json()["error"]
+    foreign, unknown = answers[outsider.username], answers["nobody-by-this-name"]
+    assert foreign["code"] == unknown["code"]
+    assert list(foreign["fields"]) == list(unknown["fields"]) == ["username"]
+    assert foreign["message"].replace(outsider.username, "X") == unknown["message"].replace("nobody-by-this-name", "X")
+    assert not EnvironmentUserObjectPermission.objects.filter(user=outsider).exists()

@@ -76,7 +76,7 @@ def _pending(channel) -> Delivery:
 @pytest.mark.parametrize("kind", [ChannelKind.WEBHOOK, ChannelKind.SLACK])
 def test_a_dns_change_after_the_save_is_refused_at_send_time(make_channel, dns, monkeypatch, kind, settings):
     sent = []
-    monkeypatch.setattr(services.requests, "post", lambda *args, **kwargs: sent.append(args))
+    monkeypatch.setattr(services, "pinned_request", lambda *args, **kwargs: sent.append(args))
     dns["hooks.example.test"] = ["203.0.113.5"]
     channel, _ = make_channel(kind, "https://hooks.example.test/services/T0/B0/tok")
     dns["hooks.example.test"] = ["169.254.169.254"]
@@ -134,3 +134,21 @@ def test_a_redirect_is_never_followed(make_channel, settings):
     finally:
         inner.close()
         outer.close()
+
+
+def test_a_delivery_connects_to_the_address_that_was_checked(make_channel, dns, settings):
+    """The webhook's name resolves (for the policy) to an allow-listed address; the delivery goes
+    there without looking the name up again (`.test` names never resolve in real DNS)."""
+    receiver = _Server(200)
+    try:
+        port = receiver.httpd.server_address[1]
+        settings.EGRESS_ALLOW = ["127.0.0.1/32"]
+        dns["receiver.example.test"] = ["127.0.0.1"]
+        channel, _ = make_channel(ChannelKind.WEBHOOK, f"http://receiver.example.test:{port}/hook")
+        delivery = _pending(channel)
+        services.delivery_attempt(delivery.pk)
+        delivery.refresh_from_db()
+        assert delivery.status == DeliveryStatus.SUCCEEDED, delivery.last_error
+        assert receiver.requests == ["/hook"]
+    finally:
+        receiver.close()

@@ -189,6 +189,22 @@ def test_admin_cannot_mint_a_key_that_acts_as_another_person(api, org, plain_adm
     assert ApiKey.objects.count() == before
 
 
+def test_key_owner_of_another_organization_answers_like_an_unknown_user(api, org, org_admin, other_org, other_owner):
+    """The owner is looked up among the organization's members: a user of another organization and
+    a username nobody has get the same 400, so the endpoint is no oracle of which usernames exist."""
+    before = ApiKey.objects.count()
+    answers = {}
+    for username in (other_owner.username, "nobody-by-this-name"):
+        body = {"organization": "acme", "name": "probe", "scopes": ["read"], "owner": username}
+        answers[username] = assert_error(api(org_admin).post(KEYS, body), 400, field="owner")
+    foreign, unknown = answers[other_owner.username], answers["nobody-by-this-name"]
+    assert foreign["message"].replace(other_owner.username, "X") == unknown["message"].replace(
+        "nobody-by-this-name", "X"
+    )
+    assert list(foreign["fields"]) == list(unknown["fields"]) == ["owner"]
+    assert ApiKey.objects.count() == before
+
+
 def test_admin_creates_a_key_for_a_service_account(api, org, org_admin, service_account):
     response = api(org_admin).post(
         KEYS, {"organization": "acme", "name": "ci", "scopes": ["run"], "owner": service_account.user.username}
