@@ -69,11 +69,14 @@ def ratio(measured: dict, floor: dict) -> float:
     return round(measured["median"] / floor["median"], 2)
 
 
-def report(name: str, title: str, rows: list[dict], columns: list[tuple[str, str]], **extra) -> None:
-    """Print `rows` as a table and write results/<name>.json."""
+def report(
+    name: str, title: str, rows: list[dict], columns: list[tuple[str, str]], *, repeat: int | None = None, **extra
+) -> None:
+    """Print `rows` as a table and write results/<name>.json (`repeat`: samples per figure, if not REPEAT)."""
     from django.db import connection
 
-    print(f"\n{title} on {connection.vendor}, median (min–max) of {REPEAT}")
+    repeat = REPEAT if repeat is None else repeat
+    print(f"\n{title} on {connection.vendor}, median (min–max) of {repeat}")
     print("  ".join(f"{label:>{max(len(label), 10)}}" for _key, label in columns))
     for row in rows:
         cells = []
@@ -84,7 +87,7 @@ def report(name: str, title: str, rows: list[dict], columns: list[tuple[str, str
         print("  ".join(cells))
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{name}.json"
-    payload = {"benchmark": name, "database": connection.vendor, "repeat": REPEAT, "rows": rows, **extra}
+    payload = {"benchmark": name, "database": connection.vendor, "repeat": repeat, "rows": rows, **extra}
     out.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     print(f"wrote {out.relative_to(ROOT)}")
 
