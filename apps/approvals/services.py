@@ -13,16 +13,17 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Prefetch, Q, Subquery
 from django.utils import timezone
 from django_fsm import TransitionNotAllowed, can_proceed
 
 from apps.core import idempotency, patterns
 from apps.core.actions import ALLOWED, Answer, refused
 from apps.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed, field_error
+from apps.core.models import FrozenDocument
 from apps.core.services import audited_delete, audited_save, validate
 from apps.environments import permissions as perms
-from apps.environments.models import Environment
+from apps.environments.models import Environment, FreezeWindow
 from apps.environments.services import active_freeze, environment_emit
 from apps.notifications.models import Event
 from apps.pipelines import graph as graphs
@@ -30,7 +31,7 @@ from apps.pipelines.models import Pipeline, PipelineVersion
 from apps.resolution import engine
 from apps.runs import services as run_services
 from apps.runs.models import Deployment, Run, RunStatus
-from apps.tenancy.models import Edition, Membership
+from apps.tenancy.models import ConfigRevision, Edition, Membership
 from apps.tenancy.permissions import is_org_admin
 
 from .models import (
@@ -73,12 +74,14 @@ def _applicable_rules(pipeline: Pipeline, target: Environment):
     )
 
 
-def rules_for(pipeline: Pipeline, target: Environment) -> list[ApprovalRule]:
-    """The active rules a promotion of the pipeline into `target` must meet (organization + project)."""
+def rules_for(pipeline: Pipeline, target: Environment, *, sources: bool = True) -> list[ApprovalRule]:
+    """The active rules a promotion of the pipeline into `target` must meet (organization + project).
+    `sources=False`: without the rules' extra sources (deciding and deploying do not ask for them)."""
+    prefetch = ("approver_users", "extra_sources") if sources else ("approver_users",)
     return list(
         _applicable_rules(pipeline, target)
         .select_related("approver_group", "project")
-        .prefetch_related("approver_users", "extra_sources")
+        .prefetch_related(*prefetch)
         .order_by("project_id", "name")
     )
 
@@ -276,27 +279,37 @@ def _readiness(answer: dict) -> dict:
     }
 
 
+def _after(
+    pipeline: Pipeline, version: PipelineVersion, target: Environment, revision: int | None = None
+) -> tuple[dict, dict, str]:
+    """The target's resolution with `version`, its configuration view, and the plan hash they give:
+    all a re-check needs to tell whether a frozen plan still holds. `revision`: the organization's
+    configuration revision, when the caller read it (with the locked request)."""
+    answer = engine.resolve(pipeline, target, version=version, revision=revision)
+    after = engine.config_view(answer)
+    return answer, after, plan_hash_of(version, after)
+
+
+def current_plan_hash(pipeline: Pipeline, version: PipelineVersion, target: Environment) -> str:
+    """The hash a plan frozen now would have (nothing read for "before", no diff built)."""
+    return _after(pipeline, version, target)[2]
+
+
 def build_plan(
-    pipeline: Pipeline, version: PipelineVersion, target: Environment, *, deployed=_UNREAD
+    pipeline: Pipeline, version: PipelineVersion, target: Environment, *, deployed=_UNREAD, after=None
 ) -> tuple[dict, str]:
     """Freeze what deploying `version` into `target` changes: graph diff against the deployed version,
     the target's resolved configuration before/after (secrets redacted), readiness; and the hash.
-    `deployed`: the target's active deployment when the caller has read it already."""
+    `deployed`: the target's active deployment when the caller has read it already; `after`: what
+    `_after` answered, when the caller has it."""
     if deployed is _UNREAD:
         deployed = run_services.active_deployment(pipeline, target)
     before_version = deployed.version if deployed else None
-    after_answer = engine.resolve(pipeline, target, version=version)
-    after = engine.config_view(after_answer)
-    # "Before" is the target as it was when the running version was deployed (stored on the deployment;
-    # rebuilt from history only for deployments made before it was stored), so approvers see
-    # configuration changes made since then as well as the version's own.
-    before = None
-    if deployed is not None:
-        before = (
-            deployed.resolved
-            if deployed.resolved_document_id
-            else engine.config_view(engine.resolve(pipeline, target, version=before_version, as_of=deployed.created_at))
-        )
+    after_answer, after, plan_hash = after or _after(pipeline, version, target)
+    # "Before" is the target as it was when the running version was deployed (stored on the
+    # deployment, read, not rebuilt), so approvers see configuration changes made since then as well
+    # as the version's own.
+    before = run_services.deployed_configuration(deployed) if deployed is not None else None
     plan = {
         "version": {
             "number": version.number,
@@ -316,7 +329,14 @@ def build_plan(
         "readiness": _readiness(after_answer),
         "config_revision": after_answer.get("config_revision"),
     }
-    return plan, plan_hash_of(version, after)
+    return plan, plan_hash
+
+
+def _freeze(request: PromotionRequest, plan: dict, plan_hash: str, now=None) -> None:
+    """Make `plan` the request's frozen plan. Its configuration after is stored as a document of its
+    own as well, the one the deployment will keep (so deploying stores, hashes and compresses nothing)."""
+    plan["config_after_document"] = FrozenDocument.store(plan["config_after"])
+    request.plan, request.plan_hash, request.plan_frozen_at = plan, plan_hash, now or timezone.now()
 
 
 # --- gates ------------------------------------------------------------------------------------------------
@@ -519,12 +539,14 @@ def approval_blockers(user, request: PromotionRequest, rules: list[ApprovalRule]
     return list(_decide_answer(user, request, rules, "approve").reasons)
 
 
-def rule_status(request: PromotionRequest, rules: list[ApprovalRule] | None = None) -> list[dict]:
-    """Per rule: approvals that count (given against the current plan by eligible people) and whether it is met."""
+def rule_status(request: PromotionRequest, rules: list[ApprovalRule] | None = None, decisions=None) -> list[dict]:
+    """Per rule: approvals that count (given against the current plan by eligible people) and whether it is met.
+    `decisions`: the request's decisions when the caller holds them (default: request.decisions)."""
     rules = rules_for(request.pipeline, request.target) if rules is None else rules
-    current = [
-        d for d in request.decisions.all() if d.decision == Decision.APPROVE and d.plan_hash == request.plan_hash
-    ]
+    decisions = request.decisions.all() if decisions is None else decisions
+    current = [d for d in decisions if d.decision == Decision.APPROVE and d.plan_hash == request.plan_hash]
+    if rules:
+        perms.prefetch([d.approver for d in current])  # every approver's grants at once, not per person
     status = []
     for rule in rules:
         counted = [d.approver.get_username() for d in current if _eligible(d.approver, rule, request)[0]]
@@ -554,10 +576,11 @@ def _source_has(version: PipelineVersion, source: Environment) -> bool:
     return deployed or Run.objects.filter(version=version, environment=source, status=RunStatus.SUCCEEDED).exists()
 
 
-def _check_not_older(version: PipelineVersion, target: Environment) -> None:
+def _check_not_older(version: PipelineVersion, target: Environment) -> Deployment | None:
+    """Refuse a version older than (or the same as) the target's; returns the target's active deployment."""
     deployed = run_services.active_deployment(version.pipeline, target)
     if deployed is None:
-        return
+        return None
     if deployed.version.number == version.number:
         raise field_error("version", f"v{version.number} is already deployed in '{target.slug}'.")
     if deployed.version.number > version.number:
@@ -566,12 +589,14 @@ def _check_not_older(version: PipelineVersion, target: Environment) -> None:
             f"v{deployed.version.number} is deployed in '{target.slug}'; deploying the older v{version.number} "
             "would be a rollback (use the deployment's rollback).",
         )
+    return deployed
 
 
 def _approvers_to_notify(request: PromotionRequest, rules) -> list:
     users = [u for u in perms.users_with(perms.APPROVE_PROMOTION, request.target) if u.pk != request.requested_by_id]
     if not rules:
         return users
+    perms.prefetch(users)  # their grants at once, not per person
     return [u for u in users if any(_eligible(u, rule, request)[0] for rule in rules)]
 
 
@@ -707,7 +732,7 @@ def _create(
             "version",
             f"v{version.number} is neither deployed nor validated in '{source.slug}'; promote what ran there.",
         )
-    _check_not_older(version, target)
+    deployed = _check_not_older(version, target)
     for run in attached_runs:
         if run.pipeline_id != pipeline.pk:
             raise field_error("attached_runs", f"Run #{run.pk} belongs to another pipeline.")
@@ -742,18 +767,19 @@ def _create(
             fields.setdefault(field[gate["gate"]], []).append(f"Rule '{gate['rule']}' needs {gate['detail']}.")
         first_field, messages = next(iter(fields.items()))
         raise ValidationFailed(f"{first_field}: {messages[0]}", fields=fields)
-    plan, plan_hash = build_plan(pipeline, version, target)
+    plan, plan_hash = build_plan(pipeline, version, target, deployed=deployed)
     plan["gates"] = gates
     now = timezone.now()
-    request.plan, request.plan_hash, request.plan_frozen_at = plan, plan_hash, now
+    _freeze(request, plan, plan_hash, now)
     expiry = [r.expires_after_hours for r in rules if r.expires_after_hours]
     request.expires_at = now + timedelta(hours=min(expiry)) if expiry else None
     # `state` is protected (only transitions set it) and clean_fields would assign it back.
     validate(request, exclude=["plan", "idempotency_fingerprint", "state"])
     audited_save(request, actor=actor, reason="requested", clean=False)
-    request.attached_runs.set(attached_runs)
+    if attached_runs:
+        request.attached_runs.set(attached_runs)
     _emit(request, Event.PROMOTION_REQUESTED, users=_approvers_to_notify(request, rules), reason=reason)
-    if all(status["met"] for status in rule_status(request, rules)):  # no approvals needed: approved at once
+    if all(status["met"] for status in rule_status(request, rules, decisions=[])):  # none needed: approved at once
         _mark_approved(request, rules, actor=actor)
     return request
 
@@ -761,69 +787,101 @@ def _create(
 # --- decisions ---------------------------------------------------------------------------------------------------
 
 
-def _locked(request: PromotionRequest) -> PromotionRequest:
+def _locked_queryset(*, plan: bool = False):
+    """Requests locked for a decision or a step, with what deciding reads: the related rows, the
+    decisions with their approvers (one query), and with `plan` the stored plan (in the same row)."""
+    related = ["pipeline__project", "version", "source", "target__policy", "target__organization", "requested_by"]
+    revision = ConfigRevision.objects.filter(organization_id=OuterRef("organization_id")).values("value")[:1]
     return (
         PromotionRequest.objects.select_for_update(of=("self",))
-        .select_related(
-            "pipeline__project", "version", "source", "target__policy", "target__organization", "requested_by"
-        )
-        .get(pk=request.pk)
+        .select_related(*related, *(["plan_document"] if plan else []))
+        .prefetch_related(Prefetch("decisions", queryset=ApprovalDecision.objects.select_related("approver")))
+        .annotate(config_revision=Subquery(revision))  # what re-checking the plan resolves under
     )
+
+
+def _locked(request: PromotionRequest, *, plan: bool = False) -> PromotionRequest:
+    return _locked_queryset(plan=plan).get(pk=request.pk)
+
+
+UNCHANGED, READINESS, CHANGED = "unchanged", "readiness", "changed"
+
+
+def _refresh(request: PromotionRequest, *, actor=None, deployed=_UNREAD) -> str:
+    """refresh_plan, saying what it wrote: nothing, the readiness only, or a re-frozen plan."""
+    # The revision came with the locked row (_locked_queryset; none yet reads as 0, as revisions.current).
+    revision = (request.config_revision or 0) if hasattr(request, "config_revision") else None
+    after = _after(request.pipeline, request.version, request.target, revision)
+    answer, _view, plan_hash = after
+    if plan_hash == request.plan_hash:
+        # Readiness is not in the hash (a secret newly allowed in the target changes no reference):
+        # keep it current, or a fixed target would fail the deploying step's readiness check forever.
+        readiness = _readiness(answer)
+        if readiness == request.plan.get("readiness"):
+            return UNCHANGED
+        request.plan = {**request.plan, "readiness": readiness}
+        audited_save(request, actor=actor, reason="readiness re-checked", clean=False)
+        return READINESS
+    plan, plan_hash = build_plan(request.pipeline, request.version, request.target, deployed=deployed, after=after)
+    rules = rules_for(request.pipeline, request.target, sources=False)
+    plan["gates"] = evaluate_gates(request, rules, at=request.created_at)
+    previous = request.plan_hash
+    _freeze(request, plan, plan_hash)
+    if request.state == S.APPROVED:
+        transition(request, "reopen")
+    audited_save(request, actor=actor, reason="plan changed: earlier approvals no longer count", clean=False)
+    approvers = [d.approver for d in request.decisions.all() if d.plan_hash == previous] or _approvers_to_notify(
+        request, rules
+    )
+    _emit(request, Event.APPROVAL_REMINDER, users=approvers, reason="plan_changed")
+    return CHANGED
 
 
 def refresh_plan(request: PromotionRequest, *, actor=None, deployed=_UNREAD) -> bool:
     """Re-freeze the plan if the version's content or the target's configuration changed (caller
     holds the row lock). Earlier approvals stop counting; an approved request goes back to pending
-    and those who approved are asked to look again. Returns True when the plan changed."""
-    plan, plan_hash = build_plan(request.pipeline, request.version, request.target, deployed=deployed)
-    if plan_hash == request.plan_hash:
-        # Readiness is not in the hash (a secret newly allowed in the target changes no reference):
-        # keep it current, or a fixed target would fail the deploying step's readiness check forever.
-        if plan["readiness"] != request.plan.get("readiness"):
-            request.plan = {**request.plan, "readiness": plan["readiness"]}
-            audited_save(request, actor=actor, reason="readiness re-checked", clean=False)
-        return False
-    rules = rules_for(request.pipeline, request.target)
-    plan["gates"] = evaluate_gates(request, rules, at=request.created_at)
-    previous = request.plan_hash
-    request.plan, request.plan_hash, request.plan_frozen_at = plan, plan_hash, timezone.now()
-    if request.state == S.APPROVED:
-        transition(request, "reopen")
-    audited_save(request, actor=actor, reason="plan changed: earlier approvals no longer count", clean=False)
-    approvers = [
-        d.approver for d in request.decisions.select_related("approver") if d.plan_hash == previous
-    ] or _approvers_to_notify(request, rules)
-    _emit(request, Event.APPROVAL_REMINDER, users=approvers, reason="plan_changed")
-    return True
+    and those who approved are asked to look again. Returns True when the plan changed. Only then is
+    the rest of the plan (the deployed configuration, the diffs) built."""
+    return _refresh(request, actor=actor, deployed=deployed) == CHANGED
+
+
+def _plan_changed() -> Conflict:
+    return Conflict(
+        "The plan changed since it was shown (version or target configuration); review it again.",
+        code="plan_changed",
+    )
 
 
 def promotion_approve(*, actor, request: PromotionRequest, comment: str = "", plan_hash: str = "") -> PromotionRequest:
     """Record an approval against the current plan; when every rule is met the request is approved
-    and its deployment queued (after the rules' wait)."""
-    with transaction.atomic():  # the re-frozen plan is committed even though this approval is refused
-        request = _locked(request)
+    and its deployment queued (after the rules' wait). A plan that still holds is approved under the
+    lock that checked it; a re-frozen plan (or readiness) is committed even though the approval is refused."""
+    with transaction.atomic():
+        request = _locked(request, plan=True)
         perms.require(actor, perms.VIEW, request.target)
         _refuse_state(request, "approve")
-        changed = refresh_plan(request, actor=actor)
-    if changed:
-        raise Conflict(
-            "The plan changed since it was shown (version or target configuration); review it again.",
-            code="plan_changed",
-        )
+        outcome = _refresh(request, actor=actor)
+        if outcome == UNCHANGED and not (plan_hash and plan_hash != request.plan_hash):
+            _approve_locked(actor, request, comment)
+            return request
+    if outcome == CHANGED:
+        raise _plan_changed()
     with transaction.atomic():
         request = _locked(request)
         _refuse_state(request, "approve")
         if plan_hash and plan_hash != request.plan_hash:
-            raise Conflict(
-                "The plan changed since it was shown (version or target configuration); review it again.",
-                code="plan_changed",
-            )
-        rules = rules_for(request.pipeline, request.target)
-        promotion_actions(actor, request, rules)["approve"].enforce()
-        _decide(request, actor, Decision.APPROVE, comment)
-        if all(s["met"] for s in rule_status(request, rules)):  # no rules left: this approval suffices
-            _mark_approved(request, rules, actor=actor)
+            raise _plan_changed()
+        _approve_locked(actor, request, comment)
     return request
+
+
+def _approve_locked(actor, request: PromotionRequest, comment: str) -> None:
+    rules = rules_for(request.pipeline, request.target, sources=False)
+    promotion_actions(actor, request, rules)["approve"].enforce()
+    decision = _decide(request, actor, Decision.APPROVE, comment)
+    decisions = [d for d in request.decisions.all() if d.pk != decision.pk] + [decision]
+    if all(s["met"] for s in rule_status(request, rules, decisions)):  # no rules left: this approval suffices
+        _mark_approved(request, rules, actor=actor)
 
 
 def promotion_reject(*, actor, request: PromotionRequest, comment: str) -> PromotionRequest:
@@ -850,9 +908,11 @@ def promotion_reject(*, actor, request: PromotionRequest, comment: str) -> Promo
 def _decide(request: PromotionRequest, actor, decision: str, comment: str) -> ApprovalDecision:
     if len(comment or "") > MAX_TEXT:  # a TextField's max_length is not checked by full_clean
         raise field_error("comment", f"At most {MAX_TEXT} characters.")
-    # Deciding twice on one plan was refused by promotion_actions; a decision on an earlier plan is replaced.
-    existing = ApprovalDecision.objects.filter(request=request, approver=actor).first()
+    # Deciding twice on one plan was refused by promotion_actions; a decision on an earlier plan is
+    # replaced. The decisions were read with the request, under its lock.
+    existing = next((d for d in request.decisions.all() if d.approver_id == actor.pk), None)
     row = existing or ApprovalDecision(request=request, approver=actor)
+    row.approver = actor  # the acting user object, whose grants are memoized
     row.decision, row.comment, row.plan_hash, row.decided_at = decision, comment, request.plan_hash, timezone.now()
     audited_save(row, actor=actor, reason=f"{decision}d", clean=False)
     return row
@@ -971,8 +1031,10 @@ def _prepare(request_pk: int, now) -> PromotionRequest | None:
     """Step 1 (its own transaction): re-check everything and move approved → deploying, or take over
     a deploying request whose worker died (lease run out). None when there is nothing to do."""
     with transaction.atomic():
+        # Whether the target has freeze windows at all comes with the row (most have none: no query).
+        freezes = Exists(FreezeWindow.objects.filter(environment_id=OuterRef("target_id")))
         try:
-            request = _locked(PromotionRequest(pk=request_pk))
+            request = _locked_queryset(plan=True).annotate(target_freezes=freezes).get(pk=request_pk)
         except PromotionRequest.DoesNotExist:
             return None
         if request.state == S.DEPLOYING:
@@ -981,7 +1043,7 @@ def _prepare(request_pk: int, now) -> PromotionRequest | None:
             return _start_attempt(request, now)
         if request.state != S.APPROVED or (request.deploy_after and request.deploy_after > now):
             return None
-        window = active_freeze(request.target, now)
+        window = active_freeze(request.target, now) if request.target_freezes else None
         if window is not None and not request.freeze_override_confirmed_by_id:
             _blocked(request, f"freeze window in '{request.target.slug}': {window.reason}")
             return None
@@ -992,7 +1054,7 @@ def _prepare(request_pk: int, now) -> PromotionRequest | None:
         if problems:
             _fail(request, "target not ready: " + "; ".join(p["message"] for p in problems))
             return None
-        rules = rules_for(request.pipeline, request.target)
+        rules = rules_for(request.pipeline, request.target, sources=False)
         failed = [g for g in evaluate_gates(request, rules, at=request.created_at) if not g["passed"]]
         if failed:
             _fail(request, "gate failed: " + "; ".join(f"{g['rule']}: {g['detail']}" for g in failed))
@@ -1026,10 +1088,18 @@ def _finish(prepared: PromotionRequest) -> PromotionRequest | None:
     deployment of this request exists exactly when its state says deployed). A second worker, or a
     retry after a crash, finds the state or the attempt changed and does nothing twice."""
     with transaction.atomic():
-        request = _locked(prepared)
-        if request.state != S.DEPLOYING or request.attempts != prepared.attempts:
-            return None
-        PromotionRequest.plan.share(prepared, request)  # the stored plan step 1 read, not read again
+        # Lock the row and check that nothing wrote it since step 1 (every save moves `updated_at`):
+        # then step 1's instance, its plan and its decisions are the row's, and nothing is read again.
+        mark = ("state", "attempts", "updated_at")
+        current = PromotionRequest.objects.select_for_update().filter(pk=prepared.pk).values_list(*mark).first()
+        if current != tuple(getattr(prepared, name) for name in mark):
+            request = _locked(prepared)
+            if request.state != S.DEPLOYING or request.attempts != prepared.attempts:
+                return None
+            PromotionRequest.plan.share(prepared, request)  # the stored plan step 1 read, not read again
+        else:
+            request = prepared
+        plan = request.plan  # re-frozen by step 1: what is deployed now
         deployment = run_services.deploy(
             actor=request.requested_by,
             pipeline=request.pipeline,
@@ -1037,13 +1107,14 @@ def _finish(prepared: PromotionRequest) -> PromotionRequest | None:
             version=request.version,
             promotion_request_id=request.pk,
             note=f"promotion #{request.pk}",
-            resolved=request.plan["config_after"],  # re-frozen by step 1: what is deployed now
+            resolved=plan["config_after"],
+            resolved_document=plan.get("config_after_document"),  # stored when the plan was frozen
         )
         policy = getattr(request.target, "policy", None)
         watch = policy is not None and bool(policy.watch_first_runs)
         transition(request, "finish_deploying", deployment=deployment, now=timezone.now(), watch=watch)
         audited_save(request, actor=None, reason="deployed", clean=False)
-        approvers = [d.approver for d in request.decisions.select_related("approver") if d.decision == Decision.APPROVE]
+        approvers = [d.approver for d in request.decisions.all() if d.decision == Decision.APPROVE]
         users = [u for u in [request.requested_by, *approvers] if u]
         _emit(request, Event.PROMOTION_DEPLOYED, users=users, deployment=deployment.pk)
     return request
