@@ -12,6 +12,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Prefetch, Q, Subquery
 from django.utils import timezone
@@ -31,6 +32,7 @@ from apps.pipelines.models import Pipeline, PipelineVersion
 from apps.resolution import engine
 from apps.runs import services as run_services
 from apps.runs.models import Deployment, Run, RunStatus
+from apps.tenancy import revisions
 from apps.tenancy.models import ConfigRevision, Edition, Membership
 from apps.tenancy.permissions import is_org_admin
 
@@ -287,12 +289,34 @@ def _after(
     configuration revision, when the caller read it (with the locked request)."""
     answer = engine.resolve(pipeline, target, version=version, revision=revision)
     after = engine.config_view(answer)
-    return answer, after, plan_hash_of(version, after)
+    plan_hash = plan_hash_of(version, after)
+    key = _current_key(pipeline, version, target, answer["config_revision"])
+    cache.set(key, (plan_hash, _readiness(answer)), engine.CACHE_SECONDS)
+    return answer, after, plan_hash
+
+
+def _current_key(pipeline: Pipeline, version: PipelineVersion, target: Environment, revision) -> str:
+    return f"plan-current:v1:{pipeline.pk}:{target.pk}:{version.pk}:{revision}"
+
+
+def _current(
+    pipeline: Pipeline, version: PipelineVersion, target: Environment, revision: int | None = None
+) -> tuple[str, dict]:
+    """(hash, readiness) of a plan frozen now. Kept in the cache under the configuration revision
+    (which every configuration write bumps; a version's content never changes), so re-checking a
+    plan that still holds neither resolves nor hashes the target's configuration again."""
+    if revision is None:
+        revision = revisions.current(target.organization_id)
+    hit = cache.get(_current_key(pipeline, version, target, revision))
+    if hit is not None:
+        return hit
+    answer, _view, plan_hash = _after(pipeline, version, target, revision)
+    return plan_hash, _readiness(answer)
 
 
 def current_plan_hash(pipeline: Pipeline, version: PipelineVersion, target: Environment) -> str:
     """The hash a plan frozen now would have (nothing read for "before", no diff built)."""
-    return _after(pipeline, version, target)[2]
+    return _current(pipeline, version, target)[0]
 
 
 def build_plan(
@@ -330,6 +354,27 @@ def build_plan(
         "config_revision": after_answer.get("config_revision"),
     }
     return plan, plan_hash
+
+
+def _facts_key(digest: str) -> str:
+    return f"plan-facts:v1:{digest}"
+
+
+def _remember_facts(request: PromotionRequest) -> dict:
+    """Keep what re-checks and deploys ask of the stored plan (its readiness, the digest of its
+    configuration after) in the cache under the plan's digest: a stored plan never changes."""
+    plan = request.plan
+    facts = {"readiness": plan.get("readiness"), "config_after_document": plan.get("config_after_document")}
+    if request.plan_document_id:
+        cache.set(_facts_key(request.plan_document_id), facts, engine.CACHE_SECONDS)
+    return facts
+
+
+def _plan_facts(request: PromotionRequest) -> dict:
+    """The stored plan's readiness and configuration-after digest, without decoding a large plan
+    when they are known (see _remember_facts)."""
+    facts = cache.get(_facts_key(request.plan_document_id)) if request.plan_document_id else None
+    return facts if facts is not None else _remember_facts(request)
 
 
 def _freeze(request: PromotionRequest, plan: dict, plan_hash: str, now=None) -> None:
@@ -776,6 +821,7 @@ def _create(
     # `state` is protected (only transitions set it) and clean_fields would assign it back.
     validate(request, exclude=["plan", "idempotency_fingerprint", "state"])
     audited_save(request, actor=actor, reason="requested", clean=False)
+    _remember_facts(request)
     if attached_runs:
         request.attached_runs.set(attached_runs)
     _emit(request, Event.PROMOTION_REQUESTED, users=_approvers_to_notify(request, rules), reason=reason)
@@ -787,21 +833,22 @@ def _create(
 # --- decisions ---------------------------------------------------------------------------------------------------
 
 
-def _locked_queryset(*, plan: bool = False):
+def _locked_queryset():
     """Requests locked for a decision or a step, with what deciding reads: the related rows, the
-    decisions with their approvers (one query), and with `plan` the stored plan (in the same row)."""
+    decisions with their approvers (one query) and the configuration revision. Not the stored plan:
+    what re-checks ask of it is cached by its digest (_plan_facts), and large plans are slow to move."""
     related = ["pipeline__project", "version", "source", "target__policy", "target__organization", "requested_by"]
     revision = ConfigRevision.objects.filter(organization_id=OuterRef("organization_id")).values("value")[:1]
     return (
         PromotionRequest.objects.select_for_update(of=("self",))
-        .select_related(*related, *(["plan_document"] if plan else []))
+        .select_related(*related)
         .prefetch_related(Prefetch("decisions", queryset=ApprovalDecision.objects.select_related("approver")))
         .annotate(config_revision=Subquery(revision))  # what re-checking the plan resolves under
     )
 
 
-def _locked(request: PromotionRequest, *, plan: bool = False) -> PromotionRequest:
-    return _locked_queryset(plan=plan).get(pk=request.pk)
+def _locked(request: PromotionRequest) -> PromotionRequest:
+    return _locked_queryset().get(pk=request.pk)
 
 
 UNCHANGED, READINESS, CHANGED = "unchanged", "readiness", "changed"
@@ -811,17 +858,17 @@ def _refresh(request: PromotionRequest, *, actor=None, deployed=_UNREAD) -> str:
     """refresh_plan, saying what it wrote: nothing, the readiness only, or a re-frozen plan."""
     # The revision came with the locked row (_locked_queryset; none yet reads as 0, as revisions.current).
     revision = (request.config_revision or 0) if hasattr(request, "config_revision") else None
-    after = _after(request.pipeline, request.version, request.target, revision)
-    answer, _view, plan_hash = after
+    plan_hash, readiness = _current(request.pipeline, request.version, request.target, revision)
     if plan_hash == request.plan_hash:
         # Readiness is not in the hash (a secret newly allowed in the target changes no reference):
         # keep it current, or a fixed target would fail the deploying step's readiness check forever.
-        readiness = _readiness(answer)
-        if readiness == request.plan.get("readiness"):
+        if readiness == _plan_facts(request)["readiness"]:
             return UNCHANGED
         request.plan = {**request.plan, "readiness": readiness}
         audited_save(request, actor=actor, reason="readiness re-checked", clean=False)
+        _remember_facts(request)
         return READINESS
+    after = _after(request.pipeline, request.version, request.target, revision)
     plan, plan_hash = build_plan(request.pipeline, request.version, request.target, deployed=deployed, after=after)
     rules = rules_for(request.pipeline, request.target, sources=False)
     plan["gates"] = evaluate_gates(request, rules, at=request.created_at)
@@ -830,6 +877,7 @@ def _refresh(request: PromotionRequest, *, actor=None, deployed=_UNREAD) -> str:
     if request.state == S.APPROVED:
         transition(request, "reopen")
     audited_save(request, actor=actor, reason="plan changed: earlier approvals no longer count", clean=False)
+    _remember_facts(request)
     approvers = [d.approver for d in request.decisions.all() if d.plan_hash == previous] or _approvers_to_notify(
         request, rules
     )
@@ -857,7 +905,7 @@ def promotion_approve(*, actor, request: PromotionRequest, comment: str = "", pl
     and its deployment queued (after the rules' wait). A plan that still holds is approved under the
     lock that checked it; a re-frozen plan (or readiness) is committed even though the approval is refused."""
     with transaction.atomic():
-        request = _locked(request, plan=True)
+        request = _locked(request)
         perms.require(actor, perms.VIEW, request.target)
         _refuse_state(request, "approve")
         outcome = _refresh(request, actor=actor)
@@ -878,8 +926,8 @@ def promotion_approve(*, actor, request: PromotionRequest, comment: str = "", pl
 def _approve_locked(actor, request: PromotionRequest, comment: str) -> None:
     rules = rules_for(request.pipeline, request.target, sources=False)
     promotion_actions(actor, request, rules)["approve"].enforce()
-    decision = _decide(request, actor, Decision.APPROVE, comment)
-    decisions = [d for d in request.decisions.all() if d.pk != decision.pk] + [decision]
+    others = [d for d in request.decisions.all() if d.approver_id != actor.pk]
+    decisions = [*others, _decide(request, actor, Decision.APPROVE, comment)]
     if all(s["met"] for s in rule_status(request, rules, decisions)):  # no rules left: this approval suffices
         _mark_approved(request, rules, actor=actor)
 
@@ -915,6 +963,8 @@ def _decide(request: PromotionRequest, actor, decision: str, comment: str) -> Ap
     row.approver = actor  # the acting user object, whose grants are memoized
     row.decision, row.comment, row.plan_hash, row.decided_at = decision, comment, request.plan_hash, timezone.now()
     audited_save(row, actor=actor, reason=f"{decision}d", clean=False)
+    # The decisions read with the lock no longer hold: whoever reads them next reads them again.
+    getattr(request, "_prefetched_objects_cache", {}).pop("decisions", None)
     return row
 
 
@@ -1034,7 +1084,7 @@ def _prepare(request_pk: int, now) -> PromotionRequest | None:
         # Whether the target has freeze windows at all comes with the row (most have none: no query).
         freezes = Exists(FreezeWindow.objects.filter(environment_id=OuterRef("target_id")))
         try:
-            request = _locked_queryset(plan=True).annotate(target_freezes=freezes).get(pk=request_pk)
+            request = _locked_queryset().annotate(target_freezes=freezes).get(pk=request_pk)
         except PromotionRequest.DoesNotExist:
             return None
         if request.state == S.DEPLOYING:
@@ -1050,7 +1100,7 @@ def _prepare(request_pk: int, now) -> PromotionRequest | None:
         deployed = run_services.active_deployment(request.pipeline, request.target)
         if refresh_plan(request, deployed=deployed):
             return None  # back to pending: approvers look again
-        problems = request.plan["readiness"]["problems"]
+        problems = _plan_facts(request)["readiness"]["problems"]  # current: refresh_plan just checked it
         if problems:
             _fail(request, "target not ready: " + "; ".join(p["message"] for p in problems))
             return None
@@ -1099,7 +1149,9 @@ def _finish(prepared: PromotionRequest) -> PromotionRequest | None:
             PromotionRequest.plan.share(prepared, request)  # the stored plan step 1 read, not read again
         else:
             request = prepared
-        plan = request.plan  # re-frozen by step 1: what is deployed now
+        # The plan's configuration after (re-frozen by step 1) is what is deployed now: stored as its
+        # own document when the plan was frozen (plans frozen before that carry it inline only).
+        document = _plan_facts(request)["config_after_document"]
         deployment = run_services.deploy(
             actor=request.requested_by,
             pipeline=request.pipeline,
@@ -1107,8 +1159,8 @@ def _finish(prepared: PromotionRequest) -> PromotionRequest | None:
             version=request.version,
             promotion_request_id=request.pk,
             note=f"promotion #{request.pk}",
-            resolved=plan["config_after"],
-            resolved_document=plan.get("config_after_document"),  # stored when the plan was frozen
+            resolved=None if document else request.plan["config_after"],
+            resolved_document=document,
         )
         policy = getattr(request.target, "policy", None)
         watch = policy is not None and bool(policy.watch_first_runs)

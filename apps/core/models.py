@@ -115,11 +115,14 @@ class FrozenDocumentAttribute:
             return
         instance.__dict__[f"_doc_{self.name}"] = (_PENDING, value)
 
-    def adopt(self, instance, digest: str, value) -> None:
-        """Point `instance` at the document stored under `digest`, whose content is `value` (the
-        caller stored it: nothing is written, hashed or compressed again)."""
+    def adopt(self, instance, digest: str, value=None) -> None:
+        """Point `instance` at the document stored under `digest` (the caller stored it: nothing is
+        written, hashed or compressed again); `value`, its content, when the caller has it."""
         setattr(instance, self._attname(instance), digest)
-        instance.__dict__[f"_doc_{self.name}"] = (digest, value)
+        if value is None:
+            instance.__dict__.pop(f"_doc_{self.name}", None)  # read on first use
+        else:
+            instance.__dict__[f"_doc_{self.name}"] = (digest, value)
 
     def share(self, source, target) -> None:
         """Give `target` the value `source` has read, when both point at the same document."""

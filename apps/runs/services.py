@@ -101,7 +101,7 @@ def deploy(
             promotion_request_id=promotion_request_id,
             note=note,
         )
-        if resolved is not None and resolved_document:
+        if resolved_document:
             Deployment.resolved.adopt(deployment, resolved_document, resolved)
         else:
             deployment.resolved = (
