@@ -81,11 +81,13 @@ def ratio(measured: dict, floor: dict) -> float:
     return round(measured["median"] / floor["median"], 2)
 
 
-def report(name: str, title: str, rows: list[dict], columns: list[tuple[str, str]], **extra) -> None:
-    """Print `rows` as a table and write results/<name>.json."""
+def report(
+    name: str, title: str, rows: list[dict], columns: list[tuple[str, str]], *, repeat: int | None = None, **extra
+) -> None:
+    """Print `rows` as a table and write results/<name>.json (`repeat`: samples per figure, if not REPEAT)."""
     from django.db import connection
 
-    repeat = extra.get("repeat", REPEAT)
+    repeat = REPEAT if repeat is None else repeat
     print(f"\n{title} on {connection.vendor}, median (min–max) of {repeat}")
     print("  ".join(f"{label:>{max(len(label), 10)}}" for _key, label in columns))
     for row in rows:

@@ -72,6 +72,10 @@ class FrozenDocument(models.Model):
         body = cls.objects.values_list("body", flat=True).get(digest=digest)
         return json.loads(zlib.decompress(bytes(body)))
 
+    def decoded(self):
+        """This row's document."""
+        return json.loads(zlib.decompress(bytes(self.body)))
+
 
 class FrozenDocumentAttribute:
     """A model attribute holding a JSON document in FrozenDocument through the foreign key `field`:
@@ -95,7 +99,11 @@ class FrozenDocumentAttribute:
         cached = instance.__dict__.get(f"_doc_{self.name}")
         if cached is not None and (cached[0] == digest or cached[0] is _PENDING):
             return cached[1]
-        value = FrozenDocument.load(digest, None)
+        field = instance._meta.get_field(self.field)
+        if digest and field.is_cached(instance):  # selected with the row (select_related): no query
+            value = field.get_cached_value(instance).decoded()
+        else:
+            value = FrozenDocument.load(digest, None)
         value = self.default() if value is None else value
         instance.__dict__[f"_doc_{self.name}"] = (digest, value)
         return value
@@ -106,6 +114,15 @@ class FrozenDocumentAttribute:
             instance.__dict__[f"_doc_{self.name}"] = (None, self.default())
             return
         instance.__dict__[f"_doc_{self.name}"] = (_PENDING, value)
+
+    def adopt(self, instance, digest: str, value=None) -> None:
+        """Point `instance` at the document stored under `digest` (the caller stored it: nothing is
+        written, hashed or compressed again); `value`, its content, when the caller has it."""
+        setattr(instance, self._attname(instance), digest)
+        if value is None:
+            instance.__dict__.pop(f"_doc_{self.name}", None)  # read on first use
+        else:
+            instance.__dict__[f"_doc_{self.name}"] = (digest, value)
 
     def share(self, source, target) -> None:
         """Give `target` the value `source` has read, when both point at the same document."""

@@ -7,7 +7,7 @@ permissions are never consulted (`accept_global_perms=False` in guardian's terms
 global grant cannot expose every environment. An API key narrows its owner: it reaches only its
 own organization and only what its scopes allow.
 
-The user's grants are read once (two queries) and memoized on the user object for the request.
+The user's grants are read once (one query) and memoized on the user object for the request.
 """
 
 from django.contrib.auth.models import AnonymousUser
@@ -62,33 +62,32 @@ def _grants(user) -> dict[int, set[str]]:
     if cached is not None:
         return cached
     grants: dict[int, set[str]] = {}
-    rows = EnvironmentUserObjectPermission.objects.filter(user=user).values_list(
-        "content_object_id", "permission__codename"
-    )
-    group_rows = EnvironmentGroupObjectPermission.objects.filter(group__user=user).values_list(
-        "content_object_id", "permission__codename"
-    )
-    for env_id, codename in [*rows, *group_rows]:
+    for _user_id, env_id, codename in _grant_rows([user.pk]):
         grants.setdefault(env_id, set()).add(codename)
     user.__dict__[_CACHE_ATTR] = grants
     return grants
 
 
+def _grant_rows(user_ids: list[int]):
+    """(user id, environment id, codename) of the users' own and their groups' grants, in one query."""
+    rows = EnvironmentUserObjectPermission.objects.filter(user_id__in=user_ids).values_list(
+        "user_id", "content_object_id", "permission__codename"
+    )
+    group_rows = EnvironmentGroupObjectPermission.objects.filter(group__user__in=user_ids).values_list(
+        "group__user", "content_object_id", "permission__codename"
+    )
+    return rows.order_by().union(group_rows.order_by(), all=True)
+
+
 def prefetch(users) -> None:
-    """Memoize the grants and organization roles of many users at once (three queries), so `may`
+    """Memoize the grants and organization roles of many users at once (two queries), so `may`
     over a list of people (the approvers of a request) costs no query per person."""
     pending = [u for u in users if u is not None and u.is_authenticated and _CACHE_ATTR not in u.__dict__]
     prefetch_org_roles(pending)
     if not pending:
         return
     grants: dict[int, dict[int, set[str]]] = {u.pk: {} for u in pending}
-    rows = EnvironmentUserObjectPermission.objects.filter(user_id__in=list(grants)).values_list(
-        "user_id", "content_object_id", "permission__codename"
-    )
-    group_rows = EnvironmentGroupObjectPermission.objects.filter(group__user__in=list(grants)).values_list(
-        "group__user", "content_object_id", "permission__codename"
-    )
-    for user_id, env_id, codename in [*rows, *group_rows]:
+    for user_id, env_id, codename in _grant_rows(list(grants)):
         grants[user_id].setdefault(env_id, set()).add(codename)
     for user in pending:
         user.__dict__[_CACHE_ATTR] = {env_id: set(codes) for env_id, codes in grants[user.pk].items()}

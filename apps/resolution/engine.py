@@ -109,12 +109,14 @@ def resolve(
     project=None,
     materializer=None,
     use_cache: bool = True,
+    revision: int | None = None,
 ) -> dict:
     """Resolve every variable, connection binding and policy value for `environment`.
 
     Secrets are redacted to references; `materializer(secret) -> str` (given only by executors,
     see apps.resolution.services.resolve_for_executor) fills in values, and such answers are never
-    cached. With `pipeline=None` and a `project`, resolves the project's variables (the matrix)."""
+    cached. With `pipeline=None` and a `project`, resolves the project's variables (the matrix).
+    `revision`: the organization's configuration revision, when the caller read it with its own rows."""
     project = pipeline.project if pipeline is not None else project
     organization_id = environment.organization_id
     if project is not None and project.organization_id != organization_id:
@@ -125,8 +127,9 @@ def resolve(
         version = pipeline.versions.filter(created_at__lte=as_of).order_by("-number").first()
     cacheable = use_cache and as_of is None and materializer is None
     key = None
-    revision = None
-    if cacheable or as_of is None:
+    if as_of is not None:
+        revision = None  # an answer rebuilt from history has no live revision
+    elif revision is None:
         revision = revisions.current(organization_id)
     if cacheable:
         key = cache_key(

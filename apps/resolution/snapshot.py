@@ -146,6 +146,26 @@ def _json_cells(rows, positions: tuple[int, ...]) -> list:
     return list(zip(*[iter(cells)] * len(positions), strict=True))
 
 
+def _definition(row) -> Definition:
+    """A Definition from a raw row whose first columns are DEFINITION_COLUMNS."""
+    pk, name, var_type, default, default_secret_id, project, pipeline, required_in, choices, regex, low, high = row[:12]
+    return Definition(
+        pk,
+        name,
+        var_type,
+        _json(default),
+        default_secret_id,
+        project,
+        pipeline,
+        [] if required_in == "[]" else _json(required_in),
+        _json(choices),
+        regex,
+        low,
+        high,
+        bool(row[12]),
+    )
+
+
 def _secret_ids(snap: Snapshot) -> set[int]:
     return (
         {d.default_secret_id for d in snap.definitions}
@@ -199,16 +219,27 @@ def load_live(*, organization_id: int, project_id, pipeline_id, environment) -> 
 
 
 def load_as_of(*, organization_id: int, project_id, pipeline_id, environment, at) -> Snapshot:
-    """The same rows as they were at `at`, rebuilt from simple-history's tables."""
+    """The same rows as they were at `at`, rebuilt from simple-history's tables (the variables,
+    overrides and secrets as raw rows, as load_live reads them)."""
     snap = Snapshot()
-    snap.definitions = [
-        Definition(*(getattr(v, column) for column in DEFINITION_COLUMNS))
-        for v in Variable.history.as_of(at).filter(_scope_filter(organization_id, project_id, pipeline_id)).order_by()
-    ]
-    ids = [d.id for d in snap.definitions]
-    overrides = VariableOverride.history.as_of(at).filter(variable_id__in=ids, environment_id=environment.pk)
-    for override in overrides.order_by():
-        snap.overrides[override.variable_id] = Override(override.variable_id, override.value, override.secret_id)
+    definitions = (
+        Variable.history.as_of(at)
+        .filter(_scope_filter(organization_id, project_id, pipeline_id))
+        .values_list(*DEFINITION_COLUMNS)
+        .order_by()
+    )
+    snap.definitions = [_definition(row) for row in _raw_rows(definitions)]
+    ids = {d.id for d in snap.definitions}
+    # The environment's overrides then, kept for the variables in scope (no IN list of every id).
+    overrides = (
+        VariableOverride.history.as_of(at)
+        .filter(environment_id=environment.pk)
+        .values_list("variable_id", "value", "secret_id")
+        .order_by()
+    )
+    for variable_id, value, secret_id in _raw_rows(overrides):
+        if variable_id in ids:
+            snap.overrides[variable_id] = Override(variable_id, _json(value), secret_id)
     snap.roles = list(ConnectionRole.history.as_of(at).filter(_role_filter(organization_id, project_id)).order_by())
     for binding in (
         ConnectionBinding.history.as_of(at)
@@ -217,9 +248,8 @@ def load_as_of(*, organization_id: int, project_id, pipeline_id, environment, at
     ):
         snap.bindings[binding.role_id] = binding
     secret_ids = _secret_ids(snap)
-    snap.secrets = {
-        s.pk: SecretRef(s.pk, s.name) for s in Secret.history.as_of(at).filter(id__in=secret_ids).order_by()
-    }
+    names = Secret.history.as_of(at).filter(id__in=secret_ids).values_list("id", "name").order_by()
+    snap.secrets = {pk: SecretRef(pk, name) for pk, name in _raw_rows(names)} if secret_ids else {}
     # Which environments a secret allowed is history too: the m2m rows of the secret's version then.
     latest = (
         Secret.history.filter(id__in=secret_ids, history_date__lte=at)

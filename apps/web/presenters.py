@@ -184,8 +184,9 @@ def request_page(user, promotion: PromotionRequest) -> dict:
     gates = approvals.evaluate_gates(promotion, rules, at=promotion.created_at)
     stale = False
     if promotion.state in OPEN_FOR_PLAN:
-        _plan, current_hash = approvals.build_plan(promotion.pipeline, promotion.version, promotion.target)
-        stale = current_hash != promotion.plan_hash
+        stale = (
+            approvals.current_plan_hash(promotion.pipeline, promotion.version, promotion.target) != promotion.plan_hash
+        )
     plan = promotion.plan or {}
     return {
         "promotion": promotion,

@@ -130,6 +130,44 @@ def test_as_of_rebuilds_from_history(configured, org_admin, pipeline, stages):
     assert then["connections"]["reporting_db"]["credential"] == "secret://warehouse_password"
 
 
+def _comparable(answer: dict) -> dict:
+    return {key: value for key, value in answer.items() if key not in ("as_of", "resolved_at", "config_revision")}
+
+
+def test_as_of_reads_raw_rows_and_answers_as_live_did_then(configured, org, org_admin, pipeline, stages, monkeypatch):
+    """load_as_of reads the variables, overrides and secrets as raw rows (as load_live does, no
+    model instance per row) and answers what a live resolve answered at that moment."""
+    production = stages["production"]
+    typed = variable_services.variable_create(
+        actor=org_admin, organization=org, name="batch", type="integer", default_value=5, min_value=1, max_value=9
+    )
+    listed = variable_services.variable_create(
+        actor=org_admin, organization=org, name="mode", type="string", default_value="a", choices=["a", "b"]
+    )
+    variable_services.variable_override_set(actor=org_admin, variable=typed, environment=production, value=7)
+    doomed = variable_services.variable_create(
+        actor=org_admin, organization=org, name="doomed", type="string", default_value="x"
+    )
+    live_then = engine.resolve(pipeline, production, use_cache=False)
+    moment = timezone.now()
+    time.sleep(0.01)  # history timestamps must differ from `moment`; not a timing assertion
+    variable_services.variable_override_set(actor=org_admin, variable=typed, environment=production, value=8)
+    variable_services.variable_update(actor=org_admin, variable=listed, default_value="b")
+    variable_services.variable_delete(actor=org_admin, variable=doomed)
+    override = VariableOverride.objects.get(variable=configured, environment=production)
+    variable_services.variable_override_delete(actor=org_admin, override=override)
+
+    def no_instances(*args, **kwargs):
+        raise AssertionError("load_as_of built a model instance per history row")
+
+    for model in (Variable, VariableOverride):
+        monkeypatch.setattr(model.history.model, "from_db", classmethod(no_instances))
+    then = engine.resolve(pipeline, production, as_of=moment)
+    assert _comparable(then) == _comparable(live_then)
+    assert then["variables"]["batch"]["value"] == 7 and then["variables"]["doomed"]["value"] == "x"
+    assert then["variables"]["db_schema"]["value"] == "prod"
+
+
 def _bulk(org, environment, count, start=0):
     variables = Variable.objects.bulk_create(
         [

@@ -13,7 +13,7 @@ from apps.runs.services import deployment_rollback, runs_written_by
 
 from .actions import PROMOTION_ACTIONS, approval_blockers, promotion_actions, rule_status
 from .base import MAX_TEXT, S, _enqueue, transition
-from .plan import build_plan, config_diff, evaluate_gates, plan_hash_of, refresh_plan
+from .plan import build_plan, config_diff, current_plan_hash, evaluate_gates, plan_hash_of, refresh_plan
 from .requests import (
     promotion_approve,
     promotion_cancel,
@@ -45,6 +45,7 @@ __all__ = [
     "approval_blockers",
     "build_plan",
     "config_diff",
+    "current_plan_hash",
     "deployment_rollback",
     "direct_deploy_guard",
     "evaluate_gates",

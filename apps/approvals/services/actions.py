@@ -135,12 +135,14 @@ def approval_blockers(user, request: PromotionRequest, rules: list[ApprovalRule]
     return list(_decide_answer(user, request, rules, "approve").reasons)
 
 
-def rule_status(request: PromotionRequest, rules: list[ApprovalRule] | None = None) -> list[dict]:
-    """Per rule: approvals that count (given against the current plan by eligible people) and whether it is met."""
+def rule_status(request: PromotionRequest, rules: list[ApprovalRule] | None = None, decisions=None) -> list[dict]:
+    """Per rule: approvals that count (given against the current plan by eligible people) and whether it is met.
+    `decisions`: the request's decisions when the caller holds them (default: request.decisions)."""
     rules = rules_for(request.pipeline, request.target) if rules is None else rules
-    current = [
-        d for d in request.decisions.all() if d.decision == Decision.APPROVE and d.plan_hash == request.plan_hash
-    ]
+    decisions = request.decisions.all() if decisions is None else decisions
+    current = [d for d in decisions if d.decision == Decision.APPROVE and d.plan_hash == request.plan_hash]
+    if rules:
+        perms.prefetch([d.approver for d in current])  # every approver's grants at once, not per person
     status = []
     for rule in rules:
         counted = [d.approver.get_username() for d in current if _eligible(d.approver, rule, request)[0]]
@@ -163,4 +165,5 @@ def _approvers_to_notify(request: PromotionRequest, rules) -> list:
     users = [u for u in perms.users_with(perms.APPROVE_PROMOTION, request.target) if u.pk != request.requested_by_id]
     if not rules:
         return users
+    perms.prefetch(users)  # their grants at once, not per person
     return [u for u in users if any(_eligible(u, rule, request)[0] for rule in rules)]

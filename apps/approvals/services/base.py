@@ -4,13 +4,15 @@ wake-up is found by the sweep)."""
 
 import logging
 
+from django.db.models import OuterRef, Prefetch, Subquery
 from django_fsm import TransitionNotAllowed
 
 from apps.core.errors import Conflict
 from apps.core.queue import enqueue
 from apps.environments.services import environment_emit
+from apps.tenancy.models import ConfigRevision
 
-from ..models import PromotionRequest, PromotionState
+from ..models import ApprovalDecision, PromotionRequest, PromotionState
 
 logger = logging.getLogger("planasonix.approvals")
 
@@ -61,11 +63,19 @@ def _enqueue(task, args, countdown: float | None = None) -> None:
     enqueue(task, args, countdown=countdown)
 
 
-def _locked(request: PromotionRequest) -> PromotionRequest:
+def _locked_queryset():
+    """Requests locked for a decision or a step, with what deciding reads: the related rows, the
+    decisions with their approvers (one query) and the configuration revision. Not the stored plan:
+    what re-checks ask of it is cached by its digest (_plan_facts), and large plans are slow to move."""
+    related = ["pipeline__project", "version", "source", "target__policy", "target__organization", "requested_by"]
+    revision = ConfigRevision.objects.filter(organization_id=OuterRef("organization_id")).values("value")[:1]
     return (
         PromotionRequest.objects.select_for_update(of=("self",))
-        .select_related(
-            "pipeline__project", "version", "source", "target__policy", "target__organization", "requested_by"
-        )
-        .get(pk=request.pk)
+        .select_related(*related)
+        .prefetch_related(Prefetch("decisions", queryset=ApprovalDecision.objects.select_related("approver")))
+        .annotate(config_revision=Subquery(revision))  # what re-checking the plan resolves under
     )
+
+
+def _locked(request: PromotionRequest) -> PromotionRequest:
+    return _locked_queryset().get(pk=request.pk)

@@ -6,9 +6,11 @@ import hashlib
 import json
 from datetime import timedelta
 
+from django.core.cache import cache
 from django.utils import timezone
 
 from apps.core import patterns
+from apps.core.models import FrozenDocument
 from apps.core.services import audited_save
 from apps.environments.models import Environment
 from apps.notifications.models import Event
@@ -17,6 +19,7 @@ from apps.pipelines.models import Pipeline, PipelineVersion
 from apps.resolution import engine
 from apps.runs import services as run_services
 from apps.runs.models import Run, RunStatus
+from apps.tenancy import revisions
 
 from ..models import ApprovalRule, PromotionRequest
 from .actions import _approvers_to_notify
@@ -63,27 +66,59 @@ def _readiness(answer: dict) -> dict:
     }
 
 
+def _after(
+    pipeline: Pipeline, version: PipelineVersion, target: Environment, revision: int | None = None
+) -> tuple[dict, dict, str]:
+    """The target's resolution with `version`, its configuration view, and the plan hash they give:
+    all a re-check needs to tell whether a frozen plan still holds. `revision`: the organization's
+    configuration revision, when the caller read it (with the locked request)."""
+    answer = engine.resolve(pipeline, target, version=version, revision=revision)
+    after = engine.config_view(answer)
+    plan_hash = plan_hash_of(version, after)
+    key = _current_key(pipeline, version, target, answer["config_revision"])
+    cache.set(key, (plan_hash, _readiness(answer)), engine.CACHE_SECONDS)
+    return answer, after, plan_hash
+
+
+def _current_key(pipeline: Pipeline, version: PipelineVersion, target: Environment, revision) -> str:
+    return f"plan-current:v1:{pipeline.project_id}:{pipeline.pk}:{target.pk}:{version.pk}:{revision}"
+
+
+def _current(
+    pipeline: Pipeline, version: PipelineVersion, target: Environment, revision: int | None = None
+) -> tuple[str, dict]:
+    """(hash, readiness) of a plan frozen now. Kept in the cache under the configuration revision
+    (which every configuration write bumps; a version's content never changes), so re-checking a
+    plan that still holds neither resolves nor hashes the target's configuration again."""
+    if revision is None:
+        revision = revisions.current(target.organization_id)
+    hit = cache.get(_current_key(pipeline, version, target, revision))
+    if hit is not None:
+        return hit
+    answer, _view, plan_hash = _after(pipeline, version, target, revision)
+    return plan_hash, _readiness(answer)
+
+
+def current_plan_hash(pipeline: Pipeline, version: PipelineVersion, target: Environment) -> str:
+    """The hash a plan frozen now would have (nothing read for "before", no diff built)."""
+    return _current(pipeline, version, target)[0]
+
+
 def build_plan(
-    pipeline: Pipeline, version: PipelineVersion, target: Environment, *, deployed=_UNREAD
+    pipeline: Pipeline, version: PipelineVersion, target: Environment, *, deployed=_UNREAD, after=None
 ) -> tuple[dict, str]:
     """Freeze what deploying `version` into `target` changes: graph diff against the deployed version,
     the target's resolved configuration before/after (secrets redacted), readiness; and the hash.
-    `deployed`: the target's active deployment when the caller has read it already."""
+    `deployed`: the target's active deployment when the caller has read it already; `after`: what
+    `_after` answered, when the caller has it."""
     if deployed is _UNREAD:
         deployed = run_services.active_deployment(pipeline, target)
     before_version = deployed.version if deployed else None
-    after_answer = engine.resolve(pipeline, target, version=version)
-    after = engine.config_view(after_answer)
-    # "Before" is the target as it was when the running version was deployed (stored on the deployment;
-    # rebuilt from history only for deployments made before it was stored), so approvers see
-    # configuration changes made since then as well as the version's own.
-    before = None
-    if deployed is not None:
-        before = (
-            deployed.resolved
-            if deployed.resolved_document_id
-            else engine.config_view(engine.resolve(pipeline, target, version=before_version, as_of=deployed.created_at))
-        )
+    after_answer, after, plan_hash = after or _after(pipeline, version, target)
+    # "Before" is the target as it was when the running version was deployed (stored on the
+    # deployment, read, not rebuilt), so approvers see configuration changes made since then as well
+    # as the version's own.
+    before = run_services.deployed_configuration(deployed) if deployed is not None else None
     plan = {
         "version": {
             "number": version.number,
@@ -103,7 +138,35 @@ def build_plan(
         "readiness": _readiness(after_answer),
         "config_revision": after_answer.get("config_revision"),
     }
-    return plan, plan_hash_of(version, after)
+    return plan, plan_hash
+
+
+def _facts_key(digest: str) -> str:
+    return f"plan-facts:v1:{digest}"
+
+
+def _remember_facts(request: PromotionRequest) -> dict:
+    """Keep what re-checks and deploys ask of the stored plan (its readiness, the digest of its
+    configuration after) in the cache under the plan's digest: a stored plan never changes."""
+    plan = request.plan
+    facts = {"readiness": plan.get("readiness"), "config_after_document": plan.get("config_after_document")}
+    if request.plan_document_id:
+        cache.set(_facts_key(request.plan_document_id), facts, engine.CACHE_SECONDS)
+    return facts
+
+
+def _plan_facts(request: PromotionRequest) -> dict:
+    """The stored plan's readiness and configuration-after digest, without decoding a large plan
+    when they are known (see _remember_facts)."""
+    facts = cache.get(_facts_key(request.plan_document_id)) if request.plan_document_id else None
+    return facts if facts is not None else _remember_facts(request)
+
+
+def _freeze(request: PromotionRequest, plan: dict, plan_hash: str, now=None) -> None:
+    """Make `plan` the request's frozen plan. Its configuration after is stored as a document of its
+    own as well, the one the deployment will keep (so deploying stores, hashes and compresses nothing)."""
+    plan["config_after_document"] = FrozenDocument.store(plan["config_after"])
+    request.plan, request.plan_hash, request.plan_frozen_at = plan, plan_hash, now or timezone.now()
 
 
 # --- gates ------------------------------------------------------------------------------------------------
@@ -182,27 +245,43 @@ def evaluate_gates(request_like, rules: list[ApprovalRule], *, at=None) -> list[
     return gates
 
 
-def refresh_plan(request: PromotionRequest, *, actor=None, deployed=_UNREAD) -> bool:
-    """Re-freeze the plan if the version's content or the target's configuration changed (caller
-    holds the row lock). Earlier approvals stop counting; an approved request goes back to pending
-    and those who approved are asked to look again. Returns True when the plan changed."""
-    plan, plan_hash = build_plan(request.pipeline, request.version, request.target, deployed=deployed)
+UNCHANGED, READINESS, CHANGED = "unchanged", "readiness", "changed"
+
+
+def _refresh(request: PromotionRequest, *, actor=None, deployed=_UNREAD) -> str:
+    """refresh_plan, saying what it wrote: nothing, the readiness only, or a re-frozen plan."""
+    # The revision came with the locked row (_locked_queryset; none yet reads as 0, as revisions.current).
+    revision = (request.config_revision or 0) if hasattr(request, "config_revision") else None
+    plan_hash, readiness = _current(request.pipeline, request.version, request.target, revision)
     if plan_hash == request.plan_hash:
         # Readiness is not in the hash (a secret newly allowed in the target changes no reference):
         # keep it current, or a fixed target would fail the deploying step's readiness check forever.
-        if plan["readiness"] != request.plan.get("readiness"):
-            request.plan = {**request.plan, "readiness": plan["readiness"]}
-            audited_save(request, actor=actor, reason="readiness re-checked", clean=False)
-        return False
-    rules = rules_for(request.pipeline, request.target)
+        if readiness == _plan_facts(request)["readiness"]:
+            return UNCHANGED
+        request.plan = {**request.plan, "readiness": readiness}
+        audited_save(request, actor=actor, reason="readiness re-checked", clean=False)
+        _remember_facts(request)
+        return READINESS
+    after = _after(request.pipeline, request.version, request.target, revision)
+    plan, plan_hash = build_plan(request.pipeline, request.version, request.target, deployed=deployed, after=after)
+    rules = rules_for(request.pipeline, request.target, sources=False)
     plan["gates"] = evaluate_gates(request, rules, at=request.created_at)
     previous = request.plan_hash
-    request.plan, request.plan_hash, request.plan_frozen_at = plan, plan_hash, timezone.now()
+    _freeze(request, plan, plan_hash)
     if request.state == S.APPROVED:
         transition(request, "reopen")
     audited_save(request, actor=actor, reason="plan changed: earlier approvals no longer count", clean=False)
-    approvers = [
-        d.approver for d in request.decisions.select_related("approver") if d.plan_hash == previous
-    ] or _approvers_to_notify(request, rules)
+    _remember_facts(request)
+    approvers = [d.approver for d in request.decisions.all() if d.plan_hash == previous] or _approvers_to_notify(
+        request, rules
+    )
     _emit(request, Event.APPROVAL_REMINDER, users=approvers, reason="plan_changed")
-    return True
+    return CHANGED
+
+
+def refresh_plan(request: PromotionRequest, *, actor=None, deployed=_UNREAD) -> bool:
+    """Re-freeze the plan if the version's content or the target's configuration changed (caller
+    holds the row lock). Earlier approvals stop counting; an approved request goes back to pending
+    and those who approved are asked to look again. Returns True when the plan changed. Only then is
+    the rest of the plan (the deployed configuration, the diffs) built."""
+    return _refresh(request, actor=actor, deployed=deployed) == CHANGED

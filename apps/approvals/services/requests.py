@@ -21,7 +21,7 @@ from ..models import OPEN_STATES, ApprovalDecision, Decision, PromotionRequest
 from . import base
 from .actions import _approvers_to_notify, _refuse_state, promotion_actions, rule_status
 from .base import MAX_TEXT, S, _emit, _locked, transition
-from .plan import build_plan, evaluate_gates, refresh_plan
+from .plan import CHANGED, UNCHANGED, _freeze, _refresh, _remember_facts, build_plan, evaluate_gates
 from .rules import rules_for
 
 # --- creating a request -------------------------------------------------------------------------------------
@@ -35,10 +35,11 @@ def _source_has(version: PipelineVersion, source: Environment) -> bool:
     return deployed or Run.objects.filter(version=version, environment=source, status=RunStatus.SUCCEEDED).exists()
 
 
-def _check_not_older(version: PipelineVersion, target: Environment) -> None:
+def _check_not_older(version: PipelineVersion, target: Environment) -> Deployment | None:
+    """Refuse a version older than (or the same as) the target's; returns the target's active deployment."""
     deployed = run_services.active_deployment(version.pipeline, target)
     if deployed is None:
-        return
+        return None
     if deployed.version.number == version.number:
         raise field_error("version", f"v{version.number} is already deployed in '{target.slug}'.")
     if deployed.version.number > version.number:
@@ -47,6 +48,7 @@ def _check_not_older(version: PipelineVersion, target: Environment) -> None:
             f"v{deployed.version.number} is deployed in '{target.slug}'; deploying the older v{version.number} "
             "would be a rollback (use the deployment's rollback).",
         )
+    return deployed
 
 
 def promotion_request_create(
@@ -153,7 +155,7 @@ def _create(
             "version",
             f"v{version.number} is neither deployed nor validated in '{source.slug}'; promote what ran there.",
         )
-    _check_not_older(version, target)
+    deployed = _check_not_older(version, target)
     for run in attached_runs:
         if run.pipeline_id != pipeline.pk:
             raise field_error("attached_runs", f"Run #{run.pk} belongs to another pipeline.")
@@ -188,18 +190,20 @@ def _create(
             fields.setdefault(field[gate["gate"]], []).append(f"Rule '{gate['rule']}' needs {gate['detail']}.")
         first_field, messages = next(iter(fields.items()))
         raise ValidationFailed(f"{first_field}: {messages[0]}", fields=fields)
-    plan, plan_hash = build_plan(pipeline, version, target)
+    plan, plan_hash = build_plan(pipeline, version, target, deployed=deployed)
     plan["gates"] = gates
     now = timezone.now()
-    request.plan, request.plan_hash, request.plan_frozen_at = plan, plan_hash, now
+    _freeze(request, plan, plan_hash, now)
     expiry = [r.expires_after_hours for r in rules if r.expires_after_hours]
     request.expires_at = now + timedelta(hours=min(expiry)) if expiry else None
     # `state` is protected (only transitions set it) and clean_fields would assign it back.
     validate(request, exclude=["plan", "idempotency_fingerprint", "state"])
     audited_save(request, actor=actor, reason="requested", clean=False)
-    request.attached_runs.set(attached_runs)
+    _remember_facts(request)
+    if attached_runs:
+        request.attached_runs.set(attached_runs)
     _emit(request, Event.PROMOTION_REQUESTED, users=_approvers_to_notify(request, rules), reason=reason)
-    if all(status["met"] for status in rule_status(request, rules)):  # no approvals needed: approved at once
+    if all(status["met"] for status in rule_status(request, rules, decisions=[])):  # none needed: approved at once
         _mark_approved(request, rules, actor=actor)
     return request
 
@@ -207,33 +211,43 @@ def _create(
 # --- decisions ---------------------------------------------------------------------------------------------------
 
 
+def _plan_changed() -> Conflict:
+    return Conflict(
+        "The plan changed since it was shown (version or target configuration); review it again.",
+        code="plan_changed",
+    )
+
+
 def promotion_approve(*, actor, request: PromotionRequest, comment: str = "", plan_hash: str = "") -> PromotionRequest:
     """Record an approval against the current plan; when every rule is met the request is approved
-    and its deployment queued (after the rules' wait)."""
-    with transaction.atomic():  # the re-frozen plan is committed even though this approval is refused
+    and its deployment queued (after the rules' wait). A plan that still holds is approved under the
+    lock that checked it; a re-frozen plan (or readiness) is committed even though the approval is refused."""
+    with transaction.atomic():
         request = _locked(request)
         perms.require(actor, perms.VIEW, request.target)
         _refuse_state(request, "approve")
-        changed = refresh_plan(request, actor=actor)
-    if changed:
-        raise Conflict(
-            "The plan changed since it was shown (version or target configuration); review it again.",
-            code="plan_changed",
-        )
+        outcome = _refresh(request, actor=actor)
+        if outcome == UNCHANGED and not (plan_hash and plan_hash != request.plan_hash):
+            _approve_locked(actor, request, comment)
+            return request
+    if outcome == CHANGED:
+        raise _plan_changed()
     with transaction.atomic():
         request = _locked(request)
         _refuse_state(request, "approve")
         if plan_hash and plan_hash != request.plan_hash:
-            raise Conflict(
-                "The plan changed since it was shown (version or target configuration); review it again.",
-                code="plan_changed",
-            )
-        rules = rules_for(request.pipeline, request.target)
-        promotion_actions(actor, request, rules)["approve"].enforce()
-        _decide(request, actor, Decision.APPROVE, comment)
-        if all(s["met"] for s in rule_status(request, rules)):  # no rules left: this approval suffices
-            _mark_approved(request, rules, actor=actor)
+            raise _plan_changed()
+        _approve_locked(actor, request, comment)
     return request
+
+
+def _approve_locked(actor, request: PromotionRequest, comment: str) -> None:
+    rules = rules_for(request.pipeline, request.target, sources=False)
+    promotion_actions(actor, request, rules)["approve"].enforce()
+    others = [d for d in request.decisions.all() if d.approver_id != actor.pk]
+    decisions = [*others, _decide(request, actor, Decision.APPROVE, comment)]
+    if all(s["met"] for s in rule_status(request, rules, decisions)):  # no rules left: this approval suffices
+        _mark_approved(request, rules, actor=actor)
 
 
 def promotion_reject(*, actor, request: PromotionRequest, comment: str) -> PromotionRequest:
@@ -260,11 +274,15 @@ def promotion_reject(*, actor, request: PromotionRequest, comment: str) -> Promo
 def _decide(request: PromotionRequest, actor, decision: str, comment: str) -> ApprovalDecision:
     if len(comment or "") > MAX_TEXT:  # a TextField's max_length is not checked by full_clean
         raise field_error("comment", f"At most {MAX_TEXT} characters.")
-    # Deciding twice on one plan was refused by promotion_actions; a decision on an earlier plan is replaced.
-    existing = ApprovalDecision.objects.filter(request=request, approver=actor).first()
+    # Deciding twice on one plan was refused by promotion_actions; a decision on an earlier plan is
+    # replaced. The decisions were read with the request, under its lock.
+    existing = next((d for d in request.decisions.all() if d.approver_id == actor.pk), None)
     row = existing or ApprovalDecision(request=request, approver=actor)
+    row.approver = actor  # the acting user object, whose grants are memoized
     row.decision, row.comment, row.plan_hash, row.decided_at = decision, comment, request.plan_hash, timezone.now()
     audited_save(row, actor=actor, reason=f"{decision}d", clean=False)
+    # The decisions read with the lock no longer hold: whoever reads them next reads them again.
+    getattr(request, "_prefetched_objects_cache", {}).pop("decisions", None)
     return row
 
 

@@ -25,12 +25,14 @@ def _applicable_rules(pipeline: Pipeline, target: Environment):
     )
 
 
-def rules_for(pipeline: Pipeline, target: Environment) -> list[ApprovalRule]:
-    """The active rules a promotion of the pipeline into `target` must meet (organization + project)."""
+def rules_for(pipeline: Pipeline, target: Environment, *, sources: bool = True) -> list[ApprovalRule]:
+    """The active rules a promotion of the pipeline into `target` must meet (organization + project).
+    `sources=False`: without the rules' extra sources (deciding and deploying do not ask for them)."""
+    prefetch = ("approver_users", "extra_sources") if sources else ("approver_users",)
     return list(
         _applicable_rules(pipeline, target)
         .select_related("approver_group", "project")
-        .prefetch_related("approver_users", "extra_sources")
+        .prefetch_related(*prefetch)
         .order_by("project_id", "name")
     )
 

@@ -6,10 +6,11 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from apps.core.services import audited_save
+from apps.environments.models import FreezeWindow
 from apps.environments.services import active_freeze
 from apps.notifications.models import Event
 from apps.runs import services as run_services
@@ -18,8 +19,8 @@ from apps.runs.models import Run, RunStatus
 from ..models import Decision, PromotionRequest, WatchState
 from . import base
 from .actions import _approvers_to_notify, rule_status
-from .base import S, _emit, _locked, logger, transition
-from .plan import evaluate_gates, refresh_plan
+from .base import S, _emit, _locked, _locked_queryset, logger, transition
+from .plan import _plan_facts, evaluate_gates, refresh_plan
 from .rules import rules_for
 
 # --- deploying (the worker) ------------------------------------------------------------------------------------
@@ -41,8 +42,10 @@ def _prepare(request_pk: int, now) -> PromotionRequest | None:
     """Step 1 (its own transaction): re-check everything and move approved → deploying, or take over
     a deploying request whose worker died (lease run out). None when there is nothing to do."""
     with transaction.atomic():
+        # Whether the target has freeze windows at all comes with the row (most have none: no query).
+        freezes = Exists(FreezeWindow.objects.filter(environment_id=OuterRef("target_id")))
         try:
-            request = _locked(PromotionRequest(pk=request_pk))
+            request = _locked_queryset().annotate(target_freezes=freezes).get(pk=request_pk)
         except PromotionRequest.DoesNotExist:
             return None
         if request.state == S.DEPLOYING:
@@ -51,18 +54,18 @@ def _prepare(request_pk: int, now) -> PromotionRequest | None:
             return _start_attempt(request, now)
         if request.state != S.APPROVED or (request.deploy_after and request.deploy_after > now):
             return None
-        window = active_freeze(request.target, now)
+        window = active_freeze(request.target, now) if request.target_freezes else None
         if window is not None and not request.freeze_override_confirmed_by_id:
             _blocked(request, f"freeze window in '{request.target.slug}': {window.reason}")
             return None
         deployed = run_services.active_deployment(request.pipeline, request.target)
         if refresh_plan(request, deployed=deployed):
             return None  # back to pending: approvers look again
-        problems = request.plan["readiness"]["problems"]
+        problems = _plan_facts(request)["readiness"]["problems"]  # current: refresh_plan just checked it
         if problems:
             _fail(request, "target not ready: " + "; ".join(p["message"] for p in problems))
             return None
-        rules = rules_for(request.pipeline, request.target)
+        rules = rules_for(request.pipeline, request.target, sources=False)
         failed = [g for g in evaluate_gates(request, rules, at=request.created_at) if not g["passed"]]
         if failed:
             _fail(request, "gate failed: " + "; ".join(f"{g['rule']}: {g['detail']}" for g in failed))
@@ -96,10 +99,20 @@ def _finish(prepared: PromotionRequest) -> PromotionRequest | None:
     deployment of this request exists exactly when its state says deployed). A second worker, or a
     retry after a crash, finds the state or the attempt changed and does nothing twice."""
     with transaction.atomic():
-        request = _locked(prepared)
-        if request.state != S.DEPLOYING or request.attempts != prepared.attempts:
-            return None
-        PromotionRequest.plan.share(prepared, request)  # the stored plan step 1 read, not read again
+        # Lock the row and check that nothing wrote it since step 1 (every save moves `updated_at`):
+        # then step 1's instance, its plan and its decisions are the row's, and nothing is read again.
+        mark = ("state", "attempts", "updated_at")
+        current = PromotionRequest.objects.select_for_update().filter(pk=prepared.pk).values_list(*mark).first()
+        if current != tuple(getattr(prepared, name) for name in mark):
+            request = _locked(prepared)
+            if request.state != S.DEPLOYING or request.attempts != prepared.attempts:
+                return None
+            PromotionRequest.plan.share(prepared, request)  # the stored plan step 1 read, not read again
+        else:
+            request = prepared
+        # The plan's configuration after (re-frozen by step 1) is what is deployed now: stored as its
+        # own document when the plan was frozen (plans frozen before that carry it inline only).
+        document = _plan_facts(request)["config_after_document"]
         deployment = run_services.deploy(
             actor=request.requested_by,
             pipeline=request.pipeline,
@@ -107,13 +120,14 @@ def _finish(prepared: PromotionRequest) -> PromotionRequest | None:
             version=request.version,
             promotion_request_id=request.pk,
             note=f"promotion #{request.pk}",
-            resolved=request.plan["config_after"],  # re-frozen by step 1: what is deployed now
+            resolved=None if document else request.plan["config_after"],
+            resolved_document=document,
         )
         policy = getattr(request.target, "policy", None)
         watch = policy is not None and bool(policy.watch_first_runs)
         transition(request, "finish_deploying", deployment=deployment, now=timezone.now(), watch=watch)
         audited_save(request, actor=None, reason="deployed", clean=False)
-        approvers = [d.approver for d in request.decisions.select_related("approver") if d.decision == Decision.APPROVE]
+        approvers = [d.approver for d in request.decisions.all() if d.decision == Decision.APPROVE]
         users = [u for u in [request.requested_by, *approvers] if u]
         _emit(request, Event.PROMOTION_DEPLOYED, users=users, deployment=deployment.pk)
     return request

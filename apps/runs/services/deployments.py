@@ -28,7 +28,27 @@ rollback_hooks: list = []
 
 
 def active_deployment(pipeline, environment) -> Deployment | None:
-    return Deployment.objects.filter(pipeline=pipeline, environment=environment, is_active=True).first()
+    return (
+        Deployment.objects.filter(pipeline=pipeline, environment=environment, is_active=True)
+        .select_related("version")
+        .first()
+    )
+
+
+def deployed_configuration(deployment: Deployment) -> dict:
+    """The configuration `deployment` ran with, as stored on it at deploy time. A deployment made
+    before it was stored gets it rebuilt from history once, and kept (later reads are reads)."""
+    if deployment.resolved_document_id is None:
+        answer = engine.resolve(
+            deployment.pipeline, deployment.environment, version=deployment.version, as_of=deployment.created_at
+        )
+        deployment.resolved = engine.config_view(answer)
+        Deployment.resolved.flush(deployment)
+        # Bookkeeping of a derived column (no history row): only where no one stored it meanwhile.
+        Deployment.objects.filter(pk=deployment.pk, resolved_document__isnull=True).update(
+            resolved_document=deployment.resolved_document_id
+        )
+    return deployment.resolved
 
 
 def deploy(
@@ -40,11 +60,12 @@ def deploy(
     promotion_request_id: int | None = None,
     note: str = "",
     resolved: dict | None = None,
+    resolved_document: str | None = None,
 ) -> Deployment:
     """Make `version` the active deployment of the pipeline in the environment (caller checks who
     may). Deactivates the previous one, links it, and switches the environment's schedules on.
     Keeps the configuration it deploys with (`resolved`, a redacted config view; resolved here when
-    the caller has none)."""
+    the caller has none; `resolved_document`: the digest under which the caller has stored it)."""
     if version.pipeline_id != pipeline.pk:
         raise field_error("version", "The version belongs to another pipeline.")
     if environment.organization_id != pipeline.project.organization_id:
@@ -69,11 +90,14 @@ def deploy(
             promotion_request_id=promotion_request_id,
             note=note,
         )
-        deployment.resolved = (
-            resolved
-            if resolved is not None
-            else engine.config_view(engine.resolve(pipeline, environment, version=version))
-        )
+        if resolved_document:
+            Deployment.resolved.adopt(deployment, resolved_document, resolved)
+        else:
+            deployment.resolved = (
+                resolved
+                if resolved is not None
+                else engine.config_view(engine.resolve(pipeline, environment, version=version))
+            )
         try:
             with transaction.atomic():
                 audited_save(deployment, actor=actor, reason=note or "deployed", clean=False)
