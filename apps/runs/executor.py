@@ -3,8 +3,9 @@
 Sources are streamed in batches (fetchmany), capped by the policy's max_rows and sampled where the
 policy samples; each destination is written inside one transaction on its connection (`replace`
 drops and recreates the table, `append` inserts). Per destination it computes the validation
-metrics: row count, distinct key count, duplicate keys, and an order-independent hash total of
-the rows that is identical on every database for the same values.
+metrics: row count, distinct key count and duplicate keys (asked of the destination in SQL), an
+order-independent hash total of the rows that is identical on every database for the same values,
+and column profiles (apps.runs.profiles) in bounded memory.
 
 Node types come from apps.pipelines.graph.REGISTRY, the registry the graph validator uses; every
 registered type must have a handler here (checked at import)."""
@@ -15,13 +16,13 @@ import hashlib
 import json
 import re
 import sqlite3
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from apps.connections.targets import check_params, sqlite_path
 from apps.core.errors import ValidationFailed
 from apps.pipelines.graph import REGISTRY
+from apps.runs import profiles as profiles_mod
 
 BATCH_SIZE = 1000
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
@@ -81,36 +82,71 @@ def row_digest(columns: list[str], row) -> int:
 
 @dataclass
 class DestinationMetrics:
+    """What a destination's run measured. Per row only running totals are kept (the row count and
+    the hash total); column profiles are bounded sketches (apps.runs.profiles); key uniqueness is
+    asked of the destination table in SQL after the load (`key_stats`), so nothing grows with it."""
+
     table: str
     key: list[str]
+    profiles: bool = True
     rows: int = 0
     hash_sum: int = 0
-    keys: Counter = field(default_factory=Counter)
+    key_counts: dict | None = None
+    profile: profiles_mod.TableProfile | None = field(default=None, repr=False)
 
     def check_key(self, columns: list[str]) -> None:
         missing = [k for k in self.key if k not in columns]
         if missing:
             raise ExecutionError(f"Key column(s) {', '.join(missing)} of '{self.table}' are not source columns.")
 
+    def start(self, columns: list[str], classes: list[str]) -> None:
+        if self.profiles:
+            self.profile = profiles_mod.TableProfile(columns, classes)
+
     def add(self, columns: list[str], row) -> None:
-        self.rows += 1
-        self.hash_sum = (self.hash_sum + row_digest(columns, row)) % (1 << 64)
-        if self.key:
-            positions = [columns.index(k) for k in self.key]
-            self.keys[json.dumps([canonical_value(row[p]) for p in positions])] += 1
+        self.add_batch(columns, [row])
+
+    def add_batch(self, columns: list[str], batch) -> None:
+        self.rows += len(batch)
+        self.hash_sum = (self.hash_sum + sum(row_digest(columns, row) for row in batch)) % (1 << 64)
+        if self.profile is not None:
+            self.profile.add_batch(batch, canonical_value)
 
     def as_dict(self) -> dict:
-        duplicates = [json.loads(k) for k, n in self.keys.items() if n > 1]
-        return {
+        counts = self.key_counts or {"distinct": 0, "duplicates": 0, "sample": []}
+        out = {
             "table": self.table,
             "row_count": self.rows,
             "key": self.key,
-            "distinct_keys": len(self.keys) if self.key else None,
-            "duplicate_key_count": len(duplicates),
-            "duplicate_keys_sample": duplicates[:10],
-            "keys_unique": not duplicates if self.key else None,
+            "distinct_keys": counts["distinct"] if self.key else None,
+            "duplicate_key_count": counts["duplicates"] if self.key else 0,
+            "duplicate_keys_sample": counts["sample"] if self.key else [],
+            "keys_unique": not counts["duplicates"] if self.key else None,
             "hash_total": f"{self.hash_sum:016x}",
         }
+        if self.profiles:
+            out["columns"] = self.profile.as_dict(canonical_value) if self.profile is not None else {}
+        return out
+
+
+def key_stats(cursor, kind: str, table: str, key: list[str]) -> dict:
+    """Distinct and duplicate keys of the destination table, counted by the database (for `append`,
+    over all its rows: a key must be unique in the table, not only in this run's rows)."""
+    quoted = _quote(kind, table)
+    columns = ", ".join(_quote_column(kind, k) for k in key)
+    cursor.execute(
+        f"SELECT COUNT(*), COALESCE(SUM(CASE WHEN n > 1 THEN 1 ELSE 0 END), 0) "  # noqa: S608 (quoted identifiers)
+        f"FROM (SELECT COUNT(*) AS n FROM {quoted} GROUP BY {columns}) AS g"
+    )
+    distinct, duplicates = cursor.fetchone()
+    sample = []
+    if duplicates:
+        cursor.execute(
+            f"SELECT {columns} FROM {quoted} GROUP BY {columns} HAVING COUNT(*) > 1 "  # noqa: S608
+            f"ORDER BY {columns} LIMIT 10"
+        )
+        sample = [[canonical_value(v) for v in row] for row in cursor.fetchall()]
+    return {"distinct": int(distinct), "duplicates": int(duplicates), "sample": sample}
 
 
 # --- connections ------------------------------------------------------------------------------
@@ -241,6 +277,7 @@ class Limits:
     sample_rows: int | None = None
     sample_percent: float | None = None
     batch_size: int = BATCH_SIZE
+    profiles: bool = True  # column profiles per destination (off: only counts, keys and the hash total)
 
 
 def _keep(columns, row, percent: float) -> bool:
@@ -299,6 +336,7 @@ def write_destination(
                 names = [_quote_column(kind, c) for c in columns]
                 classes = [_column_class(row[i] for row in batch) for i in range(len(columns))]
                 metrics.check_key(columns)
+                metrics.start(columns, classes)
                 definition = ", ".join(f"{n} {_column_type(kind, k)}" for n, k in zip(names, classes, strict=True))
                 if mode == "replace":
                     cursor.execute(f"DROP TABLE IF EXISTS {quoted}")
@@ -313,10 +351,11 @@ def write_destination(
                 cursor.executemany(insert, [[_sqlite_value(v) for v in row] for row in batch])
             else:
                 cursor.executemany(insert, batch)
-            for row in batch:
-                metrics.add(columns, row)
+            metrics.add_batch(columns, batch)
         if not created and mode == "replace" and _table_exists(cursor, kind, table):
             cursor.execute(f"DELETE FROM {quoted}")  # noqa: S608  (no rows: replace leaves the table empty)
+        if metrics.key and (created or _table_exists(cursor, kind, table)):
+            metrics.key_counts = key_stats(cursor, kind, table, metrics.key)
         check()
         cursor.execute("COMMIT")
     except BaseException:
@@ -387,7 +426,7 @@ def execute_graph(
             source_conn.close()
             raise
         try:
-            result = DestinationMetrics(table=node["table"], key=list(node.get("key") or []))
+            result = DestinationMetrics(table=node["table"], key=list(node.get("key") or []), profiles=limits.profiles)
             log(f"{source['id']} → {node['id']} ({node.get('mode', 'replace')} {node['table']})")
             write_destination(
                 target_conn,
