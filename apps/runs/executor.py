@@ -92,6 +92,7 @@ class DestinationMetrics:
     rows: int = 0
     hash_sum: int = 0
     key_counts: dict | None = None
+    expectations: dict = field(default_factory=dict)  # by column (apps.pipelines.expectations.combined)
     profile: profiles_mod.TableProfile | None = field(default=None, repr=False)
 
     def check_key(self, columns: list[str]) -> None:
@@ -101,7 +102,23 @@ class DestinationMetrics:
 
     def start(self, columns: list[str], classes: list[str]) -> None:
         if self.profiles:
-            self.profile = profiles_mod.TableProfile(columns, classes)
+            accepted = {
+                column: frozenset(canonical_value(v) for v in rules["accepted_values"])
+                for column, rules in self.expectations.items()
+                if isinstance(rules.get("accepted_values"), list)
+            }
+            self.profile = profiles_mod.TableProfile(columns, classes, accepted)
+
+    def unique_columns(self) -> list[str]:
+        """Profiled columns with a `unique` expectation (their duplicates are counted in SQL)."""
+        if self.profile is None:
+            return []
+        return [c.name for c in self.profile.columns if self.expectations.get(c.name, {}).get("unique") is True]
+
+    def count_duplicates(self, cursor, kind: str) -> None:
+        by_name = {c.name: c for c in self.profile.columns} if self.profile else {}
+        for name in self.unique_columns():
+            by_name[name].duplicates = duplicate_values(cursor, kind, self.table, name)
 
     def add(self, columns: list[str], row) -> None:
         self.add_batch(columns, [row])
@@ -127,6 +144,16 @@ class DestinationMetrics:
         if self.profiles:
             out["columns"] = self.profile.as_dict(canonical_value) if self.profile is not None else {}
         return out
+
+
+def duplicate_values(cursor, kind: str, table: str, column: str) -> int:
+    """How many non-NULL values of a destination column are stored more than once (SQL, after the load)."""
+    quoted, name = _quote(kind, table), _quote_column(kind, column)
+    cursor.execute(
+        f"SELECT COUNT(*) FROM (SELECT {name} FROM {quoted} WHERE {name} IS NOT NULL "  # noqa: S608 (quoted)
+        f"GROUP BY {name} HAVING COUNT(*) > 1) AS d"
+    )
+    return int(cursor.fetchone()[0])
 
 
 def key_stats(cursor, kind: str, table: str, key: list[str]) -> dict:
@@ -356,6 +383,8 @@ def write_destination(
             cursor.execute(f"DELETE FROM {quoted}")  # noqa: S608  (no rows: replace leaves the table empty)
         if metrics.key and (created or _table_exists(cursor, kind, table)):
             metrics.key_counts = key_stats(cursor, kind, table, metrics.key)
+        if created:
+            metrics.count_duplicates(cursor, kind)
         check()
         cursor.execute("COMMIT")
     except BaseException:

@@ -113,7 +113,9 @@ class ColumnProfile:
     """The running profile of one column."""
 
     __slots__ = (
+        "accepted",
         "count",
+        "duplicates",
         "hash_sum",
         "max_length",
         "maximum",
@@ -124,14 +126,19 @@ class ColumnProfile:
         "sketch",
         "total",
         "type",
+        "unexpected",
+        "unexpected_sample",
     )
 
-    def __init__(self, name: str, column_type: str):
+    def __init__(self, name: str, column_type: str, accepted: frozenset | None = None):
         self.name, self.type = name, column_type
         self.count = self.nulls = self.hash_sum = 0
         self.sketch = HyperLogLog()
         self.minimum = self.maximum = self.min_length = self.max_length = None
         self.total = 0
+        # An accepted_values expectation: the canonical accepted values; values outside are counted.
+        self.accepted, self.unexpected, self.unexpected_sample = accepted, 0, []
+        self.duplicates = None  # values stored more than once (a unique expectation; set after the load)
 
     def add_values(self, values: list, canonical) -> None:
         """Add one batch of this column's values; `canonical` is executor.canonical_value."""
@@ -163,6 +170,8 @@ class ColumnProfile:
         else:
             hash_sum += sum(map(operator.mul, digests, counted.values()))
         self.hash_sum = hash_sum & MASK64
+        if self.accepted is not None:
+            self._check_accepted(counted, canonical)
         registers = self.sketch.registers
         for h in digests:
             index = h >> _RANK_BITS
@@ -187,6 +196,15 @@ class ColumnProfile:
             if self.max_length is None or high_length > self.max_length:
                 self.max_length = high_length
 
+    def _check_accepted(self, counted: Counter, canonical) -> None:
+        plain = self.type in ("integer", "text")
+        for value, times in counted.items():
+            shown = value if plain else canonical(value)
+            if shown not in self.accepted:
+                self.unexpected += times
+                if len(self.unexpected_sample) < 5 and shown not in self.unexpected_sample:
+                    self.unexpected_sample.append(_shown(shown))
+
     def merge(self, other: "ColumnProfile") -> None:
         """Fold the profile of the same column over other rows into this one."""
         self.count += other.count
@@ -198,11 +216,17 @@ class ColumnProfile:
             setattr(self, attr, theirs if mine is None else mine if theirs is None else pick(mine, theirs))
         with decimal.localcontext(_EXACT):
             self.total = self.total + other.total
+        self.unexpected += other.unexpected
+        room = 5 - len(self.unexpected_sample)
+        self.unexpected_sample += [v for v in other.unexpected_sample if v not in self.unexpected_sample][:room]
+        if other.duplicates is not None:
+            self.duplicates = (self.duplicates or 0) + other.duplicates
 
     def as_dict(self, canonical) -> dict:
         present = self.count - self.nulls
         out = {
             "type": self.type,
+            "count": present,
             "null_count": self.nulls,
             "null_share": round(self.nulls / self.count, 6) if self.count else 0.0,
             "distinct": min(self.sketch.estimate(), present),
@@ -216,6 +240,10 @@ class ColumnProfile:
             out["mean"] = canonical(_SHOWN_NUMBER.divide(decimal.Decimal(self.total), present)) if present else None
         if self.type == "text":
             out["min_length"], out["max_length"] = self.min_length, self.max_length
+        if self.accepted is not None:
+            out["unexpected_count"], out["unexpected_sample"] = self.unexpected, self.unexpected_sample
+        if self.duplicates is not None:
+            out["duplicate_values"] = self.duplicates
         return out
 
 
@@ -228,8 +256,12 @@ def _shown(value):
 class TableProfile:
     """Profiles of every column of one destination, fed batch by batch."""
 
-    def __init__(self, columns: list[str], classes: list[str]):
-        self.columns = [ColumnProfile(name, column_class) for name, column_class in zip(columns, classes, strict=True)]
+    def __init__(self, columns: list[str], classes: list[str], accepted: dict[str, frozenset] | None = None):
+        accepted = accepted or {}
+        self.columns = [
+            ColumnProfile(name, column_class, accepted.get(name))
+            for name, column_class in zip(columns, classes, strict=True)
+        ]
 
     def add_batch(self, batch: list, canonical) -> None:
         for position, column in enumerate(self.columns):
