@@ -200,3 +200,20 @@ def run_data_diff(run, baseline_run) -> dict[str, dict]:
         for node_id, metrics in (run.metrics or {}).items()
         if isinstance(metrics, dict)
     }
+
+
+def profile_summary(profile: dict) -> str:
+    """One line for a column profile (the run_pipeline summary)."""
+    parts = [
+        str(profile.get("type")),
+        f"nulls {profile.get('null_count')} ({100 * (profile.get('null_share') or 0):.1f}%)",
+        f"distinct ~{profile.get('distinct')}",
+        f"min {profile.get('min')}",
+        f"max {profile.get('max')}",
+    ]
+    if "sum" in profile:
+        parts += [f"sum {profile.get('sum')}", f"mean {profile.get('mean')}"]
+    if "min_length" in profile:
+        parts.append(f"length {profile.get('min_length')}–{profile.get('max_length')}")
+    parts.append(f"hash {profile.get('hash')}")
+    return ", ".join(parts)
