@@ -76,6 +76,7 @@ class ApprovalRuleSerializer(serializers.ModelSerializer):
             "exclude_version_author",
             "require_validation",
             "validation_max_age_hours",
+            "require_data_diff",
             "require_git",
             "allowed_refs",
             "require_ticket",
@@ -135,6 +136,7 @@ class RuleUpdateSerializer(StrictSerializer):
     exclude_version_author = serializers.BooleanField(required=False)
     require_validation = serializers.BooleanField(required=False)
     validation_max_age_hours = serializers.IntegerField(min_value=1, max_value=24 * 365, required=False)
+    require_data_diff = serializers.BooleanField(required=False)
     require_git = serializers.BooleanField(required=False)
     allowed_refs = serializers.ListField(
         child=serializers.CharField(max_length=200), required=False, max_length=50, help_text='e.g. ["main", "v*"]'
@@ -382,12 +384,16 @@ class RuleStatusSerializer(serializers.Serializer):
 
 
 class GateSerializer(serializers.Serializer):
-    gate = serializers.ChoiceField(choices=["validation", "git", "refs", "ticket"])
+    gate = serializers.ChoiceField(choices=["validation", "data_diff", "git", "refs", "ticket"])
     rule = serializers.CharField()
     passed = serializers.BooleanField()
     detail = serializers.CharField()
     run = serializers.IntegerField(required=False, allow_null=True, help_text="validation: the passing run.")
     finished_at = serializers.CharField(required=False, allow_null=True, help_text="validation: when it finished.")
+    baseline_run = serializers.IntegerField(required=False, allow_null=True, help_text="data_diff: the baseline run.")
+    data_diff = serializers.JSONField(
+        required=False, help_text="data_diff: per destination, the per-column diff (schema changes first)."
+    )
 
 
 class PromotionDetailSerializer(PromotionSerializer):

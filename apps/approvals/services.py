@@ -33,6 +33,7 @@ from apps.runs.models import Deployment, Run, RunStatus
 from apps.tenancy.models import Edition, Membership
 from apps.tenancy.permissions import is_org_admin
 
+from . import gates_data
 from .models import (
     OPEN_STATES,
     ApprovalDecision,
@@ -136,6 +137,8 @@ def _looser_than(rule: ApprovalRule, default: ApprovalRule) -> dict[str, str]:
         and rule.validation_max_age_hours > default.validation_max_age_hours
     ):
         problems["validation_max_age_hours"] = f"at most {default.validation_max_age_hours}"
+    if default.require_data_diff and not rule.require_data_diff:
+        problems["require_data_diff"] = f"on, as in the organization's '{default.name}'"
     if default.require_git and not rule.require_git:
         problems["require_git"] = f"on, as in the organization's '{default.name}'"
     if default.require_ticket and not rule.require_ticket:
@@ -361,6 +364,8 @@ def evaluate_gates(request_like, rules: list[ApprovalRule], *, at=None) -> list[
                     ),
                 }
             )
+        if rule.require_data_diff:
+            gates.append(gates_data.data_diff_gate(request_like, rule, at))
         if rule.require_git:
             ok = bool(version.git_commit) and (version.git_merged or bool(version.git_tag))
             gates.append(
@@ -736,7 +741,13 @@ def _create(
     gates = evaluate_gates(request, rules)
     failed = [g for g in gates if not g["passed"]]
     if failed:
-        field = {"ticket": "ticket", "validation": "version", "git": "version", "refs": "version"}
+        field = {
+            "ticket": "ticket",
+            "validation": "version",
+            "data_diff": "version",
+            "git": "version",
+            "refs": "version",
+        }
         fields: dict[str, list[str]] = {}
         for gate in failed:
             fields.setdefault(field[gate["gate"]], []).append(f"Rule '{gate['rule']}' needs {gate['detail']}.")

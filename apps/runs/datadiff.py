@@ -17,12 +17,13 @@ CHANGE_MEASURES = expectation_rules.CHANGE_MEASURES
 
 
 def relative_change(baseline, value) -> float | None:
-    """Percent change from baseline to value (None when either is not a number)."""
+    """Percent change from baseline to value (None when either is not a number, or from 0 to
+    something: no finite percentage; JSON has no infinity)."""
     before, after = as_float(baseline), as_float(value)
-    if before is None or after is None:
+    if before is None or after is None or not (math.isfinite(before) and math.isfinite(after)):
         return None
     if before == 0:
-        return 0.0 if after == 0 else math.inf
+        return 0.0 if after == 0 else None
     return round(100 * (after - before) / abs(before), 4)
 
 
@@ -80,9 +81,11 @@ def check_column(profile: dict | None, rules: dict, baseline: dict | None) -> li
         if baseline is None:
             add(f"max_change.{measure}", True, "no baseline column to compare with")
             continue
-        change = relative_change(baseline.get(measure), profile.get(measure))
+        before, after = baseline.get(measure), profile.get(measure)
+        change = relative_change(before, after)
         if change is None:
-            add(f"max_change.{measure}", False, f"{measure} not comparable")
+            why = f"{measure} was 0, now {after}" if as_float(before) == 0 else f"{measure} not comparable"
+            add(f"max_change.{measure}", False, why)
             continue
         ok = abs(change) <= limit
         add(f"max_change.{measure}", ok, f"{measure} changed {_percent(change)} ({'≤' if ok else '>'} {limit}%)")
@@ -90,7 +93,7 @@ def check_column(profile: dict | None, rules: dict, baseline: dict | None) -> li
 
 
 def _percent(change: float) -> str:
-    return "∞%" if math.isinf(change) else f"{change:+.2f}%"
+    return f"{change:+.2f}%"
 
 
 def destination_diff(metrics: dict, baseline: dict | None, node_expectations, policy_expectations) -> dict:

@@ -3,8 +3,6 @@ column (baseline → this run, change, pass/fail, why) and a bar chart of each c
 relative change, drawn as inline SVG geometry (no script, no inline style: the CSP allows neither).
 Only arranges apps.runs.datadiff's answer."""
 
-import math
-
 CHART_MEASURES = ("count", "distinct", "sum", "mean", "null_share")
 TABLE_MEASURES = ("count", "null_share", "distinct", "sum", "mean", "min", "max")
 BAR_WIDTH = 220  # px for a change of CHART_CAP percent or more
@@ -25,8 +23,6 @@ def _largest_change(row: dict) -> tuple[str | None, float | None]:
 def _percent(change: float | None) -> str:
     if change is None:
         return "—"
-    if math.isinf(change):
-        return "new (baseline 0)"
     return f"{change:+.2f} %"
 
 
