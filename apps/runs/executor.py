@@ -100,7 +100,9 @@ class DestinationMetrics:
         if missing:
             raise ExecutionError(f"Key column(s) {', '.join(missing)} of '{self.table}' are not source columns.")
 
-    def start(self, columns: list[str], classes: list[str]) -> None:
+    def start(self, columns: list[str], classes: list[str], *, in_sql: bool = False) -> None:
+        """Profiles for these columns; `in_sql`: the destination computes the simple aggregates of
+        the SQL_TYPES columns after the load (aggregate_in_sql), Python only the rest."""
         if self.profiles:
             accepted = {
                 column: frozenset(canonical_value(v) for v in rules["accepted_values"])
@@ -108,6 +110,40 @@ class DestinationMetrics:
                 if isinstance(rules.get("accepted_values"), list)
             }
             self.profile = profiles_mod.TableProfile(columns, classes, accepted)
+            for column in self.profile.columns:
+                column.in_sql = in_sql and column.type in profiles_mod.SQL_TYPES
+
+    def aggregate_in_sql(self, cursor, kind: str) -> None:
+        """One query over the loaded table for the min/max, sums and text lengths of the columns
+        marked `in_sql` (text compared by code point, as Python does: COLLATE "C")."""
+        columns = [c for c in (self.profile.columns if self.profile else []) if c.in_sql]
+        if not columns:
+            return
+        parts, shapes = [], []
+        for column in columns:
+            name = _quote_column(kind, column.name)
+            if column.type == "boolean":
+                parts += [f"BOOL_AND({name})", f"BOOL_OR({name})"]
+            elif column.type == "text":
+                parts += [f'MIN({name} COLLATE "C")', f'MAX({name} COLLATE "C")']
+            else:
+                parts += [f"MIN({name})", f"MAX({name})"]
+            if column.type == "integer":
+                parts.append(f"SUM({name})")
+            if column.type == "text":
+                parts += [f"MIN(LENGTH({name}))", f"MAX(LENGTH({name}))"]
+            shapes.append((column, len(parts)))
+        cursor.execute(f"SELECT {', '.join(parts)} FROM {_quote(kind, self.table)}")  # noqa: S608 (quoted)
+        row, start = cursor.fetchone(), 0
+        for column, end in shapes:
+            values = row[start:end]
+            start = end
+            if column.type == "integer":
+                column.set_from_sql(values[0], values[1], total=values[2])
+            elif column.type == "text":
+                column.set_from_sql(values[0], values[1], min_length=values[2], max_length=values[3])
+            else:
+                column.set_from_sql(values[0], values[1])
 
     def unique_columns(self) -> list[str]:
         """Profiled columns with a `unique` expectation (their duplicates are counted in SQL)."""
@@ -363,7 +399,7 @@ def write_destination(
                 names = [_quote_column(kind, c) for c in columns]
                 classes = [_column_class(row[i] for row in batch) for i in range(len(columns))]
                 metrics.check_key(columns)
-                metrics.start(columns, classes)
+                metrics.start(columns, classes, in_sql=kind == "postgres" and mode == "replace")
                 definition = ", ".join(f"{n} {_column_type(kind, k)}" for n, k in zip(names, classes, strict=True))
                 if mode == "replace":
                     cursor.execute(f"DROP TABLE IF EXISTS {quoted}")
@@ -385,6 +421,7 @@ def write_destination(
             metrics.key_counts = key_stats(cursor, kind, table, metrics.key)
         if created:
             metrics.count_duplicates(cursor, kind)
+            metrics.aggregate_in_sql(cursor, kind)
         check()
         cursor.execute("COMMIT")
     except BaseException:
