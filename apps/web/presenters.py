@@ -13,6 +13,7 @@ from apps.environments import permissions as perms
 from apps.environments.models import Environment
 from apps.pipelines.selectors import versions_of
 from apps.resolution import services as resolution
+from apps.runs import datadiff as run_datadiff
 from apps.runs.models import Run
 from apps.runs.selectors import deployments_for, runs_for
 from apps.web.datadiff_view import data_diff_view
@@ -417,6 +418,8 @@ def run_page(user, run: Run) -> dict:
         "destinations": _metrics_rows(run, baseline_runs),
         "baseline": comparison,
         "baseline_run": baseline_runs.get(comparison.get("baseline_run")),
+        # Column profiles: against the baseline when compared, else against the expectations alone.
+        "data_diff": data_diff_view(comparison.get("data_diff") or run_datadiff.run_data_diff(run, None)),
         "log_level": policy.get("log_level") or "INFO",
         "log_lines": (run.log_excerpt or "").splitlines(),
         "configuration": _run_configuration(run.resolved or {}),
