@@ -66,6 +66,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/lists.py
 	$(BIN)/python benchmarks/request.py
 	$(BIN)/python benchmarks/deploy.py
+	$(BIN)/python benchmarks/profiles.py
 
 clean-var:
 	rm -rf var

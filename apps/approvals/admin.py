@@ -116,6 +116,7 @@ class ApprovalRuleAdminForm(forms.ModelForm):
             "exclude_version_author",
             "require_validation",
             "validation_max_age_hours",
+            "require_data_diff",
             "require_git",
             "allowed_refs",
             "require_ticket",

@@ -67,6 +67,11 @@ class ApprovalRule(TimeStampedModel):
         default=False, help_text="A passing run of this version in the source environment is needed."
     )
     validation_max_age_hours = models.PositiveIntegerField(default=24, validators=[MinValueValidator(1)])
+    require_data_diff = models.BooleanField(
+        default=False,
+        help_text="The latest run of this version in the source environment (within validation_max_age_hours) "
+        "must meet its column expectations and stay within tolerance of the production baseline.",
+    )
     require_git = models.BooleanField(default=False, help_text="The version's commit must be merged or tagged.")
     allowed_refs = models.JSONField(
         default=list,

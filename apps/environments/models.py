@@ -122,6 +122,7 @@ POLICY_SETTINGS = (
     "locked",
     "watch_first_runs",
     "auto_rollback_on_failure",
+    "expectations",
 )
 
 
@@ -158,6 +159,12 @@ class RuntimePolicy(TimeStampedModel):
     locked = models.BooleanField(default=False, help_text="Edits need the manage_environment permission.")
     watch_first_runs = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(100)])
     auto_rollback_on_failure = models.BooleanField(default=False)
+    expectations = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Column expectations for every destination run here, e.g. {"email": {"not_null": true}} '
+        "(apps.pipelines.expectations).",
+    )
 
     objects = EnvScopedQuerySet.as_manager()
 

@@ -11,6 +11,7 @@ from apps.core import patterns
 from apps.core.errors import Conflict, PermissionDenied, ValidationFailed, field_error
 from apps.core.services import audited_delete, audited_save, validate
 from apps.notifications.services import emit
+from apps.pipelines import expectations
 from apps.tenancy import revisions
 from apps.tenancy.models import Edition, Membership, Organization
 from apps.tenancy.permissions import is_org_admin
@@ -272,6 +273,10 @@ def environment_delete(*, actor, environment: Environment) -> None:
 
 def validate_policy_values(policy: RuntimePolicy) -> None:
     """Field rules of a policy (validators, rows-or-percent sampling); the admin checks a draft with it."""
+    expectation_errors = expectations.collect_errors(policy.expectations, "expectations")
+    if expectation_errors:
+        first_field, first_messages = next(iter(expectation_errors.items()))
+        raise ValidationFailed(f"{first_field}: {first_messages[0]}", fields=expectation_errors)
     validate(policy, exclude=["environment"], validate_unique=False)
     if policy.sample_rows is not None and policy.sample_percent is not None:
         raise field_error("sample_percent", "Sample by rows or by percent, not both.")

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from apps.core.errors import ValidationFailed
+from apps.pipelines import expectations
 
 NODE_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 MAX_NODES = 500
@@ -55,6 +56,7 @@ register(
             "table": FieldSpec(str, interpolated=True),
             "mode": FieldSpec(str, required=False, choices=("replace", "append")),
             "key": FieldSpec(list, required=False),
+            "expectations": FieldSpec(dict, required=False),  # apps.pipelines.expectations
             "description": FieldSpec(str, required=False),
         },
         writes=True,
@@ -127,6 +129,10 @@ def validate_graph(graph) -> dict:
                 _error(errors, f"{label}.{name}", f"One of: {', '.join(spec.choices)}.")
             if name == "key" and not all(isinstance(k, str) and k for k in value):
                 _error(errors, f"{label}.key", "A list of column names.")
+            if name == "expectations":
+                for where, messages in expectations.collect_errors(value, f"{label}.expectations").items():
+                    for message in messages:
+                        _error(errors, where, message)
     if not isinstance(edges, list):
         _error(errors, "graph.edges", "Give a list of [from, to] pairs.")
         edges = []

@@ -3,8 +3,9 @@
 Sources are streamed in batches (fetchmany), capped by the policy's max_rows and sampled where the
 policy samples; each destination is written inside one transaction on its connection (`replace`
 drops and recreates the table, `append` inserts). Per destination it computes the validation
-metrics: row count, distinct key count, duplicate keys, and an order-independent hash total of
-the rows that is identical on every database for the same values.
+metrics: row count, distinct key count and duplicate keys (asked of the destination in SQL), an
+order-independent hash total of the rows that is identical on every database for the same values,
+and column profiles (apps.runs.profiles) in bounded memory.
 
 Node types come from apps.pipelines.graph.REGISTRY, the registry the graph validator uses; every
 registered type must have a handler here (checked at import)."""
@@ -15,13 +16,13 @@ import hashlib
 import json
 import re
 import sqlite3
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from apps.connections.targets import check_params, sqlite_path
 from apps.core.errors import ValidationFailed
 from apps.pipelines.graph import REGISTRY
+from apps.runs import profiles as profiles_mod
 
 BATCH_SIZE = 1000
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
@@ -81,36 +82,134 @@ def row_digest(columns: list[str], row) -> int:
 
 @dataclass
 class DestinationMetrics:
+    """What a destination's run measured. Per row only running totals are kept (the row count and
+    the hash total); column profiles are bounded sketches (apps.runs.profiles); key uniqueness is
+    asked of the destination table in SQL after the load (`key_stats`), so nothing grows with it."""
+
     table: str
     key: list[str]
+    profiles: bool = True
     rows: int = 0
     hash_sum: int = 0
-    keys: Counter = field(default_factory=Counter)
+    key_counts: dict | None = None
+    expectations: dict = field(default_factory=dict)  # by column (apps.pipelines.expectations.combined)
+    profile: profiles_mod.TableProfile | None = field(default=None, repr=False)
 
     def check_key(self, columns: list[str]) -> None:
         missing = [k for k in self.key if k not in columns]
         if missing:
             raise ExecutionError(f"Key column(s) {', '.join(missing)} of '{self.table}' are not source columns.")
 
+    def start(self, columns: list[str], classes: list[str], *, in_sql: bool = False) -> None:
+        """Profiles for these columns; `in_sql`: the destination computes the simple aggregates of
+        the SQL_TYPES columns after the load (aggregate_in_sql), Python only the rest."""
+        if self.profiles:
+            accepted = {
+                column: frozenset(canonical_value(v) for v in rules["accepted_values"])
+                for column, rules in self.expectations.items()
+                if isinstance(rules.get("accepted_values"), list)
+            }
+            self.profile = profiles_mod.TableProfile(columns, classes, accepted)
+            for column in self.profile.columns:
+                column.in_sql = in_sql and column.type in profiles_mod.SQL_TYPES
+
+    def aggregate_in_sql(self, cursor, kind: str) -> None:
+        """One query over the loaded table for the min/max, sums and text lengths of the columns
+        marked `in_sql` (text compared by code point, as Python does: COLLATE "C")."""
+        columns = [c for c in (self.profile.columns if self.profile else []) if c.in_sql]
+        if not columns:
+            return
+        parts, shapes = [], []
+        for column in columns:
+            name = _quote_column(kind, column.name)
+            if column.type == "boolean":
+                parts += [f"BOOL_AND({name})", f"BOOL_OR({name})"]
+            elif column.type == "text":
+                parts += [f'MIN({name} COLLATE "C")', f'MAX({name} COLLATE "C")']
+            else:
+                parts += [f"MIN({name})", f"MAX({name})"]
+            if column.type == "integer":
+                parts.append(f"SUM({name})")
+            if column.type == "text":
+                parts += [f"MIN(LENGTH({name}))", f"MAX(LENGTH({name}))"]
+            shapes.append((column, len(parts)))
+        cursor.execute(f"SELECT {', '.join(parts)} FROM {_quote(kind, self.table)}")  # noqa: S608 (quoted)
+        row, start = cursor.fetchone(), 0
+        for column, end in shapes:
+            values = row[start:end]
+            start = end
+            if column.type == "integer":
+                column.set_from_sql(values[0], values[1], total=values[2])
+            elif column.type == "text":
+                column.set_from_sql(values[0], values[1], min_length=values[2], max_length=values[3])
+            else:
+                column.set_from_sql(values[0], values[1])
+
+    def unique_columns(self) -> list[str]:
+        """Profiled columns with a `unique` expectation (their duplicates are counted in SQL)."""
+        if self.profile is None:
+            return []
+        return [c.name for c in self.profile.columns if self.expectations.get(c.name, {}).get("unique") is True]
+
+    def count_duplicates(self, cursor, kind: str) -> None:
+        by_name = {c.name: c for c in self.profile.columns} if self.profile else {}
+        for name in self.unique_columns():
+            by_name[name].duplicates = duplicate_values(cursor, kind, self.table, name)
+
     def add(self, columns: list[str], row) -> None:
-        self.rows += 1
-        self.hash_sum = (self.hash_sum + row_digest(columns, row)) % (1 << 64)
-        if self.key:
-            positions = [columns.index(k) for k in self.key]
-            self.keys[json.dumps([canonical_value(row[p]) for p in positions])] += 1
+        self.add_batch(columns, [row])
+
+    def add_batch(self, columns: list[str], batch) -> None:
+        self.rows += len(batch)
+        self.hash_sum = (self.hash_sum + sum(row_digest(columns, row) for row in batch)) % (1 << 64)
+        if self.profile is not None:
+            self.profile.add_batch(batch, canonical_value)
 
     def as_dict(self) -> dict:
-        duplicates = [json.loads(k) for k, n in self.keys.items() if n > 1]
-        return {
+        counts = self.key_counts or {"distinct": 0, "duplicates": 0, "sample": []}
+        out = {
             "table": self.table,
             "row_count": self.rows,
             "key": self.key,
-            "distinct_keys": len(self.keys) if self.key else None,
-            "duplicate_key_count": len(duplicates),
-            "duplicate_keys_sample": duplicates[:10],
-            "keys_unique": not duplicates if self.key else None,
+            "distinct_keys": counts["distinct"] if self.key else None,
+            "duplicate_key_count": counts["duplicates"] if self.key else 0,
+            "duplicate_keys_sample": counts["sample"] if self.key else [],
+            "keys_unique": not counts["duplicates"] if self.key else None,
             "hash_total": f"{self.hash_sum:016x}",
         }
+        if self.profiles:
+            out["columns"] = self.profile.as_dict(canonical_value) if self.profile is not None else {}
+        return out
+
+
+def duplicate_values(cursor, kind: str, table: str, column: str) -> int:
+    """How many non-NULL values of a destination column are stored more than once (SQL, after the load)."""
+    quoted, name = _quote(kind, table), _quote_column(kind, column)
+    cursor.execute(
+        f"SELECT COUNT(*) FROM (SELECT {name} FROM {quoted} WHERE {name} IS NOT NULL "  # noqa: S608 (quoted)
+        f"GROUP BY {name} HAVING COUNT(*) > 1) AS d"
+    )
+    return int(cursor.fetchone()[0])
+
+
+def key_stats(cursor, kind: str, table: str, key: list[str]) -> dict:
+    """Distinct and duplicate keys of the destination table, counted by the database (for `append`,
+    over all its rows: a key must be unique in the table, not only in this run's rows)."""
+    quoted = _quote(kind, table)
+    columns = ", ".join(_quote_column(kind, k) for k in key)
+    cursor.execute(
+        f"SELECT COUNT(*), COALESCE(SUM(CASE WHEN n > 1 THEN 1 ELSE 0 END), 0) "  # noqa: S608 (quoted identifiers)
+        f"FROM (SELECT COUNT(*) AS n FROM {quoted} GROUP BY {columns}) AS g"
+    )
+    distinct, duplicates = cursor.fetchone()
+    sample = []
+    if duplicates:
+        cursor.execute(
+            f"SELECT {columns} FROM {quoted} GROUP BY {columns} HAVING COUNT(*) > 1 "  # noqa: S608
+            f"ORDER BY {columns} LIMIT 10"
+        )
+        sample = [[canonical_value(v) for v in row] for row in cursor.fetchall()]
+    return {"distinct": int(distinct), "duplicates": int(duplicates), "sample": sample}
 
 
 # --- connections ------------------------------------------------------------------------------
@@ -241,6 +340,7 @@ class Limits:
     sample_rows: int | None = None
     sample_percent: float | None = None
     batch_size: int = BATCH_SIZE
+    profiles: bool = True  # column profiles per destination (off: only counts, keys and the hash total)
 
 
 def _keep(columns, row, percent: float) -> bool:
@@ -299,6 +399,7 @@ def write_destination(
                 names = [_quote_column(kind, c) for c in columns]
                 classes = [_column_class(row[i] for row in batch) for i in range(len(columns))]
                 metrics.check_key(columns)
+                metrics.start(columns, classes, in_sql=kind == "postgres" and mode == "replace")
                 definition = ", ".join(f"{n} {_column_type(kind, k)}" for n, k in zip(names, classes, strict=True))
                 if mode == "replace":
                     cursor.execute(f"DROP TABLE IF EXISTS {quoted}")
@@ -313,10 +414,14 @@ def write_destination(
                 cursor.executemany(insert, [[_sqlite_value(v) for v in row] for row in batch])
             else:
                 cursor.executemany(insert, batch)
-            for row in batch:
-                metrics.add(columns, row)
+            metrics.add_batch(columns, batch)
         if not created and mode == "replace" and _table_exists(cursor, kind, table):
             cursor.execute(f"DELETE FROM {quoted}")  # noqa: S608  (no rows: replace leaves the table empty)
+        if metrics.key and (created or _table_exists(cursor, kind, table)):
+            metrics.key_counts = key_stats(cursor, kind, table, metrics.key)
+        if created:
+            metrics.count_duplicates(cursor, kind)
+            metrics.aggregate_in_sql(cursor, kind)
         check()
         cursor.execute("COMMIT")
     except BaseException:
@@ -400,7 +505,7 @@ def execute_graph(
             source_conn.close()
             raise
         try:
-            result = DestinationMetrics(table=node["table"], key=list(node.get("key") or []))
+            result = DestinationMetrics(table=node["table"], key=list(node.get("key") or []), profiles=limits.profiles)
             log(f"{source['id']} → {node['id']} ({node.get('mode', 'replace')} {node['table']})")
             write_destination(
                 target_conn,

@@ -13,8 +13,10 @@ from apps.environments import permissions as perms
 from apps.environments.models import Environment
 from apps.pipelines.selectors import versions_of
 from apps.resolution import services as resolution
+from apps.runs import datadiff as run_datadiff
 from apps.runs.models import Run
 from apps.runs.selectors import deployments_for, runs_for
+from apps.web.datadiff_view import data_diff_view
 
 SECRET_PREFIX = "secret://"
 METRIC_FIELDS = (
@@ -113,7 +115,8 @@ def _metrics_rows(run: Run, baseline_runs: dict[int, Run]) -> list[dict]:
 
 def _runs(promotion: PromotionRequest, gates: list[dict]) -> list[dict]:
     """Attached runs and the validation runs the gates found, each with its baseline comparison."""
-    gate_runs = [g["run"] for g in gates if g.get("gate") == "validation" and g.get("run")]
+    gate_runs = [g["run"] for g in gates if g.get("gate") in ("validation", "data_diff") and g.get("run")]
+    gate_diffs = {g["run"]: g.get("data_diff") for g in gates if g.get("gate") == "data_diff" and g.get("run")}
     ids = {r.pk for r in promotion.attached_runs.all()} | set(gate_runs)
     runs = list(Run.objects.filter(pk__in=ids).select_related("environment", "version").order_by("-created_at"))
     baseline_ids = {(r.baseline or {}).get("baseline_run") for r in runs} - {None}
@@ -131,6 +134,7 @@ def _runs(promotion: PromotionRequest, gates: list[dict]) -> list[dict]:
                 "baseline_reason": comparison.get("reason", ""),
                 "tolerance_percent": comparison.get("tolerance_percent"),
                 "destinations": _metrics_rows(run, baseline_runs),
+                "data_diff": data_diff_view(comparison.get("data_diff") or gate_diffs.get(run.pk)),
             }
         )
     return shaped
@@ -421,6 +425,8 @@ def run_page(user, run: Run) -> dict:
         "destinations": _metrics_rows(run, baseline_runs),
         "baseline": comparison,
         "baseline_run": baseline_runs.get(comparison.get("baseline_run")),
+        # Column profiles: against the baseline when compared, else against the expectations alone.
+        "data_diff": data_diff_view(comparison.get("data_diff") or run_datadiff.run_data_diff(run, None)),
         "log_level": policy.get("log_level") or "INFO",
         "log_lines": (run.log_excerpt or "").splitlines(),
         "configuration": _run_configuration(run.resolved or {}),

@@ -184,6 +184,10 @@ def test_promotes_to_another_organizations_environment_is_refused(api, org_admin
         ({"locked": False, "speed": 3}, "speed"),
         ({"notification_channels": [999999]}, "notification_channels"),
         ({"sample_percent": 5}, "sample_percent"),  # development samples by rows already
+        ({"expectations": {"email": {"not_null": "yes"}}}, "expectations.email.not_null"),
+        ({"expectations": {"amount": {"max_null_share": 2}}}, "expectations.amount.max_null_share"),
+        ({"expectations": {"amount": {"max_change": {"median": 5}}}}, "expectations.amount.max_change.median"),
+        ({"expectations": ["email"]}, "expectations"),
     ],
 )
 def test_policy_patch_refuses_bad_input(api, org_admin, stages, payload, field):

@@ -141,3 +141,41 @@ def test_diff_reports_nodes_fields_and_edges():
     from_nothing = graphs.diff(None, before)
     assert [n["id"] for n in from_nothing["nodes_added"]] == ["orders_out", "orders_src"]
     assert from_nothing["edges_added"] == [["orders_src", "orders_out"]]
+
+
+def test_destination_expectations_are_validated_naming_node_column_and_rule():
+    good = graph()
+    destination = next(n for n in good["nodes"] if n["type"] == "destination")
+    destination["expectations"] = {
+        "amount": {"not_null": True, "range": {"min": 0}, "max_null_share": 0.1, "max_change": {"sum": 5}},
+        "status": {"accepted_values": ["open", "closed"], "unique": False},
+    }
+    assert graphs.validate_graph(good) is good
+
+    bad = graph()
+    destination = next(n for n in bad["nodes"] if n["type"] == "destination")
+    label = f"graph.nodes[{destination['id']}].expectations"
+    destination["expectations"] = {
+        "amount": {"not_null": 1, "range": {"min": 5, "max": 1}, "max_change": {"count": -1, "median": 3}},
+        "status": {"accepted_values": [], "between": [1, 2]},
+        "note": {"max_null_share": 1.5},
+        "day": {"range": {"min": 1, "max": "2024-01-01"}},
+        "": {"unique": True},
+    }
+    fields = errors_of(bad)
+    for name in (
+        "amount.not_null",
+        "amount.range",
+        "amount.max_change.count",
+        "amount.max_change.median",
+        "status.accepted_values",
+        "status.between",
+        "note.max_null_share",
+        "day.range",
+    ):
+        assert f"{label}.{name}" in fields, (name, fields)
+    assert label in fields  # the empty column name
+
+    node_of_rules = graph()
+    next(n for n in node_of_rules["nodes"] if n["type"] == "destination")["expectations"] = ["amount"]
+    assert f"{label}" in errors_of(node_of_rules)

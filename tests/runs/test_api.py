@@ -322,7 +322,26 @@ def test_claim_then_report_success_with_metrics(api, org_admin, run_key, pipelin
     assert client.post(detail(run.pk, "claim")).status_code == 409
     progress = client.post(detail(run.pk, "report"), {"status": "running", "log_excerpt": "batch 1"}, format="json")
     assert progress.status_code == 200 and progress.json()["status"] == "running"
-    metrics = {"orders_out": {"row_count": 3, "keys_unique": True, "hash_total": "00000000000000ff"}}
+    profile = {
+        "type": "number",
+        "count": 3,
+        "null_count": 0,
+        "null_share": 0.0,
+        "distinct": 3,
+        "min": "0.5",
+        "max": 7,
+        "sum": "10.5",
+        "mean": "3.5",
+        "hash": "0123456789abcdef",
+    }
+    metrics = {
+        "orders_out": {
+            "row_count": 3,
+            "keys_unique": True,
+            "hash_total": "00000000000000ff",
+            "columns": {"amount": profile},
+        }
+    }
     response = client.post(
         detail(run.pk, "report"), {"status": "succeeded", "metrics": metrics, "log_excerpt": "done"}, format="json"
     )
@@ -330,6 +349,12 @@ def test_claim_then_report_success_with_metrics(api, org_admin, run_key, pipelin
     assert response.json()["status"] == "succeeded"
     saved = Run.objects.get(pk=run.pk)
     assert saved.metrics["orders_out"]["row_count"] == 3 and saved.log_excerpt == "done"
+    assert saved.metrics["orders_out"]["columns"]["amount"] == profile
+
+
+def _profiled(**column):
+    profile = {"type": "integer", "null_count": 0, "null_share": 0.0, "distinct": 1, "sum": 1, "hash": "0" * 16}
+    return {"orders_out": {"row_count": 1, "hash_total": "0" * 16, "columns": {"id": {**profile, **column}}}}
 
 
 @pytest.mark.parametrize(
@@ -345,6 +370,12 @@ def test_claim_then_report_success_with_metrics(api, org_admin, run_key, pipelin
             "metrics.orders_out.hash_total",
         ),
         ({"status": "succeeded", "metrics": [1]}, "metrics"),
+        ({"status": "succeeded", "metrics": _profiled(type="uuid")}, "metrics.orders_out.columns.id.type"),
+        ({"status": "succeeded", "metrics": _profiled(null_share=1.5)}, "metrics.orders_out.columns.id.null_share"),
+        ({"status": "succeeded", "metrics": _profiled(hash="zz")}, "metrics.orders_out.columns.id.hash"),
+        ({"status": "succeeded", "metrics": _profiled(min=[1])}, "metrics.orders_out.columns.id.min"),
+        ({"status": "succeeded", "metrics": _profiled(sum="lots")}, "metrics.orders_out.columns.id.sum"),
+        ({"status": "succeeded", "metrics": _profiled(colour=1)}, "metrics.orders_out.columns.id.colour"),
         ({"status": "failed", "colour": "red"}, "colour"),
     ],
 )

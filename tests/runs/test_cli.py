@@ -36,6 +36,10 @@ def test_success_prints_status_and_metrics(run_setup, members, execute_inline):
     assert run.status == RunStatus.SUCCEEDED and run.requested_by == members["developer"]
     assert f"Run {run.pk} succeeded" in out
     assert "orders_out: 100 rows into orders_mart" in out and run.metrics["orders_out"]["hash_total"] in out
+    # ...and a line per column profile.
+    columns = run.metrics["orders_out"]["columns"]
+    assert columns and all(f"    {name}: {columns[name]['type']}, nulls " in out for name in columns)
+    assert all(f"hash {profile['hash']}" in out for profile in columns.values())
     with sqlite3.connect(run_setup["paths"]["development"]["target"]) as conn:
         assert conn.execute("SELECT COUNT(*) FROM orders_mart").fetchone()[0] == 100
 

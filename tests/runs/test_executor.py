@@ -132,14 +132,21 @@ def test_hash_total_ignores_row_order_and_sees_a_single_changed_value():
     assert _hash(["amount", "id", "label", "day"], rows) != _hash(columns, rows)
 
 
-def test_key_metrics_count_distinct_and_duplicate_keys():
-    metrics = DestinationMetrics(table="t", key=["id"])
-    for row in [(1, "a"), (2, "b"), (2, "c"), (3, "d"), (3, "e"), (3, "f")]:
-        metrics.add(["id", "v"], row)
-    result = metrics.as_dict()
+def test_key_metrics_count_distinct_and_duplicate_keys_in_the_destination(destination):
+    kind, connect = destination
+    rows = [(1, "a"), (2, "b"), (2, "c"), (3, "d"), (3, "e"), (3, "f")]
+    result = _write(connect, kind, "keyed", "replace", ["id", "v"], rows, key=["id"]).as_dict()
     assert result["row_count"] == 6 and result["distinct_keys"] == 3
     assert result["duplicate_key_count"] == 2 and sorted(result["duplicate_keys_sample"]) == [[2], [3]]
     assert result["keys_unique"] is False
+    # Counted by the database over the table: an append that repeats a stored key is caught too.
+    _write(connect, kind, "ledger_keys", "replace", ["id", "v"], [(1, "a"), (2, "b")], key=["id"])
+    appended = _write(connect, kind, "ledger_keys", "append", ["id", "v"], [(2, "c"), (4, "d")], key=["id"])
+    assert appended.as_dict()["row_count"] == 2 and appended.as_dict()["distinct_keys"] == 3
+    assert appended.as_dict()["duplicate_keys_sample"] == [[2]] and appended.as_dict()["keys_unique"] is False
+    # No key: nothing counted.
+    plain = _write(connect, kind, "plain", "replace", ["id", "v"], rows).as_dict()
+    assert plain["distinct_keys"] is None and plain["keys_unique"] is None and plain["duplicate_key_count"] == 0
 
 
 # --- reading: sampling, caps, streaming -------------------------------------------------------

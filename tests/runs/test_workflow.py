@@ -181,8 +181,13 @@ def test_a_staging_run_is_compared_with_the_production_baseline(run_setup, stage
         "within_tolerance": True,
         "keys_unique": True,
         "hash_equal": True,
+        "columns_passed": True,
         "passed": True,
     }
+    # ...and column by column: the same data, nothing changed.
+    diff = comparison["data_diff"]["orders_out"]
+    assert diff["passed"] is True and diff["schema_changes"] == {"added": [], "removed": [], "retyped": []}
+    assert {row["status"] for row in diff["columns"]} == {"same"}
 
     # A fifth of the staging source goes missing: the next validation run fails the comparison.
     with sqlite3.connect(run_setup["paths"]["staging"]["source"]) as conn:

@@ -211,6 +211,13 @@ def test_run_page_shows_status_starter_parameters_metrics_log_and_provenance(
     assert [d["node"] for d in response.context["destinations"]] == ["orders_out"]
     rows = {m["label"]: m["value"] for m in response.context["destinations"][0]["metrics"]}
     assert rows["rows"] == 100 and rows["distinct keys"] == 100
+    # ...and the column profiles, against the expectations (a development run has no baseline).
+    assert sorted(c["column"] for c in response.context["data_diff"][0]["rows"]) == [
+        "amount",
+        "customer_id",
+        "order_id",
+    ]
+    assert 'data-testid="data-diff-orders_out"' in html and "<svg" in html
     assert response.context["log_level"] == "DEBUG" and any(" DEBUG " in line for line in response.context["log_lines"])
     variables = {v["name"]: v for v in response.context["configuration"]["variables"]}
     assert variables["batch_size"]["source"] == "parameter" and variables["batch_size"]["value"] == 9

@@ -116,12 +116,16 @@ class RuleStatusSerializer(serializers.Serializer):
 
 
 class GateSerializer(serializers.Serializer):
-    gate = serializers.ChoiceField(choices=["validation", "git", "refs", "ticket"])
+    gate = serializers.ChoiceField(choices=["validation", "data_diff", "git", "refs", "ticket"])
     rule = serializers.CharField()
     passed = serializers.BooleanField()
     detail = serializers.CharField()
     run = serializers.IntegerField(required=False, allow_null=True, help_text="validation: the passing run.")
     finished_at = serializers.CharField(required=False, allow_null=True, help_text="validation: when it finished.")
+    baseline_run = serializers.IntegerField(required=False, allow_null=True, help_text="data_diff: the baseline run.")
+    data_diff = serializers.JSONField(
+        required=False, help_text="data_diff: per destination, the per-column diff (schema changes first)."
+    )
 
 
 class PromotionDetailSerializer(PromotionSerializer):

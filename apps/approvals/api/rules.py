@@ -56,6 +56,7 @@ class ApprovalRuleSerializer(serializers.ModelSerializer):
             "exclude_version_author",
             "require_validation",
             "validation_max_age_hours",
+            "require_data_diff",
             "require_git",
             "allowed_refs",
             "require_ticket",
@@ -115,6 +116,7 @@ class RuleUpdateSerializer(StrictSerializer):
     exclude_version_author = serializers.BooleanField(required=False)
     require_validation = serializers.BooleanField(required=False)
     validation_max_age_hours = serializers.IntegerField(min_value=1, max_value=24 * 365, required=False)
+    require_data_diff = serializers.BooleanField(required=False)
     require_git = serializers.BooleanField(required=False)
     allowed_refs = serializers.ListField(
         child=serializers.CharField(max_length=200), required=False, max_length=50, help_text='e.g. ["main", "v*"]'

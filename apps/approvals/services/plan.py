@@ -21,6 +21,7 @@ from apps.runs import services as run_services
 from apps.runs.models import Run, RunStatus
 from apps.tenancy import revisions
 
+from .. import gates_data
 from ..models import ApprovalRule, PromotionRequest
 from .actions import _approvers_to_notify
 from .base import _UNREAD, S, _emit, transition
@@ -211,6 +212,8 @@ def evaluate_gates(request_like, rules: list[ApprovalRule], *, at=None) -> list[
                     ),
                 }
             )
+        if rule.require_data_diff:
+            gates.append(gates_data.data_diff_gate(request_like, rule, at))
         if rule.require_git:
             ok = bool(version.git_commit) and (version.git_merged or bool(version.git_tag))
             gates.append(

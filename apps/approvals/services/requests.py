@@ -184,7 +184,13 @@ def _create(
     gates = evaluate_gates(request, rules)
     failed = [g for g in gates if not g["passed"]]
     if failed:
-        field = {"ticket": "ticket", "validation": "version", "git": "version", "refs": "version"}
+        field = {
+            "ticket": "ticket",
+            "validation": "version",
+            "data_diff": "version",
+            "git": "version",
+            "refs": "version",
+        }
         fields: dict[str, list[str]] = {}
         for gate in failed:
             fields.setdefault(field[gate["gate"]], []).append(f"Rule '{gate['rule']}' needs {gate['detail']}.")

@@ -90,6 +90,8 @@ def _looser_than(rule: ApprovalRule, default: ApprovalRule) -> dict[str, str]:
         and rule.validation_max_age_hours > default.validation_max_age_hours
     ):
         problems["validation_max_age_hours"] = f"at most {default.validation_max_age_hours}"
+    if default.require_data_diff and not rule.require_data_diff:
+        problems["require_data_diff"] = f"on, as in the organization's '{default.name}'"
     if default.require_git and not rule.require_git:
         problems["require_git"] = f"on, as in the organization's '{default.name}'"
     if default.require_ticket and not rule.require_ticket:

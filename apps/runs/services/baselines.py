@@ -4,6 +4,7 @@ from django.conf import settings
 
 from apps.environments.models import Kind
 
+from .. import datadiff
 from ..models import Run, RunStatus
 
 # --- baselines --------------------------------------------------------------------------------
@@ -23,8 +24,16 @@ def compare_with_baseline(run: Run, *, tolerance_percent: float | None = None, r
         .order_by("-finished_at")
         .first()
     )
+    diffs = datadiff.run_data_diff(run, baseline)
     if baseline is None:
-        return {"baseline_run": None, "passed": None, "reason": "No successful production run to compare with."}
+        failing = datadiff.failures(diffs)
+        return {
+            "baseline_run": None,
+            "passed": False if failing else None,
+            "reason": "No successful production run to compare with."
+            + (f" Expectations failed: {'; '.join(failing)}." if failing else ""),
+            "data_diff": diffs,
+        }
     destinations = {}
     passed = True
     for node_id, metrics in run.metrics.items():
@@ -42,7 +51,8 @@ def compare_with_baseline(run: Run, *, tolerance_percent: float | None = None, r
         within = abs(delta) <= (tolerance / 100) * max(base_rows, 1)
         keys_ok = metrics.get("keys_unique") is not False
         hash_equal = metrics.get("hash_total") is not None and metrics.get("hash_total") == base.get("hash_total")
-        ok = within and keys_ok and (hash_equal or not require_hash)
+        columns_ok = diffs.get(node_id, {}).get("passed", True)
+        ok = within and keys_ok and columns_ok and (hash_equal or not require_hash)
         passed = passed and ok
         destinations[node_id] = {
             "row_count": rows,
@@ -52,6 +62,7 @@ def compare_with_baseline(run: Run, *, tolerance_percent: float | None = None, r
             "within_tolerance": within,
             "keys_unique": metrics.get("keys_unique"),
             "hash_equal": hash_equal,
+            "columns_passed": columns_ok,
             "passed": ok,
         }
     return {
@@ -60,5 +71,6 @@ def compare_with_baseline(run: Run, *, tolerance_percent: float | None = None, r
         "tolerance_percent": tolerance,
         "require_hash": require_hash,
         "destinations": destinations,
+        "data_diff": diffs,
         "passed": passed,
     }

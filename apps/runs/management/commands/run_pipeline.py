@@ -18,7 +18,7 @@ from apps.core.parsers import StrictJSONError, loads_strict
 from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline
 from apps.pipelines.selectors import pipeline_by_reference
-from apps.runs import services
+from apps.runs import datadiff, services
 from apps.runs.models import TERMINAL, Run, RunStatus, Trigger
 
 POLL_SECONDS = 0.5
@@ -124,7 +124,13 @@ class Command(DomainCommand):
                 f"distinct keys {metrics.get('distinct_keys')}, duplicate keys {metrics.get('duplicate_key_count')}, "
                 f"hash total {metrics.get('hash_total')}"
             )
+            for name, profile in (metrics.get("columns") or {}).items():
+                self.stdout.write(f"    {name}: {datadiff.profile_summary(profile)}")
         if run.baseline:
-            self.stdout.write(f"  baseline: {json.dumps(run.baseline, sort_keys=True)}")
+            summary = {k: v for k, v in run.baseline.items() if k != "data_diff"}
+            self.stdout.write(f"  baseline: {json.dumps(summary, sort_keys=True)}")
+            failing = datadiff.failures(run.baseline.get("data_diff"))
+            if run.baseline.get("data_diff"):
+                self.stdout.write(f"  data diff: {'; '.join(failing) if failing else 'every column passes'}")
         if run.error:
             self.stdout.write(f"  error: {run.error}")
