@@ -16,6 +16,7 @@ from apps.connections import services as connection_services
 from apps.connections.models import ConnectionBinding, ConnectionRole
 from apps.core.bounded_yaml import load_bounded
 from apps.core.errors import DomainError, ValidationFailed
+from apps.core.types import User
 from apps.environments.models import Environment
 from apps.pipelines import services as pipeline_services
 from apps.pipelines.models import Pipeline, Project
@@ -149,7 +150,7 @@ def load_yaml(text: str) -> dict:
     return document
 
 
-def import_configuration(organization, document: dict, *, actor, apply: bool) -> ImportReport:
+def import_configuration(organization, document: dict, *, actor: User, apply: bool) -> ImportReport:
     """Apply `document` to the organization (or, without `apply`, report what would change)."""
     if document.get("organization") not in (None, organization.slug):
         raise ValidationFailed(
@@ -169,7 +170,7 @@ def import_configuration(organization, document: dict, *, actor, apply: bool) ->
 
 
 class _Importer:
-    def __init__(self, organization, actor, report: ImportReport):
+    def __init__(self, organization, actor: User, report: ImportReport):
         self.organization = organization
         self.actor = actor
         self.report = report

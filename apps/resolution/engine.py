@@ -7,10 +7,12 @@ default > project default > organization default. An environment's value always 
 
 import hashlib
 import json
+from typing import Any
 
 from django.core.cache import cache
 from django.utils import timezone
 
+from apps.connections.models import ConnectionRole
 from apps.connections.schemas import validate_params
 from apps.connections.targets import check_params
 from apps.core.errors import ValidationFailed
@@ -22,6 +24,7 @@ from apps.variables import validation
 from apps.variables.models import VariableType
 
 from . import cache_stats
+from .answer import Answer, Problem, ResolvedConnection, ResolvedGraph, ResolvedVariable
 from .interpolation import InterpolationError, Interpolator, SecretInterpolation, references
 from .snapshot import Snapshot, load_as_of, load_live
 
@@ -34,7 +37,7 @@ def _secret_ref(secret) -> str:
     return f"secret://{secret.name}"
 
 
-def secret_references(answer: dict | None) -> set[str]:
+def secret_references(answer: Answer | None) -> set[str]:
     """Names of the secrets a (redacted) answer references, as variables or as credentials."""
     if not answer:
         return set()
@@ -45,8 +48,8 @@ def secret_references(answer: dict | None) -> set[str]:
 
 class _Result:
     def __init__(self):
-        self.errors: list[dict] = []
-        self.warnings: list[dict] = []
+        self.errors: list[Problem] = []
+        self.warnings: list[Problem] = []
 
     def error(self, code: str, path: str, message: str):
         self.errors.append({"code": code, "path": path, "message": message})
@@ -96,7 +99,7 @@ def resolve(
     project=None,
     materializer=None,
     use_cache: bool = True,
-) -> dict:
+) -> Answer:
     """Resolve every variable, connection binding and policy value for `environment`.
 
     Secrets are redacted to references; `materializer(secret) -> str` (given only by executors,
@@ -128,7 +131,7 @@ def resolve(
         cache_stats.record("hit" if hit is not None else "miss")
         if hit is not None:
             return hit
-    loader_args = {
+    loader_args: dict[str, Any] = {
         "organization_id": organization_id,
         "project_id": project.pk if project else None,
         "pipeline_id": pipeline.pk if pipeline else None,
@@ -164,7 +167,7 @@ def _cached_snapshot(revision, loader_args: dict) -> Snapshot:
     return snap
 
 
-def _compute(pipeline, project, environment, version, parameters, snap: Snapshot, materializer) -> dict:
+def _compute(pipeline, project, environment, version, parameters, snap: Snapshot, materializer) -> Answer:
     result = _Result()
     policy = snap.policy
     layered = _layers(snap)
@@ -173,14 +176,14 @@ def _compute(pipeline, project, environment, version, parameters, snap: Snapshot
     for name in sorted(set(parameters) - set(layered)):
         result.error("unknown_parameter", f"parameters.{name}", f"No variable named '{name}' to override.")
 
-    variables: dict[str, dict] = {}
+    variables: dict[str, ResolvedVariable] = {}
     raw: dict[str, tuple[object, bool]] = {}  # name -> (value before interpolation, is secret)
     for name in sorted(layered):
         definitions, candidates = layered[name]
         top = definitions[0]
         if len(definitions) > 1 and len(types := {d.type for d in definitions}) > 1:
             result.error("type_mismatch", f"variables.{name}", f"'{name}' is defined with types {sorted(types)}.")
-        entry = {"type": top.type, "scope": top.scope, "source": None, "value": None, "secret": None}
+        entry: ResolvedVariable = {"type": top.type, "scope": top.scope, "source": None, "value": None, "secret": None}
         if name in parameters:
             if not (allow_params and top.allow_runtime_override):
                 why = "the environment's policy" if not allow_params else f"variable '{name}'"
@@ -198,7 +201,7 @@ def _compute(pipeline, project, environment, version, parameters, snap: Snapshot
                         min_value=top.min_value,
                         max_value=top.max_value,
                     )
-                    entry.update(source="parameter", value=value)
+                    entry.update({"source": "parameter", "value": value})
                 except ValidationFailed as exc:
                     result.error("invalid_parameter", f"parameters.{name}", exc.message)
         if entry["source"] is None and candidates:
@@ -266,7 +269,7 @@ def _compute(pipeline, project, environment, version, parameters, snap: Snapshot
     }
 
 
-def config_view(answer: dict) -> dict:
+def config_view(answer: Answer) -> dict:
     """The parts of a (redacted) resolution that approvers review, plans hash and a deployment keeps."""
     return {
         "variables": {
@@ -301,14 +304,16 @@ def _secret_value(secret, environment, snap: Snapshot, result: _Result, path: st
         return None
 
 
-def _connections(snap: Snapshot, environment, interpolator: Interpolator, result: _Result, materializer) -> dict:
-    roles: dict[str, object] = {}
+def _connections(
+    snap: Snapshot, environment, interpolator: Interpolator, result: _Result, materializer
+) -> dict[str, ResolvedConnection]:
+    roles: dict[str, ConnectionRole] = {}
     for role in sorted(snap.roles, key=lambda r: (r.project_id is None, r.name)):
         roles.setdefault(role.name, role)  # a project's role shadows the organization's
     out = {}
     for name, role in sorted(roles.items()):
         binding = snap.bindings.get(role.pk)
-        entry = {
+        entry: ResolvedConnection = {
             "kind": role.kind,
             "role_scope": "project" if role.project_id else "organization",
             "source": "binding" if binding else "unbound",
@@ -342,7 +347,9 @@ def _connections(snap: Snapshot, environment, interpolator: Interpolator, result
     return out
 
 
-def _graph(graph: dict, interpolator: Interpolator, connections: dict, result: _Result, secret_names: set) -> dict:
+def _graph(
+    graph: dict, interpolator: Interpolator, connections: dict, result: _Result, secret_names: set
+) -> ResolvedGraph:
     nodes = []
     for node in graph.get("nodes", []):
         node = dict(node)

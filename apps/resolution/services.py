@@ -1,23 +1,33 @@
 """Resolution for callers: permission checks and the derived views (readiness, diff, matrix)."""
 
+from collections.abc import Mapping
+from typing import Any
+
 from apps.core import crypto
 from apps.core.errors import NotFound, PermissionDenied
+from apps.core.types import User
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
 from apps.secrets import services as secret_services
 from apps.secrets.models import Secret
 
 from . import engine
+from .answer import Answer, Problem
+
+# What a side without the variable or connection reads as (never written to).
+_ABSENT: Mapping[str, Any] = {}
 
 
-def resolve_for(actor, pipeline, environment: Environment, *, version=None, parameters=None, as_of=None) -> dict:
+def resolve_for(
+    actor: User, pipeline, environment: Environment, *, version=None, parameters=None, as_of=None
+) -> Answer:
     """The redacted answer for a user who may view the environment."""
     _require_same_org(pipeline.project.organization_id, environment)
     perms.require(actor, perms.VIEW, environment)
     return engine.resolve(pipeline, environment, version=version, parameters=parameters, as_of=as_of)
 
 
-def resolve_for_executor(actor, pipeline, environment: Environment, *, version=None, parameters=None) -> dict:
+def resolve_for_executor(actor: User, pipeline, environment: Environment, *, version=None, parameters=None) -> Answer:
     """The answer with secrets materialized, for an executor acting for `actor`. Each secret goes
     through secrets.materialize (use_environment_credentials + the secret's allowed environments).
     The result must stay in the worker's memory: never stored, logged or returned to a user."""
@@ -36,7 +46,7 @@ def _require_same_org(organization_id: int, environment: Environment) -> None:
         raise NotFound("No such environment in this pipeline's organization.")
 
 
-def readiness(actor, pipeline, environment: Environment, *, version=None) -> dict:
+def readiness(actor: User, pipeline, environment: Environment, *, version=None) -> dict:
     """What must still be set before the first run or promotion into a stage."""
     answer = resolve_for(actor, pipeline, environment, version=version)
     missing = [e for e in answer["errors"] if e["code"] == "missing_required"]
@@ -61,10 +71,10 @@ def readiness(actor, pipeline, environment: Environment, *, version=None) -> dic
     }
 
 
-def _undecryptable(answer: dict, organization_id: int) -> list[dict]:
+def _undecryptable(answer: Answer, organization_id: int) -> list[Problem]:
     """Local secrets that no configured key decrypts (checked without keeping the value)."""
     names = engine.secret_references(answer)
-    problems = []
+    problems: list[Problem] = []
     for secret in Secret.objects.filter(organization_id=organization_id, name__in=names, provider="local"):
         try:
             crypto.decrypt(secret.ciphertext)
@@ -79,17 +89,17 @@ def _undecryptable(answer: dict, organization_id: int) -> list[dict]:
     return problems
 
 
-def _comparable(entry: dict) -> object:
+def _comparable(entry: Mapping[str, Any]) -> object:
     return entry.get("secret") or entry.get("value")
 
 
-def environment_diff(actor, pipeline, left: Environment, right: Environment, *, version=None) -> dict:
+def environment_diff(actor: User, pipeline, left: Environment, right: Environment, *, version=None) -> dict:
     """Two environments side by side: every variable, connection and policy value, differences flagged."""
     a = resolve_for(actor, pipeline, left, version=version)
     b = resolve_for(actor, pipeline, right, version=version)
     variables = {}
     for name in sorted(set(a["variables"]) | set(b["variables"])):
-        va, vb = a["variables"].get(name, {}), b["variables"].get(name, {})
+        va, vb = a["variables"].get(name, _ABSENT), b["variables"].get(name, _ABSENT)
         variables[name] = {
             "left": _comparable(va),
             "left_source": va.get("source"),
@@ -99,7 +109,7 @@ def environment_diff(actor, pipeline, left: Environment, right: Environment, *, 
         }
     connections = {}
     for name in sorted(set(a["connections"]) | set(b["connections"])):
-        ca, cb = a["connections"].get(name, {}), b["connections"].get(name, {})
+        ca, cb = a["connections"].get(name, _ABSENT), b["connections"].get(name, _ABSENT)
         left_view = {"params": ca.get("params"), "credential": ca.get("credential")}
         right_view = {"params": cb.get("params"), "credential": cb.get("credential")}
         connections[name] = {"left": left_view, "right": right_view, "differs": left_view != right_view}
@@ -122,7 +132,7 @@ def environment_diff(actor, pipeline, left: Environment, right: Environment, *, 
     }
 
 
-def matrix(actor, project) -> dict:
+def matrix(actor: User, project) -> dict:
     """Variables × environments (those the actor may view): effective value and source per cell,
     rows whose values differ flagged, missing required values flagged."""
     environments = list(
@@ -139,7 +149,7 @@ def matrix(actor, project) -> dict:
     for name in names:
         cells = []
         for environment, answer in zip(environments, answers, strict=True):
-            entry = answer["variables"].get(name, {})
+            entry = answer["variables"].get(name, _ABSENT)
             missing = any(
                 e["code"] == "missing_required" and e["path"] == f"variables.{name}" for e in answer["errors"]
             )
@@ -153,7 +163,7 @@ def matrix(actor, project) -> dict:
             )
         values = {repr(c["value"]) for c in cells}
         rows[name] = {
-            "type": answers[0]["variables"].get(name, {}).get("type"),
+            "type": answers[0]["variables"].get(name, _ABSENT).get("type"),
             "cells": cells,
             "differs": len(values) > 1,
         }
@@ -163,7 +173,10 @@ def matrix(actor, project) -> dict:
         connections[name] = [
             {
                 "environment": environment.slug,
-                **{k: answer["connections"].get(name, {}).get(k) for k in ("kind", "source", "params", "credential")},
+                **{
+                    k: answer["connections"].get(name, _ABSENT).get(k)
+                    for k in ("kind", "source", "params", "credential")
+                },
             }
             for environment, answer in zip(environments, answers, strict=True)
         ]

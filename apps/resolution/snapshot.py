@@ -81,7 +81,7 @@ class Snapshot:
     allowed_secret_ids: set = field(default_factory=set)  # secrets allowed in the environment
     roles: list = field(default_factory=list)
     bindings: dict = field(default_factory=dict)  # role id -> binding
-    policy: object = None
+    policy: RuntimePolicy | None = None
 
 
 def _scope_filter(organization_id: int, project_id: int | None, pipeline_id: int | None) -> Q:

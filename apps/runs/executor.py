@@ -126,7 +126,7 @@ def connect(kind: str, params: dict, password: str | None, *, environment, read_
         path = sqlite_path(params["path"], environment=environment) if kind == "sqlite" else None
     except ValidationFailed as exc:
         raise ExecutionError(exc.message) from exc
-    if kind == "sqlite":
+    if path is not None:  # sqlite
         if read_only:
             return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -82,11 +82,17 @@ def _config_view(view: dict | None) -> dict:
     }
 
 
+def _baseline_run(comparison: dict, baseline_runs: dict[int, Run]) -> Run | None:
+    """The baseline run a stored comparison names, if it was loaded."""
+    pk = comparison.get("baseline_run")
+    return baseline_runs.get(pk) if pk is not None else None
+
+
 def _metrics_rows(run: Run, baseline_runs: dict[int, Run]) -> list[dict]:
     """Per destination: the run's metrics beside the production baseline's, with the comparison the
     runs service stored (deltas, tolerance, pass/fail)."""
     comparison = run.baseline or {}
-    base_run = baseline_runs.get(comparison.get("baseline_run"))
+    base_run = _baseline_run(comparison, baseline_runs)
     rows = []
     for node_id, metrics in (run.metrics or {}).items():
         base = (base_run.metrics or {}).get(node_id, {}) if base_run else {}
@@ -116,7 +122,7 @@ def _runs(promotion: PromotionRequest, gates: list[dict]) -> list[dict]:
     gate_runs = [g["run"] for g in gates if g.get("gate") == "validation" and g.get("run")]
     ids = {r.pk for r in promotion.attached_runs.all()} | set(gate_runs)
     runs = list(Run.objects.filter(pk__in=ids).select_related("environment", "version").order_by("-created_at"))
-    baseline_ids = {(r.baseline or {}).get("baseline_run") for r in runs} - {None}
+    baseline_ids = {pk for r in runs if (pk := (r.baseline or {}).get("baseline_run")) is not None}
     baseline_runs = {r.pk: r for r in Run.objects.filter(pk__in=baseline_ids).select_related("environment", "version")}
     shaped = []
     for run in runs:
@@ -126,7 +132,7 @@ def _runs(promotion: PromotionRequest, gates: list[dict]) -> list[dict]:
                 "run": run,
                 "attached": run.pk in {r.pk for r in promotion.attached_runs.all()},
                 "gate": run.pk in gate_runs,
-                "baseline_run": baseline_runs.get(comparison.get("baseline_run")),
+                "baseline_run": _baseline_run(comparison, baseline_runs),
                 "baseline_passed": comparison.get("passed"),
                 "baseline_reason": comparison.get("reason", ""),
                 "tolerance_percent": comparison.get("tolerance_percent"),
