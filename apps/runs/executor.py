@@ -16,8 +16,9 @@ import json
 import re
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from apps.connections.targets import check_params, sqlite_path
 from apps.core.errors import ValidationFailed
@@ -350,7 +351,7 @@ def _table_exists(cursor, kind: str, table: str) -> bool:
 
 
 def execute_graph(
-    resolved: dict, limits: Limits, check: Callable[[], None], log: Callable[[str], None], *, environment
+    resolved: Mapping[str, Any], limits: Limits, check: Callable[[], None], log: Callable[[str], None], *, environment
 ) -> dict:
     """Run the resolved graph (of `environment`); return metrics per destination node."""
     graph = resolved["graph"]
