@@ -7,6 +7,7 @@ rolls back, so it validates everything and reports exactly what --apply would ch
 deletes what the document omits."""
 
 from dataclasses import dataclass, field
+from typing import Any, NoReturn
 
 import yaml
 from django.db import transaction
@@ -85,7 +86,7 @@ def export_configuration(organization) -> dict:
         .select_related("project", "pipeline__project", "default_secret")
         .order_by("name", "project_id", "pipeline_id")
     ):
-        entry = {"name": v.name, "scope": _scope_label(v.project, v.pipeline)}
+        entry: dict[str, Any] = {"name": v.name, "scope": _scope_label(v.project, v.pipeline)}
         entry.update({k: getattr(v, k) for k in DEFINITION_KEYS})
         entry["default"] = {"secret": v.default_secret.name} if v.default_secret else {"value": v.default_value}
         entry["overrides"] = dict(sorted(overrides.get(v.pk, {}).items()))
@@ -178,7 +179,7 @@ class _Importer:
             e.slug: e for e in Environment.objects.filter(organization=organization).select_related("policy")
         }
 
-    def fail(self, where: str, message: str):
+    def fail(self, where: str, message: str) -> NoReturn:
         raise ValidationFailed(f"{where}: {message}", fields={where: [message]})
 
     def run(self, document: dict) -> None:
@@ -250,7 +251,7 @@ class _Importer:
             self.report.change(f"+ secret {item.get('name')} ({item['provider']})")
             return
         current = sorted(e.slug for e in secret.allowed_environments.all())
-        changes = {}
+        changes: dict[str, Any] = {}
         if sorted(e.slug for e in allowed) != current:
             changes["allowed_environments"] = allowed
         if item.get("description", secret.description) != secret.description:
@@ -278,7 +279,7 @@ class _Importer:
             )
             self.report.change(f"+ project {project.slug}")
         else:
-            changes = {}
+            changes: dict[str, Any] = {}
             if item.get("name", project.name) != project.name:
                 changes["name"] = item["name"]
             if item.get("description", project.description) != project.description:
@@ -298,7 +299,7 @@ class _Importer:
                 pipeline_services.pipeline_create(
                     actor=self.actor,
                     project=project,
-                    name=spec.get("name") or spec.get("slug"),
+                    name=spec.get("name") or spec.get("slug") or "",
                     slug=spec.get("slug") or "",
                     description=spec.get("description", ""),
                 )

@@ -10,11 +10,13 @@ from django.utils import timezone
 
 from apps.core import patterns
 from apps.core.services import audited_save
+from apps.core.types import User
 from apps.environments.models import Environment
 from apps.notifications.models import Event
 from apps.pipelines import graph as graphs
 from apps.pipelines.models import Pipeline, PipelineVersion
 from apps.resolution import engine
+from apps.resolution.answer import Answer
 from apps.runs import services as run_services
 from apps.runs.models import Run, RunStatus
 
@@ -36,7 +38,8 @@ def _flatten(prefix: str, value, out: dict) -> None:
 
 def config_diff(before: dict | None, after: dict) -> list[dict]:
     """Leaf-by-leaf differences between two configuration views (variables, connections, policy)."""
-    left, right = {}, {}
+    left: dict[str, object] = {}
+    right: dict[str, object] = {}
     for part in ("variables", "connections", "policy"):
         _flatten(part, (before or {}).get(part) or {}, left)
         _flatten(part, after.get(part) or {}, right)
@@ -55,7 +58,7 @@ def plan_hash_of(version: PipelineVersion, after: dict) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _readiness(answer: dict) -> dict:
+def _readiness(answer: Answer) -> dict:
     errors = answer["errors"]
     return {
         "ready": not errors,
@@ -139,7 +142,7 @@ def evaluate_gates(request_like, rules: list[ApprovalRule], *, at=None) -> list[
                     "rule": rule.name,
                     "passed": run is not None,
                     "run": run.pk if run else None,
-                    "finished_at": run.finished_at.isoformat() if run else None,
+                    "finished_at": run.finished_at.isoformat() if run and run.finished_at else None,
                     "detail": (
                         f"run #{run.pk} passed in {request_like.source.slug}"
                         if run
@@ -182,7 +185,7 @@ def evaluate_gates(request_like, rules: list[ApprovalRule], *, at=None) -> list[
     return gates
 
 
-def refresh_plan(request: PromotionRequest, *, actor=None, deployed=_UNREAD) -> bool:
+def refresh_plan(request: PromotionRequest, *, actor: User | None = None, deployed=_UNREAD) -> bool:
     """Re-freeze the plan if the version's content or the target's configuration changed (caller
     holds the row lock). Earlier approvals stop counting; an approved request goes back to pending
     and those who approved are asked to look again. Returns True when the plan changed."""

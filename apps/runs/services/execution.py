@@ -11,12 +11,14 @@ from django.utils import timezone
 from django_fsm import can_proceed
 
 from apps.core.errors import Conflict, PermissionDenied, ValidationFailed, field_error
+from apps.core.types import User
 from apps.environments import permissions as perms
 from apps.environments.models import Environment, Kind
 from apps.environments.services import environment_emit
 from apps.pipelines.models import Pipeline
 from apps.resolution import engine
 from apps.resolution import services as resolution_services
+from apps.resolution.answer import Answer
 from apps.secrets import services as secret_services
 from apps.secrets.masking import SecretMasker
 
@@ -65,7 +67,7 @@ class LeaseKeeper:
         self.run_pk, self.attempt = run_pk, attempt
         self.lost = threading.Event()
         self._stop = threading.Event()
-        self._thread = None
+        self._thread: threading.Thread | None = None
 
     def renew(self) -> bool:
         renewed = Run.objects.filter(pk=self.run_pk, status=RunStatus.RUNNING, attempts=self.attempt).update(
@@ -216,7 +218,7 @@ def _finish(
 # --- external executors -----------------------------------------------------------------------
 
 
-def run_claim_external(*, actor, run: Run, claimer: str) -> tuple[Run, dict]:
+def run_claim_external(*, actor: User, run: Run, claimer: str) -> tuple[Run, Answer]:
     """An external engine takes a queued external run. Returns the run and the configuration it
     needs: with secrets only for a claimer holding use_environment_credentials there."""
     perms.require(actor, perms.RUN, run.environment)
@@ -240,7 +242,7 @@ def run_claim_external(*, actor, run: Run, claimer: str) -> tuple[Run, dict]:
 
 
 def run_report_external(
-    *, actor, run: Run, claimer: str, status: str, metrics=None, log_excerpt: str = "", error: str = ""
+    *, actor: User, run: Run, claimer: str, status: str, metrics=None, log_excerpt: str = "", error: str = ""
 ) -> Run:
     perms.require(actor, perms.RUN, run.environment)
     if status not in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.RUNNING):
@@ -266,7 +268,7 @@ def run_report_external(
 # --- preview ----------------------------------------------------------------------------------
 
 
-def preview(*, actor, pipeline: Pipeline, environment: Environment, node_id: str, limit: int = 20) -> dict:
+def preview(*, actor: User, pipeline: Pipeline, environment: Environment, node_id: str, limit: int = 20) -> dict:
     """The first rows of a source node, in a non-protected, non-production environment. The rows,
     and any error, leave through the masker of the secrets this preview materialized."""
     with SecretMasker() as masker:
@@ -278,7 +280,7 @@ def preview(*, actor, pipeline: Pipeline, environment: Environment, node_id: str
             ) from None
 
 
-def _preview(actor, pipeline: Pipeline, environment: Environment, node_id: str, limit: int) -> dict:
+def _preview(actor: User, pipeline: Pipeline, environment: Environment, node_id: str, limit: int) -> dict:
     perms.require(actor, perms.RUN, environment)
     if environment.is_protected or environment.kind == Kind.PRODUCTION:
         raise PermissionDenied(f"Previews are not allowed in '{environment.slug}' (protected or production).")
@@ -289,7 +291,8 @@ def _preview(actor, pipeline: Pipeline, environment: Environment, node_id: str, 
         resolved = resolution_services.resolve_for_executor(actor, pipeline, environment, version=version)
     else:
         resolved = engine.resolve(pipeline, environment, version=version)
-    node = next((n for n in resolved["graph"]["nodes"] if n["id"] == node_id), None)
+    nodes = resolved["graph"]["nodes"] if resolved["graph"] else []  # a version always has a graph
+    node = next((n for n in nodes if n["id"] == node_id), None)
     if node is None or node["type"] != "source":
         raise field_error("node", f"No source node '{node_id}' in version {version.number}.")
     if resolved["errors"]:
