@@ -2,7 +2,6 @@
 
 import gc
 import os
-from pathlib import Path
 
 from celery import Celery
 from celery.signals import worker_init, worker_process_init
@@ -13,15 +12,7 @@ app = Celery("planasonix_env")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-
-def ensure_broker_folders() -> None:
-    """The filesystem transport (embedded default) needs its folders to exist."""
-    if not str(app.conf.broker_url or "").startswith("filesystem://"):
-        return
-    for key in ("data_folder_in", "data_folder_out", "control_folder", "processed_folder"):
-        folder = (app.conf.broker_transport_options or {}).get(key)
-        if folder:
-            Path(folder).mkdir(parents=True, exist_ok=True)
+from apps.core.queue import ensure_broker_folders  # noqa: E402,F401  (re-exported for scripts)
 
 
 @worker_init.connect

@@ -5,6 +5,7 @@ import logging
 from django.db import transaction
 
 from apps.core.errors import Conflict, PermissionDenied, field_error
+from apps.core.queue import enqueue
 from apps.core.services import audited_delete, audited_save, validate
 from apps.core.types import User
 from apps.environments import permissions as perms
@@ -153,9 +154,4 @@ def connection_test_request(*, actor: User, binding: ConnectionBinding) -> Conne
 def enqueue_connection_test(test_pk: int) -> None:
     """Wake a worker for a queued test, by task name: the task lives in apps.resolution, above this
     app. If the broker is down the row stays queued and resolution's beat sweep sends it later."""
-    from celery import current_app
-
-    try:
-        current_app.send_task("apps.resolution.tasks.test_connection", args=[test_pk])
-    except Exception:  # broker down: the sweep re-sends queued tests
-        logger.warning("could not enqueue connection test %s; the sweep will", test_pk)
+    enqueue("apps.resolution.tasks.test_connection", [test_pk])

@@ -7,8 +7,7 @@ class CoreConfig(AppConfig):
     verbose_name = "Core"
 
     def ready(self):
-        from planasonix_env.celery import ensure_broker_folders
-
         from . import checks  # noqa: F401  (registers system checks)
+        from .queue import ensure_broker_folders
 
         ensure_broker_folders()

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from apps.core import crypto, egress
 from apps.core.errors import PermissionDenied, ValidationFailed, field_error
+from apps.core.queue import enqueue
 from apps.core.services import audited_delete, audited_save
 from apps.core.types import User
 from apps.tenancy.permissions import api_key_of, is_org_admin
@@ -235,13 +236,11 @@ def emit(
 
 
 def _enqueue(delivery_ids, countdown: float | None = None) -> None:
+    """Wake a sender per delivery (apps.core.queue: if the broker is down the sweep re-sends it)."""
     from .tasks import deliver
 
     for delivery_id in delivery_ids:
-        try:
-            deliver.apply_async(args=[delivery_id], countdown=countdown)
-        except Exception:  # broker down: the sweep re-sends it (the row is the source of truth)
-            logger.warning("could not enqueue delivery %s; the sweep will send it", delivery_id)
+        enqueue(deliver, [delivery_id], countdown=countdown)
 
 
 # --- inbox ----------------------------------------------------------------------------------

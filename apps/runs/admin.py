@@ -10,6 +10,7 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.urls import reverse
 from django.utils.html import format_html
 
 from apps.core.admin import AuditedAdmin, LightModelAdmin, adopt, dry_run
@@ -149,6 +150,9 @@ class RunAdmin(_EnvironmentScoped, LightModelAdmin):
 
     def get_queryset(self, request):
         return selectors.runs_for(request.user)
+
+    def view_on_site(self, obj):
+        return reverse("web:run-detail", args=[obj.pk])
 
     def has_add_permission(self, request):
         return False

@@ -350,10 +350,17 @@ def _table_exists(cursor, kind: str, table: str) -> bool:
     return cursor.fetchone() is not None
 
 
+def _logged_batches(batches, log: Callable[..., None], node_id: str):
+    for number, (columns, batch) in enumerate(batches, 1):
+        log(f"{node_id}: batch {number}, {len(batch)} rows read", "DEBUG")
+        yield columns, batch
+
+
 def execute_graph(
-    resolved: Mapping[str, Any], limits: Limits, check: Callable[[], None], log: Callable[[str], None], *, environment
+    resolved: Mapping[str, Any], limits: Limits, check: Callable[[], None], log: Callable[..., None], *, environment
 ) -> dict:
-    """Run the resolved graph (of `environment`); return metrics per destination node."""
+    """Run the resolved graph (of `environment`); return metrics per destination node. `log(message,
+    level="INFO")` (apps.runs.run_log.RunLog) keeps what the environment's log level lets through."""
     graph = resolved["graph"]
     connections = resolved["connections"]
     nodes = {n["id"]: n for n in graph["nodes"]}
@@ -361,6 +368,11 @@ def execute_graph(
     for source, target in graph["edges"]:
         inputs.setdefault(target, []).append(source)
     metrics = {}
+    log(
+        f"limits: max_rows={limits.max_rows}, sample_rows={limits.sample_rows}, "
+        f"sample_percent={limits.sample_percent}, batch_size={limits.batch_size}",
+        "DEBUG",
+    )
     for node in graph["nodes"]:
         if node["type"] != "destination":
             continue
@@ -370,6 +382,7 @@ def execute_graph(
         source = nodes[upstream[0]]
         source_binding = connections[source["connection"]]
         target_binding = connections[node["connection"]]
+        log(f"{source['id']}: reading from '{source['connection']}' ({source_binding['kind']})", "DEBUG")
         source_conn = connect(
             source_binding["kind"],
             source_binding["params"],
@@ -395,12 +408,17 @@ def execute_graph(
                 target_binding["kind"],
                 node["table"],
                 node.get("mode", "replace"),
-                read_source(source_conn, source["query"], limits, check),
+                _logged_batches(read_source(source_conn, source["query"], limits, check), log, source["id"]),
                 result,
                 check,
             )
-            metrics[node["id"]] = result.as_dict()
+            measured = metrics[node["id"]] = result.as_dict()
             log(f"{node['id']}: {result.rows} rows written")
+            log(
+                f"{node['id']}: {measured['distinct_keys']} distinct keys, "
+                f"{measured['duplicate_key_count']} duplicate, hash total {measured['hash_total']}",
+                "DEBUG",
+            )
         finally:
             source_conn.close()
             target_conn.close()

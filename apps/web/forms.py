@@ -6,6 +6,7 @@ import uuid
 from django import forms
 
 from apps.approvals.models import PromotionState
+from apps.core.admin import add_domain_error
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
 from apps.pipelines.selectors import pipelines_for, projects_for, versions_of
@@ -128,3 +129,162 @@ class AuditFilterForm(forms.Form):
 
 class InsightsFilterForm(forms.Form):
     days = forms.IntegerField(min_value=7, max_value=365, initial=30, required=False, label="Last days")
+
+
+# --- run, schedule and preview dialogs -------------------------------------------------------------------------
+
+PARAM_PREFIX = "param_"
+BOOLEAN_CHOICES = [("", "— keep the configured value —"), ("true", "true"), ("false", "false")]
+# The product page's words for an edition without environments (seed-environments.md).
+NO_ENVIRONMENTS_EXPLANATION = (
+    "If you do not see environment selectors in run or schedule dialogs, your organization may be on an "
+    "edition that uses projects alone for separation."
+)
+
+
+class RunEnvironmentField(EnvironmentChoiceField):
+    """Each stage labelled with what its policy says about run-time parameters and versions."""
+
+    def label_from_instance(self, obj):
+        policy = getattr(obj, "policy", None)
+        notes = []
+        if policy is not None and not policy.allow_runtime_overrides:
+            notes.append("no run-time parameters")
+        if obj.is_protected or obj.kind == "production":
+            notes.append("deployed version only")
+        return obj.name + (f" ({', '.join(notes)})" if notes else "")
+
+
+def _parameter_field(variable) -> forms.Field:
+    """A typed input for one run-time parameter (blank: the configured value applies)."""
+    label = f"{variable.name} ({variable.type})"
+    common = {"required": False, "label": label, "help_text": variable.description[:200]}
+    if variable.choices and variable.type == "string":
+        return forms.ChoiceField(
+            choices=[("", "— keep the configured value —"), *[(c, c) for c in variable.choices]], **common
+        )
+    if variable.type == "integer":
+        return forms.IntegerField(min_value=variable.min_value, max_value=variable.max_value, **common)
+    if variable.type == "number":
+        return forms.FloatField(min_value=variable.min_value, max_value=variable.max_value, **common)
+    if variable.type == "boolean":
+        return forms.TypedChoiceField(choices=BOOLEAN_CHOICES, coerce=lambda v: v == "true", empty_value=None, **common)
+    if variable.type == "json":
+        return forms.JSONField(widget=forms.Textarea(attrs={"rows": 2}), **common)
+    return forms.CharField(max_length=4000, strip=False, **common)
+
+
+class RunForm(forms.Form):
+    """The run dialog. The stages offered are those where the user may run; which version, which
+    parameters and whether a stage's policy allows them is the runs service's answer (its refusals
+    come back on these fields)."""
+
+    environment = RunEnvironmentField(queryset=None, empty_label=None, label="Environment")
+    version = VersionChoiceField(
+        queryset=None,
+        required=False,
+        empty_label="The deployed version (else the latest)",
+        help_text="Production and protected stages run only their deployed version.",
+    )
+    sample = forms.BooleanField(
+        required=False,
+        label="Sample run",
+        help_text="Read a sample of each source (stages whose policy samples always do).",
+    )
+    idempotency_key = forms.CharField(max_length=200, required=False, widget=forms.HiddenInput)
+
+    def __init__(self, user, pipeline, parameters, *args, **kwargs):
+        kwargs.setdefault("auto_id", "run_%s")  # the page holds several forms: ids stay unique
+        super().__init__(*args, **kwargs)
+        organization = pipeline.project.organization
+        self.shows_environments = organization.has_environments_feature
+        if self.shows_environments:
+            self.fields["environment"].queryset = (
+                Environment.objects.in_organization(organization.pk)
+                .restrict(user, perms.RUN)
+                .select_related("policy")
+                .order_by("position", "name")
+            )
+            self.fields["environment"].initial = pipeline.project.default_environment_id
+        else:
+            del self.fields["environment"]
+        self.fields["version"].queryset = versions_of(pipeline)
+        self.parameter_names = []
+        for variable in parameters:
+            self.fields[PARAM_PREFIX + variable.name] = _parameter_field(variable)
+            self.parameter_names.append(variable.name)
+        if not self.is_bound:
+            self.initial.setdefault("idempotency_key", uuid.uuid4().hex)
+
+    @property
+    def parameter_fields(self):
+        return [self[PARAM_PREFIX + name] for name in self.parameter_names]
+
+    def parameters(self) -> dict:
+        """The parameters given (blank inputs are left to the configuration)."""
+        values = {}
+        for name in self.parameter_names:
+            value = self.cleaned_data.get(PARAM_PREFIX + name)
+            if value is not None and value != "":
+                values[name] = value
+        return values
+
+    def add_service_error(self, exc) -> None:
+        """A runs-service refusal on the fields it names (`parameters.x` is the input of x)."""
+        fields = {
+            (PARAM_PREFIX + name.removeprefix("parameters.") if name.startswith("parameters.") else name): messages_
+            for name, messages_ in exc.fields.items()
+        }
+        add_domain_error(self, type(exc)(exc.message, fields=fields, code=exc.code))
+
+
+class ScheduleForm(forms.Form):
+    """Create or change a schedule; the runs service decides who may (locks, manage_schedules)."""
+
+    environment = EnvironmentChoiceField(queryset=None, empty_label=None, label="Environment")
+    cron = forms.CharField(max_length=100, help_text="Five fields, e.g. '0 6 * * 1-5' (06:00 on weekdays).")
+    timezone = forms.CharField(max_length=64, initial="UTC", label="Time zone", help_text="e.g. Europe/Paris")
+    enabled = forms.TypedChoiceField(
+        choices=[("", "Follow the deployment (on once deployed)"), ("true", "On"), ("false", "Off")],
+        coerce=lambda v: v == "true",
+        empty_value=None,
+        required=False,
+        label="Enabled",
+    )
+
+    def __init__(self, user, pipeline, *args, schedule=None, **kwargs):
+        kwargs.setdefault("auto_id", "schedule_%s")  # the page holds several forms: ids stay unique
+        super().__init__(*args, **kwargs)
+        organization = pipeline.project.organization
+        self.shows_environments = organization.has_environments_feature and schedule is None
+        if self.shows_environments:
+            self.fields["environment"].queryset = (
+                Environment.objects.in_organization(organization.pk).restrict(user).order_by("position", "name")
+            )
+            self.fields["environment"].initial = pipeline.project.default_environment_id
+        else:
+            del self.fields["environment"]
+        if schedule is not None:
+            self.initial.update(
+                cron=schedule.cron, timezone=schedule.timezone, enabled="true" if schedule.enabled else "false"
+            )
+            self.fields["enabled"].choices = [("true", "On"), ("false", "Off")]
+
+
+class PreviewForm(forms.Form):
+    """Preview one source node's first rows (the runs service caps them and refuses protected stages)."""
+
+    environment = EnvironmentChoiceField(queryset=None, empty_label=None, label="Environment")
+    node = forms.ChoiceField(choices=(), label="Source node")
+    limit = forms.IntegerField(min_value=1, max_value=200, initial=20, label="Rows", help_text="At most 200.")
+
+    def __init__(self, user, pipeline, environments, nodes, *args, **kwargs):
+        kwargs.setdefault("auto_id", "preview_%s")  # the page holds several forms: ids stay unique
+        super().__init__(*args, **kwargs)
+        self.shows_environments = pipeline.project.organization.has_environments_feature
+        if self.shows_environments:
+            self.fields["environment"].queryset = environments
+            self.fields["environment"].initial = pipeline.project.default_environment_id
+        else:
+            del self.fields["environment"]
+        self.fields["node"].choices = [(n, n) for n in nodes]

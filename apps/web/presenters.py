@@ -349,3 +349,126 @@ def insights(pairs) -> list[dict]:
             }
         )
     return list(grouped.values())
+
+
+# --- run page -------------------------------------------------------------------------------------------------
+
+TRIGGER_TEXT = {
+    "manual": "started by hand",
+    "api": "started through the API",
+    "schedule": "started by a schedule",
+    "validation": "a validation run",
+}
+
+
+def run_started_by(run: Run) -> str:
+    """Who and what started a run: the trigger and the person (or the schedule's owner, or the API
+    key's owner) it acted for."""
+    who = run.requested_by.get_username() if run.requested_by else "nobody (the requester was removed)"
+    if run.trigger == "schedule":
+        return f"{TRIGGER_TEXT['schedule']}, acting for {who}"
+    return f"{TRIGGER_TEXT.get(run.trigger, run.trigger)} by {who}"
+
+
+def _run_configuration(resolved: dict) -> dict:
+    """The configuration the run resolved (secrets as references), each value with its provenance."""
+    variables = [
+        {
+            "name": name,
+            "type": entry.get("type"),
+            "value": entry.get("secret") or entry.get("value"),
+            "secret": bool(entry.get("secret")),
+            "source": entry.get("source"),
+            "scope": entry.get("scope"),
+        }
+        for name, entry in sorted((resolved.get("variables") or {}).items())
+    ]
+    connections = [
+        {
+            "name": name,
+            "kind": entry.get("kind"),
+            "source": entry.get("source"),
+            "scope": entry.get("role_scope"),
+            "params": sorted((entry.get("params") or {}).items()),
+            "credential": entry.get("credential"),
+        }
+        for name, entry in sorted((resolved.get("connections") or {}).items())
+    ]
+    policy = resolved.get("policy") or {}
+    return {"variables": variables, "connections": connections, "policy": sorted(policy.items())}
+
+
+def run_page(user, run: Run) -> dict:
+    """The run page: status, who started it, parameters, metrics against the baseline, the log at the
+    environment's log level, the resolved configuration and the run_actions answers for the buttons."""
+    from apps.runs import services as run_services
+    from apps.runs.models import TERMINAL
+
+    comparison = run.baseline or {}
+    baseline_runs = {}
+    if comparison.get("baseline_run"):
+        baseline_runs = {
+            r.pk: r for r in Run.objects.filter(pk=comparison["baseline_run"]).select_related("environment", "version")
+        }
+    actions = run_services.run_actions(user, run)
+    policy = (run.resolved or {}).get("policy") or {}
+    return {
+        "run": run,
+        "finished": run.status in TERMINAL,
+        "started_by": run_started_by(run),
+        "parameters": sorted((run.parameters or {}).items()),
+        "destinations": _metrics_rows(run, baseline_runs),
+        "baseline": comparison,
+        "baseline_run": _baseline_run(comparison, baseline_runs),
+        "log_level": policy.get("log_level") or "INFO",
+        "log_lines": (run.log_excerpt or "").splitlines(),
+        "configuration": _run_configuration(run.resolved or {}),
+        "actions": actions,
+    }
+
+
+# --- pipeline page: schedules and preview ------------------------------------------------------------------------
+
+
+def fire_times(ticks) -> list[dict]:
+    """Fire times as the people in the schedule's time zone read them (never converted to the server's)."""
+    return [{"iso": t.isoformat(), "text": f"{t:%a %Y-%m-%d %H:%M} {t.tzname()}"} for t in ticks]
+
+
+def schedules(user, pipeline) -> list[dict]:
+    """The pipeline's schedules the user may see, each with its next fire times (in its time zone) and
+    whether the user may edit it (the runs service's rule)."""
+    from apps.core.errors import DomainError
+    from apps.runs import services as run_services
+    from apps.runs.cron import next_fire_times
+    from apps.runs.selectors import schedules_for
+
+    shaped = []
+    for schedule in schedules_for(user).filter(pipeline=pipeline).order_by("environment__position", "id"):
+        try:
+            run_services.require_schedule_edit(user, schedule.environment)
+            refusal = ""
+        except DomainError as exc:
+            refusal = exc.message
+        try:
+            upcoming = fire_times(next_fire_times(schedule.cron, schedule.timezone))
+        except DomainError:
+            upcoming = []
+        shaped.append({"schedule": schedule, "next": upcoming, "may_edit": not refusal, "refusal": refusal})
+    return shaped
+
+
+def preview_environments(user, pipeline):
+    """The stages where the user may preview data (the runs service's preview_answer)."""
+    from apps.runs import services as run_services
+
+    candidates = Environment.objects.in_organization(pipeline.project.organization_id).restrict(user, perms.RUN)
+    allowed = [e.pk for e in candidates if run_services.preview_answer(user, e).allowed]
+    return Environment.objects.filter(pk__in=allowed).order_by("position", "name")
+
+
+def source_nodes(pipeline) -> list[str]:
+    """The source node ids of the pipeline's latest version (what a preview can read)."""
+    version = pipeline.versions.order_by("-number").first()
+    graph = version.graph if version is not None else {}
+    return [n["id"] for n in (graph or {}).get("nodes", []) if n.get("type") == "source"]

@@ -46,3 +46,33 @@ def visible_projects(user) -> QuerySet:
     from apps.pipelines.selectors import projects_for
 
     return projects_for(user).prefetch_related("pipelines").order_by("organization__name", "name")
+
+
+# --- run dialog ----------------------------------------------------------------------------------------------
+
+
+def runtime_parameters(user, pipeline) -> list:
+    """Variables a run of `pipeline` may take as run-time parameters: per name, the most specific
+    definition (pipeline, then project, then organization, as resolution layers them) when it allows
+    run-time overrides and is not a secret. Whether the chosen stage's policy allows them is the
+    resolution engine's answer when the run is started."""
+    from django.db.models import Q
+
+    from apps.variables.models import Variable, VariableType
+    from apps.variables.selectors import variables_for
+
+    definitions = (
+        variables_for(user)
+        .filter(organization_id=pipeline.project.organization_id)
+        .filter(
+            Q(pipeline=pipeline)
+            | Q(pipeline__isnull=True, project=pipeline.project)
+            | Q(pipeline__isnull=True, project__isnull=True)
+        )
+    )
+    most_specific: dict[str, Variable] = {}
+    for variable in sorted(definitions, key=lambda v: (v.pipeline_id is None, v.project_id is None, v.name)):
+        most_specific.setdefault(variable.name, variable)
+    return [
+        v for name, v in sorted(most_specific.items()) if v.allow_runtime_override and v.type != VariableType.SECRET
+    ]

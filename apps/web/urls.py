@@ -1,5 +1,6 @@
 """The server-rendered screens: sign-in, approvals inbox and request detail, projects with their
-environment matrix, pipeline pages and the audit feed."""
+environment matrix, pipeline pages
+(with the run, schedule and preview dialogs), run pages and the audit feed."""
 
 from django.contrib.auth import views as auth_views
 from django.urls import path
@@ -23,6 +24,16 @@ urlpatterns = [
     path("projects/<int:pk>/matrix/", views.project_matrix, name="project-matrix"),
     path("pipelines/<int:pk>/", views.pipeline_detail, name="pipeline-detail"),
     path("pipelines/<int:pk>/promote/", views.pipeline_promote, name="pipeline-promote"),
+    path("pipelines/<int:pk>/run/", views.pipeline_run, name="pipeline-run"),
+    path("pipelines/<int:pk>/schedules/", views.pipeline_schedule_create, name="pipeline-schedule-create"),
+    path("pipelines/<int:pk>/preview/", views.pipeline_preview, name="pipeline-preview"),
+    path("schedules/preview/", views.schedule_preview, name="schedule-preview"),
+    path("schedules/<int:pk>/", views.schedule_update, name="schedule-update"),
+    path("schedules/<int:pk>/delete/", views.schedule_delete, name="schedule-delete"),
+    path("runs/<int:pk>/", views.run_detail, name="run-detail"),
+    path("runs/<int:pk>/status/", views.run_status, name="run-status"),
+    path("runs/<int:pk>/cancel/", views.run_cancel, name="run-cancel"),
+    path("runs/<int:pk>/rerun/", views.run_rerun, name="run-rerun"),
     path("audit/", views.audit, name="audit"),
     path("insights/", views.insights, name="insights"),
 ]

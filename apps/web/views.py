@@ -5,19 +5,36 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404
+from django.db import transaction
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.approvals import services as approvals
 from apps.core.admin import add_domain_error
 from apps.core.errors import DomainError, NotFound
 from apps.core.errors import PermissionDenied as DomainPermissionDenied
+from apps.core.models import without_blobs
 from apps.insights.delivery import DEFAULT_DAYS, delivery_insights
 from apps.pipelines.selectors import pipelines_for, projects_for
+from apps.runs import services as run_services
+from apps.runs.cron import next_fire_times
+from apps.runs.models import TERMINAL, Schedule
+from apps.runs.selectors import runs_for, schedules_for
 
 from . import presenters, selectors
-from .forms import AuditFilterForm, DecisionForm, InboxFilterForm, InsightsFilterForm, PromotionRequestForm
+from .forms import (
+    NO_ENVIRONMENTS_EXPLANATION,
+    AuditFilterForm,
+    DecisionForm,
+    InboxFilterForm,
+    InsightsFilterForm,
+    PreviewForm,
+    PromotionRequestForm,
+    RunForm,
+    ScheduleForm,
+)
 
 AUDIT_PAGE_SIZE = 50
 
@@ -26,6 +43,18 @@ def screen(request, template: str, context: dict, status: int = 200):
     """Render a screen with the navigation counts."""
     context["nav"] = selectors.navigation_counts(request.user)
     return render(request, template, context, status=status)
+
+
+def submit(form, call, place_error=add_domain_error):
+    """Validate `form` and call `call(cleaned_data)` (one service call). Returns (result, status):
+    the result and 200, or None and 400 for bad input or the service's 4xx, its refusal put on the form."""
+    if not form.is_valid():
+        return None, 400
+    try:
+        return call(form.cleaned_data), 200
+    except DomainError as exc:
+        place_error(form, exc)
+        return None, exc.status
 
 
 def _visible_request(user, pk: int):
@@ -116,46 +145,242 @@ def project_matrix(request, pk: int):
     return screen(request, "web/matrix.html", {"project": project, **context})
 
 
-def _pipeline(request, pipeline, form, status=200):
-    context = presenters.pipeline_page(request.user, pipeline)
-    return screen(request, "web/pipeline.html", {**context, "form": form}, status=status)
+def _pipeline(request, pipeline, status=200, **bound):
+    """The pipeline page with its dialogs; `bound` holds the form a POST re-renders (with its errors)
+    and `open_dialog` the dialog to show open."""
+    user = request.user
+    context = presenters.pipeline_page(user, pipeline)
+    preview_environments = presenters.preview_environments(user, pipeline)
+    forms = {
+        "form": bound.pop("form", None) or PromotionRequestForm(user, pipeline),
+        "run_form": bound.pop("run_form", None)
+        or RunForm(user, pipeline, selectors.runtime_parameters(user, pipeline)),
+        "schedule_form": bound.pop("schedule_form", None) or ScheduleForm(user, pipeline),
+        "preview_form": bound.pop("preview_form", None)
+        or PreviewForm(user, pipeline, preview_environments, presenters.source_nodes(pipeline)),
+    }
+    context.update(
+        forms,
+        schedules=presenters.schedules(user, pipeline),
+        may_preview=preview_environments.exists(),
+        no_environments_explanation=NO_ENVIRONMENTS_EXPLANATION,
+        **bound,
+    )
+    return screen(request, "web/pipeline.html", context, status=status)
+
+
+def _visible_pipeline(request, pk: int):
+    return get_object_or_404(pipelines_for(request.user).select_related("project__organization"), pk=pk)
 
 
 @login_required
 @require_GET
 def pipeline_detail(request, pk: int):
-    pipeline = get_object_or_404(pipelines_for(request.user), pk=pk)
-    return _pipeline(request, pipeline, PromotionRequestForm(request.user, pipeline))
+    pipeline = _visible_pipeline(request, pk)
+    return _pipeline(request, pipeline, open_dialog="run" if request.GET.get("run") == "1" else "")
 
 
 @login_required
 @require_POST
 def pipeline_promote(request, pk: int):
-    pipeline = get_object_or_404(pipelines_for(request.user), pk=pk)
+    pipeline = _visible_pipeline(request, pk)
     form = PromotionRequestForm(request.user, pipeline, request.POST)
-    status = 400
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            promotion, created = approvals.promotion_request_create(
+    answer, status = submit(
+        form,
+        lambda data: approvals.promotion_request_create(
+            actor=request.user,
+            pipeline=pipeline,
+            version=data["version"],
+            source=data["source"],
+            target=data["target"],
+            reason=data["reason"],
+            ticket=data["ticket"],
+            attached_runs=list(data["attached_runs"]),
+            idempotency_key=data["idempotency_key"],
+        ),
+    )
+    if answer is not None:
+        promotion, created = answer
+        if created:
+            messages.success(request, f"Promotion requested: #{promotion.pk} into {promotion.target.name}.")
+        return redirect("web:request-detail", pk=promotion.pk)
+    return _pipeline(request, pipeline, status=status, form=form)
+
+
+# --- run, schedule and preview dialogs; the run page -----------------------------------------------------------
+
+
+@login_required
+@require_POST
+def pipeline_run(request, pk: int):
+    """The run dialog: start a run through the runs service and go to its page."""
+    pipeline = _visible_pipeline(request, pk)
+    form = RunForm(request.user, pipeline, selectors.runtime_parameters(request.user, pipeline), request.POST)
+    answer, status = submit(
+        form,
+        lambda data: run_services.run_create_once(
+            actor=request.user,
+            pipeline=pipeline,
+            idempotency_key=data["idempotency_key"],
+            environment=data.get("environment"),
+            version=data["version"],
+            parameters=form.parameters(),
+            sample=data["sample"],
+        ),
+        place_error=RunForm.add_service_error,
+    )
+    if answer is not None:
+        return redirect("web:run-detail", pk=answer[0].pk)
+    return _pipeline(request, pipeline, status=status, run_form=form, open_dialog="run")
+
+
+@login_required
+@require_POST
+def pipeline_schedule_create(request, pk: int):
+    """The schedule dialog (new schedule): the runs service decides who may, cron and time zone."""
+    pipeline = _visible_pipeline(request, pk)
+    form = ScheduleForm(request.user, pipeline, request.POST)
+    schedule, status = submit(
+        form,
+        lambda data: run_services.schedule_save(
+            actor=request.user,
+            pipeline=pipeline,
+            environment=data.get("environment") or pipeline.project.default_environment,
+            cron=data["cron"],
+            timezone_name=data["timezone"],
+            enabled=data["enabled"],
+        ),
+    )
+    if schedule is not None:
+        messages.success(
+            request, f"Schedule saved: {schedule.cron} ({schedule.timezone}) in {schedule.environment.name}."
+        )
+        return redirect(reverse("web:pipeline-detail", args=[pipeline.pk]) + "#schedules-h")
+    return _pipeline(request, pipeline, status=status, schedule_form=form, open_dialog="schedule")
+
+
+def _visible_schedule(request, pk: int):
+    return get_object_or_404(schedules_for(request.user).select_related("pipeline__project__organization"), pk=pk)
+
+
+@login_required
+@require_POST
+def schedule_update(request, pk: int):
+    """Change a schedule's cron, time zone or switch it on or off (same service and rule as the API)."""
+    schedule = _visible_schedule(request, pk)
+    pipeline = schedule.pipeline
+    form = ScheduleForm(request.user, pipeline, request.POST, schedule=schedule)
+
+    def save(data):
+        with transaction.atomic():
+            return run_services.schedule_save(
                 actor=request.user,
                 pipeline=pipeline,
-                version=data["version"],
-                source=data["source"],
-                target=data["target"],
-                reason=data["reason"],
-                ticket=data["ticket"],
-                attached_runs=list(data["attached_runs"]),
-                idempotency_key=data["idempotency_key"],
+                environment=schedule.environment,
+                cron=data["cron"],
+                timezone_name=data["timezone"],
+                enabled=data["enabled"],
+                schedule=Schedule.objects.select_for_update().get(pk=schedule.pk),
             )
-        except DomainError as exc:
-            add_domain_error(form, exc)
-            status = exc.status
-        else:
-            if created:
-                messages.success(request, f"Promotion requested: #{promotion.pk} into {promotion.target.name}.")
-            return redirect("web:request-detail", pk=promotion.pk)
-    return _pipeline(request, pipeline, form, status=status)
+
+    saved, status = submit(form, save)
+    if saved is not None:
+        messages.success(request, f"Schedule in {schedule.environment.name} saved.")
+        return redirect(reverse("web:pipeline-detail", args=[pipeline.pk]) + "#schedules-h")
+    return _pipeline(request, pipeline, status=status, edit_form=form, edit_schedule=schedule)
+
+
+@login_required
+@require_POST
+def schedule_delete(request, pk: int):
+    schedule = _visible_schedule(request, pk)
+    pipeline = schedule.pipeline
+    try:
+        with transaction.atomic():
+            run_services.schedule_delete(actor=request.user, schedule=Schedule.objects.select_for_update().get(pk=pk))
+    except DomainError as exc:
+        return _pipeline(request, pipeline, status=exc.status, schedule_error=exc.message)
+    messages.success(request, f"Schedule in {schedule.environment.name} deleted.")
+    return redirect(reverse("web:pipeline-detail", args=[pipeline.pk]) + "#schedules-h")
+
+
+@login_required
+@require_GET
+def schedule_preview(request):
+    """The next fire times of a cron expression in a time zone (the schedule dialog's live preview)."""
+    cron, zone = request.GET.get("cron", "")[:100], request.GET.get("timezone", "UTC")[:64]
+    try:
+        upcoming = next_fire_times(cron, zone)
+    except DomainError as exc:
+        return JsonResponse({"error": exc.message}, status=exc.status)
+    return JsonResponse({"next": presenters.fire_times(upcoming)})
+
+
+@login_required
+@require_GET
+def pipeline_preview(request, pk: int):
+    """Preview one source node's first rows as a table (the runs service caps and allows them)."""
+    pipeline = _visible_pipeline(request, pk)
+    environments = presenters.preview_environments(request.user, pipeline)
+    form = PreviewForm(request.user, pipeline, environments, presenters.source_nodes(pipeline), request.GET)
+    preview, status = submit(
+        form,
+        lambda data: run_services.preview(
+            actor=request.user,
+            pipeline=pipeline,
+            environment=data.get("environment") or pipeline.project.default_environment,
+            node_id=data["node"],
+            limit=data["limit"],
+        ),
+    )
+    return _pipeline(request, pipeline, status=status, preview_form=form, preview=preview)
+
+
+def _visible_run(request, pk: int):
+    return get_object_or_404(runs_for(request.user), pk=pk)
+
+
+@login_required
+@require_GET
+def run_detail(request, pk: int):
+    run = _visible_run(request, pk)
+    return screen(request, "web/run.html", presenters.run_page(request.user, run))
+
+
+@login_required
+@require_GET
+def run_status(request, pk: int):
+    """What the run page polls while the run goes: its status (the page reloads once it is final)."""
+    run = get_object_or_404(without_blobs(runs_for(request.user)), pk=pk)
+    response = JsonResponse({"id": run.pk, "status": run.status, "finished": run.status in TERMINAL})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+def run_cancel(request, pk: int):
+    run = _visible_run(request, pk)
+    try:
+        run_services.run_cancel(actor=request.user, run=run)
+    except DomainError as exc:
+        context = presenters.run_page(request.user, run)
+        return screen(request, "web/run.html", {**context, "action_error": exc.message}, status=exc.status)
+    messages.success(request, f"Run #{run.pk}: cancel requested.")
+    return redirect("web:run-detail", pk=run.pk)
+
+
+@login_required
+@require_POST
+def run_rerun(request, pk: int):
+    run = _visible_run(request, pk)
+    try:
+        again = run_services.run_rerun(actor=request.user, run=run)
+    except DomainError as exc:
+        context = presenters.run_page(request.user, run)
+        return screen(request, "web/run.html", {**context, "action_error": exc.message}, status=exc.status)
+    messages.success(request, f"Run #{again.pk} started like run #{run.pk}.")
+    return redirect("web:run-detail", pk=again.pk)
 
 
 # --- audit ----------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from apps.runs import services as run_services
 from apps.runs.models import RunStatus
 from apps.tenancy import services as tenancy_services
 from apps.tenancy.models import Role
-from tests.runs.conftest import run_setup  # noqa: F401  (fixture)
+from tests.runs.conftest import no_dispatch, run_setup  # noqa: F401  (fixtures)
 
 User = get_user_model()
 

@@ -7,6 +7,7 @@ import logging
 from django_fsm import TransitionNotAllowed
 
 from apps.core.errors import Conflict
+from apps.core.queue import enqueue
 from apps.environments.services import environment_emit
 
 from ..models import PromotionRequest, PromotionState
@@ -56,10 +57,8 @@ def _emit(request: PromotionRequest, event: str, *, users=(), **extra) -> None:
 
 
 def _enqueue(task, args, countdown: float | None = None) -> None:
-    try:
-        task.apply_async(args=args, countdown=countdown)
-    except Exception:  # broker down: the row is the truth and the beat sweep finds it
-        logger.warning("could not enqueue %s; the sweep will pick the work up", task.name)
+    """Wake the worker (apps.core.queue: a broker outage is logged; the beat sweep finds the row)."""
+    enqueue(task, args, countdown=countdown)
 
 
 def _locked(request: PromotionRequest) -> PromotionRequest:

@@ -17,7 +17,16 @@ from .deployments import (
     rollback_hooks,
     runs_written_by,
 )
-from .execution import LeaseKeeper, _claim, _limits, preview, run_claim_external, run_execute, run_report_external
+from .execution import (
+    LeaseKeeper,
+    _claim,
+    _limits,
+    preview,
+    preview_answer,
+    run_claim_external,
+    run_execute,
+    run_report_external,
+)
 from .runs import (
     RUN_ACTIONS,
     destination_violations,
@@ -49,6 +58,7 @@ __all__ = [
     "dispatch",
     "due_ticks",
     "preview",
+    "preview_answer",
     "require_schedule_edit",
     "rollback_hooks",
     "run_actions",

@@ -10,6 +10,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_fsm import can_proceed
 
+from apps.core.actions import ALLOWED, Answer, refused
 from apps.core.errors import Conflict, PermissionDenied, ValidationFailed, field_error
 from apps.core.types import User
 from apps.environments import permissions as perms
@@ -18,14 +19,15 @@ from apps.environments.services import environment_emit
 from apps.pipelines.models import Pipeline
 from apps.resolution import engine
 from apps.resolution import services as resolution_services
-from apps.resolution.answer import Answer
+from apps.resolution.answer import Answer as Resolution
 from apps.secrets import services as secret_services
 from apps.secrets.masking import SecretMasker
 
 from .. import executor
 from ..models import Executor, Run, RunStatus, Trigger
+from ..run_log import RunLog
 from .baselines import compare_with_baseline
-from .runs import _default_version, _event, destination_violations
+from .runs import _default_version, _event, destination_violations, runs_only_deployed
 
 logger = logging.getLogger("planasonix.runs")
 
@@ -151,7 +153,11 @@ def run_execute(run_pk: int, claimer: str = "builtin") -> Run | None:
                 error = "Rejected by the runtime policy: " + "; ".join(violations) + "."
                 return _finish(run, RunStatus.REJECTED, error=error, attempt=attempt, masker=masker)
             metrics = executor.execute_graph(
-                resolved, _limits(run, policy), check, log_lines.append, environment=run.environment
+                resolved,
+                _limits(run, policy),
+                check,
+                RunLog(log_lines, policy.get("log_level")),
+                environment=run.environment,
             )
             return _finish(
                 run, RunStatus.SUCCEEDED, metrics=metrics, log="\n".join(log_lines), attempt=attempt, masker=masker
@@ -218,7 +224,7 @@ def _finish(
 # --- external executors -----------------------------------------------------------------------
 
 
-def run_claim_external(*, actor: User, run: Run, claimer: str) -> tuple[Run, Answer]:
+def run_claim_external(*, actor: User, run: Run, claimer: str) -> tuple[Run, Resolution]:
     """An external engine takes a queued external run. Returns the run and the configuration it
     needs: with secrets only for a claimer holding use_environment_credentials there."""
     perms.require(actor, perms.RUN, run.environment)
@@ -280,10 +286,20 @@ def preview(*, actor: User, pipeline: Pipeline, environment: Environment, node_i
             ) from None
 
 
+def preview_answer(actor: User, environment: Environment) -> Answer:
+    """May `actor` preview data in `environment`: run_in_environment there, and a stage that is
+    neither protected nor production (those run only what was deployed)."""
+    if not perms.may(actor, perms.RUN, environment):
+        message = f"You lack the '{perms.RUN}' permission on environment '{environment.slug}'."
+        return refused(PermissionDenied(message, code="permission_denied"), f"you lack {perms.RUN}")
+    if runs_only_deployed(environment):
+        message = f"Previews are not allowed in '{environment.slug}' (protected or production)."
+        return refused(PermissionDenied(message), "protected or production")
+    return ALLOWED
+
+
 def _preview(actor: User, pipeline: Pipeline, environment: Environment, node_id: str, limit: int) -> dict:
-    perms.require(actor, perms.RUN, environment)
-    if environment.is_protected or environment.kind == Kind.PRODUCTION:
-        raise PermissionDenied(f"Previews are not allowed in '{environment.slug}' (protected or production).")
+    preview_answer(actor, environment).enforce()
     if not 1 <= limit <= 200:
         raise field_error("limit", "Between 1 and 200.")
     version = _default_version(pipeline, environment)

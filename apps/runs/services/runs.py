@@ -14,6 +14,7 @@ from django_fsm import can_proceed
 from apps.core import idempotency
 from apps.core.actions import ALLOWED, Answer, refused
 from apps.core.errors import Conflict, PermissionDenied, ValidationFailed, field_error
+from apps.core.queue import enqueue
 from apps.core.types import User
 from apps.environments import permissions as perms
 from apps.environments.models import Environment, Kind
@@ -164,14 +165,11 @@ def run_create_once(*, actor: User, pipeline: Pipeline, idempotency_key: str, **
 
 
 def dispatch(run_pk: int) -> None:
-    """Wake a worker for a queued run (the sweep retries if the broker is down)."""
+    """Wake a worker for a queued run (apps.core.queue: the sweep dispatches it if the broker is down)."""
     from ..tasks import execute_run
 
     Run.objects.filter(pk=run_pk).update(dispatched_at=timezone.now())
-    try:
-        execute_run.delay(run_pk)
-    except Exception:  # broker down: the row stays queued and the sweep dispatches it later
-        logger.warning("could not dispatch run %s; the sweep will", run_pk)
+    enqueue(execute_run, [run_pk])
 
 
 def _event(run: Run, **extra) -> dict:
