@@ -49,9 +49,11 @@ test-deep-fuzz: $(STAMP)
 test-deep-schemathesis: $(STAMP)
 	BIN=$(BIN) scripts/schemathesis-live.sh
 
+# mypy's configuration is pyproject.toml's [tool.mypy]; its cache (.mypy_cache) makes a re-run incremental.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -3,7 +3,12 @@
 An enterprise organization `acme` with development → staging → production, and:
 org_admin (owner), developer (member: development rights only), staging_approver and
 prod_approver (members with approve rights on one stage each), outsider (no membership),
-and a run-only API key owned by a service account."""
+and a run-only API key owned by a service account. Beside it: `superuser` (root), and a second
+enterprise organization `other_org` (Globex) owned by `other_owner` (staff, not a member of acme).
+
+Every row is made through the services, as in production (the helpers below are the factories:
+factory-boy's model factories would write around the services' invariants, so the suite does not
+use it). `fresh(user)` and `with_key(user, key)` give a user as a new request would carry it."""
 
 import time
 from contextlib import ExitStack
@@ -18,6 +23,7 @@ from apps.environments import services as env_services
 from apps.environments.models import Kind
 from apps.tenancy import services as tenancy_services
 from apps.tenancy.models import Edition, Role
+from apps.tenancy.permissions import attach_api_key, forget_org_roles
 
 User = get_user_model()
 
@@ -58,6 +64,25 @@ PERSONA_USERNAMES = {
 
 def make_user(username: str, **extra):
     return User.objects.create_user(username, f"{username}@example.com", "pw", **extra)
+
+
+def make_superuser():
+    return User.objects.create_superuser("root", "root@example.com", "pw")
+
+
+def fresh(user):
+    """The user as a new request would see it: no memoized grants, roles or API key."""
+    user = User.objects.get(pk=user.pk)
+    perms.forget(user)
+    forget_org_roles(user)
+    return user
+
+
+def with_key(user, key):
+    """The user as an API-key request would see it."""
+    user = fresh(user)
+    attach_api_key(user, key)
+    return user
 
 
 def make_org(platform_staff, org_admin):
@@ -177,8 +202,32 @@ for _name, _username in PERSONA_USERNAMES.items():
 
 
 @pytest.fixture
+def superuser(db):
+    return make_superuser()
+
+
+@pytest.fixture
 def org(platform_staff, org_admin):
     return make_org(platform_staff, org_admin)
+
+
+@pytest.fixture
+def other_owner(db):
+    """The owner of `other_org`: staff (the admin site lets them in), no membership in acme."""
+    return make_user("globexowner", is_staff=True)
+
+
+@pytest.fixture
+def other_org(platform_staff, other_owner):
+    """Globex: a second enterprise organization, owned by `other_owner`, no environments yet."""
+    return tenancy_services.organization_create(
+        actor=platform_staff,
+        name="Globex",
+        slug="globex",
+        edition=Edition.ENTERPRISE,
+        max_environments=5,
+        owner=other_owner,
+    )
 
 
 @pytest.fixture

@@ -282,7 +282,7 @@ class DecisionInline(admin.TabularInline):
 
     model = ApprovalDecision
     fields = ["approver", "decision", "comment", "plan_hash", "counts", "decided_at"]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # all strings; the stubs type `fields` wider
     extra = 0
     can_delete = False
 

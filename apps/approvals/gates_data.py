@@ -83,7 +83,7 @@ def data_diff_gate(request_like, rule, at) -> dict:
         **gate,
         "passed": not problems,
         "baseline_run": baseline,
-        "finished_at": run.finished_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "detail": detail,
         "data_diff": diffs,
     }

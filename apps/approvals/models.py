@@ -12,6 +12,7 @@ from django_fsm import FSMField, FSMModelMixin, transition
 from simple_history.models import HistoricalRecords
 
 from apps.core.models import FrozenDocument, FrozenDocumentAttribute, FrozenDocumentsMixin, TimeStampedModel
+from apps.core.types import User
 from apps.environments.models import Environment
 from apps.environments.querysets import EnvScopedQuerySet
 from apps.pipelines.models import Pipeline, PipelineVersion, Project
@@ -107,7 +108,7 @@ class ApprovalRule(TimeStampedModel):
         ]
 
     def __str__(self):
-        scope = self.project.slug if self.project_id else "all projects"
+        scope = self.project.slug if self.project else "all projects"
         return f"{self.name} → {self.environment.slug} ({scope})"
 
 
@@ -154,6 +155,16 @@ class PromotionRequestQuerySet(EnvScopedQuerySet):
 
 
 S = PromotionState
+
+
+def _expires(request: "PromotionRequest") -> bool:
+    """expire's condition: only a request with an expiry expires."""
+    return request.expires_at is not None
+
+
+def _freeze_override_unconfirmed(request: "PromotionRequest") -> bool:
+    """override_freeze's condition: a confirmed override is not asked for again."""
+    return not request.freeze_override_confirmed_by_id
 
 
 class PromotionRequest(FrozenDocumentsMixin, FSMModelMixin, models.Model):
@@ -259,7 +270,7 @@ class PromotionRequest(FrozenDocumentsMixin, FSMModelMixin, models.Model):
     def cancel(self, *, now) -> None:
         self.decided_at = now
 
-    @transition(field=state, source=S.PENDING, target=S.EXPIRED, conditions=[lambda r: r.expires_at is not None])
+    @transition(field=state, source=S.PENDING, target=S.EXPIRED, conditions=[_expires])  # type: ignore[list-item]  # django-fsm's stubs take Callable[[Model], bool]
     def expire(self, *, now) -> None:
         """A pending request past its rules' expiry (one without an expiry never expires)."""
         self.decided_at = now
@@ -294,9 +305,9 @@ class PromotionRequest(FrozenDocumentsMixin, FSMModelMixin, models.Model):
         field=state,
         source=[S.PENDING, S.APPROVED, S.FAILED],
         target=None,
-        conditions=[lambda r: not r.freeze_override_confirmed_by_id],
+        conditions=[_freeze_override_unconfirmed],  # type: ignore[list-item]  # django-fsm's stubs take Callable[[Model], bool]
     )
-    def override_freeze(self, *, actor, reason: str, now) -> None:
+    def override_freeze(self, *, actor: User, reason: str, now) -> None:
         """Break-glass while the request may still deploy (the state does not change): the first
         person asks, a second confirms."""
         if self.freeze_override_requested_by_id is None:
@@ -306,7 +317,8 @@ class PromotionRequest(FrozenDocumentsMixin, FSMModelMixin, models.Model):
 
     def available_transitions(self) -> set[str]:
         """Names of the transition methods the current state allows (what screens may offer)."""
-        return {t.name for t in self.get_available_state_transitions()}
+        transitions = self.get_available_state_transitions()  # type: ignore[attr-defined]  # django-fsm adds it
+        return {t.name for t in transitions}
 
 
 class Decision(models.TextChoices):

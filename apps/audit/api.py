@@ -93,7 +93,7 @@ def decode_cursor(value: str) -> selectors.Position:
         and not isinstance(history_id, bool)
         and 0 < history_id < 2**63
     )
-    if not valid:
+    if not valid or moment is None:
         raise invalid
     return selectors.Position(moment, model_key, history_id)
 

@@ -162,7 +162,12 @@ def _part(user, spec: Audited, scope: dict, filters: dict) -> QuerySet | None:
     rows = model.objects.order_by()
     nothing = Value(None, output_field=BigIntegerField())
     environment = F(spec.environment) if spec.environment else nothing
-    organization_path = spec.organization or (spec.environment.replace("_id", "") + "__organization_id")
+    if spec.organization:
+        organization_path = spec.organization
+    elif spec.environment:
+        organization_path = spec.environment.replace("_id", "") + "__organization_id"
+    else:
+        raise ValueError(f"{spec.label}: an audited model names its environment or its organization.")
     if spec.environment == "id":
         organization_path = "organization_id"
     rows = rows.annotate(

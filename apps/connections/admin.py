@@ -429,7 +429,7 @@ class ConnectionTestAdmin(_OrganizationScoped, LightModelAdmin):
     list_select_related = ["binding__role", "binding__environment", "requested_by"]
     search_fields = ["binding__role__name", "binding__environment__slug", "message"]
     fields = ["binding", "status", "message", "requested_by", "created_at", "finished_at"]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # all strings; the stubs type `fields` wider
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(binding__in=selectors.bindings_for(request.user))

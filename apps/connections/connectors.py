@@ -49,7 +49,8 @@ def _postgres(params: dict, password: str | None, addresses: list) -> tuple[bool
         sslmode=params.get("sslmode", "prefer"),
         connect_timeout=params.get("connect_timeout", 5),
     ) as conn:
-        version = conn.execute("SHOW server_version").fetchone()[0]
+        row = conn.execute("SHOW server_version").fetchone()
+    version = row[0] if row else "(version unknown)"
     return True, f"Connected to PostgreSQL {version}."
 
 

@@ -7,6 +7,7 @@ from django.db import transaction
 from apps.core.errors import Conflict, PermissionDenied, field_error
 from apps.core.queue import enqueue
 from apps.core.services import audited_delete, audited_save, validate
+from apps.core.types import User
 from apps.environments import permissions as perms
 from apps.environments.models import Environment, Kind
 from apps.tenancy import revisions
@@ -22,12 +23,12 @@ logger = logging.getLogger("planasonix.connections")
 ROLE_FIELDS = {"kind", "description", "required_in"}
 
 
-def may_define(actor, organization, project=None) -> bool:
+def may_define(actor: User, organization, project=None) -> bool:
     """Whether `actor` may define connection roles at this scope (organization-wide: owners and admins)."""
     return is_org_admin(actor, organization) if project is None else is_org_member(actor, organization)
 
 
-def _require_definer(actor, organization, project) -> None:
+def _require_definer(actor: User, organization, project) -> None:
     if project is None:
         if not is_org_admin(actor, organization):
             raise PermissionDenied("Only organization owners and admins define organization-wide connection roles.")
@@ -44,7 +45,9 @@ def _check_role(role: ConnectionRole) -> None:
 
 
 @transaction.atomic
-def connection_role_create(*, actor, organization, name: str, kind: str, project=None, **fields) -> ConnectionRole:
+def connection_role_create(
+    *, actor: User, organization, name: str, kind: str, project=None, **fields
+) -> ConnectionRole:
     unknown = set(fields) - ROLE_FIELDS
     if unknown:
         raise field_error(sorted(unknown)[0], "Unknown field.")
@@ -59,7 +62,7 @@ def connection_role_create(*, actor, organization, name: str, kind: str, project
 
 
 @transaction.atomic
-def connection_role_update(*, actor, role: ConnectionRole, **changes) -> ConnectionRole:
+def connection_role_update(*, actor: User, role: ConnectionRole, **changes) -> ConnectionRole:
     role = (
         ConnectionRole.objects.select_for_update(of=("self",)).select_related("organization", "project").get(pk=role.pk)
     )
@@ -78,7 +81,7 @@ def connection_role_update(*, actor, role: ConnectionRole, **changes) -> Connect
 
 
 @transaction.atomic
-def connection_role_delete(*, actor, role: ConnectionRole) -> None:
+def connection_role_delete(*, actor: User, role: ConnectionRole) -> None:
     _require_definer(actor, role.organization, role.project)
     for binding in role.bindings.select_related("environment__policy"):
         perms.require_config_edit(actor, binding.environment)
@@ -86,7 +89,7 @@ def connection_role_delete(*, actor, role: ConnectionRole) -> None:
     revisions.bump(role.organization_id)
 
 
-def validate_binding(*, actor, role: ConnectionRole, environment: Environment, params, credential=None) -> dict:
+def validate_binding(*, actor: User, role: ConnectionRole, environment: Environment, params, credential=None) -> dict:
     """Check a binding before writing it (admin forms call this too)."""
     if environment.organization_id != role.organization_id:
         raise field_error("environment", "Must be an environment of the role's organization.")
@@ -107,7 +110,7 @@ def validate_binding(*, actor, role: ConnectionRole, environment: Environment, p
 
 
 @transaction.atomic
-def connection_binding_set(*, actor, role: ConnectionRole, environment: Environment, params, credential=None):
+def connection_binding_set(*, actor: User, role: ConnectionRole, environment: Environment, params, credential=None):
     """Bind (or re-bind) a role in an environment."""
     environment = Environment.objects.select_related("policy").get(pk=environment.pk)
     params = validate_binding(actor=actor, role=role, environment=environment, params=params, credential=credential)
@@ -123,14 +126,14 @@ def connection_binding_set(*, actor, role: ConnectionRole, environment: Environm
 
 
 @transaction.atomic
-def connection_binding_delete(*, actor, binding: ConnectionBinding) -> None:
+def connection_binding_delete(*, actor: User, binding: ConnectionBinding) -> None:
     perms.require_config_edit(actor, binding.environment)
     audited_delete(binding, actor=actor, reason=f"{binding.role.name} unbound in {binding.environment.slug}")
     revisions.bump(binding.role.organization_id)
 
 
 @transaction.atomic
-def connection_test_request(*, actor, binding: ConnectionBinding) -> ConnectionTest:
+def connection_test_request(*, actor: User, binding: ConnectionBinding) -> ConnectionTest:
     """Queue a reachability check of a binding; a worker runs it (resolution.tasks)."""
     if not (perms.may(actor, perms.RUN, binding.environment) or perms.may_edit_config(actor, binding.environment)):
         raise PermissionDenied(

@@ -1,7 +1,9 @@
 """Admin base: history on every audited model and services as the single path for writes."""
 
 import copy
+from typing import TYPE_CHECKING
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.contrib.admin.views.main import ChangeList
@@ -49,7 +51,13 @@ def add_domain_error(form, exc: DomainError) -> None:
         form.add_error(None, exc.message)
 
 
-class ServiceFormMixin:
+if TYPE_CHECKING:
+    _ModelFormBase = forms.ModelForm
+else:
+    _ModelFormBase = object
+
+
+class ServiceFormMixin(_ModelFormBase):
     """A ModelForm whose clean() asks the admin to validate through the services, so that rules
     (limits, naming, editions, locks) refuse bad input as form errors instead of 500s."""
 
@@ -97,7 +105,9 @@ class AuditedAdmin(LightChangelistMixin, SimpleHistoryAdmin):
         view.prepopulated_fields = {}
         view.get_fieldsets = lambda request, obj=None: [(None, {"fields": shown})]
         view.get_readonly_fields = lambda request, obj=None: shown
-        view.get_form = lambda request, obj=None, **kwargs: modelform_factory(self.model, fields=[])
+        view.get_form = lambda request, obj=None, **kwargs: modelform_factory(  # type: ignore[method-assign]
+            self.model, fields=[]
+        )  # on the copy only: the read-only history page's form has no fields
         return super(AuditedAdmin, view).history_form_view(request, object_id, version_id, extra_context)
 
     def run_service(self, request, func, *args, **kwargs):

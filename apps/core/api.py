@@ -1,6 +1,7 @@
 """API plumbing shared by every app: pagination, scope checks, strict input (errors: api_errors)."""
 
 import re
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django_filters import rest_framework as filters
@@ -14,23 +15,27 @@ from .errors import ValidationFailed
 from .scopes import SCOPES, scopes_grant  # noqa: F401  (re-exported for API modules)
 
 _WHOLE_NUMBER = re.compile(r"^[0-9]{1,9}\Z")
+_MAX_PAGE_SIZE = 500
 
 
 class _StrictPageSize:
     """A `page_size` outside 1..`max_page_size` is a 400 naming the parameter (DRF would silently
     fall back to the default size)."""
 
-    page_size_query_param = "page_size"
-    max_page_size = 500
+    # The pagination base classes declare these Optional; here both are always set.
+    page_size: int | None  # the base class's default
+    page_size_query_param: str | None = "page_size"
+    max_page_size: int | None = _MAX_PAGE_SIZE
 
     def get_page_size(self, request):
-        raw = request.query_params.get(self.page_size_query_param)
+        name, limit = self.page_size_query_param or "page_size", self.max_page_size or _MAX_PAGE_SIZE
+        raw = request.query_params.get(name)
         if raw is None:
             return self.page_size
         size = int(raw) if _WHOLE_NUMBER.match(raw) else 0
-        if not 1 <= size <= self.max_page_size:
-            message = f"Give a whole number from 1 to {self.max_page_size}."
-            raise exceptions.ValidationError({self.page_size_query_param: [message]})
+        if not 1 <= size <= limit:
+            message = f"Give a whole number from 1 to {limit}."
+            raise exceptions.ValidationError({name: [message]})
         return size
 
     def _bound_schema(self, parameters):
@@ -205,8 +210,8 @@ class StrictSerializer(serializers.Serializer):
             bad = sorted(k for k, v in data.items() if contains_nul(v))
             if bad:
                 raise serializers.ValidationError({name: ["NUL characters are not allowed."] for name in bad})
-            mistyped = {name: wrong_json_type(self.fields[name], value) for name, value in data.items()}
-            mistyped = {name: [message] for name, message in mistyped.items() if message}
+            wrong = {name: wrong_json_type(self.fields[name], value) for name, value in data.items()}
+            mistyped = {name: [message] for name, message in wrong.items() if message}
             if mistyped:
                 raise serializers.ValidationError(mistyped)
         return super().to_internal_value(data)
@@ -221,7 +226,7 @@ def query_input(serializer_class, query_params) -> dict:
     fields are read with `apps.core.params` (ASCII digits, within the field's and the database's range);
     every other value is a string of at most the published length."""
     fields = serializer_class().fields
-    data = {}
+    data: dict[str, Any] = {}
     for name, raw in query_params.items():
         field = fields.get(name)
         if isinstance(field, serializers.IntegerField) and raw != "":
@@ -242,7 +247,16 @@ def etag_for(obj) -> str:
     return '"' + hashlib.sha256(raw.encode()).hexdigest()[:32] + '"'
 
 
-class ETagMixin:
+if TYPE_CHECKING:
+    from rest_framework.generics import GenericAPIView
+    from rest_framework.mixins import RetrieveModelMixin
+
+    class _DetailView(RetrieveModelMixin, GenericAPIView): ...
+else:
+    _DetailView = object
+
+
+class ETagMixin(_DetailView):
     """ETag on detail responses of configuration resources, and If-Match on writes: a stale
     If-Match gets 412, so concurrent editors cannot overwrite each other silently. Views call
     `locked_object()` inside a transaction before writing."""

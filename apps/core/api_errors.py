@@ -18,7 +18,7 @@ logger = logging.getLogger("planasonix.api")
 
 
 def error_body(code: str, message: str, fields: dict | None = None) -> dict:
-    body = {"code": code, "message": message}
+    body: dict[str, object] = {"code": code, "message": message}
     if fields:
         body["fields"] = fields
     return {"error": body}

@@ -178,7 +178,7 @@ def category(address: Address) -> tuple[str, str | None]:
 def resolve_addresses(host: str, port: int) -> list[Address]:
     """Every address `host` resolves to (tests patch this to play a DNS change)."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(normalize(ipaddress.ip_address(info[4][0].split("%")[0])) for info in infos))
+    return list(dict.fromkeys(normalize(ipaddress.ip_address(str(info[4][0]).split("%")[0])) for info in infos))
 
 
 def _literal(host: str) -> Address | None:
@@ -330,6 +330,8 @@ def check_target(
     operator_allow, operator_deny = _operator_rules("EGRESS_ALLOW"), _operator_rules("EGRESS_DENY")
     org_allow = _organization_rules(organization, "egress_allow", organization_allow=True)
     org_deny = _organization_rules(organization, "egress_deny")
+    # Without addresses (names judged by name only) each rule is asked about the host alone.
+    candidates: list[Address | None] = [*addresses] if addresses else [None]
     for endpoint in platform_endpoints():
         if endpoint.port != port:
             continue
@@ -339,13 +341,13 @@ def check_target(
         # Without a database name (HTTP, webhooks, Git) the database server's port is the platform's database.
         if endpoint.databases is None or database is None or database in endpoint.databases:
             raise _refuse(field, f"{host}:{port} is the platform's own {endpoint.label}: never a valid target.")
-        if not any(operator_allow.matches(host, a) for a in addresses or [None]):
+        if not any(operator_allow.matches(host, a) for a in candidates):
             raise _refuse(
                 field,
                 f"{host}:{port} is the platform's database server: other databases on it only through the "
                 "operator's EGRESS_ALLOW.",
             )
-    for address in addresses or [None]:
+    for address in candidates:
         if operator_deny.matches(host, address) or org_deny.matches(host, address):
             raise _refuse(field, f"{host} is on the deny-list.")
         if address is None or operator_allow.matches(host, address):

@@ -18,12 +18,13 @@ class _PinnedConnection:
     """Opens the socket to `pinned_address` instead of a fresh lookup of the host name."""
 
     pinned_address = ""
+    _dns_host: str  # urllib3's HTTPConnection attribute (this mixin always comes first in its bases)
 
     def _new_conn(self):
         name = self._dns_host
         self._dns_host = self.pinned_address
         try:
-            return super()._new_conn()
+            return super()._new_conn()  # type: ignore[misc]  # HTTPConnection's, after this mixin in the MRO
         finally:
             self._dns_host = name  # the name again: Host header, SNI and certificate check use it
 

@@ -46,7 +46,8 @@ class BoundedModelMultipleChoiceField(forms.ModelMultipleChoiceField):
         from .params import DB_INT_MAX, DB_INT_MIN
 
         key = self.to_field_name or "pk"
-        field = self.queryset.model._meta.pk if key == "pk" else self.queryset.model._meta.get_field(key)
+        model = self.queryset.model  # type: ignore[union-attr]  # _check_values runs only with a queryset
+        field = model._meta.pk if key == "pk" else model._meta.get_field(key)
         if field.get_internal_type() in ("AutoField", "BigAutoField", "IntegerField", "BigIntegerField"):
             for pk in value or ():
                 text = str(pk)
@@ -54,4 +55,4 @@ class BoundedModelMultipleChoiceField(forms.ModelMultipleChoiceField):
                     raise ValidationError(
                         self.error_messages["invalid_choice"], code="invalid_choice", params={"value": text}
                     )
-        return super()._check_values(value)
+        return super()._check_values(value)  # type: ignore[misc]  # Django's private hook, not in the stubs

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import zlib
+from typing import TYPE_CHECKING
 
 from django.db import models
 
@@ -61,7 +62,8 @@ class FrozenDocument(models.Model):
         """Store `document` (once: an existing digest is left alone) and return its digest."""
         raw = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
         digest = hashlib.sha256(raw).hexdigest()
-        cls.objects.bulk_create([cls(digest=digest, body=zlib.compress(raw, 6), size=len(raw))], ignore_conflicts=True)
+        row = FrozenDocument(digest=digest, body=zlib.compress(raw, 6), size=len(raw))
+        FrozenDocument.objects.bulk_create([row], ignore_conflicts=True)
         return digest
 
     @classmethod
@@ -142,7 +144,13 @@ class FrozenDocumentAttribute:
 _PENDING = object()
 
 
-class FrozenDocumentsMixin:
+if TYPE_CHECKING:
+    _ModelBase = models.Model
+else:
+    _ModelBase = object
+
+
+class FrozenDocumentsMixin(_ModelBase):
     """Saves the model's FrozenDocumentAttribute values before the row itself."""
 
     def save(self, *args, **kwargs):

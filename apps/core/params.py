@@ -73,8 +73,8 @@ def parse_moment(raw, name: str, *, require_timezone: bool = True) -> dt.datetim
             moment = timezone.make_aware(moment)
         except (OverflowError, ValueError):
             raise field_error(name, "The date-time is out of range.") from None
-    offset = moment.utcoffset()
-    if abs(offset) > MAX_UTC_OFFSET:
+    offset = moment.utcoffset()  # aware by now: never None
+    if offset is None or abs(offset) > MAX_UTC_OFFSET:
         raise field_error(name, "The UTC offset must be within ±14:00.")
     try:
         moment.astimezone(dt.UTC)

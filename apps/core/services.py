@@ -2,6 +2,8 @@
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 
+from apps.core.types import User
+
 from .errors import from_django_validation_error
 
 
@@ -13,7 +15,7 @@ def validate(instance, *, exclude=None, validate_unique=True) -> None:
         raise from_django_validation_error(exc) from exc
 
 
-def audited_save(instance, *, actor, reason: str | None = None, clean: bool = True) -> None:
+def audited_save(instance, *, actor: User | None, reason: str | None = None, clean: bool = True) -> None:
     """Validate and save a history-tracked row, recording who did it (and why) in its history.
 
     Works the same inside requests, tasks and management commands, where no middleware is there
@@ -27,7 +29,7 @@ def audited_save(instance, *, actor, reason: str | None = None, clean: bool = Tr
     instance.save()
 
 
-def audited_delete(instance, *, actor, reason: str | None = None) -> None:
+def audited_delete(instance, *, actor: User | None, reason: str | None = None) -> None:
     """Delete a history-tracked row, recording who did it."""
     if actor is not None and getattr(actor, "is_authenticated", False):
         instance._history_user = actor

@@ -1,6 +1,6 @@
 """Operational endpoints."""
 
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -67,6 +67,7 @@ def locked_out(request, original_response=None, credentials=None):
         f"Too many failed sign-ins for this account or from this address. Try again in {minutes} "
         f"minute{'s' if minutes != 1 else ''}."
     )
+    response: HttpResponse
     if _wants_json(request):
         response = JsonResponse({"error": {"code": "locked_out", "message": message}}, status=429)
     else:

@@ -4,6 +4,7 @@ import random
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -48,7 +49,7 @@ DEMO_USERS = (
 )
 
 # Explicit grants beyond the development defaults every member gets.
-GRANTS = {
+GRANTS: dict[str, dict[str, tuple[str, ...]]] = {
     "dev": {
         "staging": (perms.VIEW, perms.REQUEST_PROMOTION, perms.RUN),
         "production": (perms.VIEW, perms.REQUEST_PROMOTION),
@@ -75,7 +76,7 @@ APPROVAL_RULES = {
     },
 }
 
-STAGES = (
+STAGES: tuple[tuple[str, str, str, int, str | None, dict[str, Any]], ...] = (
     # slug, name, kind, position, promotes_to, policy overrides
     ("production", "Production", Kind.PRODUCTION, 30, None, {"allowed_destinations": ["reporting_db"]}),
     ("staging", "Staging", Kind.STAGING, 20, "production", {}),
@@ -106,7 +107,7 @@ def seed_demo() -> dict:
         organization = tenancy_services.organization_create(
             actor=admin, name="Acme Data", slug=ORG_SLUG, edition=Edition.ENTERPRISE, max_environments=10, owner=admin
         )
-    stages = {}
+    stages: dict[str, Environment] = {}
     for slug, name, kind, position, promotes_to, policy in STAGES:
         environment = Environment.objects.filter(organization=organization, slug=slug).first()
         if environment is None:
@@ -117,7 +118,7 @@ def seed_demo() -> dict:
                 slug=slug,
                 kind=kind,
                 position=position,
-                promotes_to=stages.get(promotes_to),
+                promotes_to=stages.get(promotes_to) if promotes_to else None,
                 policy=policy,
             )
         stages[slug] = environment
@@ -158,7 +159,7 @@ DEMO_GRAPH = {
 }
 
 # name, type, default, per-stage overrides, required in, runtime override allowed
-DEMO_VARIABLES = (
+DEMO_VARIABLES: tuple[tuple[str, str, Any, dict[str, Any], list[str], bool], ...] = (
     ("source_table", "string", "orders", {}, [], False),
     (
         "target_table",

@@ -197,7 +197,7 @@ class EnvironmentAdmin(EnvironmentPermissionScreensMixin, ReinforcedGuardedModel
     object tools link to the history view that simple-history overrides)."""
 
     form = EnvironmentAdminForm
-    change_form_template = "admin/guardian/model/change_form.html"
+    change_form_template = "admin/guardian/model/change_form.html"  # type: ignore[misc]  # guardian's stubs: an instance attribute
     object_history_template = "simple_history/object_history.html"
     list_display = ["name", "organization", "kind", "position", "promotes_to", "is_protected", "locked"]
     list_filter = ["organization", "kind", "is_protected", "policy__locked"]

@@ -2,6 +2,8 @@
 limited to the environment codenames and saved through the services, the screens' manage_environment
 guard (mixed into the environment admin), and the read-mostly grant tables."""
 
+from typing import TYPE_CHECKING
+
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import transaction
@@ -74,7 +76,13 @@ class EnvironmentGroupPermissionsForm(_ServicePermissionsFormMixin, AdminGroupOb
     holder_kwarg = "group"
 
 
-class EnvironmentPermissionScreensMixin:
+if TYPE_CHECKING:
+    _ModelAdminBase = admin.ModelAdmin
+else:
+    _ModelAdminBase = object
+
+
+class EnvironmentPermissionScreensMixin(_ModelAdminBase):
     """Guardian's object-permission screens of EnvironmentAdmin, behind manage_environment on that
     environment (and organization admin for group grants), with the service-backed forms."""
 

@@ -73,7 +73,7 @@ class EnvironmentUserObjectPermission(UserObjectPermissionBase):
     """A permission on one environment granted to a user (direct foreign key, not generic)."""
 
     content_object = models.ForeignKey(Environment, on_delete=models.CASCADE)
-    objects = UserObjectPermissionManager.from_queryset(GrantQuerySet)()
+    objects = UserObjectPermissionManager.from_queryset(GrantQuerySet)()  # type: ignore[misc]  # guardian's stubs: a ClassVar
 
     history = HistoricalRecords()
 
@@ -85,7 +85,7 @@ class EnvironmentGroupObjectPermission(GroupObjectPermissionBase):
     """A permission on one environment granted to a group (direct foreign key, not generic)."""
 
     content_object = models.ForeignKey(Environment, on_delete=models.CASCADE)
-    objects = GroupObjectPermissionManager.from_queryset(GrantQuerySet)()
+    objects = GroupObjectPermissionManager.from_queryset(GrantQuerySet)()  # type: ignore[misc]  # guardian's stubs: a ClassVar
 
     history = HistoricalRecords()
 
@@ -260,4 +260,5 @@ class FreezeWindow(TimeStampedModel):
         # from the whole second (from `local` itself, a moment just under a second before a start
         # would find that start, ahead of it, and miss the earlier window still running).
         last_start = croniter(self.cron, local.replace(microsecond=0) + timedelta(seconds=1)).get_prev(datetime)
-        return last_start <= local < last_start + timedelta(minutes=self.duration_minutes)
+        # clean() refuses a recurring window without a duration; a row without one is never active.
+        return last_start <= local < last_start + timedelta(minutes=self.duration_minutes or 0)

@@ -4,6 +4,7 @@ from django.dispatch import receiver
 
 from apps.core import patterns
 from apps.core.errors import ValidationFailed
+from apps.core.types import User
 from apps.tenancy import signals
 from apps.tenancy.models import Edition
 
@@ -12,13 +13,13 @@ from .models import Environment, Kind
 
 
 @receiver(signals.organization_created)
-def create_implicit_environment(sender, organization, actor, **kwargs):
+def create_implicit_environment(sender, organization, actor: User, **kwargs):
     if organization.edition == Edition.STANDARD:
         services.create_implicit_environment(actor=actor, organization=organization)
 
 
 @receiver(signals.organization_changing)
-def refuse_changes_that_break_environments(sender, organization, changes, actor, **kwargs):
+def refuse_changes_that_break_environments(sender, organization, changes, actor: User, **kwargs):
     environments = list(Environment.objects.filter(organization=organization))
     if changes.get("edition") == Edition.STANDARD and len(environments) > 1:
         raise ValidationFailed(
@@ -44,11 +45,11 @@ def refuse_changes_that_break_environments(sender, organization, changes, actor,
 
 
 @receiver(signals.member_added)
-def grant_development_rights(sender, membership, actor, **kwargs):
+def grant_development_rights(sender, membership, actor: User, **kwargs):
     for environment in Environment.objects.filter(organization=membership.organization, kind=Kind.DEVELOPMENT):
         services.grant_development_defaults(actor=actor, user=membership.user, environment=environment)
 
 
 @receiver(signals.member_removed)
-def revoke_environment_rights(sender, membership, actor, **kwargs):
+def revoke_environment_rights(sender, membership, actor: User, **kwargs):
     services.revoke_all_for_member(actor=actor, user=membership.user, organization=membership.organization)

@@ -3,13 +3,14 @@
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
 from apps.core import patterns
 from apps.core.errors import Conflict, PermissionDenied, ValidationFailed, field_error
 from apps.core.services import audited_delete, audited_save, validate
+from apps.core.types import User
 from apps.notifications.services import emit
 from apps.pipelines import expectations
 from apps.tenancy import revisions
@@ -72,7 +73,7 @@ def _check_promotes_to(environment: Environment, target: Environment | None) -> 
     if environment.pk and target.pk == environment.pk:
         raise field_error("promotes_to", "An environment cannot promote to itself.")
     seen = {environment.pk}
-    step = target
+    step: Environment | None = target
     while step is not None:
         if step.pk in seen:
             raise field_error("promotes_to", f"Promoting to '{target.slug}' would make the promotion path a loop.")
@@ -103,7 +104,7 @@ def validate_environment_create(
 @transaction.atomic
 def environment_create(
     *,
-    actor,
+    actor: User,
     organization: Organization,
     name: str,
     kind: str = Kind.DEVELOPMENT,
@@ -137,7 +138,7 @@ def environment_create(
 
 
 def _environment_create(
-    *, actor, organization, name, kind, slug, position, promotes_to, is_protected, color, description, policy
+    *, actor: User, organization, name, kind, slug, position, promotes_to, is_protected, color, description, policy
 ) -> Environment:
     if kind not in Kind.values:
         raise field_error("kind", f"'{kind}' is not one of {', '.join(Kind.values)}.")
@@ -184,7 +185,7 @@ def _environment_create(
     return environment
 
 
-def create_implicit_environment(*, actor, organization: Organization) -> Environment:
+def create_implicit_environment(*, actor: User, organization: Organization) -> Environment:
     """The single environment of a standard-edition organization (every run uses it)."""
     return _environment_create(
         actor=actor,
@@ -228,7 +229,7 @@ def validate_environment_update(*, environment: Environment, changes: dict) -> N
 
 
 @transaction.atomic
-def environment_update(*, actor, environment: Environment, **changes) -> Environment:
+def environment_update(*, actor: User, environment: Environment, **changes) -> Environment:
     """Change an environment's own fields (manage_environment)."""
     environment = Environment.objects.select_for_update().select_related("organization").get(pk=environment.pk)
     perms.require(actor, perms.MANAGE, environment)
@@ -256,7 +257,7 @@ def validate_environment_delete(*, environment: Environment) -> None:
 
 
 @transaction.atomic
-def environment_delete(*, actor, environment: Environment) -> None:
+def environment_delete(*, actor: User, environment: Environment) -> None:
     """Delete a stage (org admins; never a protected one)."""
     environment = Environment.objects.select_for_update().select_related("organization").get(pk=environment.pk)
     if not is_org_admin(actor, environment.organization):
@@ -294,7 +295,7 @@ def _set_channels(policy: RuntimePolicy, channels) -> None:
     policy.notification_channels.set(channels)
 
 
-def validate_policy_change(*, actor, environment: Environment, changes: dict) -> None:
+def validate_policy_change(*, actor: User, environment: Environment, changes: dict) -> None:
     """Who may change the policy: config editors; a locked policy (or the lock) needs manage."""
     perms.require_config_edit(actor, environment)
     touches_lock = "locked" in changes and changes["locked"] != environment.policy.locked
@@ -311,7 +312,7 @@ def validate_policy_change(*, actor, environment: Environment, changes: dict) ->
 
 
 @transaction.atomic
-def runtime_policy_update(*, actor, environment: Environment, **changes) -> RuntimePolicy:
+def runtime_policy_update(*, actor: User, environment: Environment, **changes) -> RuntimePolicy:
     """Change an environment's runtime policy."""
     # of=("self",): the policy is the nullable side of an outer join, which PostgreSQL cannot lock.
     environment = (
@@ -338,7 +339,7 @@ def runtime_policy_update(*, actor, environment: Environment, **changes) -> Runt
 
 
 @transaction.atomic
-def freeze_window_create(*, actor, environment: Environment, **fields) -> FreezeWindow:
+def freeze_window_create(*, actor: User, environment: Environment, **fields) -> FreezeWindow:
     """Block deployments into the environment for a period (manage_environment)."""
     perms.require(actor, perms.MANAGE, environment)
     window = FreezeWindow(environment=environment, created_by=actor, **fields)
@@ -347,7 +348,7 @@ def freeze_window_create(*, actor, environment: Environment, **fields) -> Freeze
 
 
 @transaction.atomic
-def freeze_window_delete(*, actor, window: FreezeWindow) -> None:
+def freeze_window_delete(*, actor: User, window: FreezeWindow) -> None:
     perms.require(actor, perms.MANAGE, window.environment)
     audited_delete(window, actor=actor, reason="freeze window removed")
 
@@ -364,12 +365,13 @@ def active_freeze(environment: Environment, at=None) -> FreezeWindow | None:
 # --- per-environment permissions ------------------------------------------------------------
 
 
-def _assign(codename: str, *, actor, environment: Environment, user=None, group=None, reason: str) -> None:
+def _assign(codename: str, *, actor: User | None, environment: Environment, user=None, group=None, reason: str) -> None:
     """Create the grant row unless it exists, with the acting user in its history.
 
     Not guardian's assign_perm: its get_or_create leaves the history row without a user outside
     session requests (API keys, receivers, commands), and §8.5 wants who granted what."""
     permission = Permission.objects.get(content_type=ContentType.objects.get_for_model(Environment), codename=codename)
+    model: type[EnvironmentUserObjectPermission] | type[EnvironmentGroupObjectPermission]
     if user is not None:
         model, holder = EnvironmentUserObjectPermission, {"user": user}
     else:
@@ -380,7 +382,7 @@ def _assign(codename: str, *, actor, environment: Environment, user=None, group=
     audited_save(row, actor=actor, reason=reason, clean=False)
 
 
-def grant_development_defaults(*, actor=None, user, environment: Environment) -> None:
+def grant_development_defaults(*, actor: User | None = None, user, environment: Environment) -> None:
     """Give a member the default rights on a development environment."""
     for codename in perms.DEVELOPMENT_DEFAULTS:
         _assign(codename, actor=actor, environment=environment, user=user, reason="development default")
@@ -388,7 +390,7 @@ def grant_development_defaults(*, actor=None, user, environment: Environment) ->
 
 
 @transaction.atomic
-def permission_grant(*, actor, environment: Environment, codename: str, user=None, group: Group | None = None):
+def permission_grant(*, actor: User, environment: Environment, codename: str, user=None, group: Group | None = None):
     """Grant a per-environment permission to a member or a group."""
     _check_grant(actor, environment, codename, user, group)
     _assign(codename, actor=actor, environment=environment, user=user, group=group, reason=f"granted {codename}")
@@ -396,9 +398,10 @@ def permission_grant(*, actor, environment: Environment, codename: str, user=Non
 
 
 @transaction.atomic
-def permission_revoke(*, actor, environment: Environment, codename: str, user=None, group: Group | None = None):
+def permission_revoke(*, actor: User, environment: Environment, codename: str, user=None, group: Group | None = None):
     """Take a per-environment permission away (one row at a time, so history records it)."""
     _check_grant(actor, environment, codename, user, group)
+    rows: QuerySet
     if user is not None:
         rows = EnvironmentUserObjectPermission.objects.filter(user=user, content_object=environment)
     else:
@@ -408,12 +411,12 @@ def permission_revoke(*, actor, environment: Environment, codename: str, user=No
     perms.forget(user)
 
 
-def validate_permission_change(*, actor, environment: Environment, codename: str, user=None, group=None) -> None:
+def validate_permission_change(*, actor: User, environment: Environment, codename: str, user=None, group=None) -> None:
     """Who may grant or revoke `codename` (admin forms call this before saving)."""
     _check_grant(actor, environment, codename, user, group)
 
 
-def _check_grant(actor, environment, codename, user, group) -> None:
+def _check_grant(actor: User, environment, codename, user, group) -> None:
     if codename not in perms.CODENAMES:
         raise field_error("codename", f"'{codename}' is not one of {', '.join(perms.CODENAMES)}.")
     if (user is None) == (group is None):
@@ -425,7 +428,7 @@ def _check_grant(actor, environment, codename, user, group) -> None:
         raise field_error("user", f"{user.username} is not a member of '{environment.organization.slug}'.")
 
 
-def revoke_all_for_member(*, actor, user, organization: Organization) -> None:
+def revoke_all_for_member(*, actor: User, user, organization: Organization) -> None:
     for row in EnvironmentUserObjectPermission.objects.filter(user=user, content_object__organization=organization):
         audited_delete(row, actor=actor, reason="member left the organization")
     perms.forget(user)

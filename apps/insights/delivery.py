@@ -13,7 +13,9 @@ number of queries whatever the number of deployments."""
 
 import datetime
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.utils import timezone
 
@@ -100,7 +102,7 @@ def delivery_insights(
         row["previous_id"]: row
         for row in Deployment.objects.filter(previous_id__in=ids).values("previous_id", "created_at", "version__number")
     }
-    finished = {}
+    finished: dict[int, list[Mapping[str, Any]]] = {}  # deployment id -> its finished runs, oldest first
     for row in (
         Run.objects.filter(deployment_id__in=ids, status__in=(RunStatus.SUCCEEDED, RunStatus.FAILED))
         .values("deployment_id", "status", "finished_at")

@@ -20,6 +20,7 @@ from apps.core.egress_http import pinned_request
 from apps.core.errors import PermissionDenied, ValidationFailed, field_error
 from apps.core.queue import enqueue
 from apps.core.services import audited_delete, audited_save
+from apps.core.types import User
 from apps.tenancy.permissions import api_key_of, is_org_admin
 
 from . import signing
@@ -94,7 +95,7 @@ def _validate_events(events) -> list[str]:
 
 @transaction.atomic
 def channel_create(
-    *, actor, organization, name: str, kind: str, target: str, events=None, signing_secret: str | None = None
+    *, actor: User, organization, name: str, kind: str, target: str, events=None, signing_secret: str | None = None
 ) -> tuple[Channel, str | None]:
     """Create a channel. Returns (channel, generated signing secret or None): a webhook without a
     given secret gets a generated one, shown to the caller this once."""
@@ -160,7 +161,7 @@ def _apply_target_and_secret(channel: Channel, kind: str, target: str | None, si
 
 @transaction.atomic
 def channel_update(
-    *, actor, channel: Channel, name=None, target=None, events=None, is_active=None, signing_secret=None
+    *, actor: User, channel: Channel, name=None, target=None, events=None, is_active=None, signing_secret=None
 ) -> Channel:
     """Change a channel; the kind is fixed. A new target or secret replaces the stored one."""
     channel = Channel.objects.select_for_update().select_related("organization").get(pk=channel.pk)
@@ -178,7 +179,7 @@ def channel_update(
 
 
 @transaction.atomic
-def channel_delete(*, actor, channel: Channel) -> None:
+def channel_delete(*, actor: User, channel: Channel) -> None:
     if not is_org_admin(actor, channel.organization):
         raise PermissionDenied(f"Only owners and admins of '{channel.organization.slug}' manage channels.")
     audited_delete(channel, actor=actor, reason="channel deleted")
@@ -209,7 +210,7 @@ def emit(
     payload = _json_safe(payload)
     title = _title(event, payload)
     now = timezone.now()
-    seen_users = {}
+    seen_users: dict[int, User] = {}
     for user in users:
         seen_users.setdefault(user.pk, user)
     notifications = Notification.objects.bulk_create(
@@ -249,7 +250,7 @@ def _enqueue(delivery_ids, countdown: float | None = None) -> None:
 # --- inbox ----------------------------------------------------------------------------------
 
 
-def notification_mark_read(*, actor, notification: Notification) -> Notification:
+def notification_mark_read(*, actor: User, notification: Notification) -> Notification:
     if notification.user_id != actor.pk:
         raise PermissionDenied("You can only mark your own notifications.")
     if notification.read_at is None:
@@ -258,7 +259,7 @@ def notification_mark_read(*, actor, notification: Notification) -> Notification
     return notification
 
 
-def notifications_mark_all_read(*, actor) -> int:
+def notifications_mark_all_read(*, actor: User) -> int:
     """Mark the actor's unread notifications read; through an API key, only those of the key's organization
     (the inbox it can see)."""
     unread = Notification.objects.filter(user=actor, read_at__isnull=True)
@@ -314,10 +315,12 @@ def delivery_attempt(delivery_pk: int) -> Delivery | None:
     try:
         if channel is not None and not channel.is_active:
             code, error, retryable = None, "channel is inactive", False
-        elif channel is None and not (delivery.recipient.is_active and delivery.recipient.email):
-            code, error, retryable = None, "recipient is inactive or has no email address", False
-        elif channel is None:
-            code = _send_email(delivery, [delivery.recipient.email])
+        elif channel is None:  # an email to one user
+            recipient = delivery.recipient
+            if recipient is None or not (recipient.is_active and recipient.email):
+                code, error, retryable = None, "recipient is inactive or has no email address", False
+            else:
+                code = _send_email(delivery, [recipient.email])
         else:
             code = _send(channel, delivery)
             if 200 <= code < 300:
@@ -443,7 +446,7 @@ def deliveries_sweep() -> int:
     return len(due) + len(stuck)
 
 
-def delivery_retry_now(*, actor, delivery: Delivery) -> Delivery:
+def delivery_retry_now(*, actor: User, delivery: Delivery) -> Delivery:
     """An operator's 'send again' for a failed delivery."""
     if not is_org_admin(actor, delivery.organization):
         raise PermissionDenied("Only organization owners and admins retry deliveries.")

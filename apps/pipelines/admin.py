@@ -6,6 +6,7 @@ read-only, and a new version is added from a form that takes the graph as JSON (
 the node and field). Non-superuser staff see only the organizations they administer."""
 
 import json
+from collections.abc import Callable
 
 from django import forms
 from django.contrib import admin, messages
@@ -37,8 +38,8 @@ class _NoRevertMixin:
 class _RefusedDeleteMixin:
     """Delete through a service; a refusal is a message on the change page, not a 500."""
 
-    delete_service = None
-    delete_kwarg = None
+    delete_service: Callable[..., None] | None = None  # the service, called with actor= and delete_kwarg=
+    delete_kwarg: str | None = None
 
     def _delete(self, request, obj):
         type(self).delete_service(actor=request.user, **{self.delete_kwarg: obj})
@@ -165,8 +166,17 @@ class VersionInline(admin.TabularInline):
     """The pipeline's versions, read-only (a change is a new version, added on the versions page)."""
 
     model = PipelineVersion
-    fields = ["number", "message", "content_hash", "author", "git_branch", "git_commit", "git_tag", "created_at"]
-    readonly_fields = fields
+    fields = [
+        "number",
+        "message",
+        "content_hash",
+        "author",
+        "git_branch",
+        "git_commit",
+        "git_tag",
+        "created_at",
+    ]
+    readonly_fields = fields  # type: ignore[assignment]  # all strings; the stubs type `fields` wider
     extra = 0
     can_delete = False
     show_change_link = True

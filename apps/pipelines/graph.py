@@ -127,7 +127,7 @@ def validate_graph(graph) -> dict:
                 _error(errors, f"{label}.{name}", "Too long or contains NUL characters.")
             if spec.choices and value not in spec.choices:
                 _error(errors, f"{label}.{name}", f"One of: {', '.join(spec.choices)}.")
-            if name == "key" and not all(isinstance(k, str) and k for k in value):
+            if name == "key" and isinstance(value, list) and not all(isinstance(k, str) and k for k in value):
                 _error(errors, f"{label}.key", "A list of column names.")
             if name == "expectations":
                 for where, messages in expectations.collect_errors(value, f"{label}.expectations").items():

@@ -8,6 +8,7 @@ from django.utils.text import slugify
 
 from apps.core.errors import Conflict, PermissionDenied, field_error
 from apps.core.services import audited_delete, audited_save, validate
+from apps.core.types import User
 from apps.environments.models import Environment
 from apps.tenancy.permissions import is_org_admin, is_org_member
 
@@ -31,7 +32,7 @@ def _refuse_unknown(changes: dict, allowed: frozenset) -> None:
         raise field_error(unknown[0], "Unknown field or not editable.")
 
 
-def _delete_or_conflict(instance, *, actor, reason: str) -> None:
+def _delete_or_conflict(instance, *, actor: User, reason: str) -> None:
     """Delete; rows that still point at it (PROTECT) make it a 409 naming them, not a 500."""
     try:
         with transaction.atomic():
@@ -55,7 +56,7 @@ def _default_environment_for(organization):
 
 @transaction.atomic
 def project_create(
-    *, actor, organization, name: str, slug: str = "", description: str = "", default_environment=None
+    *, actor: User, organization, name: str, slug: str = "", description: str = "", default_environment=None
 ) -> Project:
     if not is_org_admin(actor, organization):
         raise PermissionDenied(f"Only owners and admins of '{organization.slug}' create projects.")
@@ -76,7 +77,7 @@ def project_create(
 
 
 @transaction.atomic
-def project_update(*, actor, project: Project, **changes) -> Project:
+def project_update(*, actor: User, project: Project, **changes) -> Project:
     project = Project.objects.select_for_update().select_related("organization").get(pk=project.pk)
     if not is_org_admin(actor, project.organization):
         raise PermissionDenied(f"Only owners and admins of '{project.organization.slug}' change projects.")
@@ -95,14 +96,14 @@ def project_update(*, actor, project: Project, **changes) -> Project:
 
 
 @transaction.atomic
-def project_delete(*, actor, project: Project) -> None:
+def project_delete(*, actor: User, project: Project) -> None:
     if not is_org_admin(actor, project.organization):
         raise PermissionDenied(f"Only owners and admins of '{project.organization.slug}' delete projects.")
     _delete_or_conflict(project, actor=actor, reason="project deleted")
 
 
 @transaction.atomic
-def pipeline_create(*, actor, project: Project, name: str, slug: str = "", description: str = "") -> Pipeline:
+def pipeline_create(*, actor: User, project: Project, name: str, slug: str = "", description: str = "") -> Pipeline:
     if not is_org_member(actor, project.organization):
         raise PermissionDenied(f"You are not a member of '{project.organization.slug}'.")
     slug = slug or slugify(name)[:63]
@@ -114,7 +115,7 @@ def pipeline_create(*, actor, project: Project, name: str, slug: str = "", descr
 
 
 @transaction.atomic
-def pipeline_update(*, actor, pipeline: Pipeline, **changes) -> Pipeline:
+def pipeline_update(*, actor: User, pipeline: Pipeline, **changes) -> Pipeline:
     pipeline = Pipeline.objects.select_for_update().select_related("project__organization").get(pk=pipeline.pk)
     if not is_org_member(actor, pipeline.project.organization):
         raise PermissionDenied(f"You are not a member of '{pipeline.project.organization.slug}'.")
@@ -129,7 +130,9 @@ def pipeline_update(*, actor, pipeline: Pipeline, **changes) -> Pipeline:
 
 
 @transaction.atomic
-def pipeline_version_create(*, actor, pipeline: Pipeline, graph: dict, message: str = "", **git) -> PipelineVersion:
+def pipeline_version_create(
+    *, actor: User, pipeline: Pipeline, graph: dict, message: str = "", **git
+) -> PipelineVersion:
     """Validate the graph and store it as the next version (never edits an existing one)."""
     pipeline = Pipeline.objects.select_for_update().select_related("project__organization").get(pk=pipeline.pk)
     if not is_org_member(actor, pipeline.project.organization):
@@ -170,7 +173,7 @@ def version_diff(before: PipelineVersion | None, after: PipelineVersion) -> dict
 
 
 @transaction.atomic
-def pipeline_delete(*, actor, pipeline: Pipeline) -> None:
+def pipeline_delete(*, actor: User, pipeline: Pipeline) -> None:
     if not is_org_admin(actor, pipeline.project.organization):
         raise PermissionDenied("Only organization owners and admins delete pipelines.")
     _delete_or_conflict(pipeline, actor=actor, reason="pipeline deleted")

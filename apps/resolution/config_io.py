@@ -7,6 +7,7 @@ rolls back, so it validates everything and reports exactly what --apply would ch
 deletes what the document omits."""
 
 from dataclasses import dataclass, field
+from typing import Any, NoReturn
 
 import yaml
 from django.db import transaction
@@ -16,6 +17,7 @@ from apps.connections import services as connection_services
 from apps.connections.models import ConnectionBinding, ConnectionRole
 from apps.core.bounded_yaml import load_bounded
 from apps.core.errors import DomainError, ValidationFailed
+from apps.core.types import User
 from apps.environments.models import Environment
 from apps.pipelines import services as pipeline_services
 from apps.pipelines.models import Pipeline, Project
@@ -84,7 +86,7 @@ def export_configuration(organization) -> dict:
         .select_related("project", "pipeline__project", "default_secret")
         .order_by("name", "project_id", "pipeline_id")
     ):
-        entry = {"name": v.name, "scope": _scope_label(v.project, v.pipeline)}
+        entry: dict[str, Any] = {"name": v.name, "scope": _scope_label(v.project, v.pipeline)}
         entry.update({k: getattr(v, k) for k in DEFINITION_KEYS})
         entry["default"] = {"secret": v.default_secret.name} if v.default_secret else {"value": v.default_value}
         entry["overrides"] = dict(sorted(overrides.get(v.pk, {}).items()))
@@ -149,7 +151,7 @@ def load_yaml(text: str) -> dict:
     return document
 
 
-def import_configuration(organization, document: dict, *, actor, apply: bool) -> ImportReport:
+def import_configuration(organization, document: dict, *, actor: User, apply: bool) -> ImportReport:
     """Apply `document` to the organization (or, without `apply`, report what would change)."""
     if document.get("organization") not in (None, organization.slug):
         raise ValidationFailed(
@@ -169,7 +171,7 @@ def import_configuration(organization, document: dict, *, actor, apply: bool) ->
 
 
 class _Importer:
-    def __init__(self, organization, actor, report: ImportReport):
+    def __init__(self, organization, actor: User, report: ImportReport):
         self.organization = organization
         self.actor = actor
         self.report = report
@@ -177,7 +179,7 @@ class _Importer:
             e.slug: e for e in Environment.objects.filter(organization=organization).select_related("policy")
         }
 
-    def fail(self, where: str, message: str):
+    def fail(self, where: str, message: str) -> NoReturn:
         raise ValidationFailed(f"{where}: {message}", fields={where: [message]})
 
     def run(self, document: dict) -> None:
@@ -249,7 +251,7 @@ class _Importer:
             self.report.change(f"+ secret {item.get('name')} ({item['provider']})")
             return
         current = sorted(e.slug for e in secret.allowed_environments.all())
-        changes = {}
+        changes: dict[str, Any] = {}
         if sorted(e.slug for e in allowed) != current:
             changes["allowed_environments"] = allowed
         if item.get("description", secret.description) != secret.description:
@@ -277,7 +279,7 @@ class _Importer:
             )
             self.report.change(f"+ project {project.slug}")
         else:
-            changes = {}
+            changes: dict[str, Any] = {}
             if item.get("name", project.name) != project.name:
                 changes["name"] = item["name"]
             if item.get("description", project.description) != project.description:
@@ -297,7 +299,7 @@ class _Importer:
                 pipeline_services.pipeline_create(
                     actor=self.actor,
                     project=project,
-                    name=spec.get("name") or spec.get("slug"),
+                    name=spec.get("name") or spec.get("slug") or "",
                     slug=spec.get("slug") or "",
                     description=spec.get("description", ""),
                 )

@@ -59,7 +59,7 @@ def _check(test: ConnectionTest) -> tuple[bool, str]:
         allowed = (
             test.may_use_credentials and actor is not None and perms.may(actor, perms.USE_CREDENTIALS, environment)
         )
-        if not allowed:
+        if not allowed or actor is None:
             return False, "The credential was not used: the requester lacks use_environment_credentials here."
         try:
             password = secret_services.materialize(

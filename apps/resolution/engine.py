@@ -7,10 +7,12 @@ default > project default > organization default. An environment's value always 
 
 import hashlib
 import json
+from typing import Any
 
 from django.core.cache import cache
 from django.utils import timezone
 
+from apps.connections.models import ConnectionRole
 from apps.connections.schemas import validate_params
 from apps.connections.targets import check_params
 from apps.core.errors import ValidationFailed
@@ -22,6 +24,7 @@ from apps.variables import validation
 from apps.variables.models import VariableType
 
 from . import cache_stats
+from .answer import Answer, Problem, ResolvedConnection, ResolvedGraph, ResolvedVariable
 from .interpolation import InterpolationError, Interpolator, SecretInterpolation, references
 from .snapshot import Snapshot, load_as_of, load_live
 
@@ -34,7 +37,7 @@ def _secret_ref(secret) -> str:
     return f"secret://{secret.name}"
 
 
-def secret_references(answer: dict | None) -> set[str]:
+def secret_references(answer: Answer | None) -> set[str]:
     """Names of the secrets a (redacted) answer references, as variables or as credentials."""
     if not answer:
         return set()
@@ -45,8 +48,8 @@ def secret_references(answer: dict | None) -> set[str]:
 
 class _Result:
     def __init__(self):
-        self.errors: list[dict] = []
-        self.warnings: list[dict] = []
+        self.errors: list[Problem] = []
+        self.warnings: list[Problem] = []
 
     def error(self, code: str, path: str, message: str):
         self.errors.append({"code": code, "path": path, "message": message})
@@ -110,7 +113,7 @@ def resolve(
     materializer=None,
     use_cache: bool = True,
     revision: int | None = None,
-) -> dict:
+) -> Answer:
     """Resolve every variable, connection binding and policy value for `environment`.
 
     Secrets are redacted to references; `materializer(secret) -> str` (given only by executors,
@@ -144,7 +147,7 @@ def resolve(
         cache_stats.record("hit" if hit is not None else "miss")
         if hit is not None:
             return hit
-    loader_args = {
+    loader_args: dict[str, Any] = {
         "organization_id": organization_id,
         "project_id": project.pk if project else None,
         "pipeline_id": pipeline.pk if pipeline else None,
@@ -180,7 +183,7 @@ def _cached_snapshot(revision, loader_args: dict) -> Snapshot:
     return snap
 
 
-def _compute(pipeline, project, environment, version, parameters, snap: Snapshot, materializer) -> dict:
+def _compute(pipeline, project, environment, version, parameters, snap: Snapshot, materializer) -> Answer:
     result = _Result()
     policy = snap.policy
     layered = _layers(snap)
@@ -189,7 +192,7 @@ def _compute(pipeline, project, environment, version, parameters, snap: Snapshot
     for name in sorted(set(parameters) - set(layered)):
         result.error("unknown_parameter", f"parameters.{name}", f"No variable named '{name}' to override.")
 
-    variables: dict[str, dict] = {}
+    variables: dict[str, ResolvedVariable] = {}
     secrets = snap.secrets
     for name in sorted(layered):
         definitions, winner = layered[name]
@@ -292,7 +295,7 @@ def _parameter(top, name: str, given, allow_params: bool, result: _Result) -> tu
     return None, None
 
 
-def config_view(answer: dict) -> dict:
+def config_view(answer: Answer) -> dict:
     """The parts of a (redacted) resolution that approvers review, plans hash and a deployment keeps."""
     return {
         "variables": {
@@ -327,14 +330,16 @@ def _secret_value(secret, environment, snap: Snapshot, result: _Result, path: st
         return None
 
 
-def _connections(snap: Snapshot, environment, interpolator: Interpolator, result: _Result, materializer) -> dict:
-    roles: dict[str, object] = {}
+def _connections(
+    snap: Snapshot, environment, interpolator: Interpolator, result: _Result, materializer
+) -> dict[str, ResolvedConnection]:
+    roles: dict[str, ConnectionRole] = {}
     for role in sorted(snap.roles, key=lambda r: (r.project_id is None, r.name)):
         roles.setdefault(role.name, role)  # a project's role shadows the organization's
     out = {}
     for name, role in sorted(roles.items()):
         binding = snap.bindings.get(role.pk)
-        entry = {
+        entry: ResolvedConnection = {
             "kind": role.kind,
             "role_scope": "project" if role.project_id else "organization",
             "source": "binding" if binding else "unbound",
@@ -368,7 +373,9 @@ def _connections(snap: Snapshot, environment, interpolator: Interpolator, result
     return out
 
 
-def _graph(graph: dict, interpolator: Interpolator, connections: dict, result: _Result, secret_names: set) -> dict:
+def _graph(
+    graph: dict, interpolator: Interpolator, connections: dict, result: _Result, secret_names: set
+) -> ResolvedGraph:
     nodes = []
     for node in graph.get("nodes", []):
         node = dict(node)

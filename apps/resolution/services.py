@@ -1,23 +1,33 @@
 """Resolution for callers: permission checks and the derived views (readiness, diff, matrix)."""
 
+from collections.abc import Mapping
+from typing import Any
+
 from apps.core import crypto
 from apps.core.errors import NotFound, PermissionDenied
+from apps.core.types import User
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
 from apps.secrets import services as secret_services
 from apps.secrets.models import Secret
 
 from . import engine
+from .answer import Answer, Problem
+
+# What a side without the variable or connection reads as (never written to).
+_ABSENT: Mapping[str, Any] = {}
 
 
-def resolve_for(actor, pipeline, environment: Environment, *, version=None, parameters=None, as_of=None) -> dict:
+def resolve_for(
+    actor: User, pipeline, environment: Environment, *, version=None, parameters=None, as_of=None
+) -> Answer:
     """The redacted answer for a user who may view the environment."""
     _require_same_org(pipeline.project.organization_id, environment)
     perms.require(actor, perms.VIEW, environment)
     return engine.resolve(pipeline, environment, version=version, parameters=parameters, as_of=as_of)
 
 
-def resolve_for_executor(actor, pipeline, environment: Environment, *, version=None, parameters=None) -> dict:
+def resolve_for_executor(actor: User, pipeline, environment: Environment, *, version=None, parameters=None) -> Answer:
     """The answer with secrets materialized, for an executor acting for `actor`. Each secret goes
     through secrets.materialize (use_environment_credentials + the secret's allowed environments).
     The result must stay in the worker's memory: never stored, logged or returned to a user."""
@@ -36,7 +46,7 @@ def _require_same_org(organization_id: int, environment: Environment) -> None:
         raise NotFound("No such environment in this pipeline's organization.")
 
 
-def readiness(actor, pipeline, environment: Environment, *, version=None) -> dict:
+def readiness(actor: User, pipeline, environment: Environment, *, version=None) -> dict:
     """What must still be set before the first run or promotion into a stage."""
     answer = resolve_for(actor, pipeline, environment, version=version)
     missing = [e for e in answer["errors"] if e["code"] == "missing_required"]
@@ -61,10 +71,10 @@ def readiness(actor, pipeline, environment: Environment, *, version=None) -> dic
     }
 
 
-def _undecryptable(answer: dict, organization_id: int) -> list[dict]:
+def _undecryptable(answer: Answer, organization_id: int) -> list[Problem]:
     """Local secrets that no configured key decrypts (checked without keeping the value)."""
     names = engine.secret_references(answer)
-    problems = []
+    problems: list[Problem] = []
     for secret in Secret.objects.filter(organization_id=organization_id, name__in=names, provider="local"):
         try:
             crypto.decrypt(secret.ciphertext)
@@ -79,7 +89,7 @@ def _undecryptable(answer: dict, organization_id: int) -> list[dict]:
     return problems
 
 
-def _comparable(entry: dict) -> object:
+def _comparable(entry: Mapping[str, Any]) -> object:
     return entry.get("secret") or entry.get("value")
 
 
@@ -96,12 +106,12 @@ def rows_page(names: list[str], page: int, page_size: int) -> tuple[list[str], d
     return shown, {"number": page, "size": page_size, "count": count, "pages": max(1, -(-count // page_size))}
 
 
-def _missing_required(answer: dict) -> set[str]:
+def _missing_required(answer: Answer) -> set[str]:
     return {e["path"].removeprefix("variables.") for e in answer["errors"] if e["code"] == "missing_required"}
 
 
 def environment_diff(
-    actor, pipeline, left: Environment, right: Environment, *, version=None, page=1, page_size=ROWS_PER_PAGE
+    actor: User, pipeline, left: Environment, right: Environment, *, version=None, page=1, page_size=ROWS_PER_PAGE
 ) -> dict:
     """Two environments side by side: the page's variables, every connection and policy value,
     differences flagged."""
@@ -110,7 +120,7 @@ def environment_diff(
     variables = {}
     names, page_info = rows_page(sorted(set(a["variables"]) | set(b["variables"])), page, page_size)
     for name in names:
-        va, vb = a["variables"].get(name, {}), b["variables"].get(name, {})
+        va, vb = a["variables"].get(name, _ABSENT), b["variables"].get(name, _ABSENT)
         variables[name] = {
             "left": _comparable(va),
             "left_source": va.get("source"),
@@ -120,7 +130,7 @@ def environment_diff(
         }
     connections = {}
     for name in sorted(set(a["connections"]) | set(b["connections"])):
-        ca, cb = a["connections"].get(name, {}), b["connections"].get(name, {})
+        ca, cb = a["connections"].get(name, _ABSENT), b["connections"].get(name, _ABSENT)
         left_view = {"params": ca.get("params"), "credential": ca.get("credential")}
         right_view = {"params": cb.get("params"), "credential": cb.get("credential")}
         connections[name] = {"left": left_view, "right": right_view, "differs": left_view != right_view}
@@ -144,7 +154,7 @@ def environment_diff(
     }
 
 
-def matrix(actor, project, *, page: int = 1, page_size: int = ROWS_PER_PAGE) -> dict:
+def matrix(actor: User, project, *, page: int = 1, page_size: int = ROWS_PER_PAGE) -> dict:
     """Variables × environments (those the actor may view): effective value and source per cell,
     rows whose values differ flagged, missing required values flagged. Each environment is
     resolved once (a cached answer when nothing changed); cells are built for the page's rows only."""
@@ -163,7 +173,7 @@ def matrix(actor, project, *, page: int = 1, page_size: int = ROWS_PER_PAGE) -> 
     for name in names:
         cells = []
         for environment, answer, missing_here in zip(environments, answers, missing, strict=True):
-            entry = answer["variables"].get(name, {})
+            entry = answer["variables"].get(name, _ABSENT)
             cells.append(
                 {
                     "environment": environment.slug,
@@ -174,7 +184,7 @@ def matrix(actor, project, *, page: int = 1, page_size: int = ROWS_PER_PAGE) -> 
             )
         values = {repr(c["value"]) for c in cells}
         rows[name] = {
-            "type": answers[0]["variables"].get(name, {}).get("type"),
+            "type": answers[0]["variables"].get(name, _ABSENT).get("type"),
             "cells": cells,
             "differs": len(values) > 1,
         }
@@ -184,7 +194,10 @@ def matrix(actor, project, *, page: int = 1, page_size: int = ROWS_PER_PAGE) -> 
         connections[name] = [
             {
                 "environment": environment.slug,
-                **{k: answer["connections"].get(name, {}).get(k) for k in ("kind", "source", "params", "credential")},
+                **{
+                    k: answer["connections"].get(name, _ABSENT).get(k)
+                    for k in ("kind", "source", "params", "credential")
+                },
             }
             for environment, answer in zip(environments, answers, strict=True)
         ]

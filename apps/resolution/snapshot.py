@@ -81,7 +81,7 @@ class Snapshot:
     allowed_secret_ids: set = field(default_factory=set)  # secrets allowed in the environment
     roles: list = field(default_factory=list)
     bindings: dict = field(default_factory=dict)  # role id -> binding
-    policy: object = None
+    policy: RuntimePolicy | None = None
 
     # Cached as plain tuples: pickling ten thousand slotted records one by one took longer than
     # loading them from the database; tuples pickle (and unpickle) in C.

@@ -122,7 +122,7 @@ class RunAdmin(_EnvironmentScoped, LightModelAdmin):
         "finished_at",
         "configuration_display",
     ]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # all strings; the stubs type `fields` wider
 
     @admin.display(description="version", ordering="version__number")
     def version_number(self, obj):

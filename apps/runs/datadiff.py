@@ -6,6 +6,7 @@ Pure functions of metrics dictionaries (`metrics.<destination>.columns`, as the 
 records them and external executors report them)."""
 
 import math
+from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
 
@@ -124,7 +125,7 @@ def destination_diff(metrics: dict, baseline: dict | None, node_expectations, po
         if status == "removed":
             checks.insert(0, {"rule": "schema", "passed": False, "why": "column removed"})
         elif status == "retyped":
-            why = f"retyped {base.get('type')} → {profile.get('type')}"
+            why = f"retyped {(base or {}).get('type')} → {(profile or {}).get('type')}"
             checks.insert(0, {"rule": "schema", "passed": False, "why": why})
         measures = {}
         for measure in MEASURES:
@@ -173,7 +174,7 @@ def failures(diff_by_destination: dict) -> list[str]:
     return out
 
 
-def graph_expectations(graph: dict | None) -> dict[str, dict]:
+def graph_expectations(graph: dict | None) -> dict[Any, dict]:
     """Destination node id → its expectations, from a pipeline graph."""
     return {
         node.get("id"): node.get("expectations") or {}

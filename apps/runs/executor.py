@@ -16,8 +16,9 @@ import hashlib
 import json
 import re
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from apps.connections.targets import check_params, sqlite_path
 from apps.core.errors import ValidationFailed
@@ -225,7 +226,7 @@ def connect(kind: str, params: dict, password: str | None, *, environment, read_
         path = sqlite_path(params["path"], environment=environment) if kind == "sqlite" else None
     except ValidationFailed as exc:
         raise ExecutionError(exc.message) from exc
-    if kind == "sqlite":
+    if path is not None:  # sqlite
         if read_only:
             return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -461,7 +462,7 @@ def _logged_batches(batches, log: Callable[..., None], node_id: str):
 
 
 def execute_graph(
-    resolved: dict, limits: Limits, check: Callable[[], None], log: Callable[..., None], *, environment
+    resolved: Mapping[str, Any], limits: Limits, check: Callable[[], None], log: Callable[..., None], *, environment
 ) -> dict:
     """Run the resolved graph (of `environment`); return metrics per destination node. `log(message,
     level="INFO")` (apps.runs.run_log.RunLog) keeps what the environment's log level lets through."""

@@ -98,6 +98,11 @@ class Executor(models.TextChoices):
 R = RunStatus
 
 
+def _not_cancel_requested(run: "Run") -> bool:
+    """claim's condition: a run asked to stop is not taken."""
+    return not run.cancel_requested
+
+
 class Run(FSMModelMixin, models.Model):
     """One execution of a pipeline version in an environment. The row is the outbox: a queued run
     is dispatched on commit, and the beat sweep re-dispatches runs left queued or whose worker died.
@@ -165,7 +170,7 @@ class Run(FSMModelMixin, models.Model):
         if self.status == R.QUEUED:
             self.finished_at = now
 
-    @transition(field=status, source=R.QUEUED, target=R.RUNNING, conditions=[lambda run: not run.cancel_requested])
+    @transition(field=status, source=R.QUEUED, target=R.RUNNING, conditions=[_not_cancel_requested])  # type: ignore[list-item]  # django-fsm's stubs take Callable[[Model], bool]
     def claim(self, *, claimer: str, now, lease_until) -> None:
         """A worker or an external engine takes the run: one more attempt, under a lease."""
         self.claimed_by, self.started_at = claimer, self.started_at or now

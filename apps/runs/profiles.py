@@ -27,6 +27,8 @@ import hashlib
 import math
 import operator
 from collections import Counter
+from collections.abc import Iterable
+from typing import Any
 
 HLL_P = 14
 HLL_M = 1 << HLL_P
@@ -146,12 +148,16 @@ class ColumnProfile:
         self.name, self.type = name, column_type
         self.count = self.nulls = self.hash_sum = 0
         self.sketch = HyperLogLog()
-        self.minimum = self.maximum = self.min_length = self.max_length = None
-        self.total = 0
+        self.minimum: Any = None
+        self.maximum: Any = None
+        self.min_length: int | None = None
+        self.max_length: int | None = None
+        self.total: int | decimal.Decimal = 0
         # An accepted_values expectation: the canonical accepted values; values outside are counted.
-        self.accepted, self.unexpected, self.unexpected_sample = accepted, 0, []
+        self.accepted, self.unexpected = accepted, 0
+        self.unexpected_sample: list = []
         self.in_sql = False  # min/max, sum and lengths come from SQL after the load (set_from_sql)
-        self.duplicates = None  # values stored more than once (a unique expectation; set after the load)
+        self.duplicates: int | None = None  # values stored more than once (a unique expectation; set after the load)
 
     def add_values(self, values: list, canonical) -> None:
         """Add one batch of this column's values; `canonical` is executor.canonical_value."""
@@ -169,6 +175,7 @@ class ColumnProfile:
         # columns cost little); the hash counts every occurrence.
         counted = Counter(present)
         distinct = list(counted)
+        texts: Iterable[bytes]
         if self.type == "text":
             texts = map(_encode, distinct)
         elif self.type == "integer":
@@ -219,9 +226,10 @@ class ColumnProfile:
 
     def _check_accepted(self, counted: Counter, canonical) -> None:
         plain = self.type in ("integer", "text")
+        accepted = self.accepted or frozenset()
         for value, times in counted.items():
             shown = value if plain else canonical(value)
-            if shown not in self.accepted:
+            if shown not in accepted:
                 self.unexpected += times
                 if len(self.unexpected_sample) < 5 and shown not in self.unexpected_sample:
                     self.unexpected_sample.append(_shown(shown))

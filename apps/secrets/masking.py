@@ -120,5 +120,5 @@ def install_log_masking() -> None:
         _mask_record(record)
         return record
 
-    factory.masks_secrets = True
+    factory.masks_secrets = True  # type: ignore[attr-defined]  # the marker read above
     logging.setLogRecordFactory(factory)

@@ -6,6 +6,7 @@ from django.utils import timezone
 from apps.core import crypto
 from apps.core.errors import Conflict, PermissionDenied, ValidationFailed, field_error
 from apps.core.services import audited_delete, audited_save
+from apps.core.types import User
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
 from apps.tenancy import revisions
@@ -17,7 +18,7 @@ from .models import Secret
 MAX_VALUE_LENGTH = 64 * 1024
 
 
-def _require_admin(actor, organization) -> None:
+def _require_admin(actor: User, organization) -> None:
     if not is_org_admin(actor, organization):
         raise PermissionDenied(f"Only owners and admins of '{organization.slug}' manage secrets.")
 
@@ -30,7 +31,7 @@ def _check_environments(organization, environments) -> list[Environment]:
     return environments
 
 
-def _set_value(secret: Secret, value: str) -> None:
+def _set_value(secret: Secret, value: str | None) -> None:
     if not isinstance(value, str) or not value:
         raise field_error("value", "Give the secret's value.")
     if len(value) > MAX_VALUE_LENGTH:
@@ -44,7 +45,7 @@ def _set_value(secret: Secret, value: str) -> None:
 @transaction.atomic
 def secret_create(
     *,
-    actor,
+    actor: User,
     organization,
     name: str,
     provider: str = "local",
@@ -83,7 +84,7 @@ def secret_create(
 @transaction.atomic
 def secret_update(
     *,
-    actor,
+    actor: User,
     secret: Secret,
     value: str | None = None,
     reference: str | None = None,
@@ -117,15 +118,15 @@ def secret_update(
         environments = _check_environments(secret.organization, allowed_environments)
         # The history row the m2m change writes must name the actor too (no middleware in tasks or the CLI).
         if getattr(actor, "is_authenticated", False):
-            secret._history_user = actor
-        secret._change_reason = "changed: " + ", ".join([*reasons, "allowed environments"])
+            secret._history_user = actor  # type: ignore[attr-defined]  # read by simple-history
+        secret._change_reason = "changed: " + ", ".join([*reasons, "allowed environments"])  # type: ignore[attr-defined]
         secret.allowed_environments.set(environments)
     revisions.bump(secret.organization_id)
     return secret
 
 
 @transaction.atomic
-def secret_delete(*, actor, secret: Secret) -> None:
+def secret_delete(*, actor: User, secret: Secret) -> None:
     """Delete a secret that nothing references any more."""
     _require_admin(actor, secret.organization)
     from django.db.models.deletion import ProtectedError
@@ -143,7 +144,7 @@ def secret_allowed_in(secret: Secret, environment: Environment) -> bool:
     return any(e.pk == environment.pk for e in secret.allowed_environments.all())
 
 
-def materialize(*, actor, secret: Secret, environment: Environment, executor: bool) -> str:
+def materialize(*, actor: User, secret: Secret, environment: Environment, executor: bool) -> str:
     """The secret's value, for an executor running in `environment` on behalf of `actor`.
 
     Refused unless the caller is an executor, holds use_environment_credentials there, and the

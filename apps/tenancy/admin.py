@@ -85,7 +85,7 @@ class MembershipInline(admin.TabularInline):
 
     model = Membership
     fields = ["user", "role", "created_at"]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # all strings; the stubs type `fields` wider
     extra = 0
     can_delete = False
     show_change_link = True
@@ -322,7 +322,9 @@ class ApiKeyAddForm(forms.ModelForm):
         # Per request (the admin sets model_admin/admin_request on the form class it builds).
         model_admin = getattr(self, "model_admin", None)
         if model_admin is not None:
-            self.fields["owner"].queryset = model_admin.owner_choices(self.admin_request)
+            owner = self.fields["owner"]
+            assert isinstance(owner, forms.ModelChoiceField)
+            owner.queryset = model_admin.owner_choices(getattr(self, "admin_request", None))
 
 
 API_KEY_VIEW_FIELDS = [

@@ -1,18 +1,18 @@
 """API for organizations, memberships, service accounts and API keys."""
 
-from django.contrib.auth import get_user_model
+from typing import cast
+
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.response import Response
 
 from apps.core.api import SCOPES, StrictModelSerializer, StrictSerializer
+from apps.core.types import User
 
 from . import selectors, services
 from .models import ApiKey, Membership, Organization, Role, ServiceAccount
 from .permissions import org_role
-
-User = get_user_model()
 
 
 class UserSummarySerializer(serializers.ModelSerializer):
@@ -182,7 +182,7 @@ class MembershipViewSet(
         return Response(MembershipSerializer(membership).data)
 
     def perform_destroy(self, instance):
-        services.membership_remove(actor=self.request.user, membership=instance)
+        services.membership_remove(actor=cast(User, self.request.user), membership=instance)  # signed in
 
 
 # --- service accounts -----------------------------------------------------------------------

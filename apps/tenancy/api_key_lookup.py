@@ -46,8 +46,8 @@ def _statement(alias: str) -> tuple[str, list]:
         )
         role = f"(SELECT m.{column(Membership, 'role')} FROM {quote(Membership._meta.db_table)} m WHERE {member_of})"  # noqa: S608 (identifiers only)
         columns = ", ".join(column for part_columns, _layout in parts for column in part_columns)
-        user_table, user_pk = quote(user_model._meta.db_table), quote(user_model._meta.pk.column)
-        org_table, org_pk = quote(Organization._meta.db_table), quote(Organization._meta.pk.column)
+        user_table, user_pk = quote(user_model._meta.db_table), quote(str(user_model._meta.pk.column))
+        org_table, org_pk = quote(Organization._meta.db_table), quote(str(Organization._meta.pk.column))
         sql = " ".join(
             [
                 f"SELECT {columns}, {role} FROM {quote(ApiKey._meta.db_table)} k",  # noqa: S608 (identifiers only)

@@ -7,7 +7,6 @@ import string
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
@@ -15,12 +14,11 @@ from django.utils.text import slugify
 from apps.core.errors import Conflict, PermissionDenied, ValidationFailed, field_error
 from apps.core.scopes import SCOPES
 from apps.core.services import audited_delete, audited_save, validate
+from apps.core.types import User
 
 from . import api_key_lookup, revisions, signals
 from .models import ApiKey, Edition, Membership, Organization, Role, ServiceAccount
 from .permissions import forget_org_roles, is_org_admin, is_org_member, is_platform_operator, may_manage_owners
-
-User = get_user_model()
 
 # An organization's settings, as the API and the admin show and take them.
 ORGANIZATION_FIELDS = [
@@ -37,16 +35,16 @@ ORGANIZATION_ADMIN_FIELDS = {"name", "environment_name_pattern", "egress_allow",
 ORGANIZATION_STAFF_FIELDS = {"edition", "max_environments"}
 
 
-def _require_org_admin(actor, organization) -> None:
+def _require_org_admin(actor: User, organization) -> None:
     if not is_org_admin(actor, organization):
         raise PermissionDenied(f"You must be an owner or admin of organization '{organization.slug}'.")
 
 
-def _is_staff(actor) -> bool:
+def _is_staff(actor: User) -> bool:
     return is_platform_operator(actor)
 
 
-def _require_staff(actor, what: str) -> None:
+def _require_staff(actor: User, what: str) -> None:
     if not _is_staff(actor):
         raise PermissionDenied(f"Only platform staff may {what}.")
 
@@ -54,7 +52,7 @@ def _require_staff(actor, what: str) -> None:
 @transaction.atomic
 def organization_create(
     *,
-    actor,
+    actor: User,
     name: str,
     slug: str = "",
     edition: str = Edition.ENTERPRISE,
@@ -88,7 +86,7 @@ def organization_create(
 
 
 @transaction.atomic
-def organization_update(*, actor, organization: Organization, **changes) -> Organization:
+def organization_update(*, actor: User, organization: Organization, **changes) -> Organization:
     """Change an organization's settings. Other apps may refuse (e.g. a limit below current use)."""
     organization = Organization.objects.select_for_update().get(pk=organization.pk)
     unknown = set(changes) - ORGANIZATION_ADMIN_FIELDS - ORGANIZATION_STAFF_FIELDS
@@ -122,7 +120,7 @@ def _owner_count(organization) -> int:
 
 
 @transaction.atomic
-def membership_add(*, actor, organization: Organization, user, role: str = Role.MEMBER) -> Membership:
+def membership_add(*, actor: User, organization: Organization, user, role: str = Role.MEMBER) -> Membership:
     """Add a user to an organization. Members start with development-environment rights only."""
     _require_org_admin(actor, organization)
     if role == Role.OWNER and not may_manage_owners(actor, organization):
@@ -139,7 +137,7 @@ def membership_add(*, actor, organization: Organization, user, role: str = Role.
 
 
 @transaction.atomic
-def membership_change_role(*, actor, membership: Membership, role: str) -> Membership:
+def membership_change_role(*, actor: User, membership: Membership, role: str) -> Membership:
     """Change a member's role; only owners grant or take away the owner role; one owner always remains."""
     # FOR UPDATE over the select_related join also locks the organization row: that serializes role
     # changes and removals per organization, so two owners cannot demote each other at once (the
@@ -163,7 +161,7 @@ def membership_change_role(*, actor, membership: Membership, role: str) -> Membe
 
 
 @transaction.atomic
-def membership_remove(*, actor, membership: Membership) -> None:
+def membership_remove(*, actor: User, membership: Membership) -> None:
     """Remove a member; their per-environment permissions in the organization go with them."""
     # Locks the organization row too (see membership_change_role): the last-owner check stays true.
     membership = Membership.objects.select_for_update().select_related("organization", "user").get(pk=membership.pk)
@@ -187,7 +185,9 @@ def membership_remove(*, actor, membership: Membership) -> None:
 
 
 @transaction.atomic
-def service_account_create(*, actor, organization: Organization, name: str, description: str = "") -> ServiceAccount:
+def service_account_create(
+    *, actor: User, organization: Organization, name: str, description: str = ""
+) -> ServiceAccount:
     """Create a service-account user (cannot sign in) as a member of the organization."""
     _require_org_admin(actor, organization)
     base = slugify(name)[:40]
@@ -232,7 +232,7 @@ def _clean_scopes(scopes) -> list[str]:
 
 @transaction.atomic
 def api_key_create(
-    *, actor, organization: Organization, name: str, scopes, owner=None, expires_at: datetime | None = None
+    *, actor: User, organization: Organization, name: str, scopes, owner=None, expires_at: datetime | None = None
 ) -> tuple[ApiKey, str]:
     """Create a key and return it with its secret token (the only time the token exists)."""
     owner = owner or actor
@@ -278,7 +278,7 @@ def _is_member_row(user, organization) -> bool:
 
 
 @transaction.atomic
-def api_key_revoke(*, actor, key: ApiKey) -> ApiKey:
+def api_key_revoke(*, actor: User, key: ApiKey) -> ApiKey:
     key = ApiKey.objects.select_for_update().get(pk=key.pk)
     if key.owner_id != actor.pk:
         _require_org_admin(actor, key.organization)
@@ -304,10 +304,11 @@ def api_key_authenticate(token: str) -> ApiKey | None:
     found = api_key_lookup.key_with_owner(parts[1])
     if found is None:
         return None
-    key, key.owner_role = found[0], found[1]
+    key = found[0]
+    key.owner_role = found[1]  # type: ignore[attr-defined]  # the per-request memo's seed (tenancy.permissions)
     if not hmac.compare_digest(key.key_hash, _hash_token(token)):
         return None
-    if not key.is_active or not key.owner.is_active or key.owner_role is None:
+    if not key.is_active or not key.owner.is_active or key.owner_role is None:  # type: ignore[attr-defined]
         return None
     now = timezone.now()
     resolution = timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)

@@ -13,6 +13,21 @@ def client_address(request) -> str | None:
     return BaseThrottle().get_ident(request)
 
 
+def configured_rate(scope: str) -> str | None:
+    """The scope's rate in REST_FRAMEWORK's DEFAULT_THROTTLE_RATES ("100/min"), None for unlimited;
+    read at call time so that changed settings (tests, reloads) apply."""
+    rate = api_settings.DEFAULT_THROTTLE_RATES.get(scope)
+    return None if rate is None else str(rate)
+
+
+def _window(throttle: SimpleRateThrottle, rate: str) -> tuple[int, int]:
+    """(number of requests, seconds) of a rate that is set."""
+    num_requests, duration = throttle.parse_rate(rate)
+    if num_requests is None or duration is None:  # parse_rate answers None only for no rate
+        raise ValueError(f"Not a throttle rate: {rate!r}")
+    return num_requests, duration
+
+
 class PrincipalRateThrottle(SimpleRateThrottle):
     """Picks the bucket by who is calling: an API key, a session user or an anonymous client."""
 
@@ -27,17 +42,16 @@ class PrincipalRateThrottle(SimpleRateThrottle):
             self.scope, ident = "user", f"user:{request.user.pk}"
         else:
             self.scope, ident = "anon", f"ip:{self.get_ident(request)}"
-        # Read at call time so that changed settings (tests, reloads) apply.
-        self.rate = api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+        self.rate = configured_rate(self.scope)
         if self.rate is None:
             return True
-        self.num_requests, self.duration = self.parse_rate(self.rate)
+        self.num_requests, self.duration = num_requests, duration = _window(self, self.rate)
         self.key = self.cache_format % {"scope": self.scope, "ident": ident}
         self.history = self.cache.get(self.key, [])
         self.now = self.timer()
-        while self.history and self.history[-1] <= self.now - self.duration:
+        while self.history and self.history[-1] <= self.now - duration:
             self.history.pop()
-        if len(self.history) >= self.num_requests:
+        if len(self.history) >= num_requests:
             return self.throttle_failure()
         return self.throttle_success()
 
@@ -53,7 +67,7 @@ class ApiKeyFailureThrottle(SimpleRateThrottle):
     scope = "api_key_failure"
 
     def __init__(self):  # the rate is read at call time so that changed settings (tests) apply
-        self.rate = api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+        self.rate = configured_rate(self.scope)
         self.num_requests, self.duration = self.parse_rate(self.rate)
 
     def get_cache_key(self, request, view):
@@ -63,12 +77,13 @@ class ApiKeyFailureThrottle(SimpleRateThrottle):
         """429 when this address has used up its failures."""
         if self.rate is None:
             return
+        num_requests, duration = _window(self, self.rate)
         self.key = self.get_cache_key(request, None)
         self.history = self.cache.get(self.key, [])
         self.now = self.timer()
-        while self.history and self.history[-1] <= self.now - self.duration:
+        while self.history and self.history[-1] <= self.now - duration:
             self.history.pop()
-        if len(self.history) >= self.num_requests:
+        if len(self.history) >= num_requests:
             raise exceptions.Throttled(self.wait(), detail="Too many failed API-key authentications from this address.")
 
     def record_failure(self, request) -> None:

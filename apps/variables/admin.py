@@ -12,6 +12,7 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError
@@ -296,7 +297,7 @@ class VariableAdmin(AuditedAdmin):
     search_fields = ["name", "description", "organization__slug", "project__slug", "pipeline__slug"]
     inlines = [VariableOverrideInline]
     # apps.resolution (above this app) adds "check readiness" and "export configuration".
-    actions = ["clone_overrides"]
+    actions: list = ["clone_overrides"]  # apps.resolution.admin adds its two actions (functions)
 
     # --- who sees and changes what ---
 
@@ -472,7 +473,7 @@ class VariableAdmin(AuditedAdmin):
             "opts": self.model._meta,
             "queryset": queryset,
             "selected": [str(pk) for pk in queryset.values_list("pk", flat=True)],
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         }
 
     @admin.action(description="Clone overrides from another environment")

@@ -5,6 +5,7 @@ from django.db import transaction
 from apps.core import patterns
 from apps.core.errors import Conflict, PermissionDenied, ValidationFailed, field_error
 from apps.core.services import audited_delete, audited_save, validate
+from apps.core.types import User
 from apps.environments import permissions as perms
 from apps.environments.models import Environment, Kind, RuntimePolicy
 from apps.secrets.models import Secret
@@ -28,12 +29,12 @@ DEFINITION_FIELDS = {
 }
 
 
-def may_define(actor, organization, project=None) -> bool:
+def may_define(actor: User, organization, project=None) -> bool:
     """Whether `actor` may define variables at this scope (organization-wide: owners and admins)."""
     return is_org_admin(actor, organization) if project is None else is_org_member(actor, organization)
 
 
-def _require_definer(actor, organization, project) -> None:
+def _require_definer(actor: User, organization, project) -> None:
     if project is None:
         if not is_org_admin(actor, organization):
             raise PermissionDenied("Only organization owners and admins define organization-wide variables.")
@@ -161,7 +162,7 @@ def _coerce(variable: Variable, value, field: str, with_choices: bool = True):
 
 
 @transaction.atomic
-def variable_create(*, actor, organization, name: str, project=None, pipeline=None, **fields) -> Variable:
+def variable_create(*, actor: User, organization, name: str, project=None, pipeline=None, **fields) -> Variable:
     """Define a variable at organization, project or pipeline scope."""
     unknown = set(fields) - DEFINITION_FIELDS
     if unknown:
@@ -182,7 +183,7 @@ def variable_create(*, actor, organization, name: str, project=None, pipeline=No
 
 
 @transaction.atomic
-def variable_update(*, actor, variable: Variable, **changes) -> Variable:
+def variable_update(*, actor: User, variable: Variable, **changes) -> Variable:
     """Change a definition; existing overrides must still be valid under the new rules."""
     variable = (
         Variable.objects.select_for_update(of=("self",)).select_related("organization", "project").get(pk=variable.pk)
@@ -208,7 +209,7 @@ def variable_update(*, actor, variable: Variable, **changes) -> Variable:
 
 
 @transaction.atomic
-def variable_delete(*, actor, variable: Variable) -> None:
+def variable_delete(*, actor: User, variable: Variable) -> None:
     _require_definer(actor, variable.organization, variable.project)
     for environment in {o.environment for o in variable.overrides.select_related("environment__policy")}:
         perms.require_config_edit(actor, environment)
@@ -241,14 +242,14 @@ def _check_override_value(variable: Variable, environment: Environment, value, s
     return value
 
 
-def validate_override(*, actor, variable: Variable, environment: Environment, value=None, secret=None):
+def validate_override(*, actor: User, variable: Variable, environment: Environment, value=None, secret=None):
     """Check an override before writing it (admin forms call this too). Returns the typed value."""
     perms.require_config_edit(actor, environment)
     return _check_override_value(variable, environment, value, secret)
 
 
 @transaction.atomic
-def variable_override_set(*, actor, variable: Variable, environment: Environment, value=None, secret=None):
+def variable_override_set(*, actor: User, variable: Variable, environment: Environment, value=None, secret=None):
     """Set (create or replace) a variable's value in one environment."""
     environment = Environment.objects.select_related("policy", "organization").get(pk=environment.pk)
     value = validate_override(actor=actor, variable=variable, environment=environment, value=value, secret=secret)
@@ -264,14 +265,16 @@ def variable_override_set(*, actor, variable: Variable, environment: Environment
 
 
 @transaction.atomic
-def variable_override_delete(*, actor, override: VariableOverride) -> None:
+def variable_override_delete(*, actor: User, override: VariableOverride) -> None:
     perms.require_config_edit(actor, override.environment)
     audited_delete(override, actor=actor, reason=f"{override.variable.name} unset in {override.environment.slug}")
     revisions.bump(override.variable.organization_id)
 
 
 @transaction.atomic
-def overrides_clone(*, actor, source: Environment, target: Environment, variables=None, replace: bool = False) -> int:
+def overrides_clone(
+    *, actor: User, source: Environment, target: Environment, variables=None, replace: bool = False
+) -> int:
     """Copy overrides from one environment to another (all variables, or those given). Every copied
     value is validated for the target (a production policy may refuse a dev value). Returns count."""
     perms.require(actor, perms.VIEW, source)

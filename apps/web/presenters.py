@@ -84,11 +84,17 @@ def _config_view(view: dict | None) -> dict:
     }
 
 
+def _baseline_run(comparison: dict, baseline_runs: dict[int, Run]) -> Run | None:
+    """The baseline run a stored comparison names, if it was loaded."""
+    pk = comparison.get("baseline_run")
+    return baseline_runs.get(pk) if pk is not None else None
+
+
 def _metrics_rows(run: Run, baseline_runs: dict[int, Run]) -> list[dict]:
     """Per destination: the run's metrics beside the production baseline's, with the comparison the
     runs service stored (deltas, tolerance, pass/fail)."""
     comparison = run.baseline or {}
-    base_run = baseline_runs.get(comparison.get("baseline_run"))
+    base_run = _baseline_run(comparison, baseline_runs)
     rows = []
     for node_id, metrics in (run.metrics or {}).items():
         base = (base_run.metrics or {}).get(node_id, {}) if base_run else {}
@@ -119,7 +125,7 @@ def _runs(promotion: PromotionRequest, gates: list[dict]) -> list[dict]:
     gate_diffs = {g["run"]: g.get("data_diff") for g in gates if g.get("gate") == "data_diff" and g.get("run")}
     ids = {r.pk for r in promotion.attached_runs.all()} | set(gate_runs)
     runs = list(Run.objects.filter(pk__in=ids).select_related("environment", "version").order_by("-created_at"))
-    baseline_ids = {(r.baseline or {}).get("baseline_run") for r in runs} - {None}
+    baseline_ids = {pk for r in runs if (pk := (r.baseline or {}).get("baseline_run")) is not None}
     baseline_runs = {r.pk: r for r in Run.objects.filter(pk__in=baseline_ids).select_related("environment", "version")}
     shaped = []
     for run in runs:
@@ -129,7 +135,7 @@ def _runs(promotion: PromotionRequest, gates: list[dict]) -> list[dict]:
                 "run": run,
                 "attached": run.pk in {r.pk for r in promotion.attached_runs.all()},
                 "gate": run.pk in gate_runs,
-                "baseline_run": baseline_runs.get(comparison.get("baseline_run")),
+                "baseline_run": _baseline_run(comparison, baseline_runs),
                 "baseline_passed": comparison.get("passed"),
                 "baseline_reason": comparison.get("reason", ""),
                 "tolerance_percent": comparison.get("tolerance_percent"),
@@ -424,7 +430,7 @@ def run_page(user, run: Run) -> dict:
         "parameters": sorted((run.parameters or {}).items()),
         "destinations": _metrics_rows(run, baseline_runs),
         "baseline": comparison,
-        "baseline_run": baseline_runs.get(comparison.get("baseline_run")),
+        "baseline_run": _baseline_run(comparison, baseline_runs),
         # Column profiles: against the baseline when compared, else against the expectations alone.
         "data_diff": data_diff_view(comparison.get("data_diff") or run_datadiff.run_data_diff(run, None)),
         "log_level": policy.get("log_level") or "INFO",

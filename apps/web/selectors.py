@@ -58,7 +58,7 @@ def runtime_parameters(user, pipeline) -> list:
     resolution engine's answer when the run is started."""
     from django.db.models import Q
 
-    from apps.variables.models import VariableType
+    from apps.variables.models import Variable, VariableType
     from apps.variables.selectors import variables_for
 
     definitions = (
@@ -70,7 +70,7 @@ def runtime_parameters(user, pipeline) -> list:
             | Q(pipeline__isnull=True, project__isnull=True)
         )
     )
-    most_specific: dict[str, object] = {}
+    most_specific: dict[str, Variable] = {}
     for variable in sorted(definitions, key=lambda v: (v.pipeline_id is None, v.project_id is None, v.name)):
         most_specific.setdefault(variable.name, variable)
     return [

@@ -4,7 +4,6 @@ and "retry" actions through the services; staff see only what they may view."""
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -60,11 +59,6 @@ def rule_form(environment, project=None, **overrides):
     }
     data.update(overrides)
     return {key: value for key, value in data.items() if value is not None}
-
-
-@pytest.fixture
-def superuser(db):
-    return get_user_model().objects.create_superuser("root", "root@example.com", "pw")
 
 
 @pytest.fixture

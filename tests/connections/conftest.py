@@ -1,4 +1,4 @@
 """Fixtures for the connections tests (personas come from tests/conftest.py)."""
 
 from tests.resolution.conftest import canary_secret, configured, pipeline, project, version  # noqa: F401
-from tests.variables.conftest import dev_secret, fresh, grant, other_org, superuser  # noqa: F401
+from tests.variables.conftest import dev_secret, grant  # noqa: F401

@@ -192,13 +192,12 @@ def test_the_executor_connects_to_the_checked_address(org, org_admin, stages, dn
 
 
 @pytest.fixture
-def other_org_environment(platform_staff, outsider):
-    other = tenancy_services.organization_create(
-        actor=platform_staff, name="Globex", slug="globex", edition="enterprise", owner=outsider
-    )
+def other_org_environment(other_org, other_owner):
     from apps.environments import services as env_services
 
-    return env_services.environment_create(actor=outsider, organization=other, name="Development", kind="development")
+    return env_services.environment_create(
+        actor=other_owner, organization=other_org, name="Development", kind="development"
+    )
 
 
 def test_sqlite_paths_stay_in_their_environment_and_organization(

@@ -1,4 +1,5 @@
-"""Fixtures for the environments tests (personas come from tests/conftest.py)."""
+"""Fixtures for the environments tests (personas, `other_org`, `fresh` and `with_key` come from
+tests/conftest.py)."""
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -9,29 +10,9 @@ from apps.environments import services as env_services
 from apps.environments.models import Kind
 from apps.tenancy import services as tenancy_services
 from apps.tenancy.models import Edition, Role
-from apps.tenancy.permissions import attach_api_key, forget_org_roles
+from tests.conftest import fresh, with_key
 
 User = get_user_model()
-
-
-def fresh(user):
-    """The user as a new request would see it: no memoized grants, roles or API key."""
-    user = User.objects.get(pk=user.pk)
-    perms.forget(user)
-    forget_org_roles(user)
-    return user
-
-
-def with_key(user, key):
-    """The user as an API-key request would see it."""
-    user = fresh(user)
-    attach_api_key(user, key)
-    return user
-
-
-@pytest.fixture
-def superuser(db):
-    return User.objects.create_superuser("root", "root@example.com", "pw")
 
 
 @pytest.fixture
@@ -44,18 +25,6 @@ def standard_org(platform_staff, standard_owner):
     """A standard-edition organization: one implicit environment, no environments feature."""
     return tenancy_services.organization_create(
         actor=platform_staff, name="Small Co", slug="small", edition=Edition.STANDARD, owner=standard_owner
-    )
-
-
-@pytest.fixture
-def other_owner(db):
-    return User.objects.create_user("otherowner", "other@example.com", "pw", is_staff=True)
-
-
-@pytest.fixture
-def other_org(platform_staff, other_owner):
-    return tenancy_services.organization_create(
-        actor=platform_staff, name="Globex", slug="globex", edition=Edition.ENTERPRISE, owner=other_owner
     )
 
 

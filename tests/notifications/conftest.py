@@ -10,7 +10,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import OperationalError, connection
 
 from apps.notifications import services, signing
@@ -146,27 +145,6 @@ def fast_retries(settings):
     settings.DELIVERY_MAX_ATTEMPTS = 5
     settings.WEBHOOK_TIMEOUT_SECONDS = 5
     return settings
-
-
-@pytest.fixture
-def superuser(db):
-    return get_user_model().objects.create_superuser("root", "root@example.com", "pw")
-
-
-@pytest.fixture
-def other_org(platform_staff, outsider):
-    """A second organization, owned by the outsider."""
-    from apps.tenancy import services as tenancy_services
-    from apps.tenancy.models import Edition
-
-    return tenancy_services.organization_create(
-        actor=platform_staff,
-        name="Globex",
-        slug="globex",
-        edition=Edition.ENTERPRISE,
-        max_environments=5,
-        owner=outsider,
-    )
 
 
 @pytest.fixture

@@ -238,11 +238,11 @@ def test_retry_now_action_requeues_failed_deliveries(
     assert "1 delivery(ies) queued" in text and "1 delivery(ies) skipped" in text
 
 
-def test_staff_org_admin_sees_only_own_organization(org, org_admin, other_org, outsider, make_channel):
+def test_staff_org_admin_sees_only_own_organization(org, org_admin, other_org, other_owner, make_channel):
     from django.contrib.auth.models import Permission
 
     make_channel(name="mine")
-    theirs, _ = make_channel(name="theirs", organization=other_org, actor=outsider)
+    theirs, _ = make_channel(name="theirs", organization=other_org, actor=other_owner)
     org_admin.user_permissions.add(*Permission.objects.filter(content_type__app_label="notifications"))
     client = Client()
     client.force_login(org_admin)

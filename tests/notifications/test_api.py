@@ -269,8 +269,8 @@ def test_another_users_notification_is_404(api, org_admin, inbox):
     assert Notification.objects.get(pk=theirs.pk).read_at is None
 
 
-def test_api_key_marks_all_read_only_in_its_organization(api, org, org_admin, members, other_org, outsider):
-    tenancy_services.membership_add(actor=outsider, organization=other_org, user=org_admin, role=Role.MEMBER)
+def test_api_key_marks_all_read_only_in_its_organization(api, org, org_admin, members, other_org, other_owner):
+    tenancy_services.membership_add(actor=other_owner, organization=other_org, user=org_admin, role=Role.MEMBER)
     services.emit(Event.RUN_FAILED, {"title": "acme"}, organization=org, users=[org_admin])
     services.emit(Event.RUN_FAILED, {"title": "globex"}, organization=other_org, users=[org_admin])
     _, token = tenancy_services.api_key_create(actor=org_admin, organization=org, name="mine", scopes=["read", "write"])

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_emit_creates_inbox_rows_and_deliveries_only_for_listening_channels_of_the_org(
-    org, org_admin, members, other_org, outsider, make_channel
+    org, org_admin, members, other_org, other_owner, make_channel
 ):
     developer = members["developer"]
     hears_all, _ = make_channel(ChannelKind.WEBHOOK, "https://a.example.com/hook")
@@ -27,7 +27,9 @@ def test_emit_creates_inbox_rows_and_deliveries_only_for_listening_channels_of_t
     inactive, _ = make_channel(ChannelKind.WEBHOOK, "https://c.example.com/hook")
     services.channel_update(actor=org_admin, channel=inactive, is_active=False)
     inactive.refresh_from_db()
-    foreign, _ = make_channel(ChannelKind.WEBHOOK, "https://d.example.com/hook", organization=other_org, actor=outsider)
+    foreign, _ = make_channel(
+        ChannelKind.WEBHOOK, "https://d.example.com/hook", organization=other_org, actor=other_owner
+    )
 
     notifications, deliveries = services.emit(
         Event.RUN_FAILED,

@@ -1,13 +1,8 @@
-"""Pipelines fixtures: the resolution fixtures (project, pipeline, version), a superuser and graph builders."""
+"""Pipelines fixtures: the resolution fixtures (project, pipeline, version) and graph builders."""
 
 import copy
 
-import pytest
-from django.contrib.auth import get_user_model
-
 from tests.resolution.conftest import GRAPH, pipeline, project, version  # noqa: F401
-
-User = get_user_model()
 
 
 def graph(**changes) -> dict:
@@ -19,8 +14,3 @@ def graph(**changes) -> dict:
 
 def node(graph_: dict, node_id: str) -> dict:
     return next(n for n in graph_["nodes"] if n["id"] == node_id)
-
-
-@pytest.fixture
-def superuser(db):
-    return User.objects.create_superuser("root", "root@example.com", "pw")

@@ -12,8 +12,6 @@ from apps.environments import services as env_services
 from apps.environments.models import Kind
 from apps.pipelines import services
 from apps.pipelines.models import Pipeline, PipelineVersion, Project
-from apps.tenancy import services as tenancy_services
-from apps.tenancy.models import Edition
 
 from .conftest import graph, node
 
@@ -52,18 +50,16 @@ def version_payload(pipeline, graph_, **overrides):
 
 
 @pytest.fixture
-def other_org(platform_staff):
-    owner = type(platform_staff).objects.create_user("globexowner", "g@example.com", "pw", is_staff=True)
-    organization = tenancy_services.organization_create(
-        actor=platform_staff, name="Globex", slug="globex", edition=Edition.ENTERPRISE, owner=owner
-    )
+def globex(other_org, other_owner):
+    """tests/conftest.py's other_org with an environment, a project and a pipeline of its own."""
+    owner = other_owner
     environment = env_services.environment_create(
-        actor=owner, organization=organization, name="Prod", kind=Kind.PRODUCTION
+        actor=owner, organization=other_org, name="Prod", kind=Kind.PRODUCTION
     )
-    project = services.project_create(actor=owner, organization=organization, name="Theirs")
+    project = services.project_create(actor=owner, organization=other_org, name="Theirs")
     pipeline = services.pipeline_create(actor=owner, project=project, name="Their pipeline")
     services.pipeline_version_create(actor=owner, pipeline=pipeline, graph=graph())
-    return {"org": organization, "environment": environment, "project": project, "pipeline": pipeline, "owner": owner}
+    return {"org": other_org, "environment": environment, "project": project, "pipeline": pipeline, "owner": owner}
 
 
 @pytest.mark.parametrize("who", ["superuser", "org_admin"])
@@ -174,7 +170,7 @@ def test_project_add_and_change_go_through_the_services(org, org_admin, stages):
     assert project.history.latest().history_user == org_admin
 
 
-def test_default_environment_is_limited_to_the_organization(org, org_admin, project, stages, other_org, superuser):
+def test_default_environment_is_limited_to_the_organization(org, org_admin, project, stages, globex, superuser):
     client = login(org_admin)
     choices = (
         client.get(url(Project, "change", project.pk)).context["adminform"].form.fields["default_environment"].queryset
@@ -184,7 +180,7 @@ def test_default_environment_is_limited_to_the_organization(org, org_admin, proj
         "name": project.name,
         "slug": project.slug,
         "description": "",
-        "default_environment": other_org["environment"].pk,
+        "default_environment": globex["environment"].pk,
         "_save": "Save",
     }
     assert "default_environment" in form_errors(client.post(url(Project, "change", project.pk), payload))
@@ -195,7 +191,7 @@ def test_default_environment_is_limited_to_the_organization(org, org_admin, proj
             "organization": org.pk,
             "name": "Cross",
             "slug": "",
-            "default_environment": other_org["environment"].pk,
+            "default_environment": globex["environment"].pk,
             "_save": "Save",
         },
     )
@@ -224,21 +220,21 @@ def test_pipeline_add_change_delete_go_through_the_services(org_admin, project, 
     assert Pipeline.history.filter(id=refunds.pk).latest().history_user == org_admin
 
 
-def test_staff_see_only_their_organizations(org_admin, project, pipeline, version, other_org):
+def test_staff_see_only_their_organizations(org_admin, project, pipeline, version, globex):
     client = login(org_admin)
-    for model, theirs in ((Project, other_org["project"]), (Pipeline, other_org["pipeline"])):
+    for model, theirs in ((Project, globex["project"]), (Pipeline, globex["pipeline"])):
         listing = client.get(url(model, "changelist")).content.decode()
         assert theirs.name not in listing
         assert client.get(url(model, "change", theirs.pk)).status_code in (302, 403, 404)
     versions = client.get(url(PipelineVersion, "changelist")).content.decode()
     assert "Their pipeline" not in versions and "theirs/their-pipeline" not in versions
-    their_version = other_org["pipeline"].versions.get()
+    their_version = globex["pipeline"].versions.get()
     assert client.get(url(PipelineVersion, "change", their_version.pk)).status_code in (302, 403, 404)
     add_form = client.get(url(PipelineVersion, "add")).context["adminform"].form
     assert list(add_form.fields["pipeline"].queryset) == [pipeline]
-    refused = client.post(url(PipelineVersion, "add"), version_payload(other_org["pipeline"], graph()))
+    refused = client.post(url(PipelineVersion, "add"), version_payload(globex["pipeline"], graph()))
     assert "pipeline" in form_errors(refused)
-    assert other_org["pipeline"].versions.count() == 1
+    assert globex["pipeline"].versions.count() == 1
     messages = [str(m) for m in get_messages(refused.wsgi_request)]
     assert not any("Their" in m for m in messages)
 

@@ -116,14 +116,11 @@ def test_who_may_do_what(org, org_admin, project, pipeline, members, outsider):
     assert not Pipeline.objects.filter(name="Intruder").exists()
 
 
-def test_project_rules(org, org_admin, project, stages, platform_staff):
+def test_project_rules(org, org_admin, project, stages, other_org, other_owner):
     assert project.slug == "sales" and project.default_environment == stages["development"]
     with pytest.raises(Conflict):
         services.project_create(actor=org_admin, organization=org, name="Sales")
-    other_owner = type(org_admin).objects.create_user("other", "o@example.com", "pw")
-    other = tenancy_services.organization_create(
-        actor=platform_staff, name="Globex", slug="globex", edition=Edition.ENTERPRISE, owner=other_owner
-    )
+    other = other_org
     foreign = env_services.environment_create(actor=other_owner, organization=other, name="Prod", kind=Kind.PRODUCTION)
     with pytest.raises(ValidationFailed) as exc:
         services.project_update(actor=org_admin, project=project, default_environment=foreign)

@@ -50,10 +50,10 @@ def test_env_secrets_cannot_name_platform_variables(org, org_admin, stages, refe
     assert "reference" in exc.value.fields
 
 
-def test_policy_refuses_other_tenants_channel_without_naming_it(org, org_admin, stages, api, platform_staff):
-    other = tenancy_services.organization_create(actor=platform_staff, name="Globex", slug="globex")
+def test_policy_refuses_other_tenants_channel_without_naming_it(org, org_admin, stages, api, other_org, other_owner):
+    other = other_org
     channel, _ = notification_services.channel_create(
-        actor=platform_staff, organization=other, name="globex-secret-room", kind="email", target="ops@globex.test"
+        actor=other_owner, organization=other, name="globex-secret-room", kind="email", target="ops@globex.test"
     )
     response = api(org_admin).patch(
         f"/api/v1/environments/{stages['development'].pk}/policy/", {"notification_channels": [channel.pk]}

@@ -136,3 +136,13 @@ def test_deploying_switches_the_environments_schedules_on(run_setup, stages, org
     # A schedule created after the deployment starts enabled.
     later = services.schedule_save(actor=org_admin, pipeline=pipeline, environment=staging, cron="0 * * * *")
     assert later.enabled is True
+
+
+@pytest.mark.django_db
+def test_a_schedule_whose_owner_was_deleted_is_not_fired(schedule, no_dispatch, caplog):
+    Schedule.objects.filter(pk=schedule.pk).update(owner=None)  # what deleting the account leaves (SET_NULL)
+
+    assert services.schedules_fire_due(now=_after(10)) == []
+
+    assert not ScheduleFire.objects.exists() and not Run.objects.exists()
+    assert f"schedule {schedule.pk}: its owner was deleted" in caplog.text

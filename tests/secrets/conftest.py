@@ -1,5 +1,5 @@
 """Secrets fixtures: the resolution fixtures (project, pipeline, version, canary_secret, configured),
-a superuser, a second organization, an executor persona holding use_environment_credentials, and
+an executor persona holding use_environment_credentials, and
 the canary `world` (one unique secret used every way a user can use one)."""
 
 import base64
@@ -16,8 +16,6 @@ from apps.environments import services as env_services
 from apps.notifications import services as notification_services
 from apps.pipelines import services as pipeline_services
 from apps.secrets import services
-from apps.tenancy import services as tenancy_services
-from apps.tenancy.models import Edition
 from apps.variables import services as variable_services
 from tests.egress_support import sqlite_file
 from tests.resolution.conftest import canary_secret, configured, pipeline, project, version  # noqa: F401
@@ -25,23 +23,6 @@ from tests.resolution.conftest import canary_secret, configured, pipeline, proje
 User = get_user_model()
 
 CANARY = "CANARY-s3cr3t-VALUE-9f8e7d"
-
-
-@pytest.fixture
-def superuser(db):
-    return User.objects.create_superuser("root", "root@example.com", "pw")
-
-
-@pytest.fixture
-def other_owner(db):
-    return User.objects.create_user("globexowner", "owner@globex.example", "pw", is_staff=True)
-
-
-@pytest.fixture
-def other_org(platform_staff, other_owner):
-    return tenancy_services.organization_create(
-        actor=platform_staff, name="Globex", slug="globex", edition=Edition.ENTERPRISE, owner=other_owner
-    )
 
 
 @pytest.fixture

@@ -1,10 +1,11 @@
-"""Tenancy fixtures: a second organization, a non-staff organization admin and key helpers."""
+"""Tenancy fixtures: a non-staff organization admin and key helpers (the second organization is
+tests/conftest.py's `other_org`)."""
 
 import pytest
 from django.contrib.auth import get_user_model
 
 from apps.tenancy import services
-from apps.tenancy.models import Edition, Role
+from apps.tenancy.models import Role
 
 User = get_user_model()
 
@@ -25,28 +26,11 @@ def assert_error(response, status: int, *, code: str | None = None, field: str |
 
 
 @pytest.fixture
-def other_owner(db):
-    return User.objects.create_user("globexowner", "owner@globex.example", "pw")
-
-
-@pytest.fixture
-def other_org(platform_staff, other_owner):
-    return services.organization_create(
-        actor=platform_staff, name="Globex", slug="globex", edition=Edition.ENTERPRISE, owner=other_owner
-    )
-
-
-@pytest.fixture
 def plain_admin(org, org_admin, members):
     """An organization admin (role admin, not owner) who is not platform staff."""
     user = User.objects.create_user("plainadmin", "plainadmin@example.com", "pw")
     services.membership_add(actor=org_admin, organization=org, user=user, role=Role.ADMIN)
     return user
-
-
-@pytest.fixture
-def superuser(db):
-    return User.objects.create_superuser("root", "root@example.com", "pw")
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ class PromotionSerializer(serializers.ModelSerializer):
     pipeline_slug = serializers.CharField(source="pipeline.slug", read_only=True)
     project = serializers.CharField(source="pipeline.project.slug", read_only=True, help_text="Project slug.")
     version = serializers.IntegerField(source="version.number", read_only=True, help_text="Version number.")
-    source = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    source = serializers.SlugRelatedField(slug_field="slug", read_only=True)  # type: ignore[assignment]  # a field named "source" (DRF's Field.source is a str)
     target = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     compare_url = serializers.CharField(read_only=True, help_text="A diff/compare link, or empty.")
@@ -173,17 +173,17 @@ class PromotionDetailSerializer(PromotionSerializer):
             }
             for d in obj.decisions.all()
         ]
-        return DecisionSerializer(rows, many=True).data
+        return DecisionSerializer(rows, many=True).data  # type: ignore[return-value]  # many=True: a ReturnList (the stubs say ReturnDict)
 
     @extend_schema_field(RuleStatusSerializer(many=True))
     def get_rule_status(self, obj) -> list:
-        return RuleStatusSerializer(services.rule_status(obj, self.context["rules"]), many=True).data
+        return RuleStatusSerializer(services.rule_status(obj, self.context["rules"]), many=True).data  # type: ignore[return-value]  # many=True: a ReturnList (the stubs say ReturnDict)
 
     @extend_schema_field(GateSerializer(many=True))
     def get_gates(self, obj) -> list:
-        return (
-            [] if self.context.get("hide_plan") else GateSerializer((obj.plan or {}).get("gates", []), many=True).data
-        )
+        if self.context.get("hide_plan"):
+            return []
+        return GateSerializer((obj.plan or {}).get("gates", []), many=True).data  # type: ignore[return-value]  # many=True: a ReturnList (the stubs say ReturnDict)
 
     def get_can_approve(self, obj) -> bool:
         return self._actions(obj)["approve"].allowed
@@ -206,7 +206,7 @@ class PromotionDetailSerializer(PromotionSerializer):
 class PromotionCreateSerializer(StrictSerializer):
     pipeline = serializers.IntegerField(min_value=1, help_text="Pipeline id.")
     version = serializers.IntegerField(min_value=1, help_text="Version number.")
-    source = serializers.SlugField(max_length=63, help_text="Source environment slug.")
+    source = serializers.SlugField(max_length=63, help_text="Source environment slug.")  # type: ignore[assignment]  # a field named "source" (DRF's Field.source is a str)
     target = serializers.SlugField(
         max_length=63, required=False, allow_null=True, help_text="Default: where the source promotes to."
     )

@@ -2,6 +2,7 @@
 against the organization) and the viewset; saving and deleting go through the rules services."""
 
 import re
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -165,7 +166,8 @@ def _project_in(user, organization_id: int, reference) -> Project | None:
 def _rule_links(user, organization_id: int, fields: dict) -> tuple[dict, dict]:
     """Resolve the names the API takes (slugs, group name, usernames) into rows.
     Returns (attributes to set on the rule, many-to-many lists for the service)."""
-    attributes, many = {}, {}
+    attributes: dict[str, Any] = {}
+    many: dict[str, list[Any]] = {}
     if "environment" in fields:
         attributes["environment"] = _environment_in(organization_id, fields["environment"], "environment")
     if "project" in fields:

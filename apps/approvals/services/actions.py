@@ -4,7 +4,7 @@ the per-action answers the services enforce and every surface renders, and each 
 from django_fsm import can_proceed
 
 from apps.core.actions import ALLOWED, Answer, refused
-from apps.core.errors import Conflict, PermissionDenied
+from apps.core.errors import Conflict, DomainError, PermissionDenied
 from apps.environments import permissions as perms
 
 from ..models import ApprovalRule, Decision, PromotionRequest
@@ -66,7 +66,9 @@ def _decide_answer(user, request: PromotionRequest, rules: list[ApprovalRule], v
         return state
     blockers = _decision_blockers(user, request, rules, verb, group_ids)
     if blockers:
-        error = PermissionDenied(f"You cannot {verb} this request: {'; '.join(blockers)}.", code="not_eligible")
+        error: DomainError = PermissionDenied(
+            f"You cannot {verb} this request: {'; '.join(blockers)}.", code="not_eligible"
+        )
         return refused(error, *blockers)
     mine = next((d for d in request.decisions.all() if d.approver_id == user.pk), None)
     if mine is not None and mine.plan_hash == request.plan_hash:
@@ -150,7 +152,7 @@ def rule_status(request: PromotionRequest, rules: list[ApprovalRule] | None = No
             {
                 "rule": rule.name,
                 "rule_id": rule.pk,
-                "scope": rule.project.slug if rule.project_id else "organization",
+                "scope": rule.project.slug if rule.project else "organization",
                 "required_approvals": rule.required_approvals,
                 "approvals": len(counted),
                 "approved_by": counted,

@@ -12,11 +12,13 @@ from django.utils import timezone
 from apps.core import patterns
 from apps.core.models import FrozenDocument
 from apps.core.services import audited_save
+from apps.core.types import User
 from apps.environments.models import Environment
 from apps.notifications.models import Event
 from apps.pipelines import graph as graphs
 from apps.pipelines.models import Pipeline, PipelineVersion
 from apps.resolution import engine
+from apps.resolution.answer import Answer
 from apps.runs import services as run_services
 from apps.runs.models import Run, RunStatus
 from apps.tenancy import revisions
@@ -40,7 +42,8 @@ def _flatten(prefix: str, value, out: dict) -> None:
 
 def config_diff(before: dict | None, after: dict) -> list[dict]:
     """Leaf-by-leaf differences between two configuration views (variables, connections, policy)."""
-    left, right = {}, {}
+    left: dict[str, object] = {}
+    right: dict[str, object] = {}
     for part in ("variables", "connections", "policy"):
         _flatten(part, (before or {}).get(part) or {}, left)
         _flatten(part, after.get(part) or {}, right)
@@ -59,7 +62,7 @@ def plan_hash_of(version: PipelineVersion, after: dict) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _readiness(answer: dict) -> dict:
+def _readiness(answer: Answer) -> dict:
     errors = answer["errors"]
     return {
         "ready": not errors,
@@ -69,7 +72,7 @@ def _readiness(answer: dict) -> dict:
 
 def _after(
     pipeline: Pipeline, version: PipelineVersion, target: Environment, revision: int | None = None
-) -> tuple[dict, dict, str]:
+) -> tuple[Answer, dict, str]:
     """The target's resolution with `version`, its configuration view, and the plan hash they give:
     all a re-check needs to tell whether a frozen plan still holds. `revision`: the organization's
     configuration revision, when the caller read it (with the locked request)."""
@@ -106,7 +109,12 @@ def current_plan_hash(pipeline: Pipeline, version: PipelineVersion, target: Envi
 
 
 def build_plan(
-    pipeline: Pipeline, version: PipelineVersion, target: Environment, *, deployed=_UNREAD, after=None
+    pipeline: Pipeline,
+    version: PipelineVersion,
+    target: Environment,
+    *,
+    deployed=_UNREAD,
+    after: tuple[Answer, dict, str] | None = None,
 ) -> tuple[dict, str]:
     """Freeze what deploying `version` into `target` changes: graph diff against the deployed version,
     the target's resolved configuration before/after (secrets redacted), readiness; and the hash.
@@ -115,7 +123,7 @@ def build_plan(
     if deployed is _UNREAD:
         deployed = run_services.active_deployment(pipeline, target)
     before_version = deployed.version if deployed else None
-    after_answer, after, plan_hash = after or _after(pipeline, version, target)
+    after_answer, config_after, plan_hash = after or _after(pipeline, version, target)
     # "Before" is the target as it was when the running version was deployed (stored on the
     # deployment, read, not rebuilt), so approvers see configuration changes made since then as well
     # as the version's own.
@@ -134,8 +142,8 @@ def build_plan(
         "target_deployed_version": before_version.number if before_version else None,
         "graph_diff": graphs.diff(before_version.graph if before_version else None, version.graph),
         "config_before": before,
-        "config_after": after,
-        "config_diff": config_diff(before, after),
+        "config_after": config_after,
+        "config_diff": config_diff(before, config_after),
         "readiness": _readiness(after_answer),
         "config_revision": after_answer.get("config_revision"),
     }
@@ -203,7 +211,7 @@ def evaluate_gates(request_like, rules: list[ApprovalRule], *, at=None) -> list[
                     "rule": rule.name,
                     "passed": run is not None,
                     "run": run.pk if run else None,
-                    "finished_at": run.finished_at.isoformat() if run else None,
+                    "finished_at": run.finished_at.isoformat() if run and run.finished_at else None,
                     "detail": (
                         f"run #{run.pk} passed in {request_like.source.slug}"
                         if run
@@ -251,7 +259,7 @@ def evaluate_gates(request_like, rules: list[ApprovalRule], *, at=None) -> list[
 UNCHANGED, READINESS, CHANGED = "unchanged", "readiness", "changed"
 
 
-def _refresh(request: PromotionRequest, *, actor=None, deployed=_UNREAD) -> str:
+def _refresh(request: PromotionRequest, *, actor: User | None = None, deployed=_UNREAD) -> str:
     """refresh_plan, saying what it wrote: nothing, the readiness only, or a re-frozen plan."""
     # The revision came with the locked row (_locked_queryset; none yet reads as 0, as revisions.current).
     revision = (request.config_revision or 0) if hasattr(request, "config_revision") else None

@@ -9,6 +9,7 @@ from django.utils import timezone
 from apps.core import idempotency
 from apps.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed, field_error
 from apps.core.services import audited_save, validate
+from apps.core.types import User
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
 from apps.notifications.models import Event
@@ -53,7 +54,7 @@ def _check_not_older(version: PipelineVersion, target: Environment) -> Deploymen
 
 def promotion_request_create(
     *,
-    actor,
+    actor: User,
     pipeline: Pipeline,
     version: PipelineVersion,
     source: Environment,
@@ -110,7 +111,7 @@ def promotion_request_create(
 
 def _create(
     *,
-    actor,
+    actor: User,
     pipeline,
     version,
     source,
@@ -224,7 +225,9 @@ def _plan_changed() -> Conflict:
     )
 
 
-def promotion_approve(*, actor, request: PromotionRequest, comment: str = "", plan_hash: str = "") -> PromotionRequest:
+def promotion_approve(
+    *, actor: User, request: PromotionRequest, comment: str = "", plan_hash: str = ""
+) -> PromotionRequest:
     """Record an approval against the current plan; when every rule is met the request is approved
     and its deployment queued (after the rules' wait). A plan that still holds is approved under the
     lock that checked it; a re-frozen plan (or readiness) is committed even though the approval is refused."""
@@ -247,7 +250,7 @@ def promotion_approve(*, actor, request: PromotionRequest, comment: str = "", pl
     return request
 
 
-def _approve_locked(actor, request: PromotionRequest, comment: str) -> None:
+def _approve_locked(actor: User, request: PromotionRequest, comment: str) -> None:
     rules = rules_for(request.pipeline, request.target, sources=False)
     promotion_actions(actor, request, rules)["approve"].enforce()
     others = [d for d in request.decisions.all() if d.approver_id != actor.pk]
@@ -256,7 +259,7 @@ def _approve_locked(actor, request: PromotionRequest, comment: str) -> None:
         _mark_approved(request, rules, actor=actor)
 
 
-def promotion_reject(*, actor, request: PromotionRequest, comment: str) -> PromotionRequest:
+def promotion_reject(*, actor: User, request: PromotionRequest, comment: str) -> PromotionRequest:
     """A person eligible to decide it under the target's rules (as for approving) rejects a pending
     request (a comment is required)."""
     if not (comment or "").strip():
@@ -277,7 +280,7 @@ def promotion_reject(*, actor, request: PromotionRequest, comment: str) -> Promo
     return request
 
 
-def _decide(request: PromotionRequest, actor, decision: str, comment: str) -> ApprovalDecision:
+def _decide(request: PromotionRequest, actor: User, decision: str, comment: str) -> ApprovalDecision:
     if len(comment or "") > MAX_TEXT:  # a TextField's max_length is not checked by full_clean
         raise field_error("comment", f"At most {MAX_TEXT} characters.")
     # Deciding twice on one plan was refused by promotion_actions; a decision on an earlier plan is
@@ -292,7 +295,7 @@ def _decide(request: PromotionRequest, actor, decision: str, comment: str) -> Ap
     return row
 
 
-def _mark_approved(request: PromotionRequest, rules, *, actor) -> None:
+def _mark_approved(request: PromotionRequest, rules, *, actor: User) -> None:
     wait = max([r.wait_minutes for r in rules], default=0)
     transition(request, "approve", now=timezone.now(), wait_minutes=wait)
     audited_save(request, actor=actor, reason="approved: every rule is met", clean=False)
@@ -307,14 +310,14 @@ def _queue_execution(request: PromotionRequest, countdown: float = 0) -> None:
     transaction.on_commit(lambda: base._enqueue(execute_promotion, [pk], countdown=countdown or None), robust=True)
 
 
-def _require_visible(actor, request: PromotionRequest) -> None:
+def _require_visible(actor: User, request: PromotionRequest) -> None:
     """The requester (who may request into the target) or anyone who may view the target."""
     if actor.pk == request.requested_by_id and perms.may(actor, perms.REQUEST_PROMOTION, request.target):
         return
     perms.require(actor, perms.VIEW, request.target)
 
 
-def promotion_cancel(*, actor, request: PromotionRequest, comment: str = "") -> PromotionRequest:
+def promotion_cancel(*, actor: User, request: PromotionRequest, comment: str = "") -> PromotionRequest:
     """The requester, or someone who manages the target, withdraws a pending or approved request."""
     with transaction.atomic():
         request = _locked(request)
@@ -325,7 +328,7 @@ def promotion_cancel(*, actor, request: PromotionRequest, comment: str = "") -> 
     return request
 
 
-def promotion_retry(*, actor, request: PromotionRequest) -> PromotionRequest:
+def promotion_retry(*, actor: User, request: PromotionRequest) -> PromotionRequest:
     """Try a failed deployment again (the deploying step re-checks everything)."""
     with transaction.atomic():
         request = _locked(request)
@@ -350,7 +353,7 @@ def promotion_retry(*, actor, request: PromotionRequest) -> PromotionRequest:
     return request
 
 
-def promotion_override_freeze(*, actor, request: PromotionRequest, reason: str) -> PromotionRequest:
+def promotion_override_freeze(*, actor: User, request: PromotionRequest, reason: str) -> PromotionRequest:
     """Break-glass: a person with manage_environment on the target asks, with a reason, to deploy
     inside a freeze window; a second such person confirms. Audited and notified."""
     if not (reason or "").strip():
@@ -369,6 +372,7 @@ def promotion_override_freeze(*, actor, request: PromotionRequest, reason: str) 
             _emit(request, Event.FREEZE_OVERRIDDEN, users=second, stage="asked", reason=reason, by=actor.get_username())
             return request
         audited_save(request, actor=actor, reason=f"freeze override confirmed: {reason}", clean=False)
+        asker = request.freeze_override_requested_by  # None once the asker's account is deleted
         _emit(
             request,
             Event.FREEZE_OVERRIDDEN,
@@ -376,7 +380,7 @@ def promotion_override_freeze(*, actor, request: PromotionRequest, reason: str) 
             stage="confirmed",
             reason=request.freeze_override_reason,
             confirmation=reason,
-            by=request.freeze_override_requested_by.get_username(),
+            by=asker.get_username() if asker else "",
             confirmed_by=actor.get_username(),
         )
         if request.state == S.APPROVED:
@@ -386,7 +390,7 @@ def promotion_override_freeze(*, actor, request: PromotionRequest, reason: str) 
     return request
 
 
-def request_for_user(actor, pk) -> PromotionRequest:
+def request_for_user(actor: User, pk) -> PromotionRequest:
     """A request the actor may see (404 otherwise)."""
     from ..selectors import promotions_for
 

@@ -7,6 +7,7 @@ from django.db.models import Q
 from apps.core import patterns
 from apps.core.errors import Conflict, PermissionDenied, ValidationFailed, field_error
 from apps.core.services import audited_delete, audited_save, validate
+from apps.core.types import User
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline
@@ -64,7 +65,7 @@ def direct_deploy_guard(pipeline: Pipeline, environment: Environment) -> str | N
     return None
 
 
-def _require_rule_admin(actor, rule: ApprovalRule) -> None:
+def _require_rule_admin(actor: User, rule: ApprovalRule) -> None:
     """Organization-wide rules are the organization admins'; a project's rules need manage_environment."""
     if rule.project_id is None:
         if not is_org_admin(actor, rule.environment.organization):
@@ -108,7 +109,11 @@ def _looser_than(rule: ApprovalRule, default: ApprovalRule) -> dict[str, str]:
 def validate_rule(rule: ApprovalRule, *, approver_users=(), extra_sources=()) -> None:
     """Field checks, the tighten-never-loosen rule for project rules, and same-organization links."""
     # Before full_clean, whose constraint check would say only "Constraint “uniq_rule_name” is violated."
-    taken = ApprovalRule.objects.filter(environment_id=rule.environment_id, project_id=rule.project_id, name=rule.name)
+    taken = ApprovalRule.objects.filter(
+        environment_id=rule.environment_id,
+        project_id=rule.project_id,  # type: ignore[misc]  # None matches the organization-wide rules (IS NULL)
+        name=rule.name,
+    )
     if taken.exclude(pk=rule.pk).exists():
         message = f"A rule named '{rule.name}' already exists for this environment."
         raise Conflict(message, fields={"name": [message]}, code="duplicate_name")
@@ -116,7 +121,7 @@ def validate_rule(rule: ApprovalRule, *, approver_users=(), extra_sources=()) ->
     environment = rule.environment
     if rule.organization_id != environment.organization_id:
         raise field_error("environment", "The environment belongs to another organization.")
-    if rule.project_id and rule.project.organization_id != rule.organization_id:
+    if rule.project is not None and rule.project.organization_id != rule.organization_id:
         raise field_error("project", "The project belongs to another organization.")
     if rule.require_ticket:
         patterns.check_pattern(rule.require_ticket, "require_ticket")
@@ -158,7 +163,9 @@ def validate_rule(rule: ApprovalRule, *, approver_users=(), extra_sources=()) ->
 
 
 @transaction.atomic
-def rule_save(*, actor, rule: ApprovalRule, approver_users=None, extra_sources=None, reason: str = "") -> ApprovalRule:
+def rule_save(
+    *, actor: User, rule: ApprovalRule, approver_users=None, extra_sources=None, reason: str = ""
+) -> ApprovalRule:
     """Create or update a rule (caller builds the unsaved or changed instance)."""
     if rule.environment_id is None:
         raise field_error("environment", "Choose the target environment.")
@@ -185,6 +192,6 @@ def rule_save(*, actor, rule: ApprovalRule, approver_users=None, extra_sources=N
 
 
 @transaction.atomic
-def rule_delete(*, actor, rule: ApprovalRule) -> None:
+def rule_delete(*, actor: User, rule: ApprovalRule) -> None:
     _require_rule_admin(actor, rule)
     audited_delete(rule, actor=actor, reason="rule deleted")

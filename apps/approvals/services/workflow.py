@@ -10,6 +10,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from apps.core.services import audited_save
+from apps.core.types import User
 from apps.environments.models import FreezeWindow
 from apps.environments.services import active_freeze
 from apps.notifications.models import Event
@@ -209,7 +210,7 @@ def promotions_remind(now=None) -> int:
             rules = rules_for(request.pipeline, request.target)
             users = [u for u in _approvers_to_notify(request, rules) if u.pk not in decided]
             request.last_reminded_at = now
-            request.skip_history_when_saving = True  # bookkeeping: no history row for an excluded field
+            request.skip_history_when_saving = True  # type: ignore[attr-defined]  # read by simple-history: no row for an excluded field
             request.save(update_fields=["last_reminded_at"])
             if users:
                 _emit(request, Event.APPROVAL_REMINDER, users=users, reason="pending")
@@ -260,7 +261,7 @@ def _watch_one(pk: int, result: dict) -> None:
             result["passed"] += int(not failed)
 
 
-def promotion_rolled_back(*, actor, deployment, runs, note: str, reason: str) -> None:
+def promotion_rolled_back(*, actor: User, deployment, runs, note: str, reason: str) -> None:
     """Runs' rollback hook (inside its transaction): the promotion that made `deployment` goes from
     deployed to rolled_back, and its requester hears which runs the rolled-back version wrote."""
     if not deployment.promotion_request_id:

@@ -8,6 +8,7 @@ from django.utils import timezone
 from apps.core.actions import ALLOWED, Answer, refused
 from apps.core.errors import Conflict, PermissionDenied, field_error
 from apps.core.services import audited_save
+from apps.core.types import User
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
 from apps.environments.services import active_freeze
@@ -53,7 +54,7 @@ def deployed_configuration(deployment: Deployment) -> dict:
 
 def deploy(
     *,
-    actor,
+    actor: User | None,  # None: the platform's automatic rollback, or a promotion whose requester was deleted
     pipeline: Pipeline,
     environment: Environment,
     version: PipelineVersion,
@@ -130,7 +131,7 @@ def deployment_actions(user, deployment: Deployment) -> dict[str, Answer]:
     return {"rollback": rollback}
 
 
-def deploy_direct(*, actor, pipeline: Pipeline, environment: Environment, version: PipelineVersion) -> Deployment:
+def deploy_direct(*, actor: User, pipeline: Pipeline, environment: Environment, version: PipelineVersion) -> Deployment:
     """Deploy without a promotion: only where no approval rule applies and the stage is not protected
     (config editors; manage_environment too while the environment is locked)."""
     perms.require_config_edit(actor, environment)
@@ -149,7 +150,9 @@ def deploy_direct(*, actor, pipeline: Pipeline, environment: Environment, versio
 # --- rollback ---------------------------------------------------------------------------------
 
 
-def deployment_rollback(*, actor, deployment: Deployment, reason: str = "") -> tuple[Deployment, list[Run]]:
+def deployment_rollback(
+    *, actor: User | None, deployment: Deployment, reason: str = ""
+) -> tuple[Deployment, list[Run]]:
     """Redeploy the version before `deployment` as a new deployment (history is never rewritten) and
     list the runs the rolled-back version wrote. `actor=None` is the platform's automatic rollback."""
     with transaction.atomic():
@@ -161,7 +164,9 @@ def deployment_rollback(*, actor, deployment: Deployment, reason: str = "") -> t
         if actor is not None:
             perms.require(actor, perms.VIEW, deployment.environment)
         deployment_actions(actor, deployment)["rollback"].enforce()
-        target_version = deployment.previous.version
+        previous = deployment.previous
+        assert previous is not None  # the rollback action refuses (above) a deployment with none before it
+        target_version = previous.version
         note = f"rollback of v{deployment.version.number} to v{target_version.number}"
         new = deploy(
             actor=actor,

@@ -12,12 +12,14 @@ from django_fsm import can_proceed
 
 from apps.core.actions import ALLOWED, Answer, refused
 from apps.core.errors import Conflict, PermissionDenied, ValidationFailed, field_error
+from apps.core.types import User
 from apps.environments import permissions as perms
 from apps.environments.models import Environment, Kind
 from apps.environments.services import environment_emit
 from apps.pipelines.models import Pipeline
 from apps.resolution import engine
 from apps.resolution import services as resolution_services
+from apps.resolution.answer import Answer as Resolution
 from apps.secrets import services as secret_services
 from apps.secrets.masking import SecretMasker
 
@@ -67,7 +69,7 @@ class LeaseKeeper:
         self.run_pk, self.attempt = run_pk, attempt
         self.lost = threading.Event()
         self._stop = threading.Event()
-        self._thread = None
+        self._thread: threading.Thread | None = None
 
     def renew(self) -> bool:
         renewed = Run.objects.filter(pk=self.run_pk, status=RunStatus.RUNNING, attempts=self.attempt).update(
@@ -222,7 +224,7 @@ def _finish(
 # --- external executors -----------------------------------------------------------------------
 
 
-def run_claim_external(*, actor, run: Run, claimer: str) -> tuple[Run, dict]:
+def run_claim_external(*, actor: User, run: Run, claimer: str) -> tuple[Run, Resolution]:
     """An external engine takes a queued external run. Returns the run and the configuration it
     needs: with secrets only for a claimer holding use_environment_credentials there."""
     perms.require(actor, perms.RUN, run.environment)
@@ -246,7 +248,7 @@ def run_claim_external(*, actor, run: Run, claimer: str) -> tuple[Run, dict]:
 
 
 def run_report_external(
-    *, actor, run: Run, claimer: str, status: str, metrics=None, log_excerpt: str = "", error: str = ""
+    *, actor: User, run: Run, claimer: str, status: str, metrics=None, log_excerpt: str = "", error: str = ""
 ) -> Run:
     perms.require(actor, perms.RUN, run.environment)
     if status not in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.RUNNING):
@@ -272,7 +274,7 @@ def run_report_external(
 # --- preview ----------------------------------------------------------------------------------
 
 
-def preview(*, actor, pipeline: Pipeline, environment: Environment, node_id: str, limit: int = 20) -> dict:
+def preview(*, actor: User, pipeline: Pipeline, environment: Environment, node_id: str, limit: int = 20) -> dict:
     """The first rows of a source node, in a non-protected, non-production environment. The rows,
     and any error, leave through the masker of the secrets this preview materialized."""
     with SecretMasker() as masker:
@@ -284,7 +286,7 @@ def preview(*, actor, pipeline: Pipeline, environment: Environment, node_id: str
             ) from None
 
 
-def preview_answer(actor, environment: Environment) -> Answer:
+def preview_answer(actor: User, environment: Environment) -> Answer:
     """May `actor` preview data in `environment`: run_in_environment there, and a stage that is
     neither protected nor production (those run only what was deployed)."""
     if not perms.may(actor, perms.RUN, environment):
@@ -296,7 +298,7 @@ def preview_answer(actor, environment: Environment) -> Answer:
     return ALLOWED
 
 
-def _preview(actor, pipeline: Pipeline, environment: Environment, node_id: str, limit: int) -> dict:
+def _preview(actor: User, pipeline: Pipeline, environment: Environment, node_id: str, limit: int) -> dict:
     preview_answer(actor, environment).enforce()
     if not 1 <= limit <= 200:
         raise field_error("limit", "Between 1 and 200.")
@@ -305,7 +307,8 @@ def _preview(actor, pipeline: Pipeline, environment: Environment, node_id: str, 
         resolved = resolution_services.resolve_for_executor(actor, pipeline, environment, version=version)
     else:
         resolved = engine.resolve(pipeline, environment, version=version)
-    node = next((n for n in resolved["graph"]["nodes"] if n["id"] == node_id), None)
+    nodes = resolved["graph"]["nodes"] if resolved["graph"] else []  # a version always has a graph
+    node = next((n for n in nodes if n["id"] == node_id), None)
     if node is None or node["type"] != "source":
         raise field_error("node", f"No source node '{node_id}' in version {version.number}.")
     if resolved["errors"]:

@@ -2,7 +2,9 @@
 worker, its actions (cancel, rerun), and the outbox sweep that re-dispatches or takes back runs."""
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -13,6 +15,7 @@ from apps.core import idempotency
 from apps.core.actions import ALLOWED, Answer, refused
 from apps.core.errors import Conflict, PermissionDenied, ValidationFailed, field_error
 from apps.core.queue import enqueue
+from apps.core.types import User
 from apps.environments import permissions as perms
 from apps.environments.models import Environment, Kind
 from apps.environments.services import environment_emit
@@ -58,7 +61,7 @@ def _require_deployed(pipeline, environment, version: PipelineVersion | None) ->
     return deployment.version
 
 
-def destination_violations(resolved: dict, allowed: list[str]) -> list[str]:
+def destination_violations(resolved: Mapping[str, Any], allowed: list[str]) -> list[str]:
     """Destinations the policy does not allow (by connection role name or connection kind)."""
     if not allowed:
         return []
@@ -75,7 +78,7 @@ def destination_violations(resolved: dict, allowed: list[str]) -> list[str]:
 
 def run_create(
     *,
-    actor,
+    actor: User,
     pipeline: Pipeline,
     environment: Environment | None = None,
     version: PipelineVersion | None = None,
@@ -139,7 +142,7 @@ def run_create(
     return run
 
 
-def run_create_once(*, actor, pipeline: Pipeline, idempotency_key: str, **fields) -> tuple[Run, bool]:
+def run_create_once(*, actor: User, pipeline: Pipeline, idempotency_key: str, **fields) -> tuple[Run, bool]:
     """run_create with an Idempotency-Key: returns (run, created); a retried call with the same key
     and body returns the first run, the same key with another body is a 409."""
     body = idempotency.fingerprint(
@@ -218,7 +221,7 @@ def run_actions(user, run: Run) -> dict[str, Answer]:
     }
 
 
-def run_cancel(*, actor, run: Run) -> Run:
+def run_cancel(*, actor: User, run: Run) -> Run:
     """Cancel a queued run at once; a running one stops at its next batch."""
     with transaction.atomic():
         run = Run.objects.select_for_update(of=("self",)).select_related("environment").get(pk=run.pk)
@@ -228,7 +231,7 @@ def run_cancel(*, actor, run: Run) -> Run:
     return run
 
 
-def run_rerun(*, actor, run: Run) -> Run:
+def run_rerun(*, actor: User, run: Run) -> Run:
     """Start a new run like a finished one (same pipeline, environment, version, parameters, sample,
     executor), requested by `actor`."""
     run_actions(actor, run)["rerun"].enforce()

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from apps.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed, field_error
 from apps.core.services import audited_delete, audited_save, validate
+from apps.core.types import User
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline
@@ -27,7 +28,7 @@ logger = logging.getLogger("planasonix.runs")
 
 def schedule_save(
     *,
-    actor,
+    actor: User,
     pipeline: Pipeline,
     environment: Environment,
     cron: str,
@@ -51,7 +52,7 @@ def schedule_save(
     return schedule
 
 
-def require_schedule_edit(actor, environment: Environment) -> None:
+def require_schedule_edit(actor: User, environment: Environment) -> None:
     """Editing schedules needs manage_schedules, or change_environment_config in an environment that
     is not locked; a locked environment's schedules need manage_schedules itself."""
     if perms.may(actor, perms.MANAGE_SCHEDULES, environment):
@@ -64,7 +65,7 @@ def require_schedule_edit(actor, environment: Environment) -> None:
 
 
 @transaction.atomic
-def schedule_delete(*, actor, schedule: Schedule) -> None:
+def schedule_delete(*, actor: User, schedule: Schedule) -> None:
     """Delete a schedule (same rule as editing it)."""
     require_schedule_edit(actor, schedule.environment)
     audited_delete(schedule, actor=actor, reason="schedule deleted")
@@ -93,12 +94,16 @@ def schedules_fire_due(now: datetime | None = None) -> list[int]:
             continue
         if tick is None:
             continue
+        owner = schedule.owner
+        if owner is None:  # the owner's account was deleted (SET_NULL): nobody to run it as
+            logger.warning("schedule %s: its owner was deleted; not fired", schedule.pk)
+            continue
         try:
             with transaction.atomic():
                 fire = ScheduleFire.objects.create(schedule=schedule, scheduled_for=tick)
                 Schedule.objects.filter(pk=schedule.pk).update(last_fired_for=tick)
                 run = run_create(
-                    actor=schedule.owner,
+                    actor=owner,
                     pipeline=schedule.pipeline,
                     environment=schedule.environment,
                     trigger=Trigger.SCHEDULE,

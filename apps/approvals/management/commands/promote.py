@@ -16,6 +16,7 @@ from apps.approvals import services
 from apps.approvals.models import PromotionRequest
 from apps.core.commands import DomainCommand, domain_message, whole_number
 from apps.core.errors import DomainError
+from apps.core.types import User
 from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline
 from apps.pipelines.selectors import pipeline_by_reference
@@ -71,7 +72,7 @@ class Command(DomainCommand):
             raise CommandError(domain_message(exc)) from exc
         self._print(request)
 
-    def _request(self, actor, options) -> PromotionRequest:
+    def _request(self, actor: User, options) -> PromotionRequest:
         missing = [
             flag
             for flag, name in (("--pipeline", "pipeline"), ("--version", "version"), ("--from", "source"))
@@ -98,7 +99,7 @@ class Command(DomainCommand):
             self.stdout.write(f"Already requested with this idempotency key: #{request.pk}.")
         return request
 
-    def _decide(self, actor, approve, reject, options) -> PromotionRequest:
+    def _decide(self, actor: User, approve, reject, options) -> PromotionRequest:
         request = services.request_for_user(actor, approve if approve is not None else reject)
         if approve is not None:
             return services.promotion_approve(
@@ -106,7 +107,7 @@ class Command(DomainCommand):
             )
         return services.promotion_reject(actor=actor, request=request, comment=options["comment"])
 
-    def _pipeline(self, actor, reference: str) -> Pipeline:
+    def _pipeline(self, actor: User, reference: str) -> Pipeline:
         try:
             return pipeline_by_reference(actor, reference)
         except DomainError as exc:

@@ -15,6 +15,7 @@ from django.core.management.base import CommandError
 from apps.core.commands import DomainCommand, domain_message, seconds, whole_number
 from apps.core.errors import DomainError
 from apps.core.parsers import StrictJSONError, loads_strict
+from apps.core.types import User
 from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline
 from apps.pipelines.selectors import pipeline_by_reference
@@ -86,7 +87,7 @@ class Command(DomainCommand):
         if run.status != RunStatus.SUCCEEDED:
             raise CommandError(f"Run {run.pk} {run.status}: {run.error or 'no reason given'}")
 
-    def _pipeline(self, actor, reference: str) -> Pipeline:
+    def _pipeline(self, actor: User, reference: str) -> Pipeline:
         try:
             return pipeline_by_reference(actor, reference)
         except DomainError as exc:

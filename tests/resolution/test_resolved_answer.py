@@ -1,3 +1,6 @@
+"""The engine's whole answer for the configured organization: layered variables with their source,
+connection bindings with credential references (never values) and the interpolated graph."""
+
 import json
 
 from apps.resolution import engine

@@ -1,3 +1,7 @@
+"""A version's whole promotion walk through the approvals services: development to staging on one
+approval, production refused until staging validated it (a succeeded run), two distinct production
+approvers, and executing twice deploys once."""
+
 import pytest
 
 from apps.approvals import services
@@ -9,7 +13,7 @@ from apps.runs.models import Deployment, Run, RunStatus
 pytestmark = pytest.mark.django_db
 
 
-def test_walk(promo, django_capture_on_commit_callbacks):
+def test_a_version_walks_from_development_to_production(promo, django_capture_on_commit_callbacks):
     p = promo
     with django_capture_on_commit_callbacks():
         request, created = services.promotion_request_create(

@@ -1,3 +1,6 @@
+"""The resolution API: resolve (redacted, behind the view permission), diff and readiness matrix,
+and the configuration ETag with If-Match."""
+
 import json
 
 

@@ -1,8 +1,19 @@
-import sqlite3
+"""The runs services: a run queued and executed (writes, measures, obeys the runtime policy), a
+cancelled run whose worker died, the schedules' cron check and direct deploys inside a freeze window."""
 
+import sqlite3
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from apps.core.errors import Conflict
 from apps.environments import services as env_services
+from apps.environments.models import validate_cron
 from apps.runs import services
-from apps.runs.models import RunStatus
+from apps.runs.models import Run, RunStatus
 
 
 def test_run_in_development_writes_and_measures(run_setup, stages, members, django_capture_on_commit_callbacks):
@@ -36,3 +47,43 @@ def test_max_rows_caps_rows_read(run_setup, stages, org_admin, django_capture_on
     run = services.run_execute(run.pk)
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert run.metrics["orders_out"]["row_count"] == 30
+
+
+def test_cancelled_run_whose_worker_died_ends_cancelled(
+    run_setup, stages, org_admin, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False):
+        run = services.run_create(actor=org_admin, pipeline=run_setup["pipeline"], environment=stages["staging"])
+    services._claim(run.pk, "dead-worker")
+    services.run_cancel(actor=org_admin, run=run)
+    Run.objects.filter(pk=run.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    with django_capture_on_commit_callbacks(execute=False):
+        services.runs_sweep()
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED and run.finished_at is not None
+
+
+def test_cron_that_never_fires_is_refused():
+    with pytest.raises(ValidationError):
+        validate_cron("0 0 30 2 *")
+    validate_cron("0 6 * * 1-5")
+
+
+def test_direct_deploy_refused_inside_a_freeze_window(run_setup, stages, org_admin):
+    now = timezone.now()
+    env_services.freeze_window_create(
+        actor=org_admin,
+        environment=stages["development"],
+        kind="one_off",
+        starts_at=now - timedelta(hours=1),
+        ends_at=now + timedelta(hours=1),
+        reason="quarter close",
+    )
+    with pytest.raises(Conflict, match="freeze"):
+        services.deploy_direct(
+            actor=org_admin,
+            pipeline=run_setup["pipeline"],
+            environment=stages["development"],
+            version=run_setup["version"],
+        )
+    assert settings.SQLITE_CONNECTION_ROOT
