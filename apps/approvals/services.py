@@ -5,7 +5,6 @@ The PromotionRequest row is the outbox: every transition is committed to the row
 is only the wake-up. A request deploys at most once: the deploying step locks the row, checks its
 state, and records the Deployment and the `deployed` state in one transaction."""
 
-import fnmatch
 import hashlib
 import json
 import logging
@@ -27,6 +26,7 @@ from apps.environments.services import active_freeze, environment_emit
 from apps.notifications.models import Event
 from apps.pipelines import graph as graphs
 from apps.pipelines.models import Pipeline, PipelineVersion
+from apps.repositories import gates as git_gates
 from apps.resolution import engine
 from apps.runs import services as run_services
 from apps.runs.models import Deployment, Run, RunStatus
@@ -260,10 +260,17 @@ def config_diff(before: dict | None, after: dict) -> list[dict]:
     ]
 
 
-def plan_hash_of(version: PipelineVersion, after: dict) -> str:
-    """Covers the version's content and the target's resolved configuration (secrets as references)."""
+def plan_hash_of(version: PipelineVersion, after: dict, *, git: dict | None = None) -> str:
+    """Covers the version's content, the target's resolved configuration (secrets as references) and
+    what the repository says about the commit (a force-push that drops it makes the plan stale)."""
+    covered = {"version": version.content_hash, "config": after}
+    if git and git.get("from_git"):
+        covered["git"] = git
     canonical = json.dumps(
-        {"version": version.content_hash, "config": after}, sort_keys=True, separators=(",", ":"), default=str
+        covered,
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
     )
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -306,6 +313,7 @@ def build_plan(
             "git_branch": version.git_branch,
             "git_tag": version.git_tag,
             "compare_url": version.compare_url,
+            "git": git_gates.plan_view(version, before_version),
         },
         "target": target.slug,
         "target_deployed_version": before_version.number if before_version else None,
@@ -316,7 +324,7 @@ def build_plan(
         "readiness": _readiness(after_answer),
         "config_revision": after_answer.get("config_revision"),
     }
-    return plan, plan_hash_of(version, after)
+    return plan, plan_hash_of(version, after, git=plan["version"]["git"])
 
 
 # --- gates ------------------------------------------------------------------------------------------------
@@ -342,6 +350,7 @@ def evaluate_gates(request_like, rules: list[ApprovalRule], *, at=None) -> list[
     at = at or timezone.now()
     version = request_like.version
     gates = []
+    found = None  # the repository's evidence, read once when a rule asks for it
     for rule in rules:
         if rule.require_validation:
             since = at - timedelta(hours=rule.validation_max_age_hours)
@@ -361,27 +370,9 @@ def evaluate_gates(request_like, rules: list[ApprovalRule], *, at=None) -> list[
                     ),
                 }
             )
-        if rule.require_git:
-            ok = bool(version.git_commit) and (version.git_merged or bool(version.git_tag))
-            gates.append(
-                {
-                    "gate": "git",
-                    "rule": rule.name,
-                    "passed": ok,
-                    "detail": "commit merged or tagged" if ok else "the version's commit is neither merged nor tagged",
-                }
-            )
-        if rule.allowed_refs:
-            refs = [r for r in (version.git_branch, version.git_tag) if r]
-            ok = any(fnmatch.fnmatchcase(ref, pattern) for ref in refs for pattern in rule.allowed_refs)
-            gates.append(
-                {
-                    "gate": "refs",
-                    "rule": rule.name,
-                    "passed": ok,
-                    "detail": f"{', '.join(refs) or 'no branch or tag'} against {', '.join(rule.allowed_refs)}",
-                }
-            )
+        if rule.require_git or rule.allowed_refs:
+            found = found or git_gates.evidence(version)
+            gates.extend(git_gates.git_gates(found, rule))
         if rule.require_ticket:
             ok = patterns.fullmatch(rule.require_ticket, request_like.ticket or "")
             gates.append(
@@ -820,6 +811,13 @@ def promotion_approve(*, actor, request: PromotionRequest, comment: str = "", pl
             )
         rules = rules_for(request.pipeline, request.target)
         promotion_actions(actor, request, rules)["approve"].enforce()
+        failed = [g for g in request.plan.get("gates", []) if g["gate"] in ("git", "refs") and not g["passed"]]
+        if failed:
+            raise Conflict(
+                "The repository no longer vouches for this version: "
+                + "; ".join(f"{g['rule']} needs {g['detail']}" for g in failed),
+                code="gate_failed",
+            )
         _decide(request, actor, Decision.APPROVE, comment)
         if all(s["met"] for s in rule_status(request, rules)):  # no rules left: this approval suffices
             _mark_approved(request, rules, actor=actor)
