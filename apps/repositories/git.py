@@ -22,6 +22,7 @@ from django.conf import settings
 
 MAX_DEFINITION_BYTES = 2 * 1024 * 1024
 MAX_COMMITS_PER_SYNC = 200
+GIT = shutil.which("git") or "/usr/bin/git"
 SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 
 UNREACHABLE = (
@@ -100,8 +101,8 @@ def run(args: list[str], *, cwd: Path | None = None, env: dict[str, str] | None 
     """Run `git <args>`; GitError on failure or timeout (stderr's first lines as the message)."""
     limit = timeout or settings.GIT_TIMEOUT_SECONDS
     try:
-        done = subprocess.run(
-            ["git", *args],
+        done = subprocess.run(  # noqa: S603  (an argument list, no shell; URLs are checked not to start with "-")
+            [GIT, *args],
             cwd=cwd,
             env={**_base_env(), **(env or {})},
             capture_output=True,
@@ -215,7 +216,7 @@ def tags(mirror: Path) -> dict[str, str]:
     out = run(["for-each-ref", "--format=%(refname:short)%09%(objectname)%09%(*objectname)", "refs/tags/"], cwd=mirror)
     result = {}
     for line in out.decode().splitlines():
-        name, sha, peeled = (line.split("\t") + ["", ""])[:3]
+        name, sha, peeled = [*line.split("\t"), "", ""][:3]
         result[name] = peeled or sha
     return result
 
