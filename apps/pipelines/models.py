@@ -81,6 +81,9 @@ class PipelineVersion(models.Model):
     git_tag = models.CharField(max_length=255, blank=True)
     git_merged = models.BooleanField(default=False)
     compare_url = models.URLField(max_length=1000, blank=True)
+    # Set only by a Git sync (apps.repositories): the git_* fields above are then the repository's
+    # word, recorded when the commit was read; otherwise they are whatever the author typed.
+    from_git = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     objects = PipelineVersionQuerySet.as_manager()
@@ -93,6 +96,10 @@ class PipelineVersion(models.Model):
 
     def __str__(self):
         return f"{self.pipeline} v{self.number}"
+
+    @property
+    def provenance(self) -> str:
+        return "from Git" if self.from_git else "not from Git"
 
     def save(self, *args, **kwargs):
         if self.pk is not None:

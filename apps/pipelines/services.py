@@ -147,7 +147,7 @@ def pipeline_version_record(*, pipeline: Pipeline, graph: dict, message: str = "
     """Store a version that a trusted source read (a Git sync on the worker, apps.repositories):
     the same validation as a hand-made one, and no acting user."""
     pipeline = Pipeline.objects.select_for_update().select_related("project__organization").get(pk=pipeline.pk)
-    return _version_store(pipeline, graph, message=message, author=None, git=git)
+    return _version_store(pipeline, graph, message=message, author=None, git={**git, "from_git": True})
 
 
 def _version_store(pipeline: Pipeline, graph, *, message: str, author, git: dict) -> PipelineVersion:

@@ -99,3 +99,40 @@ def graph_json(marker: str) -> str:
 
 def original_graph() -> dict:
     return copy.deepcopy(GRAPH)
+
+
+WEBHOOK_KEY = "whsec-5b1e0c2d7a9f4e3b8c6d"
+TOKEN_VALUE = "ghp-canary-token-4f9d2a7c1e"
+
+
+@pytest.fixture
+def plain_pipeline(org, org_admin, members):
+    """A pipeline without the run machinery (API and webhook tests)."""
+    from apps.pipelines import services as pipeline_services
+
+    project = pipeline_services.project_create(actor=org_admin, organization=org, name="Git")
+    return pipeline_services.pipeline_create(actor=org_admin, project=project, name="Orders")
+
+
+@pytest.fixture
+def git_secrets(org, org_admin):
+    from apps.secrets import services as secret_services
+
+    return {
+        "token": secret_services.secret_create(actor=org_admin, organization=org, name="git_token", value=TOKEN_VALUE),
+        "webhook": secret_services.secret_create(
+            actor=org_admin, organization=org, name="git_webhook", value=WEBHOOK_KEY
+        ),
+    }
+
+
+@pytest.fixture
+def hooked(plain_pipeline, org_admin, origin, git_secrets):
+    """A repository of the plain pipeline that takes webhooks."""
+    return services.repository_create(
+        actor=org_admin,
+        pipeline=plain_pipeline,
+        clone_url=origin.url,
+        definition_path=DEFINITION,
+        webhook_secret=git_secrets["webhook"],
+    )
