@@ -97,11 +97,11 @@ class PipelineVersion(models.Model):
     def __str__(self):
         return f"{self.pipeline} v{self.number}"
 
-    @property
-    def provenance(self) -> str:
-        return "from Git" if self.from_git else "not from Git"
-
     def save(self, *args, **kwargs):
         if self.pk is not None:
             raise ValidationError("Pipeline versions are immutable; create a new version instead.")
         super().save(*args, **kwargs)
+
+    @property
+    def provenance(self) -> str:
+        return "from Git" if self.from_git else "not from Git"
