@@ -357,11 +357,11 @@ EGRESS_ALLOW_PRIVATE = env.bool("EGRESS_ALLOW_PRIVATE", default=True)
 
 # --- Git repositories (apps/repositories) ---------------------------------------------------------
 # Bare mirrors of pipeline repositories live below GIT_MIRROR_ROOT; every `git` call is killed after
-# GIT_TIMEOUT_SECONDS. file:// clone URLs (a path on the worker's disk) only where GIT_ALLOW_FILE_URLS
-# is on: local development and tests, never a shared server.
+# GIT_TIMEOUT_SECONDS. file:// clone URLs (a path on the worker's disk) and plain http:// remotes only
+# where GIT_ALLOW_LOCAL_URLS is on: local development and tests, never a shared server.
 GIT_MIRROR_ROOT = env.str("GIT_MIRROR_ROOT", default=str(VAR_DIR / "git"))
 GIT_TIMEOUT_SECONDS = env.int("GIT_TIMEOUT_SECONDS", default=120)
-GIT_ALLOW_FILE_URLS = env.bool("GIT_ALLOW_FILE_URLS", default=False)
+GIT_ALLOW_LOCAL_URLS = env.bool("GIT_ALLOW_LOCAL_URLS", default=False)
 
 # --- runs -----------------------------------------------------------------------------------
 # A running run's worker renews its lease from a heartbeat thread (every third of the lease, also

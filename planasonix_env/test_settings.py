@@ -60,4 +60,4 @@ STATIC_ROOT = Path(tempfile.mkdtemp(prefix="planasonix-test-static-"))
 
 # Tests build real repositories on disk and fetch them through file:// URLs.
 GIT_MIRROR_ROOT = tempfile.mkdtemp(prefix="planasonix-test-git-")
-GIT_ALLOW_FILE_URLS = True
+GIT_ALLOW_LOCAL_URLS = True

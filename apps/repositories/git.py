@@ -77,9 +77,9 @@ def is_file_url(url: str) -> bool:
 
 
 def _protocols() -> str:
-    allowed = ["https", "http", "ssh"]
-    if settings.GIT_ALLOW_FILE_URLS:
-        allowed.append("file")
+    allowed = ["https", "ssh"]
+    if settings.GIT_ALLOW_LOCAL_URLS:
+        allowed += ["http", "file"]
     return ":".join(allowed)
 
 

@@ -62,14 +62,17 @@ def check_clone_url(url, *, organization, connect: bool = False) -> str:
         raise field_error("clone_url", "Give the repository's clone URL.")
     url = url.strip()
     if git.is_file_url(url):
-        if not settings.GIT_ALLOW_FILE_URLS:
-            raise field_error("clone_url", "file:// URLs are only allowed in development and tests.")
+        if not settings.GIT_ALLOW_LOCAL_URLS:
+            raise field_error(
+                "clone_url", "file:// URLs are only allowed in development and tests (GIT_ALLOW_LOCAL_URLS)."
+            )
         if not urlsplit(url).path.startswith("/"):
             raise field_error("clone_url", "A file:// URL names an absolute path.")
         return url
     if "://" in url and urlsplit(url).password is not None:
         raise field_error("clone_url", "Put no password or token in the URL; use the credential secret.")
-    egress.check_url(url, organization=organization, field="clone_url", schemes=("https", "ssh"), connect=connect)
+    schemes = ("https", "ssh", "http") if settings.GIT_ALLOW_LOCAL_URLS else ("https", "ssh")
+    egress.check_url(url, organization=organization, field="clone_url", schemes=schemes, connect=connect)
     return url
 
 

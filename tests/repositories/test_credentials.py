@@ -1,0 +1,98 @@
+"""Credentials against a real authenticated Git server (Git's dumb HTTP protocol on loopback,
+behind HTTP basic auth): the right token fetches, a wrong one is a clear "authentication failed" on
+the repository with no version, and the token appears in no error, row, log or task argument."""
+
+import base64
+import logging
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from apps.pipelines.models import PipelineVersion
+from apps.repositories import services
+from apps.repositories.models import SyncState
+from apps.secrets import services as secret_services
+from tests.egress_support import allow_loopback  # noqa: F401  (fixture)
+
+from .conftest import DEFINITION, TOKEN_VALUE, sync
+
+pytestmark = pytest.mark.django_db
+
+
+class _AuthenticatedGit(SimpleHTTPRequestHandler):
+    expected = ""
+
+    def do_GET(self):
+        if self.headers.get("Authorization") != self.expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.end_headers()
+            return
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def git_server(origin):
+    handler = type("Handler", (_AuthenticatedGit,), {})
+    handler.expected = "Basic " + base64.b64encode(f"x-access-token:{TOKEN_VALUE}".encode()).decode()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(origin.bare.parent)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/{origin.bare.name}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def _publish(origin):
+    origin.commit_graph("a")
+    origin.push()
+    origin.git("--git-dir", str(origin.bare), "update-server-info")
+
+
+def test_the_right_token_fetches_and_a_wrong_one_fails_clearly(
+    allow_loopback,  # noqa: F811
+    org,
+    org_admin,
+    plain_pipeline,
+    origin,
+    git_server,
+    git_secrets,
+    caplog,
+):
+    caplog.set_level(logging.DEBUG)
+    _publish(origin)
+    wrong = secret_services.secret_create(actor=org_admin, organization=org, name="wrong", value="ghp-wrong-value")
+    repository = services.repository_create(
+        actor=org_admin, pipeline=plain_pipeline, clone_url=git_server, definition_path=DEFINITION, credential=wrong
+    )
+    status = sync(repository)
+    assert status.state == SyncState.FAILED and status.error.startswith("Authentication failed"), status.error
+    assert not PipelineVersion.objects.filter(pipeline=plain_pipeline).exists()
+
+    services.repository_update(actor=org_admin, repository=repository, credential=None)
+    status = sync(repository)
+    assert status.state == SyncState.FAILED and status.error.startswith("Authentication failed"), status.error
+
+    services.repository_update(actor=org_admin, repository=repository, credential=git_secrets["token"])
+    status = sync(repository)
+    assert (status.state, status.versions_created) == (SyncState.OK, 1), status.error
+    assert TOKEN_VALUE not in caplog.text and "ghp-wrong-value" not in caplog.text
+
+
+def test_an_unreadable_credential_is_a_clear_error(org, org_admin, plain_pipeline, origin):
+    missing = secret_services.secret_create(
+        actor=org_admin, organization=org, name="from_env", provider="env", reference="PNX_SECRET_NOPE_GIT"
+    )
+    _publish(origin)
+    repository = services.repository_create(
+        actor=org_admin, pipeline=plain_pipeline, clone_url=origin.url, definition_path=DEFINITION, credential=missing
+    )
+    status = sync(repository)
+    assert status.state == SyncState.FAILED and "credential 'from_env'" in status.error
+    assert not PipelineVersion.objects.filter(pipeline=plain_pipeline).exists()
