@@ -182,11 +182,9 @@ def repository_request_sync(*, repository: Repository) -> RepositorySync:
 
 
 def repository_sync_now(*, actor, repository: Repository) -> RepositorySync:
-    """A member's "sync now" (API, admin): queues a sync on the worker."""
-    from apps.tenancy.permissions import is_org_member
-
-    if not is_org_member(actor, repository.pipeline.project.organization):
-        raise PermissionDenied("You are not a member of this repository's organization.")
+    """ "Sync now" for anyone who sees the repository (API, admin): queues a sync on the worker."""
+    if not Repository.objects.restrict(actor).filter(pk=repository.pk).exists():
+        raise PermissionDenied("You cannot see this repository.")
     return repository_request_sync(repository=repository)
 
 
