@@ -2,10 +2,14 @@
 real commits, merges, tags and force-pushes through the `git` executable; a repository row that
 syncs the pipeline of the promotion fixtures from origin through a file:// URL."""
 
+import base64
 import copy
 import json
 import os
 import subprocess
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -136,3 +140,42 @@ def hooked(plain_pipeline, org_admin, origin, git_secrets):
         definition_path=DEFINITION,
         webhook_secret=git_secrets["webhook"],
     )
+
+
+class _AuthenticatedGit(SimpleHTTPRequestHandler):
+    """Git's dumb HTTP protocol (static files of the bare repository) behind HTTP basic auth."""
+
+    expected = ""
+
+    def do_GET(self):
+        if self.headers.get("Authorization") != self.expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.end_headers()
+            return
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def serve_git(origin):
+    """serve_git(token) -> the http:// clone URL of origin on loopback, accepting only that token
+    (the caller allow-lists loopback and runs `update-server-info` after pushing)."""
+    servers = []
+
+    def serve(token: str) -> str:
+        handler = type("Handler", (_AuthenticatedGit,), {})
+        handler.expected = "Basic " + base64.b64encode(f"x-access-token:{token}".encode()).decode()
+        server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(origin.bare.parent)))
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{server.server_address[1]}/{origin.bare.name}"
+
+    yield serve
+    for server, thread in servers:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -2,11 +2,7 @@
 behind HTTP basic auth): the right token fetches, a wrong one is a clear "authentication failed" on
 the repository with no version, and the token appears in no error, row, log or task argument."""
 
-import base64
 import logging
-import threading
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -21,32 +17,9 @@ from .conftest import DEFINITION, TOKEN_VALUE, sync
 pytestmark = pytest.mark.django_db
 
 
-class _AuthenticatedGit(SimpleHTTPRequestHandler):
-    expected = ""
-
-    def do_GET(self):
-        if self.headers.get("Authorization") != self.expected:
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="git"')
-            self.end_headers()
-            return
-        super().do_GET()
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def git_server(origin):
-    handler = type("Handler", (_AuthenticatedGit,), {})
-    handler.expected = "Basic " + base64.b64encode(f"x-access-token:{TOKEN_VALUE}".encode()).decode()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(origin.bare.parent)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/{origin.bare.name}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+def git_server(serve_git):
+    return serve_git(TOKEN_VALUE)
 
 
 def _publish(origin):
