@@ -2,9 +2,9 @@
 
 Exported: secrets (metadata only, never values), projects and pipelines (not their versions),
 variables with their overrides, connection roles with their bindings, Git repositories (their secrets
-by name only). Import goes through the same services as the API and admin (so every rule holds), inside one transaction: a dry run applies and
-rolls back, so it validates everything and reports exactly what --apply would change. Import never
-deletes what the document omits."""
+by name only). Import goes through the same services as the API and admin (so every rule holds),
+inside one transaction: a dry run applies and rolls back, so it validates everything and reports
+exactly what --apply would change. Import never deletes what the document omits."""
 
 from dataclasses import dataclass, field
 
