@@ -117,6 +117,8 @@ def test_a_force_push_fails_the_gate_and_stales_the_plan_at_decision_time(promo,
     with pytest.raises(Conflict) as err:
         approvals.promotion_approve(actor=promo["staging_approver"], request=promotion)
     assert err.value.code == "gate_failed"
+    answer = approvals.promotion_actions(promo["staging_approver"], promotion)["approve"]
+    assert not answer.allowed and "merged into the default branch or tagged" in answer.reasons[0]
     assert promotion.decisions.count() == 0
 
 
