@@ -6,7 +6,7 @@ that organization's secrets and never shown as anything but a reference."""
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from apps.core.admin import LightModelAdmin, adopt, dry_run
+from apps.core.admin import LightModelAdmin, ReadOnlyAdminMixin, adopt, dry_run
 from apps.pipelines.models import Pipeline
 from apps.secrets.models import Secret
 from apps.tenancy.admin import OrganizationScopedAdmin
@@ -119,7 +119,7 @@ class RepositoryAdmin(OrganizationScopedAdmin):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(LightModelAdmin):
+class WebhookDeliveryAdmin(ReadOnlyAdminMixin, LightModelAdmin):
     """Accepted provider deliveries (read-only): what the replay protection remembers."""
 
     list_display = ["delivery_id", "provider", "event", "repository", "received_at"]
@@ -141,12 +141,3 @@ class WebhookDeliveryAdmin(LightModelAdmin):
         if obj is None:
             return sees_some_organization(request.user, ADMIN)
         return is_org_admin(request.user, obj.repository.pipeline.project.organization_id)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -11,21 +11,11 @@ from rest_framework.response import Response
 
 from apps.core import params
 from apps.core.api import ETagMixin, StrictSerializer, VisibleRelatedField
-from apps.core.errors import field_error
 from apps.pipelines.models import Pipeline
-from apps.secrets.models import Secret
+from apps.secrets.selectors import secret_named
 
 from . import selectors, services
 from .models import Repository, RepositorySync
-
-
-def secret_named(organization, name, field: str):
-    if name is None:
-        return None
-    secret = Secret.objects.filter(organization=organization, name=name).first()
-    if secret is None:
-        raise field_error(field, f"No secret named '{name}' in this organization.")
-    return secret
 
 
 class SyncSerializer(serializers.ModelSerializer):
