@@ -69,3 +69,26 @@ def test_an_unreadable_credential_is_a_clear_error(org, org_admin, plain_pipelin
     status = sync(repository)
     assert status.state == SyncState.FAILED and "credential 'from_env'" in status.error
     assert not PipelineVersion.objects.filter(pipeline=plain_pipeline).exists()
+
+
+def test_a_remote_that_never_answers_is_stopped_by_the_time_limit(
+    allow_loopback,  # noqa: F811
+    org_admin,
+    plain_pipeline,
+    settings,
+):
+    import socket
+
+    settings.GIT_TIMEOUT_SECONDS = 2
+    with socket.socket() as silent:  # accepts connections (the backlog) and never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        repository = services.repository_create(
+            actor=org_admin,
+            pipeline=plain_pipeline,
+            clone_url=f"http://127.0.0.1:{silent.getsockname()[1]}/origin.git",
+            definition_path=DEFINITION,
+        )
+        status = sync(repository)
+    assert status.state == SyncState.FAILED and status.error.startswith("The fetch timed out"), status.error
+    assert not PipelineVersion.objects.filter(pipeline=plain_pipeline).exists()
