@@ -14,3 +14,6 @@ class ApprovalsConfig(AppConfig):
         # Direct deploys into an environment that approval rules cover are refused (runs asks us).
         if services.direct_deploy_guard not in run_services.direct_deploy_guards:
             run_services.direct_deploy_guards.append(services.direct_deploy_guard)
+        # A rollback of a deployment a promotion made marks that promotion rolled back (runs calls us).
+        if services.promotion_rolled_back not in run_services.rollback_hooks:
+            run_services.rollback_hooks.append(services.promotion_rolled_back)

@@ -65,7 +65,7 @@ def set_override(p, environment_key, name, value):
 def enqueued(monkeypatch):
     """Task wake-ups the services send straight away (the sweeps), recorded instead of sent."""
     calls = []
-    monkeypatch.setattr(services, "_enqueue", lambda task, args, countdown=None: calls.append((task.name, args)))
+    monkeypatch.setattr(services.base, "_enqueue", lambda task, args, countdown=None: calls.append((task.name, args)))
     return calls
 
 
@@ -607,7 +607,7 @@ def test_wait_minutes_delay_the_deployment(promo, django_capture_on_commit_callb
     promotion = request(p)
     queued = []
     monkeypatch.setattr(
-        services, "_enqueue", lambda task, args, countdown=None: queued.append((task.name, args, countdown))
+        services.base, "_enqueue", lambda task, args, countdown=None: queued.append((task.name, args, countdown))
     )
     with django_capture_on_commit_callbacks(execute=True):
         promotion = approve(promotion, p["staging_approver"])

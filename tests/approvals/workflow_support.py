@@ -140,7 +140,7 @@ def execute_messages_held():
         else:
             real_enqueue(task, args, countdown=countdown)
 
-    with mock.patch.object(services, "_enqueue", enqueue):
+    with mock.patch.object(services.base, "_enqueue", enqueue):
         yield held
 
 

@@ -79,5 +79,5 @@ def run_setup(org, org_admin, stages, members, sqlite_root):
 def no_dispatch(monkeypatch):
     """Tests without a worker record dispatches instead of leaving messages on the broker."""
     dispatched = []
-    monkeypatch.setattr(run_services, "dispatch", dispatched.append)
+    monkeypatch.setattr(run_services.runs, "dispatch", dispatched.append)
     return dispatched

@@ -21,12 +21,12 @@ def run_pipeline(*args):
 
 @pytest.fixture
 def execute_inline(monkeypatch):
-    monkeypatch.setattr(services, "dispatch", lambda run_pk: services.run_execute(run_pk))
+    monkeypatch.setattr(services.runs, "dispatch", lambda run_pk: services.run_execute(run_pk))
 
 
 @pytest.fixture
 def never_dispatched(monkeypatch):
-    monkeypatch.setattr(services, "dispatch", lambda run_pk: None)
+    monkeypatch.setattr(services.runs, "dispatch", lambda run_pk: None)
 
 
 @pytest.mark.django_db(transaction=True)

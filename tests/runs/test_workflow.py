@@ -422,7 +422,7 @@ def test_a_run_whose_worker_died_is_redispatched_by_the_sweep_and_completes_once
 
 
 def test_the_sweep_gives_up_after_the_maximum_attempts(run_setup, stages, org_admin, settings, monkeypatch):
-    monkeypatch.setattr(services, "dispatch", lambda pk: None)
+    monkeypatch.setattr(services.runs, "dispatch", lambda pk: None)
     settings.RUN_MAX_ATTEMPTS = 2
     run = services.run_create(actor=org_admin, pipeline=run_setup["pipeline"], environment=stages["staging"])
     for _ in range(2):
@@ -478,7 +478,7 @@ def test_cancel_stops_a_running_run_between_batches_and_writes_nothing(
     run = services.run_create(actor=org_admin, pipeline=run_setup["pipeline"], environment=stages["staging"])
     real_limits, real_read_source = services._limits, executor.read_source
     monkeypatch.setattr(
-        services, "_limits", lambda r, p: executor.Limits(**{**vars(real_limits(r, p)), "batch_size": 10})
+        services.execution, "_limits", lambda r, p: executor.Limits(**{**vars(real_limits(r, p)), "batch_size": 10})
     )
     batches_read = []
 

@@ -1,0 +1,48 @@
+"""The query filters of the approvals API's lists: approval rules and promotion requests."""
+
+from django.db.models import Q
+from django_filters import rest_framework as filters
+
+from apps.core.api import IdFilter
+
+from . import selectors
+from .models import ApprovalRule, PromotionRequest, PromotionState, WatchState
+
+
+class RuleFilter(filters.FilterSet):
+    organization = filters.CharFilter(field_name="organization__slug", help_text="Organization slug.")
+    environment = filters.CharFilter(field_name="environment__slug", help_text="Target environment slug.")
+    project = IdFilter(field_name="project_id", help_text="Project id.")
+    organization_wide = filters.BooleanFilter(
+        field_name="project", lookup_expr="isnull", help_text="Only organization-wide (true) or project (false) rules."
+    )
+
+    class Meta:
+        model = ApprovalRule
+        fields = ["organization", "environment", "project", "organization_wide", "is_active"]
+
+
+class PromotionFilter(filters.FilterSet):
+    state = filters.ChoiceFilter(choices=PromotionState.choices)
+    pipeline = IdFilter(field_name="pipeline_id", help_text="Pipeline id.")
+    project = IdFilter(field_name="pipeline__project_id", help_text="Project id.")
+    source = filters.CharFilter(field_name="source__slug", help_text="Source environment slug.")
+    target = filters.CharFilter(field_name="target__slug", help_text="Target environment slug.")
+    awaiting_me = filters.BooleanFilter(
+        method="filter_awaiting_me",
+        help_text="Pending requests you may approve and have not yet decided against their current plan.",
+    )
+    mine = filters.BooleanFilter(method="filter_mine", help_text="Requests you made.")
+    watch_state = filters.ChoiceFilter(choices=WatchState.choices[1:])
+
+    class Meta:
+        model = PromotionRequest
+        fields = ["state", "pipeline", "project", "source", "target", "awaiting_me", "mine", "watch_state"]
+
+    def filter_awaiting_me(self, queryset, name, value):
+        awaiting = selectors.awaiting(self.request.user, queryset)
+        return awaiting if value else queryset.exclude(pk__in=awaiting.values("pk"))
+
+    def filter_mine(self, queryset, name, value):
+        mine = Q(requested_by=self.request.user)
+        return queryset.filter(mine) if value else queryset.exclude(mine)
