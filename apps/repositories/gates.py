@@ -16,6 +16,8 @@ NOT_FROM_GIT = {"from_git": False, "detail": "not from Git"}
 
 
 def _source_of(version) -> VersionSource | None:
+    if not version.from_git:  # set with the VersionSource, in the sync's transaction: no query for hand-made ones
+        return None
     try:
         return version.git_source
     except VersionSource.DoesNotExist:
