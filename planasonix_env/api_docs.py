@@ -12,6 +12,10 @@ API_TAGS = [
     {"name": "secrets", "description": "Credential references; values are write-only."},
     {"name": "projects", "description": "Projects (with their default environment) and the environment matrix."},
     {"name": "pipelines", "description": "Pipelines, immutable versions, resolution, diff and readiness."},
+    {
+        "name": "repositories",
+        "description": "Git repositories that pipeline versions come from: sync, provider webhooks.",
+    },
     {"name": "variables", "description": "Variable definitions at organization, project or pipeline scope."},
     {"name": "variable-overrides", "description": "A variable's value in one environment."},
     {"name": "connection-roles", "description": "Logical connection roles such as `analytics_warehouse`."},

@@ -9,6 +9,7 @@ from apps.environments.api import EnvironmentViewSet
 from apps.insights.api import InsightsViewSet
 from apps.notifications.api import ChannelViewSet, NotificationViewSet
 from apps.pipelines.api import PipelineViewSet, ProjectViewSet
+from apps.repositories.api import RepositoryViewSet
 from apps.resolution.api import PipelineResolutionViewSet, ProjectMatrixViewSet
 from apps.runs.api import DeploymentViewSet, RunViewSet, ScheduleViewSet
 from apps.secrets.api import SecretViewSet
@@ -43,6 +44,7 @@ router.register("projects", ProjectViewSet, basename="project")
 router.register("projects", ProjectMatrixViewSet, basename="project-matrix")
 router.register("pipelines", PipelineViewSet, basename="pipeline")
 router.register("pipelines", PipelineResolutionViewSet, basename="pipeline-resolution")
+router.register("repositories", RepositoryViewSet, basename="repository")
 router.register("variables", VariableViewSet, basename="variable")
 router.register("variable-overrides", VariableOverrideViewSet, basename="variable-override")
 router.register("connection-roles", ConnectionRoleViewSet, basename="connection-role")

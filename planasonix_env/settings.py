@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "apps.environments",
     "apps.secrets",
     "apps.pipelines",
+    "apps.repositories",
     "apps.variables",
     "apps.connections",
     "apps.resolution",
@@ -335,6 +336,7 @@ CELERY_BEAT_SCHEDULE = {
     "promotions-sweep": {"task": "apps.approvals.tasks.sweep_promotions", "schedule": 60.0},
     "promotions-remind": {"task": "apps.approvals.tasks.remind_approvers", "schedule": 3600.0},
     "promotions-watch": {"task": "apps.approvals.tasks.watch_deployments", "schedule": 60.0},
+    "repositories-sync": {"task": "apps.repositories.tasks.sync_repositories", "schedule": 600.0},
 }
 # A worker that has not written a heartbeat for this long is reported as stale by /healthz.
 WORKER_HEARTBEAT_STALE_SECONDS = env.int("WORKER_HEARTBEAT_STALE_SECONDS", default=120)
@@ -353,6 +355,14 @@ EGRESS_DENY = env.list("EGRESS_DENY", default=[])
 # Private ranges (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7): allowed unless this is off,
 # in which case only allow-listed private targets (operator or organization) are.
 EGRESS_ALLOW_PRIVATE = env.bool("EGRESS_ALLOW_PRIVATE", default=True)
+
+# --- Git repositories (apps/repositories) ---------------------------------------------------------
+# Bare mirrors of pipeline repositories live below GIT_MIRROR_ROOT; every `git` call is killed after
+# GIT_TIMEOUT_SECONDS. file:// clone URLs (a path on the worker's disk) and plain http:// remotes only
+# where GIT_ALLOW_LOCAL_URLS is on: local development and tests, never a shared server.
+GIT_MIRROR_ROOT = env.str("GIT_MIRROR_ROOT", default=str(VAR_DIR / "git"))
+GIT_TIMEOUT_SECONDS = env.int("GIT_TIMEOUT_SECONDS", default=120)
+GIT_ALLOW_LOCAL_URLS = env.bool("GIT_ALLOW_LOCAL_URLS", default=False)
 
 # --- runs -----------------------------------------------------------------------------------
 # A running run's worker renews its lease from a heartbeat thread (every third of the lease, also

@@ -57,3 +57,7 @@ if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
 # gives a test its own; this private default keeps anything else out of a shared /tmp).
 SQLITE_CONNECTION_ROOT = os.environ.get("SQLITE_CONNECTION_ROOT") or tempfile.mkdtemp(prefix="planasonix-test-sqlite-")
 STATIC_ROOT = Path(tempfile.mkdtemp(prefix="planasonix-test-static-"))
+
+# Tests build real repositories on disk and fetch them through file:// URLs.
+GIT_MIRROR_ROOT = tempfile.mkdtemp(prefix="planasonix-test-git-")
+GIT_ALLOW_LOCAL_URLS = True

@@ -11,7 +11,7 @@ from apps.core.api import ETagMixin, StrictSerializer, VisibleRelatedField
 from apps.core.errors import field_error
 from apps.environments.models import Environment, Kind
 from apps.pipelines.models import Project
-from apps.secrets.models import Secret
+from apps.secrets.selectors import secret_named
 from apps.tenancy.api import MemberOrganizationField
 
 from . import selectors, services
@@ -19,12 +19,7 @@ from .models import ConnectionBinding, ConnectionKind, ConnectionRole, Connectio
 
 
 def _secret(organization, name):
-    if name is None:
-        return None
-    secret = Secret.objects.filter(organization=organization, name=name).first()
-    if secret is None:
-        raise field_error("credential", f"No secret named '{name}' in this organization.")
-    return secret
+    return secret_named(organization, name, "credential")
 
 
 class RoleSerializer(serializers.ModelSerializer):

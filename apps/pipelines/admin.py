@@ -328,6 +328,7 @@ VERSION_FIELDS = [
     "created_at",
     "content_hash",
     GRAPH_PRETTY,
+    "provenance",
     "git_repository",
     "git_commit",
     "git_branch",
@@ -342,8 +343,23 @@ class PipelineVersionAdmin(LightModelAdmin):
     """Versions are immutable: the change page is read-only; a new version goes through the service."""
 
     form = PipelineVersionAddForm
-    list_display = ["__str__", "number", "pipeline", "message", "author", "git_branch", "git_commit", "created_at"]
-    list_filter = [("pipeline__project__organization", admin.RelatedOnlyFieldListFilter), "git_merged", "created_at"]
+    list_display = [
+        "__str__",
+        "number",
+        "pipeline",
+        "message",
+        "author",
+        "provenance",
+        "git_branch",
+        "git_commit",
+        "created_at",
+    ]
+    list_filter = [
+        ("pipeline__project__organization", admin.RelatedOnlyFieldListFilter),
+        "from_git",
+        "git_merged",
+        "created_at",
+    ]
     search_fields = ["message", "git_commit", "git_branch", "git_tag", "pipeline__name", "pipeline__slug"]
     list_select_related = ["pipeline__project", "author"]
     date_hierarchy = "created_at"

@@ -138,6 +138,7 @@ class PipelineUpdateSerializer(StrictSerializer):
 
 class PipelineVersionSerializer(serializers.ModelSerializer):
     author = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    provenance = serializers.CharField(read_only=True, help_text="'from Git' (a repository sync) or 'not from Git'.")
 
     class Meta:
         model = PipelineVersion
@@ -154,6 +155,8 @@ class PipelineVersionSerializer(serializers.ModelSerializer):
             "git_tag",
             "git_merged",
             "compare_url",
+            "from_git",
+            "provenance",
             "created_at",
         ]
         read_only_fields = fields

@@ -81,6 +81,9 @@ class PipelineVersion(models.Model):
     git_tag = models.CharField(max_length=255, blank=True)
     git_merged = models.BooleanField(default=False)
     compare_url = models.URLField(max_length=1000, blank=True)
+    # Set only by a Git sync (apps.repositories): the git_* fields above are then the repository's
+    # word, recorded when the commit was read; otherwise they are whatever the author typed.
+    from_git = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     objects = PipelineVersionQuerySet.as_manager()
@@ -98,3 +101,7 @@ class PipelineVersion(models.Model):
         if self.pk is not None:
             raise ValidationError("Pipeline versions are immutable; create a new version instead.")
         super().save(*args, **kwargs)
+
+    @property
+    def provenance(self) -> str:
+        return "from Git" if self.from_git else "not from Git"

@@ -142,6 +142,18 @@ def pipeline_version_create(
         raise field_error(sorted(unknown)[0], "Unknown field.")
     if git.get("git_commit") and not (isinstance(git["git_commit"], str) and GIT_COMMIT.fullmatch(git["git_commit"])):
         raise field_error("git_commit", "A commit SHA: 7 to 64 lower-case hex digits.")
+    return _version_store(pipeline, graph, message=message, author=actor, git=git)
+
+
+@transaction.atomic
+def pipeline_version_record(*, pipeline: Pipeline, graph: dict, message: str = "", **git) -> PipelineVersion:
+    """Store a version that a trusted source read (a Git sync on the worker, apps.repositories):
+    the same validation as a hand-made one, and no acting user."""
+    pipeline = Pipeline.objects.select_for_update().select_related("project__organization").get(pk=pipeline.pk)
+    return _version_store(pipeline, graph, message=message, author=None, git={**git, "from_git": True})
+
+
+def _version_store(pipeline: Pipeline, graph, *, message: str, author, git: dict) -> PipelineVersion:
     graphs.validate_graph(graph)
     for check in version_checks:
         check(pipeline, graph)
@@ -151,11 +163,11 @@ def pipeline_version_create(
         number=top + 1,
         graph=graph,
         content_hash=graphs.content_hash(graph),
-        author=actor,
+        author=author,
         message=message,
         **git,
     )
-    validate(version, exclude=["content_hash"])
+    validate(version, exclude=["content_hash"] if author is not None else ["content_hash", "author"])
     version.save()
     return version
 

@@ -1,10 +1,10 @@
 """Configuration as code: export an organization's configuration layer to YAML and import it back.
 
 Exported: secrets (metadata only, never values), projects and pipelines (not their versions),
-variables with their overrides, connection roles with their bindings. Import goes through the same
-services as the API and admin (so every rule holds), inside one transaction: a dry run applies and
-rolls back, so it validates everything and reports exactly what --apply would change. Import never
-deletes what the document omits."""
+variables with their overrides, connection roles with their bindings, Git repositories (their secrets
+by name only). Import goes through the same services as the API and admin (so every rule holds),
+inside one transaction: a dry run applies and rolls back, so it validates everything and reports
+exactly what --apply would change. Import never deletes what the document omits."""
 
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -21,6 +21,7 @@ from apps.core.types import User
 from apps.environments.models import Environment
 from apps.pipelines import services as pipeline_services
 from apps.pipelines.models import Pipeline, Project
+from apps.repositories import config_io as repository_config
 from apps.secrets import services as secret_services
 from apps.secrets.models import Secret
 from apps.variables import services as variable_services
@@ -121,6 +122,7 @@ def export_configuration(organization) -> dict:
         "projects": projects,
         "variables": variables,
         "connections": connections,
+        "repositories": repository_config.export_repositories(organization),
     }
 
 
@@ -183,7 +185,7 @@ class _Importer:
         raise ValidationFailed(f"{where}: {message}", fields={where: [message]})
 
     def run(self, document: dict) -> None:
-        for section in ("secrets", "projects", "variables", "connections"):
+        for section in ("secrets", "projects", "variables", "connections", "repositories"):
             items = document.get(section) or []
             if not isinstance(items, list):
                 self.fail(section, "Expected a list.")
@@ -195,6 +197,9 @@ class _Importer:
                     getattr(self, f"_{section}")(item, where)
                 except DomainError as exc:
                     raise ValidationFailed(f"{where}: {exc.message}", fields={where: [exc.message]}) from exc
+
+    def _repositories(self, item, where):
+        repository_config.import_repository(self, item, where)
 
     def _environment(self, slug, where):
         if slug not in self.environments:

@@ -162,6 +162,18 @@ def materialize(*, actor: User, secret: Secret, environment: Environment, execut
     return value
 
 
+def materialize_for_platform(*, secret: Secret, purpose: str) -> str:
+    """The value of a credential the platform itself uses on the worker (`purpose`: e.g. a Git fetch),
+    not an executor's in an environment: the configuring admin chose the secret, so no environment
+    grant applies. Never stored, logged or returned to a user; recorded for masking."""
+    try:
+        value = providers.get(secret.provider).materialize(secret)
+    except providers.SecretUnavailable as exc:
+        raise ValidationFailed(f"{purpose}: {exc}", code="secret_unavailable") from exc
+    masking.record(secret.name, value)
+    return value
+
+
 def masker_for(organization_id: int, names) -> masking.SecretMasker:
     """A masker holding the named secrets' current values, for output that an engine outside this
     process produced after it was handed them (an external executor's report). The values serve

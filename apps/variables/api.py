@@ -10,20 +10,11 @@ from apps.core.api import ETagMixin, StrictSerializer, VisibleRelatedField
 from apps.core.errors import field_error
 from apps.environments.models import Environment, Kind
 from apps.pipelines.models import Pipeline, Project
-from apps.secrets.models import Secret
+from apps.secrets.selectors import secret_named
 from apps.tenancy.api import MemberOrganizationField
 
 from . import selectors, services
 from .models import Variable, VariableOverride, VariableType
-
-
-def secret_named(organization, name, field):
-    if name is None:
-        return None
-    secret = Secret.objects.filter(organization=organization, name=name).first()
-    if secret is None:
-        raise field_error(field, f"No secret named '{name}' in this organization.")
-    return secret
 
 
 class VariableSerializer(serializers.ModelSerializer):

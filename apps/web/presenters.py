@@ -12,6 +12,8 @@ from apps.core.models import without_blobs
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
 from apps.pipelines.selectors import versions_of
+from apps.repositories import gates as git_gates
+from apps.repositories.selectors import repository_of
 from apps.resolution import services as resolution
 from apps.runs import datadiff as run_datadiff
 from apps.runs.models import Run
@@ -202,6 +204,8 @@ def request_page(user, promotion: PromotionRequest) -> dict:
         "promotion": promotion,
         "version": promotion.version,
         "plan": plan,
+        # What the repository vouched for when the plan was frozen (the stale banner says if it moved).
+        "git": (plan.get("version") or {}).get("git") or git_gates.evidence(promotion.version),
         "graph_diff": _graph_diff(plan.get("graph_diff") or {}),
         "config_diff": _config_diff(plan.get("config_diff") or []),
         "config_after": _config_view(plan.get("config_after")),
@@ -300,6 +304,7 @@ def pipeline_page(user, pipeline) -> dict:
             for run in runs
         ],
         "versions": list(versions_of(pipeline)[:10]),
+        "repository": repository_of(pipeline),
         "promotions": list(without_blobs(promotions_for(user).filter(pipeline=pipeline))[:10]),
         "may_request": requestable,
     }

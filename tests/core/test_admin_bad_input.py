@@ -193,6 +193,13 @@ def _build_world(warehouse_path) -> dict:
         actor=owner, pipeline=pipeline, version=version, source=development
     )
     approval_services.promotion_approve(actor=operator, request=promotion)
+    from apps.repositories import services as repository_services
+    from apps.repositories.models import WebhookDelivery
+
+    repository = repository_services.repository_create(
+        actor=owner, pipeline=pipeline, clone_url="file:///srv/git/orders.git", definition_path="orders.yaml"
+    )
+    WebhookDelivery.objects.create(repository=repository, provider="github", delivery_id="d-1", event="push")
     # The sign-in audit (django-axes): a failed sign-in (kept) and another account's successful one.
     sign_in = Client()
     sign_in.post("/accounts/login/", {"username": "ab-nobody", "password": "wrong"})

@@ -218,7 +218,13 @@ def _configuration_layer(org, admin, stages) -> dict:
         actor=admin, pipeline=pipeline, environment=stages["development"], executor_kind=Executor.EXTERNAL
     )
     claimed, _ = run_services.run_claim_external(actor=admin, run=claimable, claimer=admin.username)
+    from apps.repositories import services as repository_services
+
+    repository = repository_services.repository_create(
+        actor=admin, pipeline=pipeline, clone_url="file:///srv/git/orders.git", definition_path="orders.yaml"
+    )
     return {
+        "repository": repository,
         "spare_project": spare_project,
         "spare_pipeline": spare_pipeline,
         "secret": secret,
@@ -360,6 +366,13 @@ VALID = {
         lambda w: {"id": w["rollback_deployment"].pk},
         {"reason": "wrong totals"},
     ),
+    "POST /api/v1/repositories/": (
+        lambda w: {},
+        {"pipeline": None, "clone_url": "file:///srv/git/spare.git", "definition_path": "pipelines/spare.yaml"},
+    ),
+    "PATCH /api/v1/repositories/{id}/": (lambda w: {"id": w["repository"].pk}, {"default_branch": "trunk"}),
+    "DELETE /api/v1/repositories/{id}/": (lambda w: {"id": w["repository"].pk}, None),
+    "POST /api/v1/repositories/{id}/sync/": (lambda w: {"id": w["repository"].pk}, None),
     "PATCH /api/v1/schedules/{id}/": (lambda w: {"id": w["schedule"].pk}, {"cron": "0 8 * * *"}),
     "DELETE /api/v1/schedules/{id}/": (lambda w: {"id": w["schedule"].pk}, None),
 }
@@ -373,6 +386,7 @@ BODY_IDS = {
     "POST /api/v1/deployments/": ("pipeline", "pipeline"),
     "POST /api/v1/schedules/": ("pipeline", "pipeline"),
     "POST /api/v1/promotions/": ("pipeline", "invoices"),
+    "POST /api/v1/repositories/": ("pipeline", "spare_pipeline"),
 }
 
 

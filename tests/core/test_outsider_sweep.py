@@ -45,6 +45,8 @@ METHODS = ("get", "post", "put", "patch", "delete")
 OPERATIONS = [(method, path) for path, item in SCHEMA["paths"].items() for method in METHODS if method in item]
 ACME_MARKERS = ("acme", "orders-daily", "Acme Data")  # the organization's slug, pipeline slug, name
 MISSING_ID = 987654321
+# Authenticated by a provider's signature or token, not a user: 401 for anyone without one.
+SIGNED_PATHS = {"/api/v1/repositories/{id}/webhook/"}
 
 
 @dataclass
@@ -91,6 +93,14 @@ def _build_world() -> World:
     promotion, _ = approval_services.promotion_request_create(
         actor=admin, pipeline=pipeline, version=version, source=stages["development"], target=stages["staging"]
     )
+    from apps.repositories import services as repository_services
+    from apps.repositories.models import VersionSource, WebhookDelivery
+
+    repository = repository_services.repository_create(
+        actor=admin, pipeline=pipeline, clone_url="file:///srv/git/orders.git", definition_path="orders.yaml"
+    )
+    WebhookDelivery.objects.create(repository=repository, provider="github", delivery_id="d-1", event="push")
+    VersionSource.objects.create(version=version, repository=repository, commit="a" * 40)
     outsider = User.objects.create_user("sweep-outsider", "outsider@globex.example", "pw")
     globex = tenancy_services.organization_create(
         actor=admin, name="Globex", slug="globex", edition=Edition.ENTERPRISE, max_environments=5, owner=outsider
@@ -117,6 +127,7 @@ def _build_world() -> World:
         "pipelines": pipeline.pk,
         "projects": project.pk,
         "promotions": promotion.pk,
+        "repositories": repository.pk,
         "runs": run.pk,
         "schedules": pipeline.schedules.first().pk,
         "secrets": acme.secrets.first().pk,
@@ -239,7 +250,9 @@ def test_member_of_another_organization_sees_and_writes_nothing(world, method, p
     client.force_login(world.outsider)
     before = row_counts()
     response = call(client, method, path, world)
-    if "{" in path:
+    if path in SIGNED_PATHS:
+        assert response.status_code == 401, response.content[:300]
+    elif "{" in path:
         assert response.status_code in (403, 404), response.content[:300]
     elif method == "get":
         assert response.status_code in (200, 400), response.content[:300]

@@ -70,6 +70,13 @@ def _decide_answer(user, request: PromotionRequest, rules: list[ApprovalRule], v
             f"You cannot {verb} this request: {'; '.join(blockers)}.", code="not_eligible"
         )
         return refused(error, *blockers)
+    failed = [g for g in (request.plan or {}).get("gates", []) if g["gate"] in ("git", "refs") and not g["passed"]]
+    if verb == "approve" and failed:  # the re-frozen plan says the repository no longer vouches for it
+        reasons = [f"rule '{g['rule']}' needs {g['detail']}" for g in failed]
+        error = Conflict(
+            f"The repository no longer vouches for this version: {'; '.join(reasons)}.", code="gate_failed"
+        )
+        return refused(error, *reasons)
     mine = next((d for d in request.decisions.all() if d.approver_id == user.pk), None)
     if mine is not None and mine.plan_hash == request.plan_hash:
         error = Conflict(f"You already decided on this request ({mine.decision}d).", code="already_decided")

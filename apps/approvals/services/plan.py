@@ -1,10 +1,10 @@
 """The frozen plan of a promotion (graph diff, configuration before/after, readiness, hash), its
 gates (ticket, validation run, Git), and re-freezing it when the version or the target changed."""
 
-import fnmatch
 import hashlib
 import json
 from datetime import timedelta
+from typing import Any
 
 from django.core.cache import cache
 from django.utils import timezone
@@ -17,6 +17,7 @@ from apps.environments.models import Environment
 from apps.notifications.models import Event
 from apps.pipelines import graph as graphs
 from apps.pipelines.models import Pipeline, PipelineVersion
+from apps.repositories import gates as git_gates
 from apps.resolution import engine
 from apps.resolution.answer import Answer
 from apps.runs import services as run_services
@@ -56,9 +57,22 @@ def config_diff(before: dict | None, after: dict) -> list[dict]:
 
 def plan_hash_of(version: PipelineVersion, after: dict) -> str:
     """Covers the version's content and the target's resolved configuration (secrets as references)."""
-    canonical = json.dumps(
-        {"version": version.content_hash, "config": after}, sort_keys=True, separators=(",", ":"), default=str
-    )
+    canonical = json.dumps({"version": version.content_hash, "config": after}, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+GIT_HASHED = ("commit", "branches", "tags", "merged", "detail")
+
+
+def _with_git(plan_hash: str, found: dict) -> str:
+    """The plan hash with what the repository says about a Git-sourced version's commit folded in,
+    so a force-push that drops the commit (or a tag that goes) makes the plan stale. It is folded in
+    outside the revision-keyed cache of `_current`: a force-push changes no configuration revision.
+    `found`: `repositories.gates.evidence` (or the plan's view of it); hand-made versions add nothing."""
+    if not found.get("from_git"):
+        return plan_hash
+    covered = {"plan": plan_hash, "git": {key: found.get(key) for key in GIT_HASHED}}
+    canonical = json.dumps(covered, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -93,14 +107,16 @@ def _current(
 ) -> tuple[str, dict]:
     """(hash, readiness) of a plan frozen now. Kept in the cache under the configuration revision
     (which every configuration write bumps; a version's content never changes), so re-checking a
-    plan that still holds neither resolves nor hashes the target's configuration again."""
+    plan that still holds neither resolves nor hashes the target's configuration again. The
+    repository's word on a Git-sourced version is read each time (`_with_git`)."""
     if revision is None:
         revision = revisions.current(target.organization_id)
     hit = cache.get(_current_key(pipeline, version, target, revision))
-    if hit is not None:
-        return hit
-    answer, _view, plan_hash = _after(pipeline, version, target, revision)
-    return plan_hash, _readiness(answer)
+    if hit is None:
+        answer, _view, plan_hash = _after(pipeline, version, target, revision)
+        hit = (plan_hash, _readiness(answer))
+    plan_hash, readiness = hit
+    return _with_git(plan_hash, git_gates.evidence(version)), readiness
 
 
 def current_plan_hash(pipeline: Pipeline, version: PipelineVersion, target: Environment) -> str:
@@ -128,7 +144,7 @@ def build_plan(
     # deployment, read, not rebuilt), so approvers see configuration changes made since then as well
     # as the version's own.
     before = run_services.deployed_configuration(deployed) if deployed is not None else None
-    plan = {
+    plan: dict[str, Any] = {
         "version": {
             "number": version.number,
             "content_hash": version.content_hash,
@@ -137,6 +153,7 @@ def build_plan(
             "git_branch": version.git_branch,
             "git_tag": version.git_tag,
             "compare_url": version.compare_url,
+            "git": git_gates.plan_view(version, before_version),
         },
         "target": target.slug,
         "target_deployed_version": before_version.number if before_version else None,
@@ -147,7 +164,7 @@ def build_plan(
         "readiness": _readiness(after_answer),
         "config_revision": after_answer.get("config_revision"),
     }
-    return plan, plan_hash
+    return plan, _with_git(plan_hash, plan["version"]["git"])
 
 
 def _facts_key(digest: str) -> str:
@@ -201,6 +218,7 @@ def evaluate_gates(request_like, rules: list[ApprovalRule], *, at=None) -> list[
     at = at or timezone.now()
     version = request_like.version
     gates = []
+    found = None  # the repository's evidence, read once when a rule asks for it
     for rule in rules:
         if rule.require_validation:
             since = at - timedelta(hours=rule.validation_max_age_hours)
@@ -222,27 +240,9 @@ def evaluate_gates(request_like, rules: list[ApprovalRule], *, at=None) -> list[
             )
         if rule.require_data_diff:
             gates.append(gates_data.data_diff_gate(request_like, rule, at))
-        if rule.require_git:
-            ok = bool(version.git_commit) and (version.git_merged or bool(version.git_tag))
-            gates.append(
-                {
-                    "gate": "git",
-                    "rule": rule.name,
-                    "passed": ok,
-                    "detail": "commit merged or tagged" if ok else "the version's commit is neither merged nor tagged",
-                }
-            )
-        if rule.allowed_refs:
-            refs = [r for r in (version.git_branch, version.git_tag) if r]
-            ok = any(fnmatch.fnmatchcase(ref, pattern) for ref in refs for pattern in rule.allowed_refs)
-            gates.append(
-                {
-                    "gate": "refs",
-                    "rule": rule.name,
-                    "passed": ok,
-                    "detail": f"{', '.join(refs) or 'no branch or tag'} against {', '.join(rule.allowed_refs)}",
-                }
-            )
+        if rule.require_git or rule.allowed_refs:
+            found = found or git_gates.evidence(version)
+            gates.extend(git_gates.git_gates(found, rule))
         if rule.require_ticket:
             ok = patterns.fullmatch(rule.require_ticket, request_like.ticket or "")
             gates.append(

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class RepositoriesConfig(AppConfig):
+    name = "apps.repositories"
+    label = "repositories"
+    verbose_name = "Git repositories"
