@@ -12,15 +12,11 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
 
-from apps.core.admin import AuditedAdmin, add_domain_error, adopt, dry_run
+from apps.core.admin import AuditedAdmin, ServiceModelAdmin, add_domain_error
 from apps.core.errors import DomainError, field_error
 from apps.core.forms import json_from_text
 from apps.environments import permissions as perms
@@ -288,7 +284,7 @@ class CloneOverridesForm(forms.Form):
 
 
 @admin.register(Variable)
-class VariableAdmin(AuditedAdmin):
+class VariableAdmin(ServiceModelAdmin):
     form = VariableAdminForm
     list_display = ["name", "scope", "type", "organization", "project", "pipeline", "required_in"]
     list_filter = [ScopeFilter, "type", "organization", "allow_runtime_override"]
@@ -297,6 +293,7 @@ class VariableAdmin(AuditedAdmin):
     inlines = [VariableOverrideInline]
     # apps.resolution (above this app) adds "check readiness" and "export configuration".
     actions = ["clone_overrides"]
+    create_requires = ("organization",)
 
     # --- who sees and changes what ---
 
@@ -365,26 +362,19 @@ class VariableAdmin(AuditedAdmin):
             **self._definition(cleaned_data),
         }
 
-    def service_validate(self, request, instance, cleaned_data, form) -> None:
-        if instance.pk is None:
-            if cleaned_data.get("organization") is not None:
-                dry_run(services.variable_create, **self._create_kwargs(request, cleaned_data))
-            return
-        changes = self._changes(instance.pk, cleaned_data)
-        if changes:
-            dry_run(services.variable_update, actor=request.user, variable=instance, **changes)
+    def service_create(self, request, cleaned_data):
+        return services.variable_create(**self._create_kwargs(request, cleaned_data))
 
-    def save_model(self, request, obj, form, change):
-        if change:
-            changes = self._changes(obj.pk, form.cleaned_data)
-            saved = (
-                services.variable_update(actor=request.user, variable=obj, **changes)
-                if changes
-                else Variable.objects.get(pk=obj.pk)
-            )
-        else:
-            saved = services.variable_create(**self._create_kwargs(request, form.cleaned_data))
-        adopt(obj, saved)
+    def service_update(self, request, obj, form):
+        changes = self._changes(obj.pk, form.cleaned_data)
+        if not changes:
+            return Variable.objects.get(pk=obj.pk)
+        return services.variable_update(actor=request.user, variable=obj, **changes)
+
+    def service_delete(self, request, obj) -> None:
+        # Overrides go with their variable; variable_delete decides who may delete (the lock on
+        # each environment), not the admin's per-model delete permissions.
+        services.variable_delete(actor=request.user, variable=obj)
 
     def save_related(self, request, form, formsets, change):
         for formset in formsets:
@@ -423,38 +413,6 @@ class VariableAdmin(AuditedAdmin):
                 secret=inline_form.cleaned_data.get("secret"),
             )
             formset.new_objects.append(override)
-
-    # --- delete through the service ---
-
-    def delete_view(self, request, object_id, extra_context=None):
-        """Refuse (with a message) what variable_delete refuses, before Django's confirmation acts."""
-        if request.method == "POST":
-            variable = self.get_object(request, unquote(object_id))
-            if variable is not None and self.has_delete_permission(request, variable):
-                try:
-                    dry_run(services.variable_delete, actor=request.user, variable=variable)
-                except DomainError as exc:
-                    self.message_user(request, exc.message, level=messages.ERROR)
-                    return HttpResponseRedirect(
-                        reverse("admin:variables_variable_change", args=[variable.pk], current_app=self.admin_site.name)
-                    )
-        return super().delete_view(request, object_id, extra_context)
-
-    def delete_model(self, request, obj):
-        services.variable_delete(actor=request.user, variable=obj)
-
-    def get_deleted_objects(self, objs, request):
-        # Overrides/bindings (and their tests) go with their parent; variable_delete decides who may
-        # delete (the lock on each environment), not the admin's per-model delete permissions.
-        deleted, model_count, _perms_needed, protected = super().get_deleted_objects(objs, request)
-        return deleted, model_count, set(), protected
-
-    def history_form_view(self, request, object_id, version_id, extra_context=None):
-        # Reverting is disabled (SIMPLE_HISTORY_REVERT_DISABLED); a POST would save an old version
-        # past the services.
-        if request.method == "POST":
-            raise DjangoPermissionDenied
-        return super().history_form_view(request, object_id, version_id, extra_context)
 
     # --- actions ---
 
