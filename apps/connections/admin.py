@@ -9,15 +9,11 @@ organizations' rows."""
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError
 from django.db.models import Count, OuterRef, Subquery
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpResponseRedirect
-from django.urls import reverse
 
-from apps.core.admin import AuditedAdmin, LightModelAdmin, adopt, dry_run
+from apps.core.admin import AuditedAdmin, LightModelAdmin, ServiceModelAdmin
 from apps.core.errors import DomainError
 from apps.core.forms import StrictJSONField
 from apps.environments import permissions as perms
@@ -196,8 +192,9 @@ class _OrganizationScoped:
 
 
 @admin.register(ConnectionRole)
-class ConnectionRoleAdmin(_OrganizationScoped, AuditedAdmin):
+class ConnectionRoleAdmin(_OrganizationScoped, ServiceModelAdmin):
     form = RoleAdminForm
+    create_requires = ("organization",)
     list_display = ["name", "kind", "organization", "project", "required_in", "binding_count"]
     list_filter = ["kind", "organization"]
     list_select_related = ["organization", "project"]
@@ -264,26 +261,19 @@ class ConnectionRoleAdmin(_OrganizationScoped, AuditedAdmin):
             "required_in": list(cleaned_data.get("required_in") or []),
         }
 
-    def service_validate(self, request, instance, cleaned_data, form) -> None:
-        if instance.pk is None:
-            if cleaned_data.get("organization") is not None:
-                dry_run(services.connection_role_create, **self._create_kwargs(request, cleaned_data))
-            return
-        changes = self._changes(instance.pk, cleaned_data)
-        if changes:
-            dry_run(services.connection_role_update, actor=request.user, role=instance, **changes)
+    def service_create(self, request, cleaned_data):
+        return services.connection_role_create(**self._create_kwargs(request, cleaned_data))
 
-    def save_model(self, request, obj, form, change):
-        if change:
-            changes = self._changes(obj.pk, form.cleaned_data)
-            saved = (
-                services.connection_role_update(actor=request.user, role=obj, **changes)
-                if changes
-                else ConnectionRole.objects.get(pk=obj.pk)
-            )
-        else:
-            saved = services.connection_role_create(**self._create_kwargs(request, form.cleaned_data))
-        adopt(obj, saved)
+    def service_update(self, request, obj, form):
+        changes = self._changes(obj.pk, form.cleaned_data)
+        if not changes:
+            return ConnectionRole.objects.get(pk=obj.pk)
+        return services.connection_role_update(actor=request.user, role=obj, **changes)
+
+    def service_delete(self, request, obj) -> None:
+        # Bindings (and their tests) go with their role; connection_role_delete decides who may
+        # delete (the lock on each environment), not the admin's per-model delete permissions.
+        services.connection_role_delete(actor=request.user, role=obj)
 
     def save_related(self, request, form, formsets, change):
         for formset in formsets:
@@ -322,36 +312,6 @@ class ConnectionRoleAdmin(_OrganizationScoped, AuditedAdmin):
                 credential=inline_form.cleaned_data.get("credential"),
             )
             formset.new_objects.append(binding)
-
-    def delete_view(self, request, object_id, extra_context=None):
-        """Refuse (with a message) what connection_role_delete refuses, before the confirmation acts."""
-        if request.method == "POST":
-            role = self.get_object(request, unquote(object_id))
-            if role is not None and self.has_delete_permission(request, role):
-                try:
-                    dry_run(services.connection_role_delete, actor=request.user, role=role)
-                except DomainError as exc:
-                    self.message_user(request, exc.message, level=messages.ERROR)
-                    return HttpResponseRedirect(
-                        reverse(
-                            "admin:connections_connectionrole_change", args=[role.pk], current_app=self.admin_site.name
-                        )
-                    )
-        return super().delete_view(request, object_id, extra_context)
-
-    def delete_model(self, request, obj):
-        services.connection_role_delete(actor=request.user, role=obj)
-
-    def get_deleted_objects(self, objs, request):
-        # Overrides/bindings (and their tests) go with their parent; connection_role_delete decides who may
-        # delete (the lock on each environment), not the admin's per-model delete permissions.
-        deleted, model_count, _perms_needed, protected = super().get_deleted_objects(objs, request)
-        return deleted, model_count, set(), protected
-
-    def history_form_view(self, request, object_id, version_id, extra_context=None):
-        if request.method == "POST":  # reverting would save an old version past the services
-            raise DjangoPermissionDenied
-        return super().history_form_view(request, object_id, version_id, extra_context)
 
 
 # --- bindings (list + test action) and test outcomes ------------------------------------------------
