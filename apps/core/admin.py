@@ -242,8 +242,9 @@ class ServiceModelAdmin(AuditedAdmin):
         return deleted, model_count, set() if self.service_decides_cascade else perms_needed, protected
 
 
-class ReadOnlyAdminMixin:
-    """Rows written only by the services (or a library): administrators look, they do not edit."""
+class ViewOnlyAdminMixin:
+    """No add, change or delete on this page (admins and inlines; put it first among the bases):
+    the rows are written by the services, or edited elsewhere. Actions stay."""
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -253,6 +254,11 @@ class ReadOnlyAdminMixin:
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class ReadOnlyAdminMixin(ViewOnlyAdminMixin):
+    """Rows written only by the services (or a library): administrators look, they do not edit,
+    and there are no actions."""
 
     def get_actions(self, request):
         return {}
