@@ -17,6 +17,7 @@ from apps.core.admin import (
     LightModelAdmin,
     ServiceFormMixin,
     ServiceModelAdmin,
+    ViewOnlyAdminMixin,
     adopt,
     dry_run,
     formsets_saved_by_services,
@@ -109,7 +110,7 @@ class ProjectAdmin(OrganizationScopedAdmin, ServiceModelAdmin):
 # --- pipelines ------------------------------------------------------------------------------
 
 
-class VersionInline(admin.TabularInline):
+class VersionInline(ViewOnlyAdminMixin, admin.TabularInline):
     """The pipeline's versions, read-only (a change is a new version, added on the versions page)."""
 
     model = PipelineVersion
@@ -125,15 +126,6 @@ class VersionInline(admin.TabularInline):
 
     def has_view_permission(self, request, obj=None):
         return True  # the pipeline admin already decided that this pipeline is visible
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class PipelineAdminForm(forms.ModelForm):
