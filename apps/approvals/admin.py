@@ -14,11 +14,10 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db.models import Q
 from django.utils.html import format_html, format_html_join
 
-from apps.core.admin import AuditedAdmin, dry_run, formsets_saved_by_services
+from apps.core.admin import AuditedAdmin, ServiceModelAdmin, ViewOnlyAdminMixin, dry_run, formsets_saved_by_services
 from apps.environments import permissions as perms
 from apps.environments.models import Environment, EnvironmentGroupObjectPermission
 from apps.pipelines.models import Project
@@ -44,15 +43,6 @@ def _visible_environments(user):
     return perms.environments_where(user, perms.VIEW, Environment.objects.select_related("organization")).order_by(
         "organization__slug", "position"
     )
-
-
-class _NoRevert:
-    """History pages without the revert button's effect."""
-
-    def history_form_view(self, request, object_id, version_id, extra_context=None):
-        if request.method == "POST":  # reverting would save an old version past the services
-            raise DjangoPermissionDenied
-        return super().history_form_view(request, object_id, version_id, extra_context)
 
 
 class _OrganizationMember:
@@ -134,7 +124,7 @@ M2M_FIELDS = ("approver_users", "extra_sources")
 
 
 @admin.register(ApprovalRule)
-class ApprovalRuleAdmin(_NoRevert, _OrganizationMember, AuditedAdmin):
+class ApprovalRuleAdmin(_OrganizationMember, ServiceModelAdmin):
     form = ApprovalRuleAdminForm
     list_display = [
         "name",
@@ -249,18 +239,13 @@ class ApprovalRuleAdmin(_NoRevert, _OrganizationMember, AuditedAdmin):
         """rule_save already set the approvers and extra sources."""
         formsets_saved_by_services(formsets)
 
-    def delete_model(self, request, obj):
+    def service_delete(self, request, obj) -> None:
+        # rule_delete decides who may delete (organization admin or manage_environment), not the
+        # per-model delete permissions of the admin.
         services.rule_delete(actor=request.user, rule=obj)
 
     def delete_queryset(self, request, queryset):
-        for rule in queryset.select_related("environment__organization"):
-            self.run_service(request, services.rule_delete, actor=request.user, rule=rule)
-
-    def get_deleted_objects(self, objs, request):
-        # rule_delete decides who may delete (organization admin or manage_environment), not the
-        # per-model delete permissions of the admin.
-        deleted, model_count, _perms_needed, protected = super().get_deleted_objects(objs, request)
-        return deleted, model_count, set(), protected
+        super().delete_queryset(request, queryset.select_related("environment__organization"))
 
 
 # --- promotion requests -----------------------------------------------------------------------------------
@@ -277,7 +262,7 @@ class TargetFilter(EnvironmentFilter):
         return queryset.filter(target_id=value) if value and value.isdigit() else queryset
 
 
-class DecisionInline(admin.TabularInline):
+class DecisionInline(ViewOnlyAdminMixin, admin.TabularInline):
     """Decisions are made on the approval screens or the API (against the plan shown there)."""
 
     model = ApprovalDecision
@@ -292,15 +277,6 @@ class DecisionInline(admin.TabularInline):
     @admin.display(description="against the current plan", boolean=True)
     def counts(self, obj):
         return obj.plan_hash == obj.request.plan_hash
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_view_permission(self, request, obj=None):
         return obj is None or perms.may(request.user, perms.VIEW, obj.target)
@@ -341,7 +317,7 @@ PROMOTION_FIELDS = [
 
 
 @admin.register(PromotionRequest)
-class PromotionRequestAdmin(_NoRevert, _OrganizationMember, AuditedAdmin):
+class PromotionRequestAdmin(ViewOnlyAdminMixin, _OrganizationMember, AuditedAdmin):
     """Read-mostly: requests are created, decided and deployed through the API, the screens and the
     worker; here they are read, cancelled or retried."""
 
@@ -387,15 +363,6 @@ class PromotionRequestAdmin(_NoRevert, _OrganizationMember, AuditedAdmin):
     def get_queryset(self, request):
         # The changelist ignores list_select_related once a queryset has select_related: name it all here.
         return selectors.promotions_for(request.user).select_related(*self.list_select_related)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_actions(self, request):
         actions = super().get_actions(request)
@@ -457,7 +424,7 @@ class PromotionRequestAdmin(_NoRevert, _OrganizationMember, AuditedAdmin):
 
 
 @admin.register(ApprovalDecision)
-class ApprovalDecisionAdmin(_NoRevert, _OrganizationMember, AuditedAdmin):
+class ApprovalDecisionAdmin(ViewOnlyAdminMixin, _OrganizationMember, AuditedAdmin):
     """Read-only list of decisions with their history (they are made on the screens or the API)."""
 
     list_display = ["request", "approver", "decision", "decided_at", "plan_hash"]
@@ -479,12 +446,3 @@ class ApprovalDecisionAdmin(_NoRevert, _OrganizationMember, AuditedAdmin):
     def get_queryset(self, request):
         visible = selectors.promotions_for(request.user).values("pk")
         return super().get_queryset(request).filter(request_id__in=visible)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

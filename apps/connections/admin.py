@@ -7,26 +7,27 @@ and a locked environment's bindings need manage_environment, all shown as form e
 in environments the staff user may not edit are read-only. Non-superuser staff see only their
 organizations' rows."""
 
+from typing import cast
+
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import ValidationError
 from django.db.models import Count, OuterRef, Subquery
-from django.forms.models import BaseInlineFormSet
-from django.http import HttpResponseRedirect
-from django.urls import reverse
 
-from apps.core.admin import AuditedAdmin, LightModelAdmin, adopt, dry_run
+from apps.core.admin import AuditedAdmin, LightModelAdmin, ServiceModelAdmin, ViewOnlyAdminMixin
 from apps.core.errors import DomainError
 from apps.core.forms import StrictJSONField
 from apps.environments import permissions as perms
-from apps.environments.models import Environment, Kind
+from apps.environments.admin_rows import (
+    PerEnvironmentFormSet,
+    PerEnvironmentInlineForm,
+    PerEnvironmentInlineMixin,
+    save_per_environment_rows,
+)
+from apps.environments.models import Kind
 from apps.pipelines.models import Project
 from apps.secrets.models import Secret
 from apps.tenancy.models import Organization
 from apps.tenancy.permissions import is_org_member, sees_all, sees_some_organization
-from apps.variables.admin import editable_environments
 
 from . import selectors, services
 from .models import ConnectionBinding, ConnectionRole, ConnectionTest
@@ -48,10 +49,9 @@ def add_binding_error(form, exc: DomainError) -> None:
 # --- bindings inline ------------------------------------------------------------------------------
 
 
-class BindingInlineForm(forms.ModelForm):
+class BindingInlineForm(PerEnvironmentInlineForm):
     """One binding row; validated by services.validate_binding against the role as edited."""
 
-    admin_request = None
     params = StrictJSONField(
         initial=dict,
         widget=forms.Textarea(attrs={"rows": 3, "cols": 50}),
@@ -62,111 +62,34 @@ class BindingInlineForm(forms.ModelForm):
         model = ConnectionBinding
         fields = ["environment", "params", "credential"]
 
-    def __init__(self, *args, parent=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.parent = parent
-        self.read_only = False
-        user = self.admin_request.user
-        organization_id = parent.organization_id if parent is not None else None
-        self.fields["credential"].queryset = Secret.objects.filter(organization_id=organization_id)
-        if self.instance.pk:
-            environment = self.instance.environment
-            self.fields["environment"].queryset = Environment.objects.filter(pk=environment.pk)
-            self.fields["environment"].disabled = True
-            self.read_only = not perms.may_edit_config(user, environment)
-            if self.read_only:
-                for field in self.fields.values():
-                    field.disabled = True
-        else:
-            editable = [e.pk for e in editable_environments(user, organization_id)] if organization_id else []
-            self.fields["environment"].queryset = Environment.objects.filter(pk__in=editable).order_by("position")
+    def limit_choices(self, organization_id) -> None:
+        cast(forms.ModelChoiceField, self.fields["credential"]).queryset = Secret.objects.filter(
+            organization_id=organization_id
+        )
 
-    def clean(self):
-        cleaned = super().clean()
-        if self.errors or self.read_only or not self.has_changed() or cleaned.get("DELETE"):
-            return cleaned
-        environment = cleaned.get("environment")
-        if environment is None:
-            return cleaned
-        try:
-            services.validate_binding(
-                actor=self.admin_request.user,
-                role=self.parent,
-                environment=environment,
-                params=cleaned.get("params"),
-                credential=cleaned.get("credential"),
-            )
-        except DomainError as exc:
-            add_binding_error(self, exc)
-        return cleaned
+    def validate_row(self, environment, cleaned) -> None:
+        services.validate_binding(
+            actor=self.admin_request.user,
+            role=self.parent,
+            environment=environment,
+            params=cleaned.get("params"),
+            credential=cleaned.get("credential"),
+        )
+
+    def place_error(self, exc: DomainError) -> None:
+        add_binding_error(self, exc)
 
 
-class BindingFormSet(BaseInlineFormSet):
-    def get_form_kwargs(self, index):
-        kwargs = super().get_form_kwargs(index)
-        kwargs["parent"] = self.instance
-        return kwargs
-
-    def add_fields(self, form, index):
-        super().add_fields(form, index)
-        if getattr(form, "read_only", False) and "DELETE" in form.fields:
-            form.fields["DELETE"].disabled = True
-
-    def clean(self):
-        super().clean()
-        user = self.form.admin_request.user
-        seen = set()
-        for form in self.forms:
-            if not hasattr(form, "cleaned_data"):
-                continue
-            if self._should_delete_form(form):
-                if form.instance.pk:
-                    try:
-                        perms.require_config_edit(user, form.instance.environment)
-                    except DomainError as exc:
-                        raise ValidationError(exc.message) from exc
-                continue
-            environment = form.cleaned_data.get("environment")
-            if environment is not None:
-                if environment.pk in seen:
-                    form.add_error("environment", "One binding per environment: this one is given twice.")
-                seen.add(environment.pk)
+class BindingFormSet(PerEnvironmentFormSet):
+    row_name = "binding"
 
 
-class ConnectionBindingInline(admin.StackedInline):
+class ConnectionBindingInline(PerEnvironmentInlineMixin, admin.StackedInline):
     model = ConnectionBinding
     form = BindingInlineForm
     formset = BindingFormSet
     fields = ["environment", "params", "credential"]
-    extra = 1
-
-    def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .restrict(request.user)
-            .select_related("environment__policy", "environment__organization", "credential", "role")
-        )
-
-    def get_formset(self, request, obj=None, **kwargs):
-        formset = super().get_formset(request, obj, **kwargs)
-        formset.form = type(formset.form.__name__, (formset.form,), {"admin_request": request})
-        return formset
-
-    def _edits_some_environment(self, request, obj) -> bool:
-        return obj is None or bool(editable_environments(request.user, obj.organization_id))
-
-    def has_view_permission(self, request, obj=None):
-        return True  # the role admin decided that the role is visible; rows are filtered above
-
-    def has_add_permission(self, request, obj=None):
-        return obj is not None and self._edits_some_environment(request, obj)
-
-    def has_change_permission(self, request, obj=None):
-        return self._edits_some_environment(request, obj)
-
-    def has_delete_permission(self, request, obj=None):
-        return self._edits_some_environment(request, obj)
+    row_select_related = ("credential", "role")
 
 
 # --- roles ----------------------------------------------------------------------------------------
@@ -196,8 +119,9 @@ class _OrganizationScoped:
 
 
 @admin.register(ConnectionRole)
-class ConnectionRoleAdmin(_OrganizationScoped, AuditedAdmin):
+class ConnectionRoleAdmin(_OrganizationScoped, ServiceModelAdmin):
     form = RoleAdminForm
+    create_requires = ("organization",)
     list_display = ["name", "kind", "organization", "project", "required_in", "binding_count"]
     list_filter = ["kind", "organization"]
     list_select_related = ["organization", "project"]
@@ -264,101 +188,44 @@ class ConnectionRoleAdmin(_OrganizationScoped, AuditedAdmin):
             "required_in": list(cleaned_data.get("required_in") or []),
         }
 
-    def service_validate(self, request, instance, cleaned_data, form) -> None:
-        if instance.pk is None:
-            if cleaned_data.get("organization") is not None:
-                dry_run(services.connection_role_create, **self._create_kwargs(request, cleaned_data))
-            return
-        changes = self._changes(instance.pk, cleaned_data)
-        if changes:
-            dry_run(services.connection_role_update, actor=request.user, role=instance, **changes)
+    def service_create(self, request, cleaned_data):
+        return services.connection_role_create(**self._create_kwargs(request, cleaned_data))
 
-    def save_model(self, request, obj, form, change):
-        if change:
-            changes = self._changes(obj.pk, form.cleaned_data)
-            saved = (
-                services.connection_role_update(actor=request.user, role=obj, **changes)
-                if changes
-                else ConnectionRole.objects.get(pk=obj.pk)
-            )
-        else:
-            saved = services.connection_role_create(**self._create_kwargs(request, form.cleaned_data))
-        adopt(obj, saved)
+    def service_update(self, request, obj, form):
+        changes = self._changes(obj.pk, form.cleaned_data)
+        if not changes:
+            return ConnectionRole.objects.get(pk=obj.pk)
+        return services.connection_role_update(actor=request.user, role=obj, **changes)
+
+    def service_delete(self, request, obj) -> None:
+        # Bindings (and their tests) go with their role; connection_role_delete decides who may
+        # delete (the lock on each environment), not the admin's per-model delete permissions.
+        services.connection_role_delete(actor=request.user, role=obj)
 
     def save_related(self, request, form, formsets, change):
         for formset in formsets:
             self.save_formset(request, form, formset, change)
 
     def save_formset(self, request, form, formset, change):
-        role = form.instance
-        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
-        deleted = formset.deleted_forms
-        for inline_form in formset.initial_forms:
-            if inline_form.read_only:
-                continue
-            if inline_form in deleted:
-                binding = ConnectionBinding.objects.select_related("role", "environment__policy").get(
-                    pk=inline_form.instance.pk
-                )
-                services.connection_binding_delete(actor=request.user, binding=binding)
-                formset.deleted_objects.append(binding)
-            elif inline_form.has_changed():
-                binding = services.connection_binding_set(
-                    actor=request.user,
-                    role=role,
-                    environment=inline_form.instance.environment,
-                    params=inline_form.cleaned_data["params"],
-                    credential=inline_form.cleaned_data.get("credential"),
-                )
-                formset.changed_objects.append((binding, inline_form.changed_data))
-        for inline_form in formset.extra_forms:
-            if inline_form in deleted or not inline_form.has_changed():
-                continue
-            binding = services.connection_binding_set(
+        save_per_environment_rows(
+            formset,
+            load=lambda pk: ConnectionBinding.objects.select_related("role", "environment__policy").get(pk=pk),
+            set_row=lambda environment, data: services.connection_binding_set(
                 actor=request.user,
-                role=role,
-                environment=inline_form.cleaned_data["environment"],
-                params=inline_form.cleaned_data["params"],
-                credential=inline_form.cleaned_data.get("credential"),
-            )
-            formset.new_objects.append(binding)
-
-    def delete_view(self, request, object_id, extra_context=None):
-        """Refuse (with a message) what connection_role_delete refuses, before the confirmation acts."""
-        if request.method == "POST":
-            role = self.get_object(request, unquote(object_id))
-            if role is not None and self.has_delete_permission(request, role):
-                try:
-                    dry_run(services.connection_role_delete, actor=request.user, role=role)
-                except DomainError as exc:
-                    self.message_user(request, exc.message, level=messages.ERROR)
-                    return HttpResponseRedirect(
-                        reverse(
-                            "admin:connections_connectionrole_change", args=[role.pk], current_app=self.admin_site.name
-                        )
-                    )
-        return super().delete_view(request, object_id, extra_context)
-
-    def delete_model(self, request, obj):
-        services.connection_role_delete(actor=request.user, role=obj)
-
-    def get_deleted_objects(self, objs, request):
-        # Overrides/bindings (and their tests) go with their parent; connection_role_delete decides who may
-        # delete (the lock on each environment), not the admin's per-model delete permissions.
-        deleted, model_count, _perms_needed, protected = super().get_deleted_objects(objs, request)
-        return deleted, model_count, set(), protected
-
-    def history_form_view(self, request, object_id, version_id, extra_context=None):
-        if request.method == "POST":  # reverting would save an old version past the services
-            raise DjangoPermissionDenied
-        return super().history_form_view(request, object_id, version_id, extra_context)
+                role=form.instance,
+                environment=environment,
+                params=data["params"],
+                credential=data.get("credential"),
+            ),
+            delete_row=lambda binding: services.connection_binding_delete(actor=request.user, binding=binding),
+        )
 
 
 # --- bindings (list + test action) and test outcomes ------------------------------------------------
 
 
 @admin.register(ConnectionBinding)
-class ConnectionBindingAdmin(_OrganizationScoped, AuditedAdmin):
+class ConnectionBindingAdmin(ViewOnlyAdminMixin, _OrganizationScoped, AuditedAdmin):
     """Bindings across roles, for finding and testing them; edit them inline under their role."""
 
     list_display = ["role", "environment", "kind", "credential_reference", "last_test", "updated_at"]
@@ -397,15 +264,6 @@ class ConnectionBindingAdmin(_OrganizationScoped, AuditedAdmin):
             return perms.may(request.user, perms.VIEW, obj.environment)
         return sees_all(request.user) or self._sees_some(request)
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
     @admin.action(description="Test connection (queued; see Connection tests for the outcome)")
     def test_connection(self, request, queryset):
         queued = 0
@@ -421,7 +279,7 @@ class ConnectionBindingAdmin(_OrganizationScoped, AuditedAdmin):
 
 
 @admin.register(ConnectionTest)
-class ConnectionTestAdmin(_OrganizationScoped, LightModelAdmin):
+class ConnectionTestAdmin(ViewOnlyAdminMixin, _OrganizationScoped, LightModelAdmin):
     """Outcomes of "test connection" (read-only)."""
 
     list_display = ["binding", "status", "message", "requested_by", "created_at", "finished_at"]
@@ -438,12 +296,3 @@ class ConnectionTestAdmin(_OrganizationScoped, LightModelAdmin):
         if obj is not None:
             return perms.may(request.user, perms.VIEW, obj.binding.environment)
         return self._sees_some(request)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -1,6 +1,7 @@
 """Admin base: history on every audited model and services as the single path for writes."""
 
 import copy
+from functools import partial
 from typing import TYPE_CHECKING
 
 from django import forms
@@ -10,6 +11,8 @@ from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import transaction
 from django.forms import modelform_factory
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 from simple_history.admin import SimpleHistoryAdmin
 
 from .errors import DomainError
@@ -169,8 +172,89 @@ def adopt(obj, saved) -> None:
     obj._state.db = saved._state.db
 
 
-class ReadOnlyAdminMixin:
-    """Rows written only by the services (or a library): administrators look, they do not edit."""
+class ServiceModelAdmin(AuditedAdmin):
+    """An audited admin whose writes all go through the model's services. A subclass writes the
+    three hooks it needs; the base does the rest, the same way for every model:
+
+    - `service_create(request, cleaned_data)` / `service_update(request, obj, form)` return the
+      saved row (None: nothing to save). The form's clean() runs the same hook in a rolled-back
+      savepoint (`dry_run`), so a DomainError is a form error on the field it names, never a 500;
+      `save_model` then runs it for real and makes the admin's `obj` the saved row.
+      `create_requires` names cleaned fields without which the create is not tried (they already
+      carry their own form error).
+    - `service_delete(request, obj)`: the delete page, `delete_model` and the bulk action all use
+      it; a refusal is a message on the change page before Django's confirmation acts. The service
+      decides who may delete the rows that go with the object (`service_decides_cascade`), not the
+      per-model delete permissions of the admin.
+    - Reverting from history is refused (AuditedAdmin), since it would save past the services.
+    """
+
+    create_requires: tuple[str, ...] = ()
+    service_decides_cascade = True
+
+    def service_create(self, request, cleaned_data):
+        raise NotImplementedError(f"{type(self).__name__} creates no rows")
+
+    def service_update(self, request, obj, form):
+        raise NotImplementedError(f"{type(self).__name__} changes no rows")
+
+    def service_delete(self, request, obj) -> None:
+        raise NotImplementedError(f"{type(self).__name__} deletes no rows")
+
+    def service_dry_run(self, request, func, **kwargs) -> None:
+        """`dry_run` for this admin (an admin whose services cache on the user forgets it here)."""
+        dry_run(func, **kwargs)
+
+    def service_validate(self, request, instance, cleaned_data, form) -> None:
+        if instance.pk is None:
+            if all(cleaned_data.get(name) is not None for name in self.create_requires):
+                self.service_dry_run(request, partial(self.service_create, request, cleaned_data))
+        else:
+            self.service_dry_run(request, partial(self.service_update, request, instance, form))
+
+    def save_model(self, request, obj, form, change):
+        saved = self.service_update(request, obj, form) if change else self.service_create(request, form.cleaned_data)
+        if saved is not None:
+            adopt(obj, saved)
+
+    def service_delete_check(self, request, obj) -> None:
+        """Raise the DomainError deleting `obj` would raise (default: the delete service, rolled back)."""
+        self.service_dry_run(request, partial(self.service_delete, request, obj))
+
+    def delete_refused_response(self, request, obj):
+        """Where a refused delete lands (default: the object's change page, the message on top)."""
+        opts = self.model._meta
+        return HttpResponseRedirect(
+            reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk], current_app=self.admin_site.name)
+        )
+
+    def delete_view(self, request, object_id, extra_context=None):
+        """Refuse (with a message) what the delete service refuses, before the confirmation acts."""
+        if request.method == "POST":
+            obj = self.get_object(request, unquote(object_id))
+            if obj is not None and self.has_delete_permission(request, obj):
+                try:
+                    self.service_delete_check(request, obj)
+                except DomainError as exc:
+                    self.message_user(request, exc.message, level=messages.ERROR)
+                    return self.delete_refused_response(request, obj)
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_model(self, request, obj):
+        self.service_delete(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.run_service(request, self.service_delete, request, obj)
+
+    def get_deleted_objects(self, objs, request):
+        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        return deleted, model_count, set() if self.service_decides_cascade else perms_needed, protected
+
+
+class ViewOnlyAdminMixin:
+    """No add, change or delete on this page (admins and inlines; put it first among the bases):
+    the rows are written by the services, or edited elsewhere. Actions stay."""
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -180,6 +264,11 @@ class ReadOnlyAdminMixin:
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class ReadOnlyAdminMixin(ViewOnlyAdminMixin):
+    """Rows written only by the services (or a library): administrators look, they do not edit,
+    and there are no actions."""
 
     def get_actions(self, request):
         return {}

@@ -8,13 +8,12 @@ manage, and reach an environment's object-permission screens only with manage_en
 import copy
 
 from django import forms
-from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.contrib import admin
 from guardian.admin import (
     ReinforcedGuardedModelAdmin,
 )
 
-from apps.core.admin import AuditedAdmin, add_domain_error
+from apps.core.admin import ServiceModelAdmin, add_domain_error
 from apps.core.errors import DomainError, PermissionDenied
 from apps.notifications.models import Channel
 from apps.tenancy.models import Organization
@@ -188,11 +187,11 @@ class EnvironmentAdminForm(forms.ModelForm):
 
 
 @admin.register(Environment)
-class EnvironmentAdmin(EnvironmentPermissionScreensMixin, ReinforcedGuardedModelAdmin, AuditedAdmin):
+class EnvironmentAdmin(EnvironmentPermissionScreensMixin, ReinforcedGuardedModelAdmin, ServiceModelAdmin):
     """Environments, with guardian's object-permission screens and simple-history's history.
 
     MRO: the guardian admin first (its get_urls adds the permission screens, then defers to
-    simple-history's, which adds the history views); AuditedAdmin wraps the form so that clean()
+    simple-history's, which adds the history views); ServiceModelAdmin (an AuditedAdmin) wraps the form so that clean()
     asks the services. Both buttons live on guardian's change form, which extends Django's (whose
     object tools link to the history view that simple-history overrides)."""
 
@@ -305,28 +304,22 @@ class EnvironmentAdmin(EnvironmentPermissionScreensMixin, ReinforcedGuardedModel
         perms.require(request.user, perms.MANAGE, instance)
         services.validate_environment_update(environment=instance, changes=self._changes(form))
 
-    def save_model(self, request, obj, form, change):
-        if change:
-            environment = services.environment_update(actor=request.user, environment=obj, **self._changes(form))
-        else:
-            data = form.cleaned_data
-            environment = services.environment_create(
-                actor=request.user,
-                organization=data["organization"],
-                name=data["name"],
-                kind=data["kind"],
-                slug=data.get("slug") or "",
-                position=data.get("position"),
-                promotes_to=data.get("promotes_to"),
-                is_protected=data.get("is_protected"),
-                color=data.get("color") or "#6b7280",
-                description=data.get("description") or "",
-            )
-        # The admin goes on with `obj` (log entry, inlines, redirect): make it the saved row.
-        for field in Environment._meta.concrete_fields:
-            setattr(obj, field.attname, getattr(environment, field.attname))
-        obj._state.adding = False
-        obj._state.db = environment._state.db
+    def service_update(self, request, obj, form):
+        return services.environment_update(actor=request.user, environment=obj, **self._changes(form))
+
+    def service_create(self, request, cleaned_data):
+        return services.environment_create(
+            actor=request.user,
+            organization=cleaned_data["organization"],
+            name=cleaned_data["name"],
+            kind=cleaned_data["kind"],
+            slug=cleaned_data.get("slug") or "",
+            position=cleaned_data.get("position"),
+            promotes_to=cleaned_data.get("promotes_to"),
+            is_protected=cleaned_data.get("is_protected"),
+            color=cleaned_data.get("color") or "#6b7280",
+            description=cleaned_data.get("description") or "",
+        )
 
     def save_related(self, request, form, formsets, change):
         for formset in formsets:
@@ -358,32 +351,13 @@ class EnvironmentAdmin(EnvironmentPermissionScreensMixin, ReinforcedGuardedModel
                 window = services.freeze_window_create(actor=request.user, environment=environment, **fields)
                 formset.new_objects.append(window)
 
-    def delete_model(self, request, obj):
-        services.environment_delete(actor=request.user, environment=obj)
-
-    def delete_view(self, request, object_id, extra_context=None):
-        obj = self.get_object(request, object_id)
-        if obj is not None and request.method == "POST":
-            try:
-                services.validate_environment_delete(environment=obj)
-            except DomainError as exc:
-                self.message_user(request, exc.message, level=messages.ERROR)
-                return self.response_post_save_change(request, obj)
-        return super().delete_view(request, object_id, extra_context)
-
-    def delete_queryset(self, request, queryset):
-        for environment in queryset:
-            self.run_service(request, services.environment_delete, actor=request.user, environment=environment)
-
-    def get_deleted_objects(self, objs, request):
+    def service_delete(self, request, obj) -> None:
         # Policies, freeze windows and grants go with the environment; environment_delete decides
         # who may delete (org admins), not the admin's per-model delete permissions.
-        deleted, model_count, _perms_needed, protected = super().get_deleted_objects(objs, request)
-        return deleted, model_count, set(), protected
+        services.environment_delete(actor=request.user, environment=obj)
 
-    def history_form_view(self, request, object_id, version_id, extra_context=None):
-        # Reverting is disabled (SIMPLE_HISTORY_REVERT_DISABLED); a POST here would save an old
-        # version past the services.
-        if request.method == "POST":
-            raise DjangoPermissionDenied
-        return super().history_form_view(request, object_id, version_id, extra_context)
+    def service_delete_check(self, request, obj) -> None:
+        services.validate_environment_delete(environment=obj)
+
+    def delete_refused_response(self, request, obj):
+        return self.response_post_save_change(request, obj)

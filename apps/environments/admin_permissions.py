@@ -10,7 +10,7 @@ from django.db import transaction
 from django.shortcuts import get_object_or_404
 from guardian.admin import AdminGroupObjectPermissionsForm, AdminUserObjectPermissionsForm, GuardedModelAdminMixin
 
-from apps.core.admin import AuditedAdmin
+from apps.core.admin import ServiceModelAdmin
 from apps.core.errors import DomainError
 from apps.tenancy.permissions import is_org_admin
 
@@ -121,8 +121,9 @@ class EnvironmentPermissionScreensMixin(_ModelAdminBase):
 # --- the grant tables (read-mostly: grant on the environment's permission screen) --------------
 
 
-class _GrantAdmin(AuditedAdmin):
+class _GrantAdmin(ServiceModelAdmin):
     holder = "user"
+    service_decides_cascade = False
     list_display = ["content_object", "holder_name", "permission_codename"]
     list_select_related = ["content_object__organization", "permission"]
     list_filter = ["permission__codename", "content_object__organization"]
@@ -151,20 +152,13 @@ class _GrantAdmin(AuditedAdmin):
     def has_delete_permission(self, request, obj=None):
         return self.has_view_permission(request, obj)
 
-    def _revoke(self, request, row):
+    def service_delete(self, request, obj) -> None:
         services.permission_revoke(
             actor=request.user,
-            environment=row.content_object,
-            codename=row.permission.codename,
-            **{self.holder: getattr(row, self.holder)},
+            environment=obj.content_object,
+            codename=obj.permission.codename,
+            **{self.holder: getattr(obj, self.holder)},
         )
-
-    def delete_model(self, request, obj):
-        self._revoke(request, obj)
-
-    def delete_queryset(self, request, queryset):
-        for row in queryset:
-            self.run_service(request, self._revoke, request, row)
 
 
 @admin.register(EnvironmentUserObjectPermission)

@@ -3,7 +3,7 @@
 from django import forms
 from django.contrib import admin, messages
 
-from apps.core.admin import AuditedAdmin, LightModelAdmin, dry_run
+from apps.core.admin import LightModelAdmin, ServiceModelAdmin, ViewOnlyAdminMixin, adopt, dry_run
 from apps.core.errors import DomainError
 from apps.tenancy.models import Organization
 from apps.tenancy.permissions import ADMIN
@@ -50,7 +50,8 @@ class ChannelAdminForm(forms.ModelForm):
 
 
 @admin.register(Channel)
-class ChannelAdmin(AuditedAdmin):
+class ChannelAdmin(ServiceModelAdmin):
+    service_decides_cascade = False
     form = ChannelAdminForm
     list_display = ["name", "organization", "kind", "masked_target", "events_display", "is_active", "fingerprint"]
     list_filter = ["kind", "is_active", "organization"]
@@ -154,13 +155,9 @@ class ChannelAdmin(AuditedAdmin):
                     f"Signing secret for '{saved.name}' (shown once, copy it now): {generated}",
                     level=messages.WARNING,
                 )
-        # The admin goes on with `obj` (logging, redirect): make it the row the service saved.
-        for field in Channel._meta.concrete_fields:
-            setattr(obj, field.attname, getattr(saved, field.attname))
-        obj._state.adding = False
-        obj._state.db = saved._state.db
+        adopt(obj, saved)
 
-    def delete_model(self, request, obj):
+    def service_delete(self, request, obj) -> None:
         services.channel_delete(actor=request.user, channel=obj)
 
     def delete_queryset(self, request, queryset):
@@ -168,17 +165,8 @@ class ChannelAdmin(AuditedAdmin):
             self.delete_model(request, channel)
 
 
-class _ReadOnlyAdmin(LightModelAdmin):
+class _ReadOnlyAdmin(ViewOnlyAdminMixin, LightModelAdmin):
     """Rows written only by the services: administrators look, they do not edit."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class ReadFilter(admin.SimpleListFilter):

@@ -6,17 +6,22 @@ read-only, and a new version is added from a form that takes the graph as JSON (
 the node and field). Non-superuser staff see only the organizations they administer."""
 
 import json
-from collections.abc import Callable
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 
-from apps.core.admin import LightModelAdmin, ServiceFormMixin, adopt, dry_run, formsets_saved_by_services
+from apps.core.admin import (
+    LightModelAdmin,
+    ServiceFormMixin,
+    ServiceModelAdmin,
+    ViewOnlyAdminMixin,
+    adopt,
+    dry_run,
+    formsets_saved_by_services,
+)
 from apps.core.errors import DomainError
 from apps.core.forms import StrictJSONField
 from apps.environments.models import Environment
@@ -25,56 +30,6 @@ from apps.tenancy.permissions import ADMIN, is_org_admin, sees_some_organization
 
 from . import services
 from .models import Pipeline, PipelineVersion, Project
-
-
-class _NoRevertMixin:
-    def history_form_view(self, request, object_id, version_id, extra_context=None):
-        # Reverting is disabled (SIMPLE_HISTORY_REVERT_DISABLED); a POST would save an old row past the services.
-        if request.method == "POST":
-            raise DjangoPermissionDenied
-        return super().history_form_view(request, object_id, version_id, extra_context)
-
-
-class _RefusedDeleteMixin:
-    """Delete through a service; a refusal is a message on the change page, not a 500."""
-
-    delete_service: Callable[..., None] | None = None  # the service, called with actor= and delete_kwarg=
-    delete_kwarg: str | None = None
-
-    def _delete(self, request, obj):
-        type(self).delete_service(actor=request.user, **{self.delete_kwarg: obj})
-
-    def delete_view(self, request, object_id, extra_context=None):
-        if request.method == "POST":
-            obj = self.get_object(request, unquote(object_id))
-            if obj is not None and self.has_delete_permission(request, obj):
-                try:
-                    dry_run(self._delete, request=request, obj=obj)
-                except DomainError as exc:
-                    self.message_user(request, exc.message, level=messages.ERROR)
-                    opts = self.model._meta
-                    return HttpResponseRedirect(
-                        reverse(
-                            f"admin:{opts.app_label}_{opts.model_name}_change",
-                            args=[obj.pk],
-                            current_app=self.admin_site.name,
-                        )
-                    )
-        return super().delete_view(request, object_id, extra_context)
-
-    def delete_model(self, request, obj):
-        self._delete(request, obj)
-
-    def get_deleted_objects(self, objs, request):
-        # Pipelines and their (undeletable on their own) versions go with the row; the delete
-        # service decides who may delete, not the per-model delete permissions of the admin.
-        deleted, model_count, _perms_needed, protected = super().get_deleted_objects(objs, request)
-        return deleted, model_count, set(), protected
-
-    def delete_queryset(self, request, queryset):
-        for obj in queryset:
-            self.run_service(request, self._delete, request, obj)
-
 
 # --- projects -------------------------------------------------------------------------------
 
@@ -92,15 +47,14 @@ class ProjectAdminForm(forms.ModelForm):
 
 
 @admin.register(Project)
-class ProjectAdmin(_NoRevertMixin, _RefusedDeleteMixin, OrganizationScopedAdmin):
+class ProjectAdmin(OrganizationScopedAdmin, ServiceModelAdmin):
     form = ProjectAdminForm
     list_display = ["name", "slug", "organization", "default_environment", "pipeline_count", "created_at"]
     list_filter = [("organization", admin.RelatedOnlyFieldListFilter), "created_at"]
     search_fields = ["name", "slug", "description", "organization__name", "organization__slug"]
     list_select_related = ["organization", "default_environment__organization"]
     object_history_template = "simple_history/object_history.html"
-    delete_service = services.project_delete
-    delete_kwarg = "project"
+    create_requires = ("organization",)
 
     def get_queryset(self, request):
         from django.db.models import Count
@@ -142,27 +96,21 @@ class ProjectAdmin(_NoRevertMixin, _RefusedDeleteMixin, OrganizationScopedAdmin)
             "default_environment": data.get("default_environment"),
         }
 
-    def service_validate(self, request, instance, cleaned_data, form) -> None:
-        if instance.pk is None:
-            if cleaned_data.get("organization") is not None:
-                dry_run(services.project_create, **self._create_kwargs(request, cleaned_data))
-        elif self._changes(form):
-            dry_run(services.project_update, actor=request.user, project=instance, **self._changes(form))
+    def service_create(self, request, cleaned_data):
+        return services.project_create(**self._create_kwargs(request, cleaned_data))
 
-    def save_model(self, request, obj, form, change):
-        if not change:
-            saved = services.project_create(**self._create_kwargs(request, form.cleaned_data))
-        elif self._changes(form):
-            saved = services.project_update(actor=request.user, project=obj, **self._changes(form))
-        else:
-            return
-        adopt(obj, saved)
+    def service_update(self, request, obj, form):
+        changes = self._changes(form)
+        return services.project_update(actor=request.user, project=obj, **changes) if changes else None
+
+    def service_delete(self, request, obj) -> None:
+        services.project_delete(actor=request.user, project=obj)
 
 
 # --- pipelines ------------------------------------------------------------------------------
 
 
-class VersionInline(admin.TabularInline):
+class VersionInline(ViewOnlyAdminMixin, admin.TabularInline):
     """The pipeline's versions, read-only (a change is a new version, added on the versions page)."""
 
     model = PipelineVersion
@@ -188,15 +136,6 @@ class VersionInline(admin.TabularInline):
     def has_view_permission(self, request, obj=None):
         return True  # the pipeline admin already decided that this pipeline is visible
 
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 class PipelineAdminForm(forms.ModelForm):
     class Meta:
@@ -211,7 +150,7 @@ class PipelineAdminForm(forms.ModelForm):
 
 
 @admin.register(Pipeline)
-class PipelineAdmin(_NoRevertMixin, _RefusedDeleteMixin, OrganizationScopedAdmin):
+class PipelineAdmin(OrganizationScopedAdmin, ServiceModelAdmin):
     form = PipelineAdminForm
     list_display = ["name", "slug", "project", "organization", "latest_version", "created_at"]
     list_filter = [
@@ -222,8 +161,7 @@ class PipelineAdmin(_NoRevertMixin, _RefusedDeleteMixin, OrganizationScopedAdmin
     list_select_related = ["project__organization"]
     inlines = [VersionInline]
     object_history_template = "simple_history/object_history.html"
-    delete_service = services.pipeline_delete
-    delete_kwarg = "pipeline"
+    create_requires = ("project",)
     actions = ["run_pipeline"]
 
     @admin.action(description="Run… (the pipeline page's run dialog)")
@@ -281,21 +219,15 @@ class PipelineAdmin(_NoRevertMixin, _RefusedDeleteMixin, OrganizationScopedAdmin
             "description": data.get("description") or "",
         }
 
-    def service_validate(self, request, instance, cleaned_data, form) -> None:
-        if instance.pk is None:
-            if cleaned_data.get("project") is not None:
-                dry_run(services.pipeline_create, **self._create_kwargs(request, cleaned_data))
-        elif self._changes(form):
-            dry_run(services.pipeline_update, actor=request.user, pipeline=instance, **self._changes(form))
+    def service_create(self, request, cleaned_data):
+        return services.pipeline_create(**self._create_kwargs(request, cleaned_data))
 
-    def save_model(self, request, obj, form, change):
-        if not change:
-            saved = services.pipeline_create(**self._create_kwargs(request, form.cleaned_data))
-        elif self._changes(form):
-            saved = services.pipeline_update(actor=request.user, pipeline=obj, **self._changes(form))
-        else:
-            return
-        adopt(obj, saved)
+    def service_update(self, request, obj, form):
+        changes = self._changes(form)
+        return services.pipeline_update(actor=request.user, pipeline=obj, **changes) if changes else None
+
+    def service_delete(self, request, obj) -> None:
+        services.pipeline_delete(actor=request.user, pipeline=obj)
 
     def save_related(self, request, form, formsets, change):
         """Versions are read-only here; the services saved the pipeline."""

@@ -9,11 +9,10 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.urls import reverse
 from django.utils.html import format_html
 
-from apps.core.admin import AuditedAdmin, LightModelAdmin, adopt, dry_run
+from apps.core.admin import AuditedAdmin, LightModelAdmin, ViewOnlyAdminMixin, adopt, dry_run
 from apps.core.errors import DomainError
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
@@ -77,20 +76,11 @@ class _EnvironmentScoped:
         return sees_some_organization(request.user)
 
 
-class _NoRevert:
-    """History pages without the revert button's effect."""
-
-    def history_form_view(self, request, object_id, version_id, extra_context=None):
-        if request.method == "POST":  # reverting would save an old version past the services
-            raise DjangoPermissionDenied
-        return super().history_form_view(request, object_id, version_id, extra_context)
-
-
 # --- runs ------------------------------------------------------------------------------------------
 
 
 @admin.register(Run)
-class RunAdmin(_EnvironmentScoped, LightModelAdmin):
+class RunAdmin(ViewOnlyAdminMixin, _EnvironmentScoped, LightModelAdmin):
     """Runs are created by the API, schedules and the CLI; here they are read and cancelled."""
 
     list_display = ["id", "pipeline", "version_number", "environment", "status", "trigger", "executor", "created_at"]
@@ -154,15 +144,6 @@ class RunAdmin(_EnvironmentScoped, LightModelAdmin):
     def view_on_site(self, obj):
         return reverse("web:run-detail", args=[obj.pk])
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
     def get_actions(self, request):
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)
@@ -202,7 +183,7 @@ class RunAdmin(_EnvironmentScoped, LightModelAdmin):
 
 
 @admin.register(Deployment)
-class DeploymentAdmin(_NoRevert, _EnvironmentScoped, AuditedAdmin):
+class DeploymentAdmin(ViewOnlyAdminMixin, _EnvironmentScoped, AuditedAdmin):
     """Which version runs where, and what it replaced (read-only: deploys go through promotions or
     the API's direct deploy)."""
 
@@ -240,15 +221,6 @@ class DeploymentAdmin(_NoRevert, _EnvironmentScoped, AuditedAdmin):
     def get_queryset(self, request):
         return selectors.deployments_for(request.user)
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 # --- schedules -------------------------------------------------------------------------------------------
 
@@ -264,7 +236,7 @@ class ScheduleAdminForm(forms.ModelForm):
 
 
 @admin.register(Schedule)
-class ScheduleAdmin(_NoRevert, _EnvironmentScoped, AuditedAdmin):
+class ScheduleAdmin(_EnvironmentScoped, AuditedAdmin):
     form = ScheduleAdminForm
     list_display = ["pipeline", "environment", "cron", "timezone", "enabled", "owner", "last_fired_for"]
     list_filter = ["enabled", EnvironmentFilter, PipelineFilter]

@@ -6,16 +6,11 @@ services (in a rolled-back savepoint first, so refusals are form errors or messa
 Non-superuser staff see and change only the secrets of organizations they administer."""
 
 from django import forms
-from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import HttpResponseRedirect
-from django.urls import reverse
+from django.contrib import admin
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
-from apps.core.admin import adopt, dry_run, formsets_saved_by_services
-from apps.core.errors import DomainError
+from apps.core.admin import ServiceModelAdmin, formsets_saved_by_services
 from apps.environments.models import Environment
 from apps.tenancy.admin import OrganizationScopedAdmin
 
@@ -72,8 +67,10 @@ class SecretAdminForm(forms.ModelForm):
 
 
 @admin.register(Secret)
-class SecretAdmin(OrganizationScopedAdmin):
+class SecretAdmin(OrganizationScopedAdmin, ServiceModelAdmin):
     form = SecretAdminForm
+    create_requires = ("organization",)
+    service_decides_cascade = False  # a referenced secret is protected; deleting asks the usual permissions
     list_display = ["name", "organization", "provider", "fingerprint", "rotated_at", "environments"]
     list_filter = [
         ("organization", admin.RelatedOnlyFieldListFilter),
@@ -144,47 +141,16 @@ class SecretAdmin(OrganizationScopedAdmin):
             changes["allowed_environments"] = list(data.get("allowed_environments") or [])
         return changes
 
-    def service_validate(self, request, instance, cleaned_data, form) -> None:
-        if instance.pk is None:
-            if cleaned_data.get("organization") is not None:
-                dry_run(services.secret_create, **self._create_kwargs(request, cleaned_data))
-        else:
-            dry_run(services.secret_update, **self._update_kwargs(request, instance, form))
+    def service_create(self, request, cleaned_data):
+        return services.secret_create(**self._create_kwargs(request, cleaned_data))
 
-    def save_model(self, request, obj, form, change):
-        if change:
-            saved = services.secret_update(**self._update_kwargs(request, obj, form))
-        else:
-            saved = services.secret_create(**self._create_kwargs(request, form.cleaned_data))
-        adopt(obj, saved)
+    def service_update(self, request, obj, form):
+        return services.secret_update(**self._update_kwargs(request, obj, form))
+
+    def service_delete(self, request, obj) -> None:
+        # A secret that configuration still references is refused (a message before Django deletes).
+        services.secret_delete(actor=request.user, secret=obj)
 
     def save_related(self, request, form, formsets, change):
         """The services set the allowed environments (with history); the form must not write them again."""
         formsets_saved_by_services(formsets)
-
-    def delete_view(self, request, object_id, extra_context=None):
-        """A secret that configuration still references is refused with a message before Django deletes."""
-        if request.method == "POST":
-            secret = self.get_object(request, unquote(object_id))
-            if secret is not None and self.has_delete_permission(request, secret):
-                try:
-                    dry_run(services.secret_delete, actor=request.user, secret=secret)
-                except DomainError as exc:
-                    self.message_user(request, exc.message, level=messages.ERROR)
-                    return HttpResponseRedirect(
-                        reverse("admin:secrets_secret_change", args=[secret.pk], current_app=self.admin_site.name)
-                    )
-        return super().delete_view(request, object_id, extra_context)
-
-    def delete_model(self, request, obj):
-        services.secret_delete(actor=request.user, secret=obj)
-
-    def delete_queryset(self, request, queryset):
-        for secret in queryset:
-            self.run_service(request, services.secret_delete, actor=request.user, secret=secret)
-
-    def history_form_view(self, request, object_id, version_id, extra_context=None):
-        # Reverting is disabled (SIMPLE_HISTORY_REVERT_DISABLED); a POST would save an old row past the services.
-        if request.method == "POST":
-            raise DjangoPermissionDenied
-        return super().history_form_view(request, object_id, version_id, extra_context)

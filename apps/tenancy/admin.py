@@ -9,14 +9,18 @@ from axes import admin as axes_admin
 from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.db.models import Count
-from django.http import HttpResponseRedirect
-from django.urls import reverse
 
-from apps.core.admin import AuditedAdmin, LightChangelistMixin, ReadOnlyAdminMixin, adopt, dry_run
-from apps.core.errors import DomainError
+from apps.core.admin import (
+    AuditedAdmin,
+    LightChangelistMixin,
+    ReadOnlyAdminMixin,
+    ServiceModelAdmin,
+    ViewOnlyAdminMixin,
+    adopt,
+    dry_run,
+)
 from apps.core.scopes import SCOPES
 
 from . import services
@@ -77,10 +81,17 @@ class OrganizationScopedAdmin(AuditedAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+class _TenancyServiceAdmin(OrganizationScopedAdmin, ServiceModelAdmin):
+    """ServiceModelAdmin for tenancy rows: a rolled-back call may have cached roles on the user."""
+
+    def service_dry_run(self, request, func, **kwargs) -> None:
+        _dry_run(request, func, **kwargs)
+
+
 # --- organizations --------------------------------------------------------------------------
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(ViewOnlyAdminMixin, admin.TabularInline):
     """Read-only list of members; roles change on the membership pages (through the services)."""
 
     model = Membership
@@ -96,21 +107,12 @@ class MembershipInline(admin.TabularInline):
     def has_view_permission(self, request, obj=None):
         return True  # the organization admin already decided that this organization is visible
 
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 ORGANIZATION_FIELDS = services.ORGANIZATION_FIELDS
 
 
 @admin.register(Organization)
-class OrganizationAdmin(OrganizationScopedAdmin):
+class OrganizationAdmin(_TenancyServiceAdmin):
     list_display = ["name", "slug", "edition", "max_environments", "member_count", "created_at"]
     list_filter = ["edition", "created_at"]
     search_fields = ["name", "slug"]
@@ -154,14 +156,6 @@ class OrganizationAdmin(OrganizationScopedAdmin):
         editable = services.ORGANIZATION_ADMIN_FIELDS | services.ORGANIZATION_STAFF_FIELDS
         return {name: form.cleaned_data[name] for name in form.changed_data if name in editable}
 
-    def service_validate(self, request, instance, cleaned_data, form) -> None:
-        if instance.pk is None:
-            _dry_run(request, services.organization_create, **self._create_kwargs(request, cleaned_data))
-        else:
-            _dry_run(
-                request, services.organization_update, actor=request.user, organization=instance, **self._changes(form)
-            )
-
     def _create_kwargs(self, request, cleaned_data) -> dict:
         return {
             "actor": request.user,
@@ -169,19 +163,19 @@ class OrganizationAdmin(OrganizationScopedAdmin):
             **{name: cleaned_data[name] for name in ORGANIZATION_FIELDS if name in cleaned_data},
         }
 
-    def save_model(self, request, obj, form, change):
-        if change:
-            saved = services.organization_update(actor=request.user, organization=obj, **self._changes(form))
-        else:
-            saved = services.organization_create(**self._create_kwargs(request, form.cleaned_data))
-        adopt(obj, saved)
+    def service_create(self, request, cleaned_data):
+        return services.organization_create(**self._create_kwargs(request, cleaned_data))
+
+    def service_update(self, request, obj, form):
+        return services.organization_update(actor=request.user, organization=obj, **self._changes(form))
 
 
 # --- memberships ----------------------------------------------------------------------------
 
 
 @admin.register(Membership)
-class MembershipAdmin(OrganizationScopedAdmin):
+class MembershipAdmin(_TenancyServiceAdmin):
+    service_decides_cascade = False
     list_display = ["user", "organization", "role", "created_at"]
     list_filter = ["role", ("organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["user__username", "user__email", "organization__name", "organization__slug"]
@@ -233,23 +227,7 @@ class MembershipAdmin(OrganizationScopedAdmin):
             )
         adopt(obj, saved)
 
-    def delete_view(self, request, object_id, extra_context=None):
-        """Refuse (with a message, before the confirmation is acted on) what the service refuses."""
-        if request.method == "POST":
-            membership = self.get_object(request, unquote(object_id))
-            if membership is not None and self.has_delete_permission(request, membership):
-                try:
-                    _dry_run(request, services.membership_remove, actor=request.user, membership=membership)
-                except DomainError as exc:
-                    self.message_user(request, exc.message, level=messages.ERROR)
-                    return HttpResponseRedirect(
-                        reverse(
-                            "admin:tenancy_membership_change", args=[membership.pk], current_app=self.admin_site.name
-                        )
-                    )
-        return super().delete_view(request, object_id, extra_context)
-
-    def delete_model(self, request, obj):
+    def service_delete(self, request, obj) -> None:
         services.membership_remove(actor=request.user, membership=obj)
 
     @admin.action(description="Remove selected members (their environment rights and API keys go too)")
@@ -266,7 +244,7 @@ class MembershipAdmin(OrganizationScopedAdmin):
 
 
 @admin.register(ServiceAccount)
-class ServiceAccountAdmin(OrganizationScopedAdmin):
+class ServiceAccountAdmin(_TenancyServiceAdmin):
     list_display = ["name", "organization", "user", "created_by", "created_at"]
     list_filter = [("organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "user__username", "organization__name", "organization__slug"]
@@ -283,9 +261,6 @@ class ServiceAccountAdmin(OrganizationScopedAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # removing its membership (Memberships) takes its rights and keys away
 
-    def service_validate(self, request, instance, cleaned_data, form) -> None:
-        _dry_run(request, services.service_account_create, **self._create_kwargs(request, cleaned_data))
-
     def _create_kwargs(self, request, cleaned_data) -> dict:
         return {
             "actor": request.user,
@@ -294,8 +269,8 @@ class ServiceAccountAdmin(OrganizationScopedAdmin):
             "description": cleaned_data.get("description", ""),
         }
 
-    def save_model(self, request, obj, form, change):
-        adopt(obj, services.service_account_create(**self._create_kwargs(request, form.cleaned_data)))
+    def service_create(self, request, cleaned_data):
+        return services.service_account_create(**self._create_kwargs(request, cleaned_data))
 
 
 # --- API keys -------------------------------------------------------------------------------

@@ -9,22 +9,24 @@ The "check readiness" and "export configuration" actions need apps.resolution, w
 this app, so apps/resolution/admin.py adds them to VariableAdmin."""
 
 import json
+from typing import cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError
-from django.forms.models import BaseInlineFormSet
-from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
 
-from apps.core.admin import AuditedAdmin, add_domain_error, adopt, dry_run
+from apps.core.admin import AuditedAdmin, ServiceModelAdmin, ViewOnlyAdminMixin, add_domain_error
 from apps.core.errors import DomainError, field_error
 from apps.core.forms import json_from_text
 from apps.environments import permissions as perms
+from apps.environments.admin_rows import (
+    PerEnvironmentFormSet,
+    PerEnvironmentInlineForm,
+    PerEnvironmentInlineMixin,
+    save_per_environment_rows,
+)
 from apps.environments.models import Environment, Kind
 from apps.pipelines.models import Pipeline, Project
 from apps.secrets.models import Secret
@@ -35,16 +37,6 @@ from . import services
 from .models import Variable, VariableOverride, VariableType
 
 VALUE_HELP = 'String variables: the text as typed. Other types: JSON (42, 1.5, true, [1, 2], {"a": 1}).'
-
-
-def editable_environments(user, organization_id) -> list[Environment]:
-    """The organization's environments whose configuration `user` may edit now (locks included)."""
-    candidates = perms.environments_where(
-        user,
-        perms.CHANGE_CONFIG,
-        Environment.objects.filter(organization_id=organization_id).select_related("policy").order_by("position"),
-    )
-    return [environment for environment in candidates if perms.may_edit_config(user, environment)]
 
 
 def value_to_text(var_type: str, value) -> str:
@@ -71,10 +63,9 @@ def text_to_value(var_type: str, text, field: str):
 # --- overrides inline ---------------------------------------------------------------------------
 
 
-class OverrideInlineForm(forms.ModelForm):
+class OverrideInlineForm(PerEnvironmentInlineForm):
     """One override row; validated by services.validate_override against the variable as edited."""
 
-    admin_request = None
     value = forms.CharField(
         required=False, strip=False, widget=forms.Textarea(attrs={"rows": 1, "cols": 40}), help_text=VALUE_HELP
     )
@@ -83,116 +74,35 @@ class OverrideInlineForm(forms.ModelForm):
         model = VariableOverride
         fields = ["environment", "value", "secret"]
 
-    def __init__(self, *args, parent=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.parent = parent
-        self.read_only = False
-        user = self.admin_request.user
-        organization_id = parent.organization_id if parent is not None else None
-        self.fields["secret"].queryset = Secret.objects.filter(organization_id=organization_id)
-        if self.instance.pk:
-            environment = self.instance.environment
-            self.fields["environment"].queryset = Environment.objects.filter(pk=environment.pk)
-            self.fields["environment"].disabled = True
-            self.initial["value"] = value_to_text(parent.type, self.instance.value)
-            self.read_only = not perms.may_edit_config(user, environment)
-            if self.read_only:
-                for field in self.fields.values():
-                    field.disabled = True
-        else:
-            editable = [e.pk for e in editable_environments(user, organization_id)] if organization_id else []
-            self.fields["environment"].queryset = Environment.objects.filter(pk__in=editable).order_by("position")
+    def limit_choices(self, organization_id) -> None:
+        cast(forms.ModelChoiceField, self.fields["secret"]).queryset = Secret.objects.filter(
+            organization_id=organization_id
+        )
 
-    def clean(self):
-        cleaned = super().clean()
-        if self.errors or self.read_only or not self.has_changed() or cleaned.get("DELETE"):
-            return cleaned
-        environment = cleaned.get("environment")
-        if environment is None:
-            return cleaned
-        try:
-            value = text_to_value(self.parent.type, cleaned.get("value"), "value")
-            cleaned["value"] = services.validate_override(
-                actor=self.admin_request.user,
-                variable=self.parent,
-                environment=environment,
-                value=value,
-                secret=cleaned.get("secret"),
-            )
-        except DomainError as exc:
-            add_domain_error(self, exc)
-        return cleaned
+    def show_instance(self) -> None:
+        self.initial["value"] = value_to_text(self.parent.type, self.instance.value)
+
+    def validate_row(self, environment, cleaned) -> None:
+        value = text_to_value(self.parent.type, cleaned.get("value"), "value")
+        cleaned["value"] = services.validate_override(
+            actor=self.admin_request.user,
+            variable=self.parent,
+            environment=environment,
+            value=value,
+            secret=cleaned.get("secret"),
+        )
 
 
-class OverrideFormSet(BaseInlineFormSet):
-    """Hands each row the variable being edited; read-only rows cannot be deleted; deletions are
-    checked with the permission door (locks included)."""
-
-    def get_form_kwargs(self, index):
-        kwargs = super().get_form_kwargs(index)
-        kwargs["parent"] = self.instance
-        return kwargs
-
-    def add_fields(self, form, index):
-        super().add_fields(form, index)
-        if getattr(form, "read_only", False) and "DELETE" in form.fields:
-            form.fields["DELETE"].disabled = True
-
-    def clean(self):
-        super().clean()
-        user = self.form.admin_request.user
-        seen = set()
-        for form in self.forms:
-            if not hasattr(form, "cleaned_data"):
-                continue
-            if self._should_delete_form(form):
-                if form.instance.pk:
-                    try:
-                        perms.require_config_edit(user, form.instance.environment)
-                    except DomainError as exc:
-                        raise ValidationError(exc.message) from exc
-                continue
-            environment = form.cleaned_data.get("environment")
-            if environment is not None:
-                if environment.pk in seen:
-                    form.add_error("environment", "One override per environment: this one is given twice.")
-                seen.add(environment.pk)
+class OverrideFormSet(PerEnvironmentFormSet):
+    row_name = "override"
 
 
-class VariableOverrideInline(admin.TabularInline):
+class VariableOverrideInline(PerEnvironmentInlineMixin, admin.TabularInline):
     model = VariableOverride
     form = OverrideInlineForm
     formset = OverrideFormSet
     fields = ["environment", "value", "secret"]
-    extra = 1
-
-    def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .restrict(request.user)
-            .select_related("environment__policy", "environment__organization", "secret", "variable")
-        )
-
-    def get_formset(self, request, obj=None, **kwargs):
-        formset = super().get_formset(request, obj, **kwargs)
-        formset.form = type(formset.form.__name__, (formset.form,), {"admin_request": request})
-        return formset
-
-    def _edits_some_environment(self, request, obj) -> bool:
-        return obj is None or bool(editable_environments(request.user, obj.organization_id))
-
-    def has_view_permission(self, request, obj=None):
-        return True  # the variable admin decided that the variable is visible; rows are filtered above
-
-    def has_add_permission(self, request, obj=None):
-        return obj is not None and self._edits_some_environment(request, obj)
-
-    def has_change_permission(self, request, obj=None):
-        return self._edits_some_environment(request, obj)
-
-    def has_delete_permission(self, request, obj=None):
-        return self._edits_some_environment(request, obj)
+    row_select_related = ("secret", "variable")
 
 
 # --- variables ------------------------------------------------------------------------------------
@@ -289,7 +199,7 @@ class CloneOverridesForm(forms.Form):
 
 
 @admin.register(Variable)
-class VariableAdmin(AuditedAdmin):
+class VariableAdmin(ServiceModelAdmin):
     form = VariableAdminForm
     list_display = ["name", "scope", "type", "organization", "project", "pipeline", "required_in"]
     list_filter = [ScopeFilter, "type", "organization", "allow_runtime_override"]
@@ -298,6 +208,7 @@ class VariableAdmin(AuditedAdmin):
     inlines = [VariableOverrideInline]
     # apps.resolution (above this app) adds "check readiness" and "export configuration".
     actions: list = ["clone_overrides"]  # apps.resolution.admin adds its two actions (functions)
+    create_requires = ("organization",)
 
     # --- who sees and changes what ---
 
@@ -366,96 +277,37 @@ class VariableAdmin(AuditedAdmin):
             **self._definition(cleaned_data),
         }
 
-    def service_validate(self, request, instance, cleaned_data, form) -> None:
-        if instance.pk is None:
-            if cleaned_data.get("organization") is not None:
-                dry_run(services.variable_create, **self._create_kwargs(request, cleaned_data))
-            return
-        changes = self._changes(instance.pk, cleaned_data)
-        if changes:
-            dry_run(services.variable_update, actor=request.user, variable=instance, **changes)
+    def service_create(self, request, cleaned_data):
+        return services.variable_create(**self._create_kwargs(request, cleaned_data))
 
-    def save_model(self, request, obj, form, change):
-        if change:
-            changes = self._changes(obj.pk, form.cleaned_data)
-            saved = (
-                services.variable_update(actor=request.user, variable=obj, **changes)
-                if changes
-                else Variable.objects.get(pk=obj.pk)
-            )
-        else:
-            saved = services.variable_create(**self._create_kwargs(request, form.cleaned_data))
-        adopt(obj, saved)
+    def service_update(self, request, obj, form):
+        changes = self._changes(obj.pk, form.cleaned_data)
+        if not changes:
+            return Variable.objects.get(pk=obj.pk)
+        return services.variable_update(actor=request.user, variable=obj, **changes)
+
+    def service_delete(self, request, obj) -> None:
+        # Overrides go with their variable; variable_delete decides who may delete (the lock on
+        # each environment), not the admin's per-model delete permissions.
+        services.variable_delete(actor=request.user, variable=obj)
 
     def save_related(self, request, form, formsets, change):
         for formset in formsets:
             self.save_formset(request, form, formset, change)
 
     def save_formset(self, request, form, formset, change):
-        variable = form.instance
-        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
-        deleted = formset.deleted_forms
-        for inline_form in formset.initial_forms:
-            if inline_form.read_only:
-                continue
-            if inline_form in deleted:
-                override = VariableOverride.objects.select_related("variable", "environment__policy").get(
-                    pk=inline_form.instance.pk
-                )
-                services.variable_override_delete(actor=request.user, override=override)
-                formset.deleted_objects.append(override)
-            elif inline_form.has_changed():
-                override = services.variable_override_set(
-                    actor=request.user,
-                    variable=variable,
-                    environment=inline_form.instance.environment,
-                    value=inline_form.cleaned_data.get("value"),
-                    secret=inline_form.cleaned_data.get("secret"),
-                )
-                formset.changed_objects.append((override, inline_form.changed_data))
-        for inline_form in formset.extra_forms:
-            if inline_form in deleted or not inline_form.has_changed():
-                continue
-            override = services.variable_override_set(
+        save_per_environment_rows(
+            formset,
+            load=lambda pk: VariableOverride.objects.select_related("variable", "environment__policy").get(pk=pk),
+            set_row=lambda environment, data: services.variable_override_set(
                 actor=request.user,
-                variable=variable,
-                environment=inline_form.cleaned_data["environment"],
-                value=inline_form.cleaned_data.get("value"),
-                secret=inline_form.cleaned_data.get("secret"),
-            )
-            formset.new_objects.append(override)
-
-    # --- delete through the service ---
-
-    def delete_view(self, request, object_id, extra_context=None):
-        """Refuse (with a message) what variable_delete refuses, before Django's confirmation acts."""
-        if request.method == "POST":
-            variable = self.get_object(request, unquote(object_id))
-            if variable is not None and self.has_delete_permission(request, variable):
-                try:
-                    dry_run(services.variable_delete, actor=request.user, variable=variable)
-                except DomainError as exc:
-                    self.message_user(request, exc.message, level=messages.ERROR)
-                    return HttpResponseRedirect(
-                        reverse("admin:variables_variable_change", args=[variable.pk], current_app=self.admin_site.name)
-                    )
-        return super().delete_view(request, object_id, extra_context)
-
-    def delete_model(self, request, obj):
-        services.variable_delete(actor=request.user, variable=obj)
-
-    def get_deleted_objects(self, objs, request):
-        # Overrides/bindings (and their tests) go with their parent; variable_delete decides who may
-        # delete (the lock on each environment), not the admin's per-model delete permissions.
-        deleted, model_count, _perms_needed, protected = super().get_deleted_objects(objs, request)
-        return deleted, model_count, set(), protected
-
-    def history_form_view(self, request, object_id, version_id, extra_context=None):
-        # Reverting is disabled (SIMPLE_HISTORY_REVERT_DISABLED); a POST would save an old version
-        # past the services.
-        if request.method == "POST":
-            raise DjangoPermissionDenied
-        return super().history_form_view(request, object_id, version_id, extra_context)
+                variable=form.instance,
+                environment=environment,
+                value=data.get("value"),
+                secret=data.get("secret"),
+            ),
+            delete_row=lambda override: services.variable_override_delete(actor=request.user, override=override),
+        )
 
     # --- actions ---
 
@@ -509,7 +361,7 @@ class VariableAdmin(AuditedAdmin):
 
 
 @admin.register(VariableOverride)
-class VariableOverrideAdmin(AuditedAdmin):
+class VariableOverrideAdmin(ViewOnlyAdminMixin, AuditedAdmin):
     """Read-only list of overrides (with history); edit them inline under their variable."""
 
     list_display = ["variable", "environment", "value", "secret", "updated_at"]
@@ -527,12 +379,3 @@ class VariableOverrideAdmin(AuditedAdmin):
         if obj is not None:
             return perms.may(request.user, perms.VIEW, obj.environment)
         return sees_some_organization(request.user)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

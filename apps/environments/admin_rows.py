@@ -1,0 +1,183 @@
+"""One row per environment under a parent, edited inline: a variable's overrides, a connection
+role's bindings (and any new "per environment" value an app adds).
+
+The inline shows the rows of the environments the staff user may view; a row in an environment
+whose configuration the user may not edit now (rights or lock) is read-only and cannot be deleted;
+a new row can only be for an environment the user may edit; two rows for one environment are
+refused; each row is validated by the owning app's service (`validate_row`), and saved and deleted
+through it (`save_per_environment_rows`), never by the formset.
+
+To adopt: subclass `PerEnvironmentInlineForm` (Meta, `validate_row`, optionally `limit_choices`,
+`show_instance`, `place_error`), `PerEnvironmentFormSet` (`row_name`), and mix
+`PerEnvironmentInlineMixin` into a Tabular/StackedInline (`row_select_related`); the parent admin's
+`save_formset` calls `save_per_environment_rows`."""
+
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.forms.models import BaseInlineFormSet
+
+from apps.core.admin import add_domain_error
+from apps.core.errors import DomainError
+
+from . import permissions as perms
+from .models import Environment
+
+
+def editable_environments(user, organization_id) -> list[Environment]:
+    """The organization's environments whose configuration `user` may edit now (locks included)."""
+    candidates = perms.environments_where(
+        user,
+        perms.CHANGE_CONFIG,
+        Environment.objects.filter(organization_id=organization_id).select_related("policy").order_by("position"),
+    )
+    return [environment for environment in candidates if perms.may_edit_config(user, environment)]
+
+
+class PerEnvironmentInlineForm(forms.ModelForm):
+    """One row of `parent` (the object being edited) for one environment."""
+
+    admin_request: Any = None  # the admin request, set per request by PerEnvironmentInlineMixin
+
+    def __init__(self, *args, parent=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.parent = parent
+        self.read_only = False
+        user = self.admin_request.user
+        organization_id = parent.organization_id if parent is not None else None
+        self.limit_choices(organization_id)
+        if self.instance.pk:
+            environment = self.instance.environment
+            self.fields["environment"].queryset = Environment.objects.filter(pk=environment.pk)
+            self.fields["environment"].disabled = True
+            self.show_instance()
+            self.read_only = not perms.may_edit_config(user, environment)
+            if self.read_only:
+                for field in self.fields.values():
+                    field.disabled = True
+        else:
+            editable = [e.pk for e in editable_environments(user, organization_id)] if organization_id else []
+            self.fields["environment"].queryset = Environment.objects.filter(pk__in=editable).order_by("position")
+
+    def limit_choices(self, organization_id) -> None:
+        """Limit the row's other choices (secrets, ...) to the parent's organization."""
+
+    def show_instance(self) -> None:
+        """Set the initial values of form-only fields from the saved row."""
+
+    def validate_row(self, environment, cleaned) -> None:
+        """Ask the service whether this row may be saved; raise its DomainError (may edit `cleaned`)."""
+        raise NotImplementedError
+
+    def place_error(self, exc: DomainError) -> None:
+        add_domain_error(self, exc)
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors or self.read_only or not self.has_changed() or cleaned.get("DELETE"):
+            return cleaned
+        environment = cleaned.get("environment")
+        if environment is None:
+            return cleaned
+        try:
+            self.validate_row(environment, cleaned)
+        except DomainError as exc:
+            self.place_error(exc)
+        return cleaned
+
+
+class PerEnvironmentFormSet(BaseInlineFormSet):
+    """Hands each row the parent being edited; read-only rows cannot be deleted; deletions are
+    checked with the permission door (locks included); one row per environment."""
+
+    row_name = "row"
+
+    def get_form_kwargs(self, index):
+        kwargs = super().get_form_kwargs(index)
+        kwargs["parent"] = self.instance
+        return kwargs
+
+    def add_fields(self, form, index):
+        super().add_fields(form, index)
+        if getattr(form, "read_only", False) and "DELETE" in form.fields:
+            form.fields["DELETE"].disabled = True
+
+    def clean(self):
+        super().clean()
+        user = self.form.admin_request.user
+        seen = set()
+        for form in self.forms:
+            if not hasattr(form, "cleaned_data"):
+                continue
+            if self._should_delete_form(form):
+                if form.instance.pk:
+                    try:
+                        perms.require_config_edit(user, form.instance.environment)
+                    except DomainError as exc:
+                        raise ValidationError(exc.message) from exc
+                continue
+            environment = form.cleaned_data.get("environment")
+            if environment is not None:
+                if environment.pk in seen:
+                    form.add_error("environment", f"One {self.row_name} per environment: this one is given twice.")
+                seen.add(environment.pk)
+
+
+class PerEnvironmentInlineMixin:
+    """For a Tabular/StackedInline of per-environment rows: visible rows only, the request on the
+    form, and add/change/delete only for a user who may edit some environment of the parent's
+    organization (the parent admin decided that the parent is visible)."""
+
+    extra = 1
+    row_select_related: tuple[str, ...] = ()
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .restrict(request.user)
+            .select_related("environment__policy", "environment__organization", *self.row_select_related)
+        )
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.form = type(formset.form.__name__, (formset.form,), {"admin_request": request})
+        return formset
+
+    def _edits_some_environment(self, request, obj) -> bool:
+        return obj is None or bool(editable_environments(request.user, obj.organization_id))
+
+    def has_view_permission(self, request, obj=None):
+        return True  # the parent's admin decided that the parent is visible; rows are filtered above
+
+    def has_add_permission(self, request, obj=None):
+        return obj is not None and self._edits_some_environment(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return self._edits_some_environment(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._edits_some_environment(request, obj)
+
+
+def save_per_environment_rows(formset, *, load, set_row, delete_row) -> None:
+    """Save a PerEnvironmentFormSet through the services: `set_row(environment, cleaned_data)` for a
+    changed or new row (returns it), `delete_row(load(pk))` for a deleted one; read-only rows are
+    skipped. The formset's new/changed/deleted lists say what was done (for the change message)."""
+    formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+    deleted = formset.deleted_forms
+    for inline_form in formset.initial_forms:
+        if inline_form.read_only:
+            continue
+        if inline_form in deleted:
+            row = load(inline_form.instance.pk)
+            delete_row(row)
+            formset.deleted_objects.append(row)
+        elif inline_form.has_changed():
+            row = set_row(inline_form.instance.environment, inline_form.cleaned_data)
+            formset.changed_objects.append((row, inline_form.changed_data))
+    for inline_form in formset.extra_forms:
+        if inline_form in deleted or not inline_form.has_changed():
+            continue
+        formset.new_objects.append(set_row(inline_form.cleaned_data["environment"], inline_form.cleaned_data))
