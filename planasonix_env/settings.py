@@ -286,6 +286,9 @@ SPECTACULAR_SETTINGS = {
         "FreezeKindEnum": "apps.environments.models.FreezeKind",
         "ConnectionKindEnum": "apps.connections.models.ConnectionKind",
         "RunStatusEnum": "apps.runs.models.RunStatus",
+        "PromotionStateEnum": "apps.approvals.models.PromotionState",
+        "SyncStateEnum": "apps.repositories.models.SyncState",
+        "VariableTypeEnum": "apps.variables.models.VariableType",
     },
     "APPEND_COMPONENTS": {
         "securitySchemes": {"ApiKeyAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "pnx_<prefix>_<secret>"}}

@@ -31,6 +31,17 @@ def requires_credentials(view) -> bool:
     return not all(isinstance(permission, AllowAny) for permission in view.get_permissions())
 
 
+def signed(func):
+    """Mark a public action that authenticates the request by a signature or token instead of a
+    user (provider and trigger webhooks): its schema documents the 401 it answers a bad one with."""
+    func.checks_signature = True
+    return func
+
+
+def checks_signature(view) -> bool:
+    return getattr(getattr(view, getattr(view, "action", None) or "", None), "checks_signature", False)
+
+
 def _model_field(field):
     """The model column a declared serializer field reads, or None."""
     model = getattr(getattr(getattr(field, "parent", None), "Meta", None), "model", None)
@@ -100,6 +111,8 @@ class AutoSchema(openapi.AutoSchema):
         if requires_credentials(view):
             statuses["401"] = "Missing, invalid, expired or revoked credentials."
             statuses["403"] = "Authenticated, but not allowed (role, environment permission or API-key scope)."
+        elif checks_signature(view):
+            statuses["401"] = "A bad, missing, stale or replayed signature or token; nothing was written."
         if has_path_parameters or method == "GET":
             statuses["404"] = "No such object, or not visible to you (or a page past the last)."
         if method in WRITE_METHODS:

@@ -4,13 +4,14 @@ webhook, which authenticates by its signature (GitHub) or token (GitLab) rather 
 from django.db import transaction
 from django.urls import reverse
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from apps.core import params
 from apps.core.api import ETagMixin, StrictSerializer, VisibleRelatedField
+from apps.core.openapi import signed
 from apps.pipelines.models import Pipeline
 from apps.secrets.selectors import secret_named
 
@@ -147,10 +148,10 @@ class RepositoryViewSet(ETagMixin, viewsets.ModelViewSet):
         responses={
             202: WEBHOOK_RESPONSE,
             200: WEBHOOK_RESPONSE,
-            401: OpenApiResponse(description="Bad or missing signature or token; nothing written."),
         },
     )
     @action(detail=True, methods=["post"], authentication_classes=[], permission_classes=[permissions.AllowAny])
+    @signed
     def webhook(self, request, pk=None):
         """A GitHub (X-Hub-Signature-256) or GitLab (X-Gitlab-Token) push or tag event: verified in
         constant time, replay-safe by delivery id, and answered by queueing a sync."""

@@ -29,6 +29,10 @@ def test_swagger_ui_renders_the_operations_offline(page, live_server):
     outside = _offline(page, live_server.url)
     page.goto(f"{live_server.url}/api/docs/")
     page.wait_for_selector(".opblock", timeout=30_000)
+    for _ in range(60):  # Swagger UI renders the operations tag by tag: wait for them all, not the first
+        if page.locator(".opblock").count() > 50:
+            break
+        page.wait_for_timeout(500)
     assert page.locator(".opblock").count() > 50
     assert page.get_by_text("/api/v1/promotions/", exact=False).first.is_visible()
     assert outside == []

@@ -218,8 +218,11 @@ def test_schema_documents_the_error_shape_on_every_operation(client):
     missing = []
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
-            expected = {"400", "401", "403", "404", "429", "500"} | ({"409", "415"} if method != "get" else set())
-            for status in sorted(expected):
+            # Which statuses each operation documents is tests/core/test_openapi_errors.py's; here:
+            # every documented error (but the web server's HTML 414) has the Error shape, and 400,
+            # 429 and 500 are documented everywhere.
+            documented = {code for code in operation["responses"] if code[0] in "45" and code != "414"}
+            for status in sorted(documented | {"400", "429", "500"}):
                 response = operation["responses"].get(status, {})
                 ref = response.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref")
                 if ref != "#/components/schemas/Error":

@@ -70,8 +70,14 @@ def _decide_answer(user, request: PromotionRequest, rules: list[ApprovalRule], v
             f"You cannot {verb} this request: {'; '.join(blockers)}.", code="not_eligible"
         )
         return refused(error, *blockers)
-    failed = [g for g in (request.plan or {}).get("gates", []) if g["gate"] in ("git", "refs") and not g["passed"]]
-    if verb == "approve" and failed:  # the re-frozen plan says the repository no longer vouches for it
+    # Only rules with a Git gate make the answer read the (stored, possibly large) plan's gates.
+    git_rules = verb == "approve" and any(rule.require_git or rule.allowed_refs for rule in rules)
+    failed = (
+        [g for g in (request.plan or {}).get("gates", []) if g["gate"] in ("git", "refs") and not g["passed"]]
+        if git_rules
+        else []
+    )
+    if failed:  # the re-frozen plan says the repository no longer vouches for it
         reasons = [f"rule '{g['rule']}' needs {g['detail']}" for g in failed]
         error = Conflict(
             f"The repository no longer vouches for this version: {'; '.join(reasons)}.", code="gate_failed"
