@@ -3,20 +3,27 @@ before it walks): v1 released to production with a production run as the baselin
 changed graph — validated in staging against that baseline, ready to be promoted to production."""
 
 import copy
+import time
 
 from apps.approvals import services as approvals
 from apps.approvals.models import PromotionState
 from apps.demo.services import DEMO_GRAPH, seed_demo
 from apps.pipelines import services as pipeline_services
 from apps.runs import services as run_services
-from apps.runs.models import Run, RunStatus
+from apps.runs.models import TERMINAL, Run, RunStatus
 
 
 def run_in(actor, pipeline, environment, version=None) -> Run:
+    """Create a run and see it succeed. A browser test's real worker may claim it first (run_create
+    wakes it on commit); then run_execute leaves it alone, and the run finishes on the worker."""
     run = run_services.run_create(actor=actor, pipeline=pipeline, environment=environment, version=version)
     run_services.run_execute(run.pk)
+    deadline = time.monotonic() + 60
     run.refresh_from_db()
-    assert run.status == RunStatus.SUCCEEDED, run.error
+    while run.status not in TERMINAL and time.monotonic() < deadline:
+        time.sleep(0.1)
+        run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, (run.status, run.error)
     return run
 
 
