@@ -13,7 +13,7 @@ from guardian.admin import (
     ReinforcedGuardedModelAdmin,
 )
 
-from apps.core.admin import ServiceModelAdmin, add_domain_error
+from apps.core.admin import RequestFormInlineMixin, ServiceModelAdmin, add_domain_error
 from apps.core.errors import DomainError, PermissionDenied
 from apps.notifications.models import Channel
 from apps.tenancy.models import Organization
@@ -64,7 +64,7 @@ class RuntimePolicyInlineForm(forms.ModelForm):
         return cleaned
 
 
-class RuntimePolicyInline(admin.StackedInline):
+class RuntimePolicyInline(RequestFormInlineMixin, admin.StackedInline):
     """The one runtime policy of the environment (created with it; changed through the service)."""
 
     model = RuntimePolicy
@@ -77,7 +77,6 @@ class RuntimePolicyInline(admin.StackedInline):
 
     def get_formset(self, request, obj=None, **kwargs):
         formset = super().get_formset(request, obj, **kwargs)
-        formset.form = type(formset.form.__name__, (formset.form,), {"admin_request": request})
         if obj is not None and "notification_channels" in formset.form.base_fields:
             formset.form.base_fields["notification_channels"].queryset = Channel.objects.filter(
                 organization=obj.organization
@@ -118,18 +117,13 @@ class FreezeWindowInlineForm(forms.ModelForm):
         return cleaned
 
 
-class FreezeWindowInline(admin.TabularInline):
+class FreezeWindowInline(RequestFormInlineMixin, admin.TabularInline):
     """Freeze windows: add new ones or delete old ones (there is no service to edit a window)."""
 
     model = FreezeWindow
     form = FreezeWindowInlineForm
     fields = ["kind", "starts_at", "ends_at", "cron", "duration_minutes", "timezone", "reason"]
     extra = 0
-
-    def get_formset(self, request, obj=None, **kwargs):
-        formset = super().get_formset(request, obj, **kwargs)
-        formset.form = type(formset.form.__name__, (formset.form,), {"admin_request": request})
-        return formset
 
     def _manages(self, request, obj):
         return obj is not None and perms.may(request.user, perms.MANAGE, obj)
