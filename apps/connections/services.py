@@ -11,7 +11,6 @@ from apps.core.types import User
 from apps.environments import permissions as perms
 from apps.environments.models import Environment, Kind
 from apps.tenancy import revisions
-from apps.tenancy.permissions import is_org_admin, is_org_member
 from apps.variables import services as variable_services
 
 from .models import ConnectionBinding, ConnectionRole, ConnectionTest
@@ -23,17 +22,11 @@ logger = logging.getLogger("planasonix.connections")
 ROLE_FIELDS = {"kind", "description", "required_in"}
 
 
-def may_define(actor: User, organization, project=None) -> bool:
-    """Whether `actor` may define connection roles at this scope (organization-wide: owners and admins)."""
-    return is_org_admin(actor, organization) if project is None else is_org_member(actor, organization)
+may_define = variable_services.may_define  # the same scopes define connection roles as variables
 
 
 def _require_definer(actor: User, organization, project) -> None:
-    if project is None:
-        if not is_org_admin(actor, organization):
-            raise PermissionDenied("Only organization owners and admins define organization-wide connection roles.")
-    elif not is_org_member(actor, organization):
-        raise PermissionDenied(f"You are not a member of '{organization.slug}'.")
+    variable_services.require_definer(actor, organization, project, what="connection roles")
 
 
 def _check_role(role: ConnectionRole) -> None:

@@ -145,6 +145,25 @@ class AuditedAdmin(ServiceActionMixin, LightChangelistMixin, SimpleHistoryAdmin)
         return super(AuditedAdmin, view).history_form_view(request, object_id, version_id, extra_context)
 
 
+class IsSetListFilter(admin.SimpleListFilter):
+    """A list filter on whether a column is set (read / unread, revoked / not revoked): a subclass
+    names the column (`field`) and the two choices, each (parameter value, label)."""
+
+    field = ""
+    is_set: tuple[str, str] = ("yes", "Yes")
+    is_unset: tuple[str, str] = ("no", "No")
+
+    def lookups(self, request, model_admin):
+        return [self.is_set, self.is_unset]
+
+    def queryset(self, request, queryset):
+        if self.value() == self.is_set[0]:
+            return queryset.filter(**{f"{self.field}__isnull": False})
+        if self.value() == self.is_unset[0]:
+            return queryset.filter(**{f"{self.field}__isnull": True})
+        return queryset
+
+
 def _restricted(model) -> bool:
     return model is not None and hasattr(model._default_manager, "restrict")
 

@@ -30,14 +30,16 @@ DEFINITION_FIELDS = {
 
 
 def may_define(actor: User, organization, project=None) -> bool:
-    """Whether `actor` may define variables at this scope (organization-wide: owners and admins)."""
+    """Whether `actor` may define configuration (variables, connection roles) at this scope:
+    organization-wide, owners and admins; for a project, its organization's members."""
     return is_org_admin(actor, organization) if project is None else is_org_member(actor, organization)
 
 
-def _require_definer(actor: User, organization, project) -> None:
+def require_definer(actor: User, organization, project, *, what: str = "variables") -> None:
+    """Refuse unless `may_define`; the message names what is defined (`what`)."""
     if project is None:
         if not is_org_admin(actor, organization):
-            raise PermissionDenied("Only organization owners and admins define organization-wide variables.")
+            raise PermissionDenied(f"Only organization owners and admins define organization-wide {what}.")
     elif not is_org_member(actor, organization):
         raise PermissionDenied(f"You are not a member of '{organization.slug}'.")
 
@@ -169,7 +171,7 @@ def variable_create(*, actor: User, organization, name: str, project=None, pipel
         raise field_error(sorted(unknown)[0], "Unknown field.")
     if pipeline is not None:
         project = pipeline.project
-    _require_definer(actor, organization, project)
+    require_definer(actor, organization, project)
     variable = Variable(organization=organization, project=project, pipeline=pipeline, name=name, **fields)
     _check_definition(variable)
     scope_filter = {"pipeline": pipeline} if pipeline else {"project": project, "pipeline": None}
@@ -191,7 +193,7 @@ def variable_update(*, actor: User, variable: Variable, **changes) -> Variable:
     unknown = set(changes) - DEFINITION_FIELDS
     if unknown:
         raise field_error(sorted(unknown)[0], "Unknown field.")
-    _require_definer(actor, variable.organization, variable.project)
+    require_definer(actor, variable.organization, variable.project)
     for name, value in changes.items():
         setattr(variable, name, value)
     _check_definition(variable)
@@ -210,7 +212,7 @@ def variable_update(*, actor: User, variable: Variable, **changes) -> Variable:
 
 @transaction.atomic
 def variable_delete(*, actor: User, variable: Variable) -> None:
-    _require_definer(actor, variable.organization, variable.project)
+    require_definer(actor, variable.organization, variable.project)
     for environment in {o.environment for o in variable.overrides.select_related("environment__policy")}:
         perms.require_config_edit(actor, environment)
     audited_delete(variable, actor=actor, reason="variable deleted")
