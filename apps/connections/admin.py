@@ -22,7 +22,6 @@ from apps.environments.admin_rows import (
     PerEnvironmentInlineForm,
     PerEnvironmentInlineMixin,
     ScopedDefinitionAdmin,
-    save_per_environment_rows,
 )
 from apps.environments.models import Kind
 from apps.pipelines.models import Project
@@ -164,19 +163,17 @@ class ConnectionRoleAdmin(ScopedDefinitionAdmin):
         # delete (the lock on each environment), not the admin's per-model delete permissions.
         services.connection_role_delete(actor=request.user, role=obj)
 
-    def save_formset(self, request, form, formset, change):
-        save_per_environment_rows(
-            formset,
-            load=lambda pk: ConnectionBinding.objects.select_related("role", "environment__policy").get(pk=pk),
-            set_row=lambda environment, data: services.connection_binding_set(
-                actor=request.user,
-                role=form.instance,
-                environment=environment,
-                params=data["params"],
-                credential=data.get("credential"),
-            ),
-            delete_row=lambda binding: services.connection_binding_delete(actor=request.user, binding=binding),
+    def row_set(self, request, parent, environment, cleaned_data):
+        return services.connection_binding_set(
+            actor=request.user,
+            role=parent,
+            environment=environment,
+            params=cleaned_data["params"],
+            credential=cleaned_data.get("credential"),
         )
+
+    def row_delete(self, request, row) -> None:
+        services.connection_binding_delete(actor=request.user, binding=row)
 
 
 # --- bindings (list + test action) and test outcomes ------------------------------------------------

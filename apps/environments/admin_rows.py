@@ -12,7 +12,8 @@ through it (`save_per_environment_rows`), never by the formset.
 To adopt: subclass `PerEnvironmentInlineForm` (Meta, `validate_row`, optionally `limit_choices`,
 `show_instance`, `place_error`), `PerEnvironmentFormSet` (`row_name`), and mix
 `PerEnvironmentInlineMixin` into a Tabular/StackedInline (`row_select_related`); the parent admin
-(a `ScopedDefinitionAdmin`) has `save_formset` call `save_per_environment_rows`."""
+(a `ScopedDefinitionAdmin`) saves the rows through `save_per_environment_rows` with its `row_set`
+and `row_delete`."""
 
 from typing import Any
 
@@ -191,7 +192,8 @@ class ScopedDefinitionAdmin(ServiceModelAdmin):
 
     A subclass sets `may_define` and writes `definition_changes(current, cleaned_data)` (the changed
     fields, as the update service takes them), `service_change(request, obj, changes)` (the update
-    service), `service_create`, `service_delete` and `save_formset`."""
+    service), `service_create`, `service_delete`, and for the inline's rows `row_set(request,
+    parent, environment, cleaned_data)` (returns the row) and `row_delete(request, row)`."""
 
     create_requires = ("organization",)
     may_define: Any = None  # staticmethod: the app's services.may_define
@@ -240,9 +242,26 @@ class ScopedDefinitionAdmin(ServiceModelAdmin):
             return current
         return self.service_change(request, obj, changes)
 
+    def row_set(self, request, parent, environment, cleaned_data):
+        raise NotImplementedError
+
+    def row_delete(self, request, row) -> None:
+        raise NotImplementedError
+
     def save_related(self, request, form, formsets, change):
         for formset in formsets:
             self.save_formset(request, form, formset, change)
+
+    def save_formset(self, request, form, formset, change):
+        parent_field = formset.fk.name
+        save_per_environment_rows(
+            formset,
+            load=lambda pk: formset.model._default_manager.select_related(parent_field, "environment__policy").get(
+                pk=pk
+            ),
+            set_row=lambda environment, data: self.row_set(request, form.instance, environment, data),
+            delete_row=lambda row: self.row_delete(request, row),
+        )
 
 
 def visible_environments(user):

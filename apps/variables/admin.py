@@ -27,7 +27,6 @@ from apps.environments.admin_rows import (
     PerEnvironmentInlineForm,
     PerEnvironmentInlineMixin,
     ScopedDefinitionAdmin,
-    save_per_environment_rows,
 )
 from apps.environments.models import Environment, Kind
 from apps.pipelines.models import Pipeline, Project
@@ -255,19 +254,17 @@ class VariableAdmin(ScopedDefinitionAdmin):
         # each environment), not the admin's per-model delete permissions.
         services.variable_delete(actor=request.user, variable=obj)
 
-    def save_formset(self, request, form, formset, change):
-        save_per_environment_rows(
-            formset,
-            load=lambda pk: VariableOverride.objects.select_related("variable", "environment__policy").get(pk=pk),
-            set_row=lambda environment, data: services.variable_override_set(
-                actor=request.user,
-                variable=form.instance,
-                environment=environment,
-                value=data.get("value"),
-                secret=data.get("secret"),
-            ),
-            delete_row=lambda override: services.variable_override_delete(actor=request.user, override=override),
+    def row_set(self, request, parent, environment, cleaned_data):
+        return services.variable_override_set(
+            actor=request.user,
+            variable=parent,
+            environment=environment,
+            value=cleaned_data.get("value"),
+            secret=cleaned_data.get("secret"),
         )
+
+    def row_delete(self, request, row) -> None:
+        services.variable_override_delete(actor=request.user, override=row)
 
     # --- actions ---
 
