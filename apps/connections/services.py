@@ -10,6 +10,7 @@ from apps.core.services import audited_delete, audited_save, validate
 from apps.core.types import User
 from apps.environments import permissions as perms
 from apps.environments.models import Environment, Kind
+from apps.environments.rows import per_environment_row_delete, per_environment_row_set
 from apps.tenancy import revisions
 from apps.variables import services as variable_services
 
@@ -107,22 +108,26 @@ def connection_binding_set(*, actor: User, role: ConnectionRole, environment: En
     """Bind (or re-bind) a role in an environment."""
     environment = Environment.objects.select_related("policy").get(pk=environment.pk)
     params = validate_binding(actor=actor, role=role, environment=environment, params=params, credential=credential)
-    binding = ConnectionBinding.objects.select_for_update().filter(role=role, environment=environment).first()
-    if binding is None:
-        binding = ConnectionBinding(role=role, environment=environment)
-    elif binding.params == params and binding.credential_id == (credential.pk if credential else None):
-        return binding
-    binding.params, binding.credential = params, credential
-    audited_save(binding, actor=actor, reason=f"{role.name} bound in {environment.slug}", clean=False)
-    revisions.bump(role.organization_id)
-    return binding
+    return per_environment_row_set(
+        ConnectionBinding,
+        parent_field="role",
+        parent=role,
+        environment=environment,
+        values={"params": params, "credential": credential},
+        actor=actor,
+        reason=f"{role.name} bound in {environment.slug}",
+        organization_id=role.organization_id,
+    )
 
 
 @transaction.atomic
 def connection_binding_delete(*, actor: User, binding: ConnectionBinding) -> None:
-    perms.require_config_edit(actor, binding.environment)
-    audited_delete(binding, actor=actor, reason=f"{binding.role.name} unbound in {binding.environment.slug}")
-    revisions.bump(binding.role.organization_id)
+    per_environment_row_delete(
+        binding,
+        actor=actor,
+        reason=f"{binding.role.name} unbound in {binding.environment.slug}",
+        organization_id=binding.role.organization_id,
+    )
 
 
 @transaction.atomic

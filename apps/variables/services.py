@@ -8,6 +8,7 @@ from apps.core.services import audited_delete, audited_save, validate
 from apps.core.types import User
 from apps.environments import permissions as perms
 from apps.environments.models import Environment, Kind, RuntimePolicy
+from apps.environments.rows import per_environment_row_delete, per_environment_row_set
 from apps.secrets.models import Secret
 from apps.tenancy import revisions
 from apps.tenancy.permissions import is_org_admin, is_org_member
@@ -255,22 +256,26 @@ def variable_override_set(*, actor: User, variable: Variable, environment: Envir
     """Set (create or replace) a variable's value in one environment."""
     environment = Environment.objects.select_related("policy", "organization").get(pk=environment.pk)
     value = validate_override(actor=actor, variable=variable, environment=environment, value=value, secret=secret)
-    override = VariableOverride.objects.select_for_update().filter(variable=variable, environment=environment).first()
-    if override is None:
-        override = VariableOverride(variable=variable, environment=environment)
-    elif override.value == value and override.secret_id == (secret.pk if secret else None):
-        return override
-    override.value, override.secret = value, secret
-    audited_save(override, actor=actor, reason=f"{variable.name} set in {environment.slug}", clean=False)
-    revisions.bump(variable.organization_id)
-    return override
+    return per_environment_row_set(
+        VariableOverride,
+        parent_field="variable",
+        parent=variable,
+        environment=environment,
+        values={"value": value, "secret": secret},
+        actor=actor,
+        reason=f"{variable.name} set in {environment.slug}",
+        organization_id=variable.organization_id,
+    )
 
 
 @transaction.atomic
 def variable_override_delete(*, actor: User, override: VariableOverride) -> None:
-    perms.require_config_edit(actor, override.environment)
-    audited_delete(override, actor=actor, reason=f"{override.variable.name} unset in {override.environment.slug}")
-    revisions.bump(override.variable.organization_id)
+    per_environment_row_delete(
+        override,
+        actor=actor,
+        reason=f"{override.variable.name} unset in {override.environment.slug}",
+        organization_id=override.variable.organization_id,
+    )
 
 
 @transaction.atomic
