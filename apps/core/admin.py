@@ -3,7 +3,7 @@
 import copy
 import json
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -105,6 +105,30 @@ class ServiceFormMixin(_ModelFormBase):
                 self.model_admin.service_validate(self.admin_request, self.instance, cleaned, self)
             except DomainError as exc:
                 add_domain_error(self, exc)
+        return cleaned
+
+
+class ServiceCheckedForm(forms.ModelForm):
+    """An inline row's form whose clean() asks the services (`service_check(cleaned)`) once the
+    fields are valid; a DomainError becomes a form error (`place_error`), never a 500. The admin
+    request is `admin_request` (set by RequestFormInlineMixin)."""
+
+    admin_request: Any = None
+
+    def service_check(self, cleaned) -> None:
+        """Raise the DomainError the services would raise for this row (may edit `cleaned`)."""
+        raise NotImplementedError
+
+    def place_error(self, exc: DomainError) -> None:
+        add_domain_error(self, exc)
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.errors:
+            try:
+                self.service_check(cleaned)
+            except DomainError as exc:
+                self.place_error(exc)
         return cleaned
 
 

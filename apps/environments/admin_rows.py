@@ -17,12 +17,11 @@ and `row_delete`."""
 
 from typing import Any
 
-from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
 
-from apps.core.admin import RequestFormInlineMixin, ServiceModelAdmin, add_domain_error
+from apps.core.admin import RequestFormInlineMixin, ServiceCheckedForm, ServiceModelAdmin
 from apps.core.errors import DomainError
 from apps.tenancy.permissions import is_org_member, sees_some_organization
 
@@ -40,10 +39,8 @@ def editable_environments(user, organization_id) -> list[Environment]:
     return [environment for environment in candidates if perms.may_edit_config(user, environment)]
 
 
-class PerEnvironmentInlineForm(forms.ModelForm):
+class PerEnvironmentInlineForm(ServiceCheckedForm):
     """One row of `parent` (the object being edited) for one environment."""
-
-    admin_request: Any = None  # the admin request, set per request by PerEnvironmentInlineMixin
 
     def __init__(self, *args, parent=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -75,21 +72,12 @@ class PerEnvironmentInlineForm(forms.ModelForm):
         """Ask the service whether this row may be saved; raise its DomainError (may edit `cleaned`)."""
         raise NotImplementedError
 
-    def place_error(self, exc: DomainError) -> None:
-        add_domain_error(self, exc)
-
-    def clean(self):
-        cleaned = super().clean()
-        if self.errors or self.read_only or not self.has_changed() or cleaned.get("DELETE"):
-            return cleaned
+    def service_check(self, cleaned) -> None:
+        if self.read_only or not self.has_changed() or cleaned.get("DELETE"):
+            return
         environment = cleaned.get("environment")
-        if environment is None:
-            return cleaned
-        try:
+        if environment is not None:
             self.validate_row(environment, cleaned)
-        except DomainError as exc:
-            self.place_error(exc)
-        return cleaned
 
 
 class PerEnvironmentFormSet(BaseInlineFormSet):
