@@ -10,6 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from apps.core.api import StrictModelSerializer, StrictSerializer, VisibleRelatedField
+from apps.core.viewsets import OrganizationRelatedField
 from apps.notifications.models import Channel
 from apps.tenancy import selectors as tenancy_selectors
 from apps.tenancy.api import MemberOrganizationField
@@ -27,6 +28,12 @@ from .models import (
 )
 
 User = get_user_model()
+
+
+def environment_reference(**kwargs) -> OrganizationRelatedField:
+    """An environment of the organization being written in, by slug (a 400 naming the field otherwise)."""
+    kwargs.setdefault("max_length", 63)
+    return OrganizationRelatedField(Environment, slug=True, **kwargs)
 
 
 class RuntimePolicySerializer(serializers.ModelSerializer):
