@@ -37,9 +37,10 @@ class OrganizationRelatedField(serializers.CharField):
         missing: str = "No environment '{value}' in this organization.",
         missing_many: str | None = None,
         slug: bool = False,
+        related: tuple[str, ...] = (),
         **kwargs,
     ):
-        self.model, self.lookup, self.action = model, lookup, action
+        self.model, self.lookup, self.action, self.related = model, lookup, action, related
         self.missing, self.missing_many = missing, missing_many
         super().__init__(**kwargs)
         if slug:  # SlugField's own check, message and published pattern
@@ -49,7 +50,8 @@ class OrganizationRelatedField(serializers.CharField):
     def candidates(self, organization, user):
         manager = self.model._default_manager
         rows = manager.restrict(user, self.action) if self.action else manager.all()
-        return rows.in_organization(organization)
+        rows = rows.in_organization(organization)
+        return rows.select_related(*self.related) if self.related else rows
 
     def resolve(self, value, organization, user, field: str):
         if value is None:
@@ -72,17 +74,18 @@ class OrganizationRelatedField(serializers.CharField):
         return [found[name] for name in names]
 
 
-def resolve_references(serializer: serializers.Serializer, fields: dict, organization, user) -> dict:
+def resolve_references(serializer: serializers.Serializer, fields: dict, organization: Callable[[], Any], user) -> dict:
     """`fields` (the serializer's validated data) with every OrganizationRelatedField's names
-    replaced by the rows of `organization` they name; a 400 naming the field for one not found."""
+    replaced by the rows they name in `organization()` (asked only when a reference was given);
+    a 400 naming the field for one not found."""
     for name, field in serializer.fields.items():
         key = field.source or name
         if key not in fields:
             continue
         if isinstance(field, OrganizationRelatedField):
-            fields[key] = field.resolve(fields[key], organization, user, name)
+            fields[key] = field.resolve(fields[key], organization(), user, name)
         elif isinstance(field, serializers.ListField) and isinstance(field.child, OrganizationRelatedField):
-            fields[key] = field.child.resolve_many(fields[key], organization, user, name)
+            fields[key] = field.child.resolve_many(fields[key], organization(), user, name)
     return fields
 
 
@@ -94,11 +97,12 @@ class ServiceViewSet(ETagMixin, viewsets.ModelViewSet):
     `update_serializer_class` (input), the services `create_service`, `update_service` and
     `delete_service` (`actor=` plus the object under `service_instance` plus the input), and the
     `organization_of(obj)` / `input_organization(fields)` that named references resolve in. Override
-    `create_object` / `update_object` for a service with another signature. The actions in `reread`
+    `create_input` / `update_input` to prepare other input, `create_object` / `update_object` for a
+    service with another signature; `etag_on_create` sends the new row's ETag with the 201. The actions in `reread`
     ("create", "partial_update") answer with the row as the list reads it (annotations, prefetching)."""
 
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
-    visible: Callable[[Any], Any]
+    visible: Callable[..., Any]  # selector(user) -> queryset
     create_serializer_class: type[serializers.Serializer] | None = None
     update_serializer_class: type[serializers.Serializer] | None = None
     create_service: Callable[..., Any]
@@ -106,6 +110,7 @@ class ServiceViewSet(ETagMixin, viewsets.ModelViewSet):
     delete_service: Callable[..., Any]
     service_instance: str
     reread: tuple[str, ...] = ()
+    etag_on_create = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -131,6 +136,14 @@ class ServiceViewSet(ETagMixin, viewsets.ModelViewSet):
     def input_organization(self, fields: dict):
         return fields.get("organization")
 
+    def create_input(self, serializer, fields: dict) -> dict:
+        """The create service's input: references resolved in `input_organization`."""
+        return resolve_references(serializer, fields, lambda: self.input_organization(fields), self.request.user)
+
+    def update_input(self, serializer, obj, fields: dict) -> dict:
+        """The update service's input (the object is locked): references resolved in its organization."""
+        return resolve_references(serializer, fields, lambda: self.organization_of(obj), self.request.user)
+
     def create_object(self, fields: dict):
         return type(self).create_service(actor=self.request.user, **fields)
 
@@ -155,17 +168,16 @@ class ServiceViewSet(ETagMixin, viewsets.ModelViewSet):
     def create(self, request, *args, **kwargs):
         assert self.create_serializer_class is not None
         data, fields = self.validated_input(self.create_serializer_class)
-        resolve_references(data, fields, self.input_organization(fields), request.user)
-        _, body = self.answer(self.create_object(fields))
-        return Response(body, status=status.HTTP_201_CREATED)
+        obj, body = self.answer(self.create_object(self.create_input(data, fields)))
+        response = Response(body, status=status.HTTP_201_CREATED)
+        return self.with_etag(response, obj) if self.etag_on_create else response
 
     def partial_update(self, request, *args, **kwargs):
         assert self.update_serializer_class is not None
         data, fields = self.validated_input(self.update_serializer_class)
         with transaction.atomic():
             obj = self.locked_object()
-            resolve_references(data, fields, self.organization_of(obj), request.user)
-            obj = self.update_object(obj, fields)
+            obj = self.update_object(obj, self.update_input(data, obj, fields))
         obj, body = self.answer(obj)
         return self.with_etag(Response(body), obj)
 

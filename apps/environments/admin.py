@@ -23,6 +23,7 @@ from . import permissions as perms
 from . import services
 from .admin_permissions import EnvironmentPermissionScreensMixin
 from .models import (
+    ENVIRONMENT_SETTINGS,
     POLICY_SETTINGS,
     Environment,
     FreezeWindow,
@@ -165,14 +166,7 @@ class EnvironmentAdminForm(forms.ModelForm):
         model = Environment
         fields = [
             "organization",
-            "name",
-            "slug",
-            "kind",
-            "position",
-            "promotes_to",
-            "is_protected",
-            "color",
-            "description",
+            *ENVIRONMENT_SETTINGS,
         ]
 
     def __init__(self, *args, **kwargs):

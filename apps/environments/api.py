@@ -19,6 +19,7 @@ from apps.tenancy.models import Organization
 from . import permissions as perms
 from . import selectors, services
 from .models import (
+    ENVIRONMENT_SETTINGS,
     POLICY_SETTINGS,
     Environment,
     EnvironmentGroupObjectPermission,
@@ -81,14 +82,7 @@ class EnvironmentSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "organization",
-            "name",
-            "slug",
-            "kind",
-            "position",
-            "promotes_to",
-            "is_protected",
-            "color",
-            "description",
+            *ENVIRONMENT_SETTINGS,
             "policy",
             "freeze_windows",
             "my_permissions",
@@ -125,14 +119,7 @@ class EnvironmentCreateSerializer(StrictModelSerializer):
         model = Environment
         fields = [
             "organization",
-            "name",
-            "slug",
-            "kind",
-            "position",
-            "promotes_to",
-            "is_protected",
-            "color",
-            "description",
+            *ENVIRONMENT_SETTINGS,
             "policy",
         ]
 
@@ -145,7 +132,7 @@ class EnvironmentUpdateSerializer(StrictModelSerializer):
 
     class Meta:
         model = Environment
-        fields = ["name", "slug", "kind", "position", "promotes_to", "is_protected", "color", "description"]
+        fields = list(ENVIRONMENT_SETTINGS)
 
     def get_validators(self):
         return []

@@ -8,9 +8,15 @@ from rest_framework.response import Response
 
 from apps.core import params
 from apps.core.errors import field_error
-from apps.environments.models import Environment
+from apps.environments.api import environment_reference
 from apps.pipelines.models import Pipeline, Project
-from apps.pipelines.selectors import get_pipeline_for_user, get_project_for_user, pipelines_for, projects_for
+from apps.pipelines.selectors import (
+    get_pipeline_for_user,
+    get_project_for_user,
+    pipelines_for,
+    projects_for,
+    version_numbered,
+)
 
 from . import services
 
@@ -32,27 +38,20 @@ PAGE_SIZE = OpenApiParameter(
 AS_OF = OpenApiParameter("as_of", OpenApiTypes.DATETIME, description="Rebuild the answer as of this moment.")
 
 
+_ENVIRONMENT = environment_reference(related=("policy",))
+
+
 def _environment(organization_id, slug, field="environment"):
     if slug:
         params.parse_text(slug, field)
     if not slug:
         raise field_error(field, "Give an environment slug.")
-    environment = (
-        Environment.objects.select_related("policy").filter(organization_id=organization_id, slug=slug).first()
-    )
-    if environment is None:
-        raise field_error(field, f"No environment '{slug}' in this organization.")
-    return environment
+    return _ENVIRONMENT.resolve(slug, organization_id, None, field)
 
 
 def _version(pipeline, query_params):
     number = params.optional(query_params, "version", params.parse_whole_number, minimum=1, maximum=VERSION_MAX)
-    if number is None:
-        return None
-    version = pipeline.versions.filter(number=number).first()
-    if version is None:
-        raise field_error("version", f"Pipeline '{pipeline.slug}' has no version {number}.")
-    return version
+    return version_numbered(pipeline, number)
 
 
 def _rows_page(query_params) -> dict:

@@ -20,7 +20,7 @@ from apps.pipelines.models import Pipeline
 from apps.tenancy.permissions import sees_some_organization
 
 from . import selectors, services
-from .models import Deployment, Run, Schedule
+from .models import RUN_LIFECYCLE, Deployment, Run, Schedule
 
 
 def _pretty(value) -> str:
@@ -104,12 +104,7 @@ class RunAdmin(ViewOnlyAdminMixin, _EnvironmentScoped, LightModelAdmin):
         "metrics_display",
         "baseline_display",
         "log_display",
-        "claimed_by",
-        "cancel_requested",
-        "attempts",
-        "created_at",
-        "started_at",
-        "finished_at",
+        *RUN_LIFECYCLE,
         "configuration_display",
     ]
     readonly_fields = fields  # type: ignore[assignment]  # all strings; the stubs type `fields` wider

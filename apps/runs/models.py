@@ -103,6 +103,17 @@ def _not_cancel_requested(run: "Run") -> bool:
     return not run.cancel_requested
 
 
+RUN_LIFECYCLE = (
+    "claimed_by",
+    "cancel_requested",
+    "attempts",
+    "created_at",
+    "started_at",
+    "finished_at",
+)
+"""Who runs a run and when: what the admin and the API show after its outcome."""
+
+
 class Run(FSMModelMixin, models.Model):
     """One execution of a pipeline version in an environment. The row is the outbox: a queued run
     is dispatched on commit, and the beat sweep re-dispatches runs left queued or whose worker died.

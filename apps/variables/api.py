@@ -12,7 +12,7 @@ from apps.secrets.api import secret_reference
 from apps.tenancy.api import MemberOrganizationField
 
 from . import selectors, services
-from .models import Variable, VariableOverride, VariableType
+from .models import VARIABLE_SETTINGS, Variable, VariableOverride, VariableType
 
 
 class VariableSerializer(serializers.ModelSerializer):
@@ -29,16 +29,7 @@ class VariableSerializer(serializers.ModelSerializer):
             "pipeline",
             "scope",
             "name",
-            "type",
-            "default_value",
-            "default_secret",
-            "description",
-            "required_in",
-            "choices",
-            "regex",
-            "min_value",
-            "max_value",
-            "allow_runtime_override",
+            *VARIABLE_SETTINGS,
             "created_at",
             "updated_at",
         ]
