@@ -7,11 +7,11 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from apps.core.api import StrictSerializer, VisibleRelatedField
-from apps.core.viewsets import ServiceViewSet
+from apps.core.viewsets import ETagServiceViewSet
 from apps.environments.api import environment_reference
 from apps.environments.models import Kind
 from apps.pipelines.models import Project
-from apps.secrets.api import secret_reference
+from apps.secrets.api import secret_reference, secret_shown
 from apps.tenancy.api import MemberOrganizationField
 
 from . import selectors, services
@@ -62,7 +62,7 @@ class RoleFilter(filters.FilterSet):
         fields = ["organization", "project", "kind", "name"]
 
 
-class ConnectionRoleViewSet(ServiceViewSet):
+class ConnectionRoleViewSet(ETagServiceViewSet):
     """Logical connections that pipeline graphs refer to by name."""
 
     queryset = ConnectionRole.objects.none()
@@ -82,15 +82,12 @@ class ConnectionRoleViewSet(ServiceViewSet):
 class BindingSerializer(serializers.ModelSerializer):
     role_name = serializers.CharField(source="role.name", read_only=True)
     environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    credential = serializers.SerializerMethodField()
+    credential = secret_shown("credential")
 
     class Meta:
         model = ConnectionBinding
         fields = ["id", "role", "role_name", "environment", "params", "credential", "created_at", "updated_at"]
         read_only_fields = fields
-
-    def get_credential(self, obj) -> str | None:
-        return obj.credential.display_reference if obj.credential else None
 
 
 class BindingCreateSerializer(StrictSerializer):
@@ -121,7 +118,7 @@ class BindingFilter(filters.FilterSet):
         fields = ["role", "environment", "organization"]
 
 
-class ConnectionBindingViewSet(ServiceViewSet):
+class ConnectionBindingViewSet(ETagServiceViewSet):
     """Where a role points in one environment. Credentials are secret references, never params."""
 
     queryset = ConnectionBinding.objects.none()

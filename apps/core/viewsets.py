@@ -89,17 +89,17 @@ def resolve_references(serializer: serializers.Serializer, fields: dict, organiz
     return fields
 
 
-class ServiceViewSet(ETagMixin, viewsets.ModelViewSet):
-    """A configuration resource: list and detail from the access layer, ETag on detail and If-Match
-    on writes, and create/partial update/delete through the app's services (no PUT).
+class ServiceViewSet(viewsets.ModelViewSet):
+    """A resource written through the app's services: list and detail from the access layer, and
+    create/partial update/delete calling the services (no PUT).
 
     Declare `visible` (the selector), `serializer_class` (output), `create_serializer_class` and
     `update_serializer_class` (input), the services `create_service`, `update_service` and
     `delete_service` (`actor=` plus the object under `service_instance` plus the input), and the
     `organization_of(obj)` / `input_organization(fields)` that named references resolve in. Override
     `create_input` / `update_input` to prepare other input, `create_object` / `update_object` for a
-    service with another signature; `etag_on_create` sends the new row's ETag with the 201. The actions in `reread`
-    ("create", "partial_update") answer with the row as the list reads it (annotations, prefetching)."""
+    service with another signature. The actions in `reread` ("create", "partial_update") answer
+    with the row as the list reads it (annotations, prefetching)."""
 
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     visible: Callable[..., Any]  # selector(user) -> queryset
@@ -110,7 +110,6 @@ class ServiceViewSet(ETagMixin, viewsets.ModelViewSet):
     delete_service: Callable[..., Any]
     service_instance: str
     reread: tuple[str, ...] = ()
-    etag_on_create = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -169,7 +168,31 @@ class ServiceViewSet(ETagMixin, viewsets.ModelViewSet):
         assert self.create_serializer_class is not None
         data, fields = self.validated_input(self.create_serializer_class)
         obj, body = self.answer(self.create_object(self.create_input(data, fields)))
-        response = Response(body, status=status.HTTP_201_CREATED)
+        return self.created(Response(body, status=status.HTTP_201_CREATED), obj)
+
+    def created(self, response, obj):
+        return response
+
+    def partial_update(self, request, *args, **kwargs):
+        assert self.update_serializer_class is not None
+        obj = self.get_object()
+        data, fields = self.validated_input(self.update_serializer_class)
+        obj, body = self.answer(self.update_object(obj, self.update_input(data, obj, fields)))
+        return Response(body)
+
+    def destroy(self, request, *args, **kwargs):
+        self.delete_object(self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ETagServiceViewSet(ETagMixin, ServiceViewSet):
+    """A configuration resource: a ServiceViewSet with an ETag on detail responses and If-Match on
+    writes, which validate the input first and then lock the row (`etag_on_create`: the 201 carries
+    the new row's ETag too)."""
+
+    etag_on_create = False
+
+    def created(self, response, obj):
         return self.with_etag(response, obj) if self.etag_on_create else response
 
     def partial_update(self, request, *args, **kwargs):

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 
 from apps.core.api import StrictSerializer, VisibleRelatedField
 from apps.core.models import without_blobs
-from apps.core.viewsets import ServiceViewSet
+from apps.core.viewsets import ETagServiceViewSet
 from apps.environments.api import environment_reference
 from apps.tenancy.api import MemberOrganizationField
 
@@ -59,7 +59,7 @@ class ProjectFilter(filters.FilterSet):
         fields = ["organization", "slug"]
 
 
-class ProjectViewSet(ServiceViewSet):
+class ProjectViewSet(ETagServiceViewSet):
     """Projects group pipelines; their default environment is used when a run names none."""
 
     queryset = Project.objects.none()
@@ -151,7 +151,7 @@ class PipelineFilter(filters.FilterSet):
         fields = ["organization", "project", "slug"]
 
 
-class PipelineViewSet(ServiceViewSet):
+class PipelineViewSet(ETagServiceViewSet):
     """Pipelines and their versions (immutable: a change is a new version)."""
 
     queryset = Pipeline.objects.none()

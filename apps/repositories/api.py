@@ -11,9 +11,9 @@ from rest_framework.response import Response
 from apps.core import params
 from apps.core.api import StrictSerializer, VisibleRelatedField
 from apps.core.openapi import signed
-from apps.core.viewsets import ServiceViewSet
+from apps.core.viewsets import ETagServiceViewSet
 from apps.pipelines.models import Pipeline
-from apps.secrets.api import secret_reference
+from apps.secrets.api import secret_reference, secret_shown
 
 from . import selectors, services
 from .models import Repository, RepositorySync
@@ -28,8 +28,8 @@ class SyncSerializer(serializers.ModelSerializer):
 
 class RepositorySerializer(serializers.ModelSerializer):
     pipeline_slug = serializers.CharField(source="pipeline.slug", read_only=True)
-    credential = serializers.SerializerMethodField()
-    webhook_secret = serializers.SerializerMethodField()
+    credential = secret_shown("credential")
+    webhook_secret = secret_shown("webhook_secret")
     webhook_url = serializers.SerializerMethodField()
     sync = SyncSerializer(read_only=True)
 
@@ -50,12 +50,6 @@ class RepositorySerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = fields
-
-    def get_credential(self, obj) -> str | None:
-        return obj.credential.display_reference if obj.credential_id else None
-
-    def get_webhook_secret(self, obj) -> str | None:
-        return obj.webhook_secret.display_reference if obj.webhook_secret_id else None
 
     def get_webhook_url(self, obj) -> str:
         return reverse("repository-webhook", kwargs={"pk": obj.pk})
@@ -89,7 +83,7 @@ class RepositoryFilter(filters.FilterSet):
 WEBHOOK_RESPONSE = inline_serializer("WebhookAccepted", {"status": serializers.CharField()})
 
 
-class RepositoryViewSet(ServiceViewSet):
+class RepositoryViewSet(ETagServiceViewSet):
     """Git repositories that pipelines' versions come from. Credentials are secret references."""
 
     queryset = Repository.objects.none()

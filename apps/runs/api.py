@@ -22,7 +22,7 @@ from apps.core.api import (
 )
 from apps.core.errors import field_error
 from apps.core.models import without_blobs
-from apps.core.viewsets import ServiceViewSet, resolve_references
+from apps.core.viewsets import ETagServiceViewSet, resolve_references
 from apps.environments import permissions as perms
 from apps.environments.api import environment_reference
 from apps.pipelines.models import Pipeline
@@ -419,7 +419,7 @@ class ScheduleFilter(filters.FilterSet):
         fields = ["pipeline", "environment", "enabled"]
 
 
-class ScheduleViewSet(ServiceViewSet):
+class ScheduleViewSet(ETagServiceViewSet):
     """Cron schedules of a pipeline in an environment (editing needs manage_schedules; in a locked
     environment, manage_environment too). Deploying into the environment switches them on."""
 

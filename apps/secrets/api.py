@@ -1,10 +1,11 @@
 """API for secrets. Values are write-only: responses carry a fingerprint, never the value."""
 
 from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.core.api import StrictSerializer
-from apps.core.viewsets import OrganizationRelatedField, ServiceViewSet
+from apps.core.viewsets import ETagServiceViewSet, OrganizationRelatedField
 from apps.environments.api import environment_reference
 from apps.tenancy.api import MemberOrganizationField
 
@@ -16,6 +17,16 @@ def secret_reference(**kwargs) -> OrganizationRelatedField:
     """A secret of the organization being written in, by name: how every API body names a credential."""
     missing = "No secret named '{value}' in this organization."
     return OrganizationRelatedField(Secret, lookup="name", missing=missing, max_length=64, **kwargs)
+
+
+@extend_schema_field({"type": "string", "nullable": True})
+class _SecretShown(serializers.CharField):
+    """A secret's reference URI, never its value; null for none."""
+
+
+def secret_shown(source: str) -> serializers.CharField:
+    """How a response shows the secret a row refers to (its reference URI, never its value)."""
+    return _SecretShown(source=f"{source}.display_reference", read_only=True, allow_null=True)
 
 
 class SecretSerializer(serializers.ModelSerializer):
@@ -71,7 +82,7 @@ class SecretFilter(filters.FilterSet):
         fields = ["organization", "provider", "name"]
 
 
-class SecretViewSet(ServiceViewSet):
+class SecretViewSet(ETagServiceViewSet):
     """Credential references. Members see metadata; owners and admins create, rotate and delete."""
 
     queryset = Secret.objects.none()

@@ -4,11 +4,11 @@ from django_filters import rest_framework as filters
 from rest_framework import serializers
 
 from apps.core.api import StrictSerializer, VisibleRelatedField
-from apps.core.viewsets import ServiceViewSet
+from apps.core.viewsets import ETagServiceViewSet
 from apps.environments.api import environment_reference
 from apps.environments.models import Kind
 from apps.pipelines.models import Pipeline, Project
-from apps.secrets.api import secret_reference
+from apps.secrets.api import secret_reference, secret_shown
 from apps.tenancy.api import MemberOrganizationField
 
 from . import selectors, services
@@ -17,7 +17,7 @@ from .models import VARIABLE_SETTINGS, Variable, VariableOverride, VariableType
 
 class VariableSerializer(serializers.ModelSerializer):
     organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    default_secret = serializers.SerializerMethodField()
+    default_secret = secret_shown("default_secret")
     scope = serializers.CharField(read_only=True)
 
     class Meta:
@@ -34,9 +34,6 @@ class VariableSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = fields
-
-    def get_default_secret(self, obj) -> str | None:
-        return obj.default_secret.display_reference if obj.default_secret else None
 
 
 class _DefinitionFields(StrictSerializer):
@@ -67,7 +64,7 @@ class VariableFilter(filters.FilterSet):
         fields = ["organization", "project", "pipeline", "name", "type"]
 
 
-class VariableViewSet(ServiceViewSet):
+class VariableViewSet(ETagServiceViewSet):
     """Variable definitions at organization, project or pipeline scope."""
 
     queryset = Variable.objects.none()
@@ -87,15 +84,12 @@ class VariableViewSet(ServiceViewSet):
 class OverrideSerializer(serializers.ModelSerializer):
     variable_name = serializers.CharField(source="variable.name", read_only=True)
     environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    secret = serializers.SerializerMethodField()
+    secret = secret_shown("secret")
 
     class Meta:
         model = VariableOverride
         fields = ["id", "variable", "variable_name", "environment", "value", "secret", "created_at", "updated_at"]
         read_only_fields = fields
-
-    def get_secret(self, obj) -> str | None:
-        return obj.secret.display_reference if obj.secret else None
 
 
 class OverrideCreateSerializer(StrictSerializer):
@@ -119,7 +113,7 @@ class OverrideFilter(filters.FilterSet):
         fields = ["variable", "environment", "organization"]
 
 
-class VariableOverrideViewSet(ServiceViewSet):
+class VariableOverrideViewSet(ETagServiceViewSet):
     """A variable's value in one environment. Writing needs change_environment_config there
     (and manage_environment while the environment is locked)."""
 

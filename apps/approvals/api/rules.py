@@ -12,7 +12,7 @@ from rest_framework import serializers
 from apps.approvals.filtersets import RuleFilter
 from apps.core.api import StrictFilterBackend, StrictOrderingFilter, StrictSearchFilter, StrictSerializer
 from apps.core.errors import field_error
-from apps.core.viewsets import ServiceViewSet
+from apps.core.viewsets import ETagServiceViewSet
 from apps.environments.api import environment_reference
 from apps.pipelines.models import Project
 from apps.pipelines.selectors import projects_for
@@ -179,7 +179,7 @@ def _rule_links(user, organization_id: int, fields: dict) -> tuple[dict, dict]:
 _LINKED_MANY = ("approver_users", "extra_sources")
 
 
-class ApprovalRuleViewSet(ServiceViewSet):
+class ApprovalRuleViewSet(ETagServiceViewSet):
     """What a promotion into an environment needs. Organization-wide rules are managed by the
     organization's owners and admins; a project's rules by those who manage the environment, and
     they may tighten the organization's rules but never loosen them. Reading needs view_environment."""
