@@ -65,7 +65,6 @@ class RoleFilter(filters.FilterSet):
 class ConnectionRoleViewSet(ETagServiceViewSet):
     """Logical connections that pipeline graphs refer to by name."""
 
-    queryset = ConnectionRole.objects.none()
     serializer_class = RoleSerializer
     create_serializer_class = RoleCreateSerializer
     update_serializer_class = RoleUpdateSerializer
@@ -121,7 +120,6 @@ class BindingFilter(filters.FilterSet):
 class ConnectionBindingViewSet(ETagServiceViewSet):
     """Where a role points in one environment. Credentials are secret references, never params."""
 
-    queryset = ConnectionBinding.objects.none()
     serializer_class = BindingSerializer
     create_serializer_class = BindingCreateSerializer
     update_serializer_class = BindingUpdateSerializer

@@ -93,13 +93,13 @@ class ServiceViewSet(viewsets.ModelViewSet):
     """A resource written through the app's services: list and detail from the access layer, and
     create/partial update/delete calling the services (no PUT).
 
-    Declare `visible` (the selector), `serializer_class` (output), `create_serializer_class` and
-    `update_serializer_class` (input), the services `create_service`, `update_service` and
-    `delete_service` (`actor=` plus the object under `service_instance` plus the input), and the
-    `organization_of(obj)` / `input_organization(fields)` that named references resolve in. Override
-    `create_input` / `update_input` to prepare other input, `create_object` / `update_object` for a
-    service with another signature. The actions in `reread` ("create", "partial_update") answer
-    with the row as the list reads it (annotations, prefetching)."""
+    Declare `visible` (the selector), `serializer_class` (the output ModelSerializer; its model is
+    the resource's), `create_serializer_class` and `update_serializer_class` (input), the services
+    `create_service`, `update_service` and `delete_service` (`actor=` plus the object under
+    `service_instance` plus the input), and the `organization_of(obj)` / `input_organization(fields)`
+    that named references resolve in. Override `create_input` / `update_input` to prepare other input,
+    `create_object` / `update_object` for a service with another signature. The actions in `reread`
+    ("create", "partial_update") answer with the row as the list reads it (annotations, prefetching)."""
 
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     visible: Callable[..., Any]  # selector(user) -> queryset
@@ -113,6 +113,9 @@ class ServiceViewSet(viewsets.ModelViewSet):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if cls.serializer_class is not None and "queryset" not in cls.__dict__:
+            # What the router and the schema read the model from; requests use get_queryset.
+            cls.queryset = cls.serializer_class.Meta.model._default_manager.none()
         schemas = {}
         if cls.create_serializer_class is not None and "create" not in cls.__dict__:
             schemas["create"] = extend_schema(

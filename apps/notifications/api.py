@@ -6,7 +6,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from apps.core.api import CursorPagination, StrictSerializer
+from apps.core.api import ADMIN_WRITES, CursorPagination, StrictSerializer
 from apps.core.viewsets import ServiceViewSet
 from apps.tenancy.api import MemberOrganizationField
 
@@ -77,13 +77,12 @@ class ChannelViewSet(ServiceViewSet):
     """Where events go. Secrets (signing keys, Slack-style URLs) are write-only: responses show a
     fingerprint, and a generated webhook signing secret is returned once, by create."""
 
-    queryset = Channel.objects.none()
     serializer_class = ChannelSerializer
     update_serializer_class = ChannelUpdateSerializer
     filterset_class = ChannelFilter
     search_fields = ["name"]
     ordering_fields = ["name", "created_at"]
-    required_scopes = {"create": "admin", "partial_update": "admin", "destroy": "admin"}
+    required_scopes = ADMIN_WRITES
     visible = selectors.channels_for
     update_service = services.channel_update
     delete_service = services.channel_delete

@@ -62,7 +62,6 @@ class ProjectFilter(filters.FilterSet):
 class ProjectViewSet(ETagServiceViewSet):
     """Projects group pipelines; their default environment is used when a run names none."""
 
-    queryset = Project.objects.none()
     serializer_class = ProjectSerializer
     create_serializer_class = ProjectWriteSerializer
     update_serializer_class = ProjectUpdateSerializer
@@ -154,7 +153,6 @@ class PipelineFilter(filters.FilterSet):
 class PipelineViewSet(ETagServiceViewSet):
     """Pipelines and their versions (immutable: a change is a new version)."""
 
-    queryset = Pipeline.objects.none()
     serializer_class = PipelineSerializer
     create_serializer_class = PipelineWriteSerializer
     update_serializer_class = PipelineUpdateSerializer

@@ -9,7 +9,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from apps.core import params
-from apps.core.api import StrictSerializer, VisibleRelatedField
+from apps.core.api import ADMIN_WRITES, StrictSerializer, VisibleRelatedField
 from apps.core.openapi import signed
 from apps.core.viewsets import ETagServiceViewSet
 from apps.pipelines.models import Pipeline
@@ -86,13 +86,12 @@ WEBHOOK_RESPONSE = inline_serializer("WebhookAccepted", {"status": serializers.C
 class RepositoryViewSet(ETagServiceViewSet):
     """Git repositories that pipelines' versions come from. Credentials are secret references."""
 
-    queryset = Repository.objects.none()
     serializer_class = RepositorySerializer
     create_serializer_class = RepositoryCreateSerializer
     update_serializer_class = RepositoryUpdateSerializer
     filterset_class = RepositoryFilter
     ordering_fields = ["created_at", "updated_at"]
-    required_scopes = {"create": "admin", "partial_update": "admin", "destroy": "admin"}
+    required_scopes = ADMIN_WRITES
     visible = selectors.repositories_for
     create_service = services.repository_create
     update_service = services.repository_update

@@ -41,12 +41,14 @@ AS_OF = OpenApiParameter("as_of", OpenApiTypes.DATETIME, description="Rebuild th
 _ENVIRONMENT = environment_reference(related=("policy",))
 
 
-def _environment(organization_id, slug, field="environment"):
+def _environment(pipeline, query_params, field="environment"):
+    """The environment a query parameter names, in the pipeline's organization (a 400 naming it otherwise)."""
+    slug = query_params.get(field)
     if slug:
         params.parse_text(slug, field)
     if not slug:
         raise field_error(field, "Give an environment slug.")
-    return _ENVIRONMENT.resolve(slug, organization_id, None, field)
+    return _ENVIRONMENT.resolve(slug, pipeline.project.organization_id, None, field)
 
 
 def _version(pipeline, query_params):
@@ -76,16 +78,10 @@ class PipelineResolutionViewSet(viewsets.GenericViewSet):
     @extend_schema(parameters=[ENV, VERSION, AS_OF], responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def resolve(self, request, pk=None):
-        pipeline = get_pipeline_for_user(request.user, pk)
-        org = pipeline.project.organization_id
-        answer = services.resolve_for(
-            request.user,
-            pipeline,
-            _environment(org, request.query_params.get("environment")),
-            version=_version(pipeline, request.query_params),
-            as_of=params.optional(request.query_params, "as_of", params.parse_moment),
-        )
-        return Response(answer)
+        pipeline, query = get_pipeline_for_user(request.user, pk), request.query_params
+        environment, version = _environment(pipeline, query), _version(pipeline, query)
+        as_of = params.optional(query, "as_of", params.parse_moment)
+        return Response(services.resolve_for(request.user, pipeline, environment, version=version, as_of=as_of))
 
     @extend_schema(
         parameters=[
@@ -99,32 +95,19 @@ class PipelineResolutionViewSet(viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["get"])
     def diff(self, request, pk=None):
-        pipeline = get_pipeline_for_user(request.user, pk)
-        org = pipeline.project.organization_id
+        pipeline, query = get_pipeline_for_user(request.user, pk), request.query_params
+        left, right = _environment(pipeline, query, "from"), _environment(pipeline, query, "to")
+        version = _version(pipeline, query)
         return Response(
-            services.environment_diff(
-                request.user,
-                pipeline,
-                _environment(org, request.query_params.get("from"), "from"),
-                _environment(org, request.query_params.get("to"), "to"),
-                version=_version(pipeline, request.query_params),
-                **_rows_page(request.query_params),
-            )
+            services.environment_diff(request.user, pipeline, left, right, version=version, **_rows_page(query))
         )
 
     @extend_schema(parameters=[ENV, VERSION], responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def readiness(self, request, pk=None):
-        pipeline = get_pipeline_for_user(request.user, pk)
-        org = pipeline.project.organization_id
-        return Response(
-            services.readiness(
-                request.user,
-                pipeline,
-                _environment(org, request.query_params.get("environment")),
-                version=_version(pipeline, request.query_params),
-            )
-        )
+        pipeline, query = get_pipeline_for_user(request.user, pk), request.query_params
+        environment = _environment(pipeline, query)
+        return Response(services.readiness(request.user, pipeline, environment, version=_version(pipeline, query)))
 
 
 class ProjectMatrixViewSet(viewsets.GenericViewSet):

@@ -20,7 +20,7 @@ from apps.pipelines.models import Pipeline
 from apps.tenancy.permissions import sees_some_organization
 
 from . import selectors, services
-from .models import RUN_LIFECYCLE, Deployment, Run, Schedule
+from .models import DEPLOYMENT_RECORD, RUN_LIFECYCLE, Deployment, Run, Schedule
 
 
 def _pretty(value) -> str:
@@ -197,12 +197,7 @@ class DeploymentAdmin(ViewOnlyAdminMixin, _EnvironmentScoped, AuditedAdmin):
     date_hierarchy = "created_at"
     fields = [
         "pipeline",
-        "version",
-        "environment",
-        "is_active",
-        "deployed_by",
-        "promotion_request_id",
-        "previous",
+        *DEPLOYMENT_RECORD,
         "note",
         "created_at",
         "deactivated_at",

@@ -10,7 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from apps.core import idempotency
-from apps.core.actions import actions_schema
+from apps.core.actions import actions_field
 from apps.core.api import (
     ID_SCHEMA,
     CursorPagination,
@@ -30,7 +30,7 @@ from apps.pipelines.selectors import get_pipeline_for_user, version_numbered
 
 from . import selectors, services
 from .engine_reports import RunReportSerializer
-from .models import RUN_LIFECYCLE, Deployment, Executor, Run, RunStatus, Schedule, Trigger
+from .models import DEPLOYMENT_RECORD, RUN_LIFECYCLE, Deployment, Executor, Run, RunStatus, Schedule, Trigger
 
 # --- shared lookups ---------------------------------------------------------------------------------
 
@@ -88,16 +88,11 @@ class RunDetailSerializer(RunSerializer):
     """A run with its measurements, its baseline comparison and the (redacted) configuration it used."""
 
     configuration = serializers.JSONField(source="resolved", read_only=True)
-    actions = serializers.SerializerMethodField()
+    actions = actions_field(services.RUN_ACTIONS, services.run_actions)
 
     class Meta(RunSerializer.Meta):
         fields = [*RunSerializer.Meta.fields, "metrics", "baseline", "log_excerpt", "configuration", "actions"]
         read_only_fields = fields
-
-    @actions_schema(*services.RUN_ACTIONS)
-    def get_actions(self, obj) -> dict:
-        answers = services.run_actions(self.context["request"].user, obj)
-        return {name: answer.as_dict() for name, answer in answers.items()}
 
 
 class RunCreateSerializer(StrictSerializer):
@@ -296,7 +291,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
     environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     deployed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     previous_version = serializers.IntegerField(source="previous.version.number", read_only=True, allow_null=True)
-    actions = serializers.SerializerMethodField()
+    actions = actions_field(services.DEPLOYMENT_ACTIONS, services.deployment_actions)
 
     class Meta:
         model = Deployment
@@ -304,12 +299,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "id",
             "pipeline",
             "pipeline_slug",
-            "version",
-            "environment",
-            "is_active",
-            "deployed_by",
-            "promotion_request_id",
-            "previous",
+            *DEPLOYMENT_RECORD,
             "previous_version",
             "note",
             "created_at",
@@ -317,11 +307,6 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "actions",
         ]
         read_only_fields = fields
-
-    @actions_schema(*services.DEPLOYMENT_ACTIONS)
-    def get_actions(self, obj) -> dict:
-        answers = services.deployment_actions(self.context["request"].user, obj)
-        return {name: answer.as_dict() for name, answer in answers.items()}
 
 
 class DeploymentCreateSerializer(StrictSerializer):
@@ -423,7 +408,6 @@ class ScheduleViewSet(ETagServiceViewSet):
     """Cron schedules of a pipeline in an environment (editing needs manage_schedules; in a locked
     environment, manage_environment too). Deploying into the environment switches them on."""
 
-    queryset = Schedule.objects.none()
     serializer_class = ScheduleSerializer
     create_serializer_class = ScheduleCreateSerializer
     update_serializer_class = ScheduleUpdateSerializer

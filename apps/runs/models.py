@@ -11,6 +11,16 @@ from apps.environments.models import Environment, validate_cron, validate_timezo
 from apps.environments.querysets import EnvScopedQuerySet
 from apps.pipelines.models import Pipeline, PipelineVersion
 
+DEPLOYMENT_RECORD = (
+    "version",
+    "environment",
+    "is_active",
+    "deployed_by",
+    "promotion_request_id",
+    "previous",
+)
+"""What a deployment records after its pipeline: what the admin and the API show."""
+
 
 class Deployment(FrozenDocumentsMixin, models.Model):
     """Which version of a pipeline an environment runs. Exactly one is active per pair."""

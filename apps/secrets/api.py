@@ -4,7 +4,7 @@ from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.core.api import StrictSerializer
+from apps.core.api import ADMIN_WRITES, StrictSerializer
 from apps.core.viewsets import ETagServiceViewSet, OrganizationRelatedField
 from apps.environments.api import environment_reference
 from apps.tenancy.api import MemberOrganizationField
@@ -85,14 +85,13 @@ class SecretFilter(filters.FilterSet):
 class SecretViewSet(ETagServiceViewSet):
     """Credential references. Members see metadata; owners and admins create, rotate and delete."""
 
-    queryset = Secret.objects.none()
     serializer_class = SecretSerializer
     create_serializer_class = SecretCreateSerializer
     update_serializer_class = SecretUpdateSerializer
     filterset_class = SecretFilter
     search_fields = ["name", "description"]
     ordering_fields = ["name", "created_at", "rotated_at"]
-    required_scopes = {"create": "admin", "partial_update": "admin", "destroy": "admin"}
+    required_scopes = ADMIN_WRITES
     visible = selectors.secrets_for
     create_service = services.secret_create
     update_service = services.secret_update

@@ -5,7 +5,7 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.response import Response
 
-from apps.core.api import SCOPES, StrictModelSerializer, StrictSerializer
+from apps.core.api import ADMIN_WRITES, SCOPES, StrictModelSerializer, StrictSerializer
 from apps.core.types import User
 from apps.core.viewsets import ServiceViewSet
 
@@ -153,13 +153,12 @@ class MembershipFilter(filters.FilterSet):
 class MembershipViewSet(ServiceViewSet):
     """Who belongs to your organizations. Owners and admins add, change and remove members."""
 
-    queryset = Membership.objects.none()
     serializer_class = MembershipSerializer
     create_serializer_class = MembershipCreateSerializer
     update_serializer_class = MembershipUpdateSerializer
     filterset_class = MembershipFilter
     ordering_fields = ["created_at", "role"]
-    required_scopes = {"create": "admin", "partial_update": "admin", "destroy": "admin"}
+    required_scopes = ADMIN_WRITES
     visible = selectors.memberships_for
     create_service = services.membership_add
     update_service = services.membership_change_role

@@ -67,7 +67,6 @@ class VariableFilter(filters.FilterSet):
 class VariableViewSet(ETagServiceViewSet):
     """Variable definitions at organization, project or pipeline scope."""
 
-    queryset = Variable.objects.none()
     serializer_class = VariableSerializer
     create_serializer_class = VariableCreateSerializer
     update_serializer_class = _DefinitionFields
@@ -117,7 +116,6 @@ class VariableOverrideViewSet(ETagServiceViewSet):
     """A variable's value in one environment. Writing needs change_environment_config there
     (and manage_environment while the environment is locked)."""
 
-    queryset = VariableOverride.objects.none()
     serializer_class = OverrideSerializer
     create_serializer_class = OverrideCreateSerializer
     update_serializer_class = OverrideUpdateSerializer

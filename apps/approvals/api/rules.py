@@ -184,7 +184,6 @@ class ApprovalRuleViewSet(ETagServiceViewSet):
     organization's owners and admins; a project's rules by those who manage the environment, and
     they may tighten the organization's rules but never loosen them. Reading needs view_environment."""
 
-    queryset = ApprovalRule.objects.none()
     serializer_class = ApprovalRuleSerializer
     create_serializer_class = RuleCreateSerializer
     update_serializer_class = RuleUpdateSerializer
