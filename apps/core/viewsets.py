@@ -115,7 +115,8 @@ class ServiceViewSet(viewsets.ModelViewSet):
         super().__init_subclass__(**kwargs)
         if cls.serializer_class is not None and "queryset" not in cls.__dict__:
             # What the router and the schema read the model from; requests use get_queryset.
-            cls.queryset = cls.serializer_class.Meta.model._default_manager.none()
+            model = cls.serializer_class.Meta.model  # type: ignore[attr-defined]  # a ModelSerializer; BaseSerializer has no Meta
+            cls.queryset = model._default_manager.none()
         schemas = {}
         if cls.create_serializer_class is not None and "create" not in cls.__dict__:
             schemas["create"] = extend_schema(
