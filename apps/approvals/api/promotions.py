@@ -268,6 +268,12 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         context = {"request": self.request, "rules": rules, "hide_plan": hide_plan}
         return PromotionDetailSerializer(promotion, context=context).data
 
+    def _transition(self, serializer_class, service):
+        """Validate the body, then let the service move this request (the service decides who may)."""
+        data = serializer_class(data=self.request.data)
+        data.is_valid(raise_exception=True)
+        return self._detail(service(actor=self.request.user, request=self.get_object(), **data.validated_data))
+
     def retrieve(self, request, pk=None):
         return Response(self._detail_data(self.get_object()))
 
@@ -305,28 +311,19 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def approve(self, request, pk=None):
         """Approve against the current plan (give `plan_hash` to be sure it is the one you reviewed).
         When every rule is met the request is approved and deployed by a worker."""
-        data = ApproveSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        promotion = services.promotion_approve(actor=request.user, request=self.get_object(), **data.validated_data)
-        return self._detail(promotion)
+        return self._transition(ApproveSerializer, services.promotion_approve)
 
     @extend_schema(request=RejectSerializer, responses=PromotionDetailSerializer)
     @action(detail=True, methods=["post"])
     def reject(self, request, pk=None):
         """Reject a pending request (a comment is required)."""
-        data = RejectSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        promotion = services.promotion_reject(actor=request.user, request=self.get_object(), **data.validated_data)
-        return self._detail(promotion)
+        return self._transition(RejectSerializer, services.promotion_reject)
 
     @extend_schema(request=CancelSerializer, responses=PromotionDetailSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         """The requester, or someone who manages the target, withdraws a pending or approved request."""
-        data = CancelSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        promotion = services.promotion_cancel(actor=request.user, request=self.get_object(), **data.validated_data)
-        return self._detail(promotion)
+        return self._transition(CancelSerializer, services.promotion_cancel)
 
     @extend_schema(request=None, responses=PromotionDetailSerializer)
     @action(detail=True, methods=["post"])
@@ -340,12 +337,7 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def override_freeze(self, request, pk=None):
         """Break-glass: someone who manages the target asks to deploy inside a freeze window, with a
         reason; a second such person confirms the same way. Audited and notified."""
-        data = OverrideFreezeSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        promotion = services.promotion_override_freeze(
-            actor=request.user, request=self.get_object(), **data.validated_data
-        )
-        return self._detail(promotion)
+        return self._transition(OverrideFreezeSerializer, services.promotion_override_freeze)
 
 
 def _runs(user, pipeline: Pipeline, ids: list[int]) -> list:
