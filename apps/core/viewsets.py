@@ -158,8 +158,12 @@ class ServiceViewSet(viewsets.ModelViewSet):
 
     # --- the actions -------------------------------------------------------------------------------
 
-    def validated_input(self, serializer_class) -> tuple[serializers.Serializer, dict]:
-        data = serializer_class(data=self.request.data, context=self.get_serializer_context())
+    def input_serializer(self, serializer_class, obj=None) -> serializers.Serializer:
+        """The input serializer of a create (`obj` None) or an update of `obj`."""
+        return serializer_class(data=self.request.data, context=self.get_serializer_context())
+
+    def validated_input(self, serializer_class, obj=None) -> tuple[serializers.Serializer, dict]:
+        data = self.input_serializer(serializer_class, obj)
         data.is_valid(raise_exception=True)
         return data, dict(data.validated_data)
 
@@ -180,7 +184,7 @@ class ServiceViewSet(viewsets.ModelViewSet):
     def partial_update(self, request, *args, **kwargs):
         assert self.update_serializer_class is not None
         obj = self.get_object()
-        data, fields = self.validated_input(self.update_serializer_class)
+        data, fields = self.validated_input(self.update_serializer_class, obj)
         obj, body = self.answer(self.update_object(obj, self.update_input(data, obj, fields)))
         return Response(body)
 
