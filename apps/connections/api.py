@@ -128,13 +128,8 @@ class ConnectionBindingViewSet(ETagServiceViewSet):
     visible = selectors.bindings_for
     delete_service = services.connection_binding_delete
     service_instance = "binding"
+    organization_through = "role"
     reread = ("partial_update",)
-
-    def organization_of(self, obj):
-        return obj.role.organization
-
-    def input_organization(self, fields):
-        return fields["role"].organization
 
     def create_object(self, fields):
         return services.connection_binding_set(actor=self.request.user, **{"credential": None, **fields})

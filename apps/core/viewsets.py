@@ -89,6 +89,12 @@ def resolve_references(serializer: serializers.Serializer, fields: dict, organiz
     return fields
 
 
+def _through(obj, path: str):
+    for name in filter(None, path.split(".")):
+        obj = getattr(obj, name)
+    return obj
+
+
 class ServiceViewSet(viewsets.ModelViewSet):
     """A resource written through the app's services: list and detail from the access layer, and
     create/partial update/delete calling the services (no PUT).
@@ -98,8 +104,9 @@ class ServiceViewSet(viewsets.ModelViewSet):
     `create_service`, `update_service` and `delete_service` (`actor=` plus the object under
     `service_instance` plus the input), and the `organization_of(obj)` / `input_organization(fields)`
     that named references resolve in. Override `create_input` / `update_input` to prepare other input,
-    `create_object` / `update_object` for a service with another signature. The actions in `reread`
-    ("create", "partial_update") answer with the row as the list reads it (annotations, prefetching)."""
+    `create_object` / `update_object` for a service with another signature; set `organization_through`
+    where a row reaches its organization through a relation. The actions in `reread` ("create",
+    "partial_update") answer with the row as the list reads it (annotations, prefetching)."""
 
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     visible: Callable[..., Any]  # selector(user) -> queryset
@@ -110,6 +117,7 @@ class ServiceViewSet(viewsets.ModelViewSet):
     delete_service: Callable[..., Any]
     service_instance: str
     reread: tuple[str, ...] = ()
+    organization_through = ""  # the relations, dotted, from a row to what holds its `organization`
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -134,10 +142,16 @@ class ServiceViewSet(viewsets.ModelViewSet):
     # --- the hooks a resource may override ---------------------------------------------------------
 
     def organization_of(self, obj):
-        return obj.organization
+        """The organization of the row being written: `organization`, through `organization_through`."""
+        return _through(obj, self.organization_through).organization
 
     def input_organization(self, fields: dict):
-        return fields.get("organization")
+        """The organization a create writes in: the input's `organization`, or that of the row the
+        input names first in `organization_through` (a binding's role, a repository's pipeline)."""
+        if not self.organization_through:
+            return fields.get("organization")
+        first, _, rest = self.organization_through.partition(".")
+        return _through(fields[first], rest).organization
 
     def create_input(self, serializer, fields: dict) -> dict:
         """The create service's input: references resolved in `input_organization`."""

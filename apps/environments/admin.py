@@ -164,10 +164,7 @@ class EnvironmentAdminForm(forms.ModelForm):
 
     class Meta:
         model = Environment
-        fields = [
-            "organization",
-            *ENVIRONMENT_SETTINGS,
-        ]
+        fields = ["organization", *ENVIRONMENT_SETTINGS]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -198,28 +195,8 @@ class EnvironmentAdmin(EnvironmentPermissionScreensMixin, ReinforcedGuardedModel
     search_fields = ["name", "slug", "description", "organization__name", "organization__slug"]
     ordering = ["organization__name", "position", "name"]
     inlines = [RuntimePolicyInline, FreezeWindowInline]
-    add_fields = [
-        "organization",
-        "name",
-        "slug",
-        "kind",
-        "position",
-        "promotes_to",
-        "is_protected",
-        "color",
-        "description",
-    ]
-    change_fields = [
-        "organization",
-        "name",
-        "slug",
-        "kind",
-        "position",
-        "promotes_to",
-        "is_protected",
-        "color",
-        "description",
-    ]
+    add_fields = ["organization", *ENVIRONMENT_SETTINGS]
+    change_fields = ["organization", *ENVIRONMENT_SETTINGS]
 
     @admin.display(boolean=True, description="locked", ordering="policy__locked")
     def locked(self, obj):

@@ -97,13 +97,8 @@ class RepositoryViewSet(ETagServiceViewSet):
     update_service = services.repository_update
     delete_service = services.repository_delete
     service_instance = "repository"
+    organization_through = "pipeline.project"
     reread = ("create", "partial_update")
-
-    def organization_of(self, obj):
-        return obj.pipeline.project.organization
-
-    def input_organization(self, fields):
-        return fields["pipeline"].project.organization
 
     @extend_schema(request=None, responses={202: SyncSerializer})
     @action(detail=True, methods=["post"])

@@ -124,13 +124,8 @@ class VariableOverrideViewSet(ETagServiceViewSet):
     visible = selectors.overrides_for
     delete_service = services.variable_override_delete
     service_instance = "override"
+    organization_through = "variable"
     reread = ("partial_update",)
-
-    def organization_of(self, obj):
-        return obj.variable.organization
-
-    def input_organization(self, fields):
-        return fields["variable"].organization
 
     def create_object(self, fields):
         return services.variable_override_set(actor=self.request.user, **{"value": None, "secret": None, **fields})
