@@ -9,6 +9,7 @@ functions; create/update/destroy call those services, so business rules stay in 
 from collections.abc import Callable
 from typing import Any
 
+from django.core.validators import RegexValidator
 from django.db import transaction
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
@@ -43,9 +44,8 @@ class OrganizationRelatedField(serializers.CharField):
         self.model, self.lookup, self.action, self.related = model, lookup, action, related
         self.missing, self.missing_many = missing, missing_many
         super().__init__(**kwargs)
-        if slug:  # SlugField's own check, message and published pattern
-            slug_field = serializers.SlugField()
-            self.validators.extend(slug_field.validators)
+        if slug:  # SlugField's own pattern check and message (its other validators are CharField's, here already)
+            self.validators.extend(v for v in serializers.SlugField().validators if isinstance(v, RegexValidator))
 
     def candidates(self, organization, user):
         manager = self.model._default_manager
