@@ -35,7 +35,15 @@ from apps.tenancy.permissions import (
 )
 
 from . import selectors, services
-from .models import ApprovalDecision, ApprovalRule, Decision, PromotionRequest
+from .models import (
+    PROMOTION_FREEZE_OVERRIDE,
+    PROMOTION_PROGRESS,
+    RULE_SETTINGS,
+    ApprovalDecision,
+    ApprovalRule,
+    Decision,
+    PromotionRequest,
+)
 
 # --- approval rules ----------------------------------------------------------------------------------
 
@@ -70,26 +78,7 @@ class ProjectFilter(admin.SimpleListFilter):
 class ApprovalRuleAdminForm(forms.ModelForm):
     class Meta:
         model = ApprovalRule
-        fields = [
-            "environment",
-            "project",
-            "name",
-            "is_active",
-            "required_approvals",
-            "approver_group",
-            "approver_users",
-            "allow_self_approval",
-            "exclude_version_author",
-            "require_validation",
-            "validation_max_age_hours",
-            "require_data_diff",
-            "require_git",
-            "allowed_refs",
-            "require_ticket",
-            "wait_minutes",
-            "expires_after_hours",
-            "extra_sources",
-        ]
+        fields = ["environment", "project", *RULE_SETTINGS]
         help_texts = {
             "project": "Empty: the organization's default rule for every project (organization admins only). "
             "A project rule may tighten the organization's rules, never loosen them.",
@@ -270,20 +259,9 @@ PROMOTION_FIELDS = [
     "compare_url",
     "attached_runs_display",
     "created_at",
-    "expires_at",
-    "approved_at",
-    "deploy_after",
-    "decided_at",
-    "deployed_at",
-    "deployment",
-    "blocked_reason",
-    "failure_reason",
-    "attempts",
+    *PROMOTION_PROGRESS,
     "watch_state",
-    "freeze_override_reason",
-    "freeze_override_requested_by",
-    "freeze_override_confirmed_by",
-    "freeze_override_at",
+    *PROMOTION_FREEZE_OVERRIDE,
     "idempotency_key",
     "rule_status_display",
     "plan_hash",

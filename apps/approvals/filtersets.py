@@ -1,12 +1,24 @@
-"""The query filters of the approvals API's lists: approval rules and promotion requests."""
+"""The query filters of approval rules and promotion requests: the API's lists and the approvals inbox
+screen use the same definitions."""
 
 from django.db.models import Q
 from django_filters import rest_framework as filters
 
 from apps.core.api import IdFilter
+from apps.environments.models import Environment
 
 from . import selectors
 from .models import ApprovalRule, PromotionRequest, PromotionState, WatchState
+
+
+class EnvironmentFilter(filters.CharFilter):
+    """An environment by slug (an API parameter), or the environment row itself (a screen's choice:
+    one person may see environments of the same slug in several organizations)."""
+
+    def filter(self, qs, value):
+        if isinstance(value, Environment):
+            return qs.filter(**{self.field_name.removesuffix("__slug"): value})
+        return super().filter(qs, value)
 
 
 class RuleFilter(filters.FilterSet):
@@ -26,8 +38,8 @@ class PromotionFilter(filters.FilterSet):
     state = filters.ChoiceFilter(choices=PromotionState.choices)
     pipeline = IdFilter(field_name="pipeline_id", help_text="Pipeline id.")
     project = IdFilter(field_name="pipeline__project_id", help_text="Project id.")
-    source = filters.CharFilter(field_name="source__slug", help_text="Source environment slug.")
-    target = filters.CharFilter(field_name="target__slug", help_text="Target environment slug.")
+    source = EnvironmentFilter(field_name="source__slug", help_text="Source environment slug.")
+    target = EnvironmentFilter(field_name="target__slug", help_text="Target environment slug.")
     awaiting_me = filters.BooleanFilter(
         method="filter_awaiting_me",
         help_text="Pending requests you may approve and have not yet decided against their current plan.",
@@ -46,3 +58,15 @@ class PromotionFilter(filters.FilterSet):
     def filter_mine(self, queryset, name, value):
         mine = Q(requested_by=self.request.user)
         return queryset.filter(mine) if value else queryset.exclude(mine)
+
+
+_BY_ID = ("project", "pipeline")  # a screen's form gives the row; the filters take its id
+
+
+def promotions_filtered(queryset, values: dict, request=None):
+    """`queryset` narrowed by PromotionFilter's filters with values already cleaned by a screen's form
+    (ids, an Environment row, a state); empty values do not filter."""
+    filterset = PromotionFilter(queryset=queryset, request=request)
+    for name, value in values.items():
+        queryset = filterset.filters[name].filter(queryset, getattr(value, "pk", value) if name in _BY_ID else value)
+    return queryset

@@ -27,6 +27,27 @@ def validate_ref_patterns(value):
         raise ValidationError("A pattern is at most 200 characters.")
 
 
+RULE_SETTINGS = (
+    "name",
+    "is_active",
+    "required_approvals",
+    "approver_group",
+    "approver_users",
+    "allow_self_approval",
+    "exclude_version_author",
+    "require_validation",
+    "validation_max_age_hours",
+    "require_data_diff",
+    "require_git",
+    "allowed_refs",
+    "require_ticket",
+    "wait_minutes",
+    "expires_after_hours",
+    "extra_sources",
+)
+"""A rule's settings after its target environment and project: what the admin form and the API show."""
+
+
 class ApprovalRule(TimeStampedModel):
     """What a promotion into an environment needs. Organization-wide when `project` is empty; a
     project's rules add to the organization's (tighten, never loosen). All rules must be met."""
@@ -165,6 +186,28 @@ def _expires(request: "PromotionRequest") -> bool:
 def _freeze_override_unconfirmed(request: "PromotionRequest") -> bool:
     """override_freeze's condition: a confirmed override is not asked for again."""
     return not request.freeze_override_confirmed_by_id
+
+
+PROMOTION_PROGRESS = (
+    "expires_at",
+    "approved_at",
+    "deploy_after",
+    "decided_at",
+    "deployed_at",
+    "deployment",
+    "blocked_reason",
+    "failure_reason",
+    "attempts",
+)
+"""How far a promotion request got, in the order the admin and the API show it."""
+
+PROMOTION_FREEZE_OVERRIDE = (
+    "freeze_override_reason",
+    "freeze_override_requested_by",
+    "freeze_override_confirmed_by",
+    "freeze_override_at",
+)
+"""A break-glass deploy inside a freeze window: who asked, who confirmed, why and when."""
 
 
 class PromotionRequest(FrozenDocumentsMixin, FSMModelMixin, models.Model):

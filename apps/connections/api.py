@@ -1,25 +1,21 @@
 """API for connection roles and per-environment bindings (ETag/If-Match on updates)."""
 
-from django.db import transaction
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status, viewsets
+from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from apps.core.api import ETagMixin, StrictSerializer, VisibleRelatedField
-from apps.core.errors import field_error
-from apps.environments.models import Environment, Kind
+from apps.core.api import StrictSerializer, VisibleRelatedField
+from apps.core.viewsets import ETagServiceViewSet
+from apps.environments.api import environment_reference
+from apps.environments.models import Kind
 from apps.pipelines.models import Project
-from apps.secrets.selectors import secret_named
+from apps.secrets.api import secret_reference, secret_shown
 from apps.tenancy.api import MemberOrganizationField
 
 from . import selectors, services
 from .models import ConnectionBinding, ConnectionKind, ConnectionRole, ConnectionTest
-
-
-def _secret(organization, name):
-    return secret_named(organization, name, "credential")
 
 
 class RoleSerializer(serializers.ModelSerializer):
@@ -66,65 +62,43 @@ class RoleFilter(filters.FilterSet):
         fields = ["organization", "project", "kind", "name"]
 
 
-class ConnectionRoleViewSet(ETagMixin, viewsets.ModelViewSet):
+class ConnectionRoleViewSet(ETagServiceViewSet):
     """Logical connections that pipeline graphs refer to by name."""
 
-    queryset = ConnectionRole.objects.none()
     serializer_class = RoleSerializer
+    create_serializer_class = RoleCreateSerializer
+    update_serializer_class = RoleUpdateSerializer
     filterset_class = RoleFilter
     search_fields = ["name", "description"]
     ordering_fields = ["name", "created_at"]
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
-
-    def get_queryset(self):
-        return selectors.roles_for(self.request.user)
-
-    @extend_schema(request=RoleCreateSerializer, responses={201: RoleSerializer})
-    def create(self, request):
-        data = RoleCreateSerializer(data=request.data, context={"request": request})
-        data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
-        role = services.connection_role_create(actor=request.user, **fields)
-        return Response(RoleSerializer(role).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(request=RoleUpdateSerializer, responses=RoleSerializer)
-    def partial_update(self, request, pk=None):
-        data = RoleUpdateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        with transaction.atomic():
-            role = services.connection_role_update(actor=request.user, role=self.locked_object(), **data.validated_data)
-        return self.with_etag(Response(RoleSerializer(role).data), role)
-
-    def destroy(self, request, pk=None):
-        with transaction.atomic():
-            services.connection_role_delete(actor=request.user, role=self.locked_object())
-        return Response(status=status.HTTP_204_NO_CONTENT)
+    visible = selectors.roles_for
+    create_service = services.connection_role_create
+    update_service = services.connection_role_update
+    delete_service = services.connection_role_delete
+    service_instance = "role"
 
 
 class BindingSerializer(serializers.ModelSerializer):
     role_name = serializers.CharField(source="role.name", read_only=True)
     environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    credential = serializers.SerializerMethodField()
+    credential = secret_shown("credential")
 
     class Meta:
         model = ConnectionBinding
         fields = ["id", "role", "role_name", "environment", "params", "credential", "created_at", "updated_at"]
         read_only_fields = fields
 
-    def get_credential(self, obj) -> str | None:
-        return obj.credential.display_reference if obj.credential else None
-
 
 class BindingCreateSerializer(StrictSerializer):
     role = VisibleRelatedField(ConnectionRole)
-    environment = serializers.SlugField(max_length=63)
+    environment = environment_reference()
     params = serializers.DictField()
-    credential = serializers.CharField(max_length=64, required=False, allow_null=True)
+    credential = secret_reference(required=False, allow_null=True)
 
 
 class BindingUpdateSerializer(StrictSerializer):
     params = serializers.DictField(required=False)
-    credential = serializers.CharField(max_length=64, required=False, allow_null=True)
+    credential = secret_reference(required=False, allow_null=True)
 
 
 class ConnectionTestSerializer(serializers.ModelSerializer):
@@ -143,62 +117,28 @@ class BindingFilter(filters.FilterSet):
         fields = ["role", "environment", "organization"]
 
 
-class ConnectionBindingViewSet(ETagMixin, viewsets.ModelViewSet):
+class ConnectionBindingViewSet(ETagServiceViewSet):
     """Where a role points in one environment. Credentials are secret references, never params."""
 
-    queryset = ConnectionBinding.objects.none()
     serializer_class = BindingSerializer
+    create_serializer_class = BindingCreateSerializer
+    update_serializer_class = BindingUpdateSerializer
     filterset_class = BindingFilter
     ordering_fields = ["created_at", "updated_at"]
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    visible = selectors.bindings_for
+    delete_service = services.connection_binding_delete
+    service_instance = "binding"
+    organization_through = "role"
+    reread = ("partial_update",)
 
-    def get_queryset(self):
-        return selectors.bindings_for(self.request.user)
+    def create_object(self, fields):
+        return services.connection_binding_set(actor=self.request.user, **{"credential": None, **fields})
 
-    @extend_schema(request=BindingCreateSerializer, responses={201: BindingSerializer})
-    def create(self, request):
-        data = BindingCreateSerializer(data=request.data, context={"request": request})
-        data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
-        role = fields["role"]
-        environment = Environment.objects.filter(organization=role.organization, slug=fields["environment"]).first()
-        if environment is None:
-            raise field_error("environment", f"No environment '{fields['environment']}' in this organization.")
-        binding = services.connection_binding_set(
-            actor=request.user,
-            role=role,
-            environment=environment,
-            params=fields["params"],
-            credential=_secret(role.organization, fields.get("credential")),
+    def update_object(self, binding, fields):
+        fields = {"params": binding.params, "credential": binding.credential, **fields}
+        return services.connection_binding_set(
+            actor=self.request.user, role=binding.role, environment=binding.environment, **fields
         )
-        return Response(BindingSerializer(binding).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(request=BindingUpdateSerializer, responses=BindingSerializer)
-    def partial_update(self, request, pk=None):
-        data = BindingUpdateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        with transaction.atomic():
-            binding = self.locked_object()
-            fields = dict(data.validated_data)
-            credential = (
-                _secret(binding.role.organization, fields["credential"])
-                if "credential" in fields
-                else binding.credential
-            )
-            binding = services.connection_binding_set(
-                actor=request.user,
-                role=binding.role,
-                environment=binding.environment,
-                params=fields.get("params", binding.params),
-                credential=credential,
-            )
-        binding = self.get_queryset().get(pk=binding.pk)
-        return self.with_etag(Response(BindingSerializer(binding).data), binding)
-
-    def destroy(self, request, pk=None):
-        with transaction.atomic():
-            services.connection_binding_delete(actor=request.user, binding=self.locked_object())
-        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses={202: ConnectionTestSerializer})
     @action(detail=True, methods=["post"])

@@ -57,3 +57,20 @@ def actions_schema(*names: str):
             "description": "Per action: whether you may do it now, and why not (what the screens' buttons show).",
         }
     )
+
+
+def actions_field(names, answers_of):
+    """A response's `actions`: `answers_of(user, obj)` rendered per action name, published as
+    `actions_schema(*names)`."""
+    from rest_framework import serializers
+
+    @actions_schema(*names)
+    class Actions(serializers.Field):
+        def __init__(self):
+            super().__init__(source="*", read_only=True)
+
+        def to_representation(self, value) -> dict:
+            answers = answers_of(self.context["request"].user, value)
+            return {name: answer.as_dict() for name, answer in answers.items()}
+
+    return Actions()

@@ -14,6 +14,9 @@ from . import params
 from .errors import ValidationFailed
 from .scopes import SCOPES, scopes_grant  # noqa: F401  (re-exported for API modules)
 
+ADMIN_WRITES = {"create": "admin", "partial_update": "admin", "destroy": "admin"}
+"""`required_scopes` of a resource only owners and admins change: an API key writes it with the admin scope."""
+
 _WHOLE_NUMBER = re.compile(r"^[0-9]{1,9}\Z")
 _MAX_PAGE_SIZE = 500
 

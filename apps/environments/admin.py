@@ -23,6 +23,7 @@ from . import permissions as perms
 from . import services
 from .admin_permissions import EnvironmentPermissionScreensMixin
 from .models import (
+    ENVIRONMENT_SETTINGS,
     POLICY_SETTINGS,
     Environment,
     FreezeWindow,
@@ -144,17 +145,7 @@ class EnvironmentAdminForm(forms.ModelForm):
 
     class Meta:
         model = Environment
-        fields = [
-            "organization",
-            "name",
-            "slug",
-            "kind",
-            "position",
-            "promotes_to",
-            "is_protected",
-            "color",
-            "description",
-        ]
+        fields = ["organization", *ENVIRONMENT_SETTINGS]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -185,28 +176,8 @@ class EnvironmentAdmin(EnvironmentPermissionScreensMixin, ReinforcedGuardedModel
     search_fields = ["name", "slug", "description", "organization__name", "organization__slug"]
     ordering = ["organization__name", "position", "name"]
     inlines = [RuntimePolicyInline, FreezeWindowInline]
-    add_fields = [
-        "organization",
-        "name",
-        "slug",
-        "kind",
-        "position",
-        "promotes_to",
-        "is_protected",
-        "color",
-        "description",
-    ]
-    change_fields = [
-        "organization",
-        "name",
-        "slug",
-        "kind",
-        "position",
-        "promotes_to",
-        "is_protected",
-        "color",
-        "description",
-    ]
+    add_fields = ["organization", *ENVIRONMENT_SETTINGS]
+    change_fields = ["organization", *ENVIRONMENT_SETTINGS]
 
     @admin.display(boolean=True, description="locked", ordering="policy__locked")
     def locked(self, obj):

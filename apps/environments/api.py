@@ -5,11 +5,12 @@ from django.contrib.auth.models import Group
 from django.shortcuts import get_object_or_404
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status, viewsets
+from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from apps.core.api import StrictModelSerializer, StrictSerializer, VisibleRelatedField
+from apps.core.viewsets import OrganizationRelatedField, ServiceViewSet
 from apps.notifications.models import Channel
 from apps.tenancy import selectors as tenancy_selectors
 from apps.tenancy.api import MemberOrganizationField
@@ -18,6 +19,7 @@ from apps.tenancy.models import Organization
 from . import permissions as perms
 from . import selectors, services
 from .models import (
+    ENVIRONMENT_SETTINGS,
     POLICY_SETTINGS,
     Environment,
     EnvironmentGroupObjectPermission,
@@ -27,6 +29,12 @@ from .models import (
 )
 
 User = get_user_model()
+
+
+def environment_reference(**kwargs) -> OrganizationRelatedField:
+    """An environment of the organization being written in, by slug (a 400 naming the field otherwise)."""
+    kwargs.setdefault("max_length", 63)
+    return OrganizationRelatedField(Environment, slug=True, **kwargs)
 
 
 class RuntimePolicySerializer(serializers.ModelSerializer):
@@ -74,14 +82,7 @@ class EnvironmentSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "organization",
-            "name",
-            "slug",
-            "kind",
-            "position",
-            "promotes_to",
-            "is_protected",
-            "color",
-            "description",
+            *ENVIRONMENT_SETTINGS,
             "policy",
             "freeze_windows",
             "my_permissions",
@@ -118,14 +119,7 @@ class EnvironmentCreateSerializer(StrictModelSerializer):
         model = Environment
         fields = [
             "organization",
-            "name",
-            "slug",
-            "kind",
-            "position",
-            "promotes_to",
-            "is_protected",
-            "color",
-            "description",
+            *ENVIRONMENT_SETTINGS,
             "policy",
         ]
 
@@ -138,7 +132,7 @@ class EnvironmentUpdateSerializer(StrictModelSerializer):
 
     class Meta:
         model = Environment
-        fields = ["name", "slug", "kind", "position", "promotes_to", "is_protected", "color", "description"]
+        fields = list(ENVIRONMENT_SETTINGS)
 
     def get_validators(self):
         return []
@@ -173,58 +167,42 @@ class EnvironmentFilter(filters.FilterSet):
         fields = ["organization", "kind", "slug", "is_protected"]
 
 
-class EnvironmentViewSet(viewsets.ModelViewSet):
+class EnvironmentViewSet(ServiceViewSet):
     """Stages of the promotion path, with their runtime policy and freeze windows nested.
 
     Lists show only environments you may view; changes need the matching per-environment permission."""
 
-    queryset = Environment.objects.none()
     serializer_class = EnvironmentSerializer
+    create_serializer_class = EnvironmentCreateSerializer
+    update_serializer_class = EnvironmentUpdateSerializer
     filterset_class = EnvironmentFilter
     search_fields = ["name", "slug"]
     ordering_fields = ["position", "name", "created_at"]
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     required_scopes = {"create": "admin", "destroy": "admin", "permissions": "admin"}
+    visible = selectors.environments_visible_to
+    update_service = services.environment_update
+    delete_service = services.environment_delete
+    service_instance = "environment"
 
-    def get_queryset(self):
-        return selectors.environments_visible_to(self.request.user)
-
-    def _out(self, environment, code=status.HTTP_200_OK):
+    def answer(self, environment):
         fresh = self.get_queryset().filter(pk=environment.pk).first() or environment
-        return Response(EnvironmentSerializer(fresh, context={"request": self.request}).data, status=code)
+        return fresh, EnvironmentSerializer(fresh, context={"request": self.request}).data
 
     def _write_context(self, environment):
         return {"organization": environment.organization, "request": self.request}
 
-    @extend_schema(request=EnvironmentCreateSerializer, responses={201: EnvironmentSerializer})
-    def create(self, request):
+    def input_serializer(self, serializer_class, environment=None):
+        if environment is not None:
+            context = self._write_context(environment)
+            return serializer_class(environment, data=self.request.data, partial=True, context=context)
         organization = None
-        slug = request.data.get("organization") if isinstance(request.data, dict) else None
+        slug = self.request.data.get("organization") if isinstance(self.request.data, dict) else None
         if isinstance(slug, str) and "\x00" not in slug:  # PostgreSQL refuses NUL; the serializer reports it
-            organization = Organization.objects.restrict(request.user).filter(slug=slug).first()
-        context = {"organization": organization, "request": request}
-        data = EnvironmentCreateSerializer(data=request.data, context=context)
-        data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
-        policy = fields.pop("policy", None)
-        environment = services.environment_create(actor=request.user, policy=policy, **fields)
-        return self._out(environment, status.HTTP_201_CREATED)
+            organization = Organization.objects.restrict(self.request.user).filter(slug=slug).first()
+        return serializer_class(data=self.request.data, context={"organization": organization, "request": self.request})
 
-    @extend_schema(request=EnvironmentUpdateSerializer, responses=EnvironmentSerializer)
-    def partial_update(self, request, pk=None):
-        environment = self.get_object()
-        data = EnvironmentUpdateSerializer(
-            environment,
-            data=request.data,
-            partial=True,
-            context=self._write_context(environment),
-        )
-        data.is_valid(raise_exception=True)
-        environment = services.environment_update(actor=request.user, environment=environment, **data.validated_data)
-        return self._out(environment)
-
-    def perform_destroy(self, instance):
-        services.environment_delete(actor=self.request.user, environment=instance)
+    def create_object(self, fields):
+        return services.environment_create(actor=self.request.user, **{"policy": None, **fields})
 
     @extend_schema(methods=["GET"], responses=RuntimePolicySerializer)
     @extend_schema(methods=["PATCH"], request=RuntimePolicyWriteSerializer, responses=RuntimePolicySerializer)

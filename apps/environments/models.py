@@ -27,6 +27,19 @@ class Kind(models.TextChoices):
     CUSTOM = "custom", "Custom"
 
 
+ENVIRONMENT_SETTINGS = (
+    "name",
+    "slug",
+    "kind",
+    "position",
+    "promotes_to",
+    "is_protected",
+    "color",
+    "description",
+)
+"""An environment's settings after its organization: what the admin form and the API write."""
+
+
 class Environment(TimeStampedModel):
     """A stage (development, staging, production or custom) of an organization's promotion path."""
 

@@ -6,7 +6,8 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from apps.core.api import CursorPagination, StrictSerializer
+from apps.core.api import ADMIN_WRITES, CursorPagination, StrictSerializer
+from apps.core.viewsets import ServiceViewSet
 from apps.tenancy.api import MemberOrganizationField
 
 from . import selectors, services
@@ -72,20 +73,20 @@ class ChannelFilter(filters.FilterSet):
         fields = ["organization", "kind", "is_active"]
 
 
-class ChannelViewSet(viewsets.ModelViewSet):
+class ChannelViewSet(ServiceViewSet):
     """Where events go. Secrets (signing keys, Slack-style URLs) are write-only: responses show a
     fingerprint, and a generated webhook signing secret is returned once, by create."""
 
-    queryset = Channel.objects.none()
     serializer_class = ChannelSerializer
+    update_serializer_class = ChannelUpdateSerializer
     filterset_class = ChannelFilter
     search_fields = ["name"]
     ordering_fields = ["name", "created_at"]
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
-    required_scopes = {"create": "admin", "partial_update": "admin", "destroy": "admin"}
-
-    def get_queryset(self):
-        return selectors.channels_for(self.request.user)
+    required_scopes = ADMIN_WRITES
+    visible = selectors.channels_for
+    update_service = services.channel_update
+    delete_service = services.channel_delete
+    service_instance = "channel"
 
     @extend_schema(
         request=ChannelCreateSerializer,
@@ -108,17 +109,6 @@ class ChannelViewSet(viewsets.ModelViewSet):
         return Response(
             {"channel": ChannelSerializer(channel).data, "signing_secret": generated}, status=status.HTTP_201_CREATED
         )
-
-    @extend_schema(request=ChannelUpdateSerializer, responses=ChannelSerializer)
-    def partial_update(self, request, pk=None):
-        channel = self.get_object()
-        data = ChannelUpdateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        channel = services.channel_update(actor=request.user, channel=channel, **data.validated_data)
-        return Response(ChannelSerializer(channel).data)
-
-    def perform_destroy(self, instance):
-        services.channel_delete(actor=self.request.user, channel=instance)
 
 
 class NotificationSerializer(serializers.ModelSerializer):

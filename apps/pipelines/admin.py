@@ -29,7 +29,7 @@ from apps.tenancy.admin import OrganizationScopedAdmin
 from apps.tenancy.permissions import ADMIN, is_org_admin, sees_some_organization
 
 from . import services
-from .models import Pipeline, PipelineVersion, Project
+from .models import VERSION_PROVENANCE, Pipeline, PipelineVersion, Project
 
 # --- projects -------------------------------------------------------------------------------
 
@@ -259,12 +259,7 @@ VERSION_FIELDS = [
     "content_hash",
     GRAPH_PRETTY,
     "provenance",
-    "git_repository",
-    "git_commit",
-    "git_branch",
-    "git_tag",
-    "git_merged",
-    "compare_url",
+    *VERSION_PROVENANCE,
 ]
 
 

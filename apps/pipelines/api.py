@@ -1,21 +1,20 @@
 """API for projects, pipelines and their immutable versions."""
 
-from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status, viewsets
+from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from apps.core.api import ETagMixin, StrictSerializer, VisibleRelatedField
-from apps.core.errors import field_error
+from apps.core.api import StrictSerializer, VisibleRelatedField
 from apps.core.models import without_blobs
-from apps.environments.models import Environment
+from apps.core.viewsets import ETagServiceViewSet
+from apps.environments.api import environment_reference
 from apps.tenancy.api import MemberOrganizationField
 
 from . import selectors, services
-from .models import Pipeline, PipelineVersion, Project
+from .models import VERSION_PROVENANCE, Pipeline, PipelineVersion, Project
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -42,23 +41,14 @@ class ProjectWriteSerializer(StrictSerializer):
     name = serializers.CharField(max_length=120)
     slug = serializers.SlugField(max_length=63, required=False, default="")
     description = serializers.CharField(max_length=4000, required=False, default="", allow_blank=True)
-    default_environment = serializers.SlugField(max_length=63, required=False, allow_null=True)
+    default_environment = environment_reference(required=False, allow_null=True)
 
 
 class ProjectUpdateSerializer(StrictSerializer):
     name = serializers.CharField(max_length=120, required=False)
     slug = serializers.SlugField(max_length=63, required=False)
     description = serializers.CharField(max_length=4000, required=False, allow_blank=True)
-    default_environment = serializers.SlugField(max_length=63, required=False, allow_null=True)
-
-
-def _environment(organization, slug):
-    if slug is None:
-        return None
-    environment = Environment.objects.filter(organization=organization, slug=slug).first()
-    if environment is None:
-        raise field_error("default_environment", f"No environment '{slug}' in this organization.")
-    return environment
+    default_environment = environment_reference(required=False, allow_null=True)
 
 
 class ProjectFilter(filters.FilterSet):
@@ -69,45 +59,21 @@ class ProjectFilter(filters.FilterSet):
         fields = ["organization", "slug"]
 
 
-class ProjectViewSet(ETagMixin, viewsets.ModelViewSet):
+class ProjectViewSet(ETagServiceViewSet):
     """Projects group pipelines; their default environment is used when a run names none."""
 
-    queryset = Project.objects.none()
     serializer_class = ProjectSerializer
+    create_serializer_class = ProjectWriteSerializer
+    update_serializer_class = ProjectUpdateSerializer
     filterset_class = ProjectFilter
     search_fields = ["name", "slug"]
     ordering_fields = ["name", "created_at"]
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
-
-    def get_queryset(self):
-        return selectors.projects_for(self.request.user)
-
-    @extend_schema(request=ProjectWriteSerializer, responses={201: ProjectSerializer})
-    def create(self, request):
-        data = ProjectWriteSerializer(data=request.data, context={"request": request})
-        data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
-        if "default_environment" in fields:
-            fields["default_environment"] = _environment(fields["organization"], fields["default_environment"])
-        project = services.project_create(actor=request.user, **fields)
-        return Response(ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(request=ProjectUpdateSerializer, responses=ProjectSerializer)
-    def partial_update(self, request, pk=None):
-        data = ProjectUpdateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        with transaction.atomic():
-            project = self.locked_object()
-            fields = dict(data.validated_data)
-            if "default_environment" in fields:
-                fields["default_environment"] = _environment(project.organization, fields["default_environment"])
-            project = services.project_update(actor=request.user, project=project, **fields)
-        return self.with_etag(Response(ProjectSerializer(self.get_queryset().get(pk=project.pk)).data), project)
-
-    def destroy(self, request, pk=None):
-        with transaction.atomic():
-            services.project_delete(actor=request.user, project=self.locked_object())
-        return Response(status=status.HTTP_204_NO_CONTENT)
+    visible = selectors.projects_for
+    create_service = services.project_create
+    update_service = services.project_update
+    delete_service = services.project_delete
+    service_instance = "project"
+    reread = ("partial_update",)
 
 
 class PipelineSerializer(serializers.ModelSerializer):
@@ -149,12 +115,7 @@ class PipelineVersionSerializer(serializers.ModelSerializer):
             "content_hash",
             "author",
             "message",
-            "git_repository",
-            "git_commit",
-            "git_branch",
-            "git_tag",
-            "git_merged",
-            "compare_url",
+            *VERSION_PROVENANCE,
             "from_git",
             "provenance",
             "created_at",
@@ -189,15 +150,20 @@ class PipelineFilter(filters.FilterSet):
         fields = ["organization", "project", "slug"]
 
 
-class PipelineViewSet(ETagMixin, viewsets.ModelViewSet):
+class PipelineViewSet(ETagServiceViewSet):
     """Pipelines and their versions (immutable: a change is a new version)."""
 
-    queryset = Pipeline.objects.none()
     serializer_class = PipelineSerializer
+    create_serializer_class = PipelineWriteSerializer
+    update_serializer_class = PipelineUpdateSerializer
     filterset_class = PipelineFilter
     search_fields = ["name", "slug"]
     ordering_fields = ["name", "created_at"]
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    create_service = services.pipeline_create
+    update_service = services.pipeline_update
+    delete_service = services.pipeline_delete
+    service_instance = "pipeline"
+    reread = ("partial_update",)
 
     def get_queryset(self):
         from django.db.models import Max
@@ -208,29 +174,6 @@ class PipelineViewSet(ETagMixin, viewsets.ModelViewSet):
             .annotate(latest_number=Max("versions__number"))
             .order_by("project__name", "name", "pk")
         )
-
-    @extend_schema(request=PipelineWriteSerializer, responses={201: PipelineSerializer})
-    def create(self, request):
-        data = PipelineWriteSerializer(data=request.data, context={"request": request})
-        data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
-        pipeline = services.pipeline_create(actor=request.user, **fields)
-        return Response(PipelineSerializer(pipeline).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(request=PipelineUpdateSerializer, responses=PipelineSerializer)
-    def partial_update(self, request, pk=None):
-        data = PipelineUpdateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        with transaction.atomic():
-            pipeline = services.pipeline_update(
-                actor=request.user, pipeline=self.locked_object(), **data.validated_data
-            )
-        return self.with_etag(Response(PipelineSerializer(self.get_queryset().get(pk=pipeline.pk)).data), pipeline)
-
-    def destroy(self, request, pk=None):
-        with transaction.atomic():
-            services.pipeline_delete(actor=request.user, pipeline=self.locked_object())
-        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(methods=["GET"], responses=PipelineVersionListSerializer(many=True))
     @extend_schema(

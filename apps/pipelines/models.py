@@ -66,6 +66,17 @@ class PipelineVersionQuerySet(OrgScopedQuerySet):
     organization_path = "pipeline__project__organization"
 
 
+VERSION_PROVENANCE = (
+    "git_repository",
+    "git_commit",
+    "git_branch",
+    "git_tag",
+    "git_merged",
+    "compare_url",
+)
+"""Where a version came from in Git: what the admin and the API show of it."""
+
+
 class PipelineVersion(models.Model):
     """An immutable snapshot of a pipeline's graph. A change is a new version."""
 

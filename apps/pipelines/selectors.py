@@ -62,3 +62,16 @@ def pipeline_by_reference(user, reference: str) -> Pipeline:
     if found is None:
         raise NotFound(f"No pipeline '{reference}' that this user can see.")
     return found
+
+
+def version_numbered(pipeline: Pipeline, number: int | None, *, field: str = "version") -> PipelineVersion | None:
+    """The pipeline's version `number` (None for None), or a 400 naming `field`: how every API body
+    and query names a version."""
+    from apps.core.errors import field_error
+
+    if number is None:
+        return None
+    version = pipeline.versions.filter(number=number).first()
+    if version is None:
+        raise field_error(field, f"Pipeline '{pipeline.slug}' has no version {number}.")
+    return version

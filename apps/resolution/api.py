@@ -10,9 +10,15 @@ from rest_framework.response import Response
 
 from apps.core import params
 from apps.core.errors import ValidationFailed, field_error
-from apps.environments.models import Environment
+from apps.environments.api import environment_reference
 from apps.pipelines.models import Pipeline, Project
-from apps.pipelines.selectors import get_pipeline_for_user, get_project_for_user, pipelines_for, projects_for
+from apps.pipelines.selectors import (
+    get_pipeline_for_user,
+    get_project_for_user,
+    pipelines_for,
+    projects_for,
+    version_numbered,
+)
 
 from . import selectors, services
 
@@ -34,27 +40,22 @@ PAGE_SIZE = OpenApiParameter(
 AS_OF = OpenApiParameter("as_of", OpenApiTypes.DATETIME, description="Rebuild the answer as of this moment.")
 
 
-def _environment(organization_id, slug, field="environment"):
+_ENVIRONMENT = environment_reference(related=("policy",))
+
+
+def _environment(pipeline, query_params, field="environment"):
+    """The environment a query parameter names, in the pipeline's organization (a 400 naming it otherwise)."""
+    slug = query_params.get(field)
     if slug:
         params.parse_text(slug, field)
     if not slug:
         raise field_error(field, "Give an environment slug.")
-    environment = (
-        Environment.objects.select_related("policy").filter(organization_id=organization_id, slug=slug).first()
-    )
-    if environment is None:
-        raise field_error(field, f"No environment '{slug}' in this organization.")
-    return environment
+    return _ENVIRONMENT.resolve(slug, pipeline.project.organization_id, None, field)
 
 
 def _version(pipeline, query_params):
     number = params.optional(query_params, "version", params.parse_whole_number, minimum=1, maximum=VERSION_MAX)
-    if number is None:
-        return None
-    version = pipeline.versions.filter(number=number).first()
-    if version is None:
-        raise field_error("version", f"Pipeline '{pipeline.slug}' has no version {number}.")
-    return version
+    return version_numbered(pipeline, number)
 
 
 def _rows_page(query_params) -> dict:
@@ -112,16 +113,10 @@ class PipelineResolutionViewSet(viewsets.GenericViewSet):
                     request.user, target.pipeline, target.environment, version=target.version, revision=target.revision
                 )
             )
-        pipeline = get_pipeline_for_user(request.user, pk)
-        org = pipeline.project.organization_id
-        answer = services.resolve_for(
-            request.user,
-            pipeline,
-            _environment(org, request.query_params.get("environment")),
-            version=_version(pipeline, request.query_params),
-            as_of=params.optional(request.query_params, "as_of", params.parse_moment),
-        )
-        return Response(answer)
+        pipeline, query = get_pipeline_for_user(request.user, pk), request.query_params
+        environment, version = _environment(pipeline, query), _version(pipeline, query)
+        as_of = params.optional(query, "as_of", params.parse_moment)
+        return Response(services.resolve_for(request.user, pipeline, environment, version=version, as_of=as_of))
 
     @extend_schema(
         parameters=[
@@ -135,32 +130,19 @@ class PipelineResolutionViewSet(viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["get"])
     def diff(self, request, pk=None):
-        pipeline = get_pipeline_for_user(request.user, pk)
-        org = pipeline.project.organization_id
+        pipeline, query = get_pipeline_for_user(request.user, pk), request.query_params
+        left, right = _environment(pipeline, query, "from"), _environment(pipeline, query, "to")
+        version = _version(pipeline, query)
         return Response(
-            services.environment_diff(
-                request.user,
-                pipeline,
-                _environment(org, request.query_params.get("from"), "from"),
-                _environment(org, request.query_params.get("to"), "to"),
-                version=_version(pipeline, request.query_params),
-                **_rows_page(request.query_params),
-            )
+            services.environment_diff(request.user, pipeline, left, right, version=version, **_rows_page(query))
         )
 
     @extend_schema(parameters=[ENV, VERSION], responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def readiness(self, request, pk=None):
-        pipeline = get_pipeline_for_user(request.user, pk)
-        org = pipeline.project.organization_id
-        return Response(
-            services.readiness(
-                request.user,
-                pipeline,
-                _environment(org, request.query_params.get("environment")),
-                version=_version(pipeline, request.query_params),
-            )
-        )
+        pipeline, query = get_pipeline_for_user(request.user, pk), request.query_params
+        environment = _environment(pipeline, query)
+        return Response(services.readiness(request.user, pipeline, environment, version=_version(pipeline, query)))
 
 
 class ProjectMatrixViewSet(viewsets.GenericViewSet):

@@ -25,19 +25,10 @@ from apps.repositories import config_io as repository_config
 from apps.secrets import services as secret_services
 from apps.secrets.models import Secret
 from apps.variables import services as variable_services
-from apps.variables.models import Variable, VariableOverride
+from apps.variables.models import VARIABLE_CHECKS, Variable, VariableOverride
 
 FORMAT_VERSION = 1
-DEFINITION_KEYS = (
-    "type",
-    "description",
-    "required_in",
-    "choices",
-    "regex",
-    "min_value",
-    "max_value",
-    "allow_runtime_override",
-)
+DEFINITION_KEYS = ("type", "description", *VARIABLE_CHECKS)
 
 
 def _scope_label(project=None, pipeline=None) -> str:

@@ -15,7 +15,7 @@ from django.db.models import FilteredRelation, Q
 from apps.connections.models import ConnectionBinding, ConnectionRole
 from apps.environments.models import RuntimePolicy
 from apps.secrets.models import Secret
-from apps.variables.models import Scope, Variable, VariableOverride
+from apps.variables.models import VARIABLE_CHECKS, Scope, Variable, VariableOverride
 
 _PIPELINE, _PROJECT, _ORGANIZATION = Scope.PIPELINE.value, Scope.PROJECT.value, Scope.ORGANIZATION.value
 
@@ -27,12 +27,7 @@ DEFINITION_COLUMNS = (
     "default_secret_id",
     "project_id",
     "pipeline_id",
-    "required_in",
-    "choices",
-    "regex",
-    "min_value",
-    "max_value",
-    "allow_runtime_override",
+    *VARIABLE_CHECKS,
 )
 
 

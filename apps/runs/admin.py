@@ -26,7 +26,7 @@ from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline
 
 from . import selectors, services
-from .models import Deployment, Run, Schedule
+from .models import DEPLOYMENT_RECORD, RUN_LIFECYCLE, Deployment, Run, Schedule
 
 
 class PipelineFilter(admin.SimpleListFilter):
@@ -72,12 +72,7 @@ class RunAdmin(ViewOnlyAdminMixin, EnvironmentScopedAdminMixin, ServiceActionMix
         "metrics_display",
         "baseline_display",
         "log_display",
-        "claimed_by",
-        "cancel_requested",
-        "attempts",
-        "created_at",
-        "started_at",
-        "finished_at",
+        *RUN_LIFECYCLE,
         "configuration_display",
     ]
     readonly_fields = fields  # type: ignore[assignment]  # all strings; the stubs type `fields` wider
@@ -163,12 +158,7 @@ class DeploymentAdmin(ViewOnlyAdminMixin, EnvironmentScopedAdminMixin, AuditedAd
     date_hierarchy = "created_at"
     fields = [
         "pipeline",
-        "version",
-        "environment",
-        "is_active",
-        "deployed_by",
-        "promotion_request_id",
-        "previous",
+        *DEPLOYMENT_RECORD,
         "note",
         "created_at",
         "deactivated_at",

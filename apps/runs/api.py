@@ -3,7 +3,6 @@ deployments (history and direct deploys) and schedules. Views are thin: the serv
 may and what is allowed; secrets appear only as references, except in a claim's configuration
 for an engine whose owner may use the environment's credentials (the service decides)."""
 
-from django.db import transaction
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
@@ -11,11 +10,10 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from apps.core import idempotency
-from apps.core.actions import actions_schema
+from apps.core.actions import actions_field
 from apps.core.api import (
     ID_SCHEMA,
     CursorPagination,
-    ETagMixin,
     IdFilter,
     StrictFilterBackend,
     StrictOrderingFilter,
@@ -24,37 +22,28 @@ from apps.core.api import (
 )
 from apps.core.errors import field_error
 from apps.core.models import without_blobs
+from apps.core.viewsets import ETagServiceViewSet, resolve_references
 from apps.environments import permissions as perms
-from apps.environments.models import Environment
+from apps.environments.api import environment_reference
 from apps.pipelines.models import Pipeline
-from apps.pipelines.selectors import get_pipeline_for_user
+from apps.pipelines.selectors import get_pipeline_for_user, version_numbered
 
-from . import executor, profiles, selectors, services
-from .models import Deployment, Executor, Run, RunStatus, Schedule, Trigger
+from . import selectors, services
+from .engine_reports import RunReportSerializer
+from .models import DEPLOYMENT_RECORD, RUN_LIFECYCLE, Deployment, Executor, Run, RunStatus, Schedule, Trigger
 
 # --- shared lookups ---------------------------------------------------------------------------------
 
 
-def _environment(pipeline: Pipeline, slug: str | None, field: str = "environment") -> Environment | None:
-    if slug is None:
-        return None
-    environment = (
-        Environment.objects.select_related("policy")
-        .filter(organization_id=pipeline.project.organization_id, slug=slug)
-        .first()
-    )
-    if environment is None:
-        raise field_error(field, f"No environment '{slug}' in this organization.")
-    return environment
+def _policed_environment(**kwargs):
+    """An environment slug, resolved in the run's pipeline's organization with its runtime policy."""
+    return environment_reference(related=("policy",), **kwargs)
 
 
-def _version(pipeline: Pipeline, number: int | None):
-    if number is None:
-        return None
-    version = pipeline.versions.filter(number=number).first()
-    if version is None:
-        raise field_error("version", f"Pipeline '{pipeline.slug}' has no version {number}.")
-    return version
+def _resolved(serializer, fields, pipeline: Pipeline, user) -> dict:
+    """A copy of `fields` (the serializer's valid input) with its environment slug resolved in the
+    pipeline's organization."""
+    return resolve_references(serializer, dict(fields), lambda: pipeline.project.organization_id, user)
 
 
 def _claimer(request) -> str:
@@ -90,12 +79,7 @@ class RunSerializer(serializers.ModelSerializer):
             "parameters",
             "sample",
             "error",
-            "claimed_by",
-            "cancel_requested",
-            "attempts",
-            "created_at",
-            "started_at",
-            "finished_at",
+            *RUN_LIFECYCLE,
         ]
         read_only_fields = fields
 
@@ -104,21 +88,16 @@ class RunDetailSerializer(RunSerializer):
     """A run with its measurements, its baseline comparison and the (redacted) configuration it used."""
 
     configuration = serializers.JSONField(source="resolved", read_only=True)
-    actions = serializers.SerializerMethodField()
+    actions = actions_field(services.RUN_ACTIONS, services.run_actions)
 
     class Meta(RunSerializer.Meta):
         fields = [*RunSerializer.Meta.fields, "metrics", "baseline", "log_excerpt", "configuration", "actions"]
         read_only_fields = fields
 
-    @actions_schema(*services.RUN_ACTIONS)
-    def get_actions(self, obj) -> dict:
-        answers = services.run_actions(self.context["request"].user, obj)
-        return {name: answer.as_dict() for name, answer in answers.items()}
-
 
 class RunCreateSerializer(StrictSerializer):
     pipeline = serializers.IntegerField(min_value=1)
-    environment = serializers.SlugField(max_length=63, required=False, help_text="Default: the project's default.")
+    environment = _policed_environment(required=False, help_text="Default: the project's default.")
     version = serializers.IntegerField(
         min_value=1, required=False, help_text="Default: the deployed version, else the latest."
     )
@@ -128,85 +107,6 @@ class RunCreateSerializer(StrictSerializer):
         required=False, default=False, help_text="A validation run (compared with the production baseline)."
     )
     executor = serializers.ChoiceField(choices=Executor.choices, required=False, default=Executor.BUILTIN)
-
-
-class ProfileValueField(serializers.JSONField):
-    """A canonical value of a profile: null, an integer or text (decimals and dates as text)."""
-
-    def to_internal_value(self, data):
-        if data is not None and (isinstance(data, bool) or not isinstance(data, int | str)):
-            raise serializers.ValidationError("null, an integer or a string (decimals and dates as text).")
-        if isinstance(data, str) and len(data) > profiles.TEXT_SHOWN + 1:
-            raise serializers.ValidationError(f"At most {profiles.TEXT_SHOWN + 1} characters.")
-        return data
-
-
-class ColumnProfileSerializer(StrictSerializer):
-    """One column's profile, the shape the built-in executor records (apps.runs.profiles)."""
-
-    type = serializers.ChoiceField(choices=sorted(executor._TYPES))
-    count = serializers.IntegerField(min_value=0, required=False)
-    null_count = serializers.IntegerField(min_value=0)
-    null_share = serializers.FloatField(min_value=0, max_value=1)
-    distinct = serializers.IntegerField(min_value=0)
-    min = ProfileValueField(required=False, allow_null=True)
-    max = ProfileValueField(required=False, allow_null=True)
-    hash = serializers.RegexField(r"^[0-9a-f]{16}\Z", help_text="Order-independent column hash, 16 hex digits.")
-    sum = ProfileValueField(required=False, allow_null=True)
-    mean = ProfileValueField(required=False, allow_null=True)
-    min_length = serializers.IntegerField(min_value=0, required=False, allow_null=True)
-    max_length = serializers.IntegerField(min_value=0, required=False, allow_null=True)
-    unexpected_count = serializers.IntegerField(min_value=0, required=False)
-    unexpected_sample = serializers.ListField(child=ProfileValueField(), required=False, max_length=5)
-    duplicate_values = serializers.IntegerField(min_value=0, required=False)
-
-    def validate(self, attrs):
-        for name in ("sum", "mean"):
-            value = attrs.get(name)
-            if isinstance(value, str) and profiles.as_float(value) is None:
-                raise serializers.ValidationError({name: "A number, or a decimal number as text."})
-        if attrs.get("type") in profiles.NUMERIC and attrs.get("count", 1) and "sum" not in attrs:
-            raise serializers.ValidationError({"sum": "Required for integer and number columns."})
-        return attrs
-
-
-class ColumnProfilesField(serializers.DictField):
-    """Column name → profile (at most 500 columns, names of 1 to 63 characters)."""
-
-    def __init__(self, **kwargs):
-        super().__init__(child=ColumnProfileSerializer(), **kwargs)
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            if len(data) > 500:
-                raise serializers.ValidationError("At most 500 columns.")
-            bad = [k for k in data if not isinstance(k, str) or not 0 < len(k) <= 63 or "\x00" in k]
-            if bad:
-                raise serializers.ValidationError(f"Column names are 1 to 63 characters: {str(bad[0])[:20]!r}.")
-        return super().to_internal_value(data)
-
-
-class DestinationMetricsSerializer(StrictSerializer):
-    """Per destination, what the built-in executor measures (so baselines compare like with like)."""
-
-    table = serializers.CharField(max_length=200, required=False)
-    row_count = serializers.IntegerField(min_value=0)
-    key = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=100)
-    distinct_keys = serializers.IntegerField(min_value=0, required=False, allow_null=True)
-    duplicate_key_count = serializers.IntegerField(min_value=0, required=False)
-    duplicate_keys_sample = serializers.ListField(child=serializers.JSONField(), required=False, max_length=10)
-    keys_unique = serializers.BooleanField(required=False, allow_null=True)
-    hash_total = serializers.RegexField(r"^[0-9a-f]{16}\Z", help_text="Order-independent hash total, 16 hex digits.")
-    columns = ColumnProfilesField(required=False, help_text="Column profiles, by column name.")
-
-
-class RunReportSerializer(StrictSerializer):
-    status = serializers.ChoiceField(choices=[RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED])
-    metrics = serializers.DictField(child=DestinationMetricsSerializer(), required=False, allow_null=True)
-    log_excerpt = serializers.CharField(
-        max_length=20000, required=False, default="", allow_blank=True, trim_whitespace=False
-    )
-    error = serializers.CharField(max_length=4000, required=False, default="", allow_blank=True)
 
 
 ClaimResponse = inline_serializer(
@@ -229,7 +129,7 @@ PREVIEW_PARAMETERS = [
 
 class PreviewQuerySerializer(StrictSerializer):
     pipeline = serializers.IntegerField(min_value=1)
-    environment = serializers.SlugField(max_length=63)
+    environment = _policed_environment()
     node = serializers.CharField(max_length=200)
     limit = serializers.IntegerField(min_value=1, max_value=200, required=False, default=20)
 
@@ -287,8 +187,8 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         key = idempotency.key_from_headers(request)
         data = RunCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        fields = data.validated_data
-        pipeline = get_pipeline_for_user(request.user, fields["pipeline"], field="pipeline")
+        pipeline = get_pipeline_for_user(request.user, data.validated_data["pipeline"], field="pipeline")
+        fields = _resolved(data, data.validated_data, pipeline, request.user)
         if fields["validation"]:
             trigger = Trigger.VALIDATION
         else:
@@ -297,8 +197,8 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             actor=request.user,
             pipeline=pipeline,
             idempotency_key=key,
-            environment=_environment(pipeline, fields.get("environment")),
-            version=_version(pipeline, fields.get("version")),
+            environment=fields.get("environment"),
+            version=version_numbered(pipeline, fields.get("version")),
             parameters=fields["parameters"],
             sample=fields["sample"],
             trigger=trigger,
@@ -370,11 +270,12 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         """The first rows of a source node, in a non-protected environment (never production)."""
         fields = query_input(PreviewQuerySerializer, request.query_params)
         pipeline = get_pipeline_for_user(request.user, fields["pipeline"], field="pipeline")
+        fields = _resolved(PreviewQuerySerializer(), fields, pipeline, request.user)
         return Response(
             services.preview(
                 actor=request.user,
                 pipeline=pipeline,
-                environment=_environment(pipeline, fields["environment"]),
+                environment=fields["environment"],
                 node_id=fields["node"],
                 limit=fields["limit"],
             )
@@ -390,7 +291,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
     environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     deployed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     previous_version = serializers.IntegerField(source="previous.version.number", read_only=True, allow_null=True)
-    actions = serializers.SerializerMethodField()
+    actions = actions_field(services.DEPLOYMENT_ACTIONS, services.deployment_actions)
 
     class Meta:
         model = Deployment
@@ -398,12 +299,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "id",
             "pipeline",
             "pipeline_slug",
-            "version",
-            "environment",
-            "is_active",
-            "deployed_by",
-            "promotion_request_id",
-            "previous",
+            *DEPLOYMENT_RECORD,
             "previous_version",
             "note",
             "created_at",
@@ -412,15 +308,10 @@ class DeploymentSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    @actions_schema(*services.DEPLOYMENT_ACTIONS)
-    def get_actions(self, obj) -> dict:
-        answers = services.deployment_actions(self.context["request"].user, obj)
-        return {name: answer.as_dict() for name, answer in answers.items()}
-
 
 class DeploymentCreateSerializer(StrictSerializer):
     pipeline = serializers.IntegerField(min_value=1)
-    environment = serializers.SlugField(max_length=63)
+    environment = _policed_environment()
     version = serializers.IntegerField(min_value=1, required=False, help_text="Default: the latest version.")
 
 
@@ -452,14 +343,13 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     def create(self, request):
         data = DeploymentCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        fields = data.validated_data
-        pipeline = get_pipeline_for_user(request.user, fields["pipeline"], field="pipeline")
-        environment = _environment(pipeline, fields["environment"])
-        version = _version(pipeline, fields.get("version")) or pipeline.versions.order_by("-number").first()
+        pipeline = get_pipeline_for_user(request.user, data.validated_data["pipeline"], field="pipeline")
+        fields = _resolved(data, data.validated_data, pipeline, request.user)
+        version = version_numbered(pipeline, fields.get("version")) or pipeline.versions.order_by("-number").first()
         if version is None:
             raise field_error("version", f"Pipeline '{pipeline.slug}' has no version yet.")
         deployment = services.deploy_direct(
-            actor=request.user, pipeline=pipeline, environment=environment, version=version
+            actor=request.user, pipeline=pipeline, environment=fields["environment"], version=version
         )
         return Response(
             DeploymentSerializer(self.get_queryset().get(pk=deployment.pk), context=self.get_serializer_context()).data,
@@ -501,7 +391,7 @@ class ScheduleUpdateSerializer(StrictSerializer):
 
 class ScheduleCreateSerializer(ScheduleUpdateSerializer):
     pipeline = serializers.IntegerField(min_value=1)
-    environment = serializers.SlugField(max_length=63)
+    environment = _policed_environment()
     cron = serializers.CharField(max_length=100)
 
 
@@ -514,57 +404,43 @@ class ScheduleFilter(filters.FilterSet):
         fields = ["pipeline", "environment", "enabled"]
 
 
-class ScheduleViewSet(ETagMixin, viewsets.ModelViewSet):
+class ScheduleViewSet(ETagServiceViewSet):
     """Cron schedules of a pipeline in an environment (editing needs manage_schedules; in a locked
     environment, manage_environment too). Deploying into the environment switches them on."""
 
-    queryset = Schedule.objects.none()
     serializer_class = ScheduleSerializer
+    create_serializer_class = ScheduleCreateSerializer
+    update_serializer_class = ScheduleUpdateSerializer
     filterset_class = ScheduleFilter
     filter_backends = [StrictFilterBackend, StrictOrderingFilter]
     ordering_fields = ["created_at", "updated_at"]
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    visible = selectors.schedules_for
+    delete_service = services.schedule_delete
+    service_instance = "schedule"
+    reread = ("create", "partial_update")
+    etag_on_create = True
 
-    def get_queryset(self):
-        return selectors.schedules_for(self.request.user)
+    def create_input(self, serializer, fields):
+        pipeline = get_pipeline_for_user(self.request.user, fields["pipeline"], field="pipeline")
+        return {**_resolved(serializer, fields, pipeline, self.request.user), "pipeline": pipeline}
 
-    @extend_schema(request=ScheduleCreateSerializer, responses={201: ScheduleSerializer})
-    def create(self, request):
-        data = ScheduleCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        fields = data.validated_data
-        pipeline = get_pipeline_for_user(request.user, fields["pipeline"], field="pipeline")
-        schedule = services.schedule_save(
-            actor=request.user,
-            pipeline=pipeline,
-            environment=_environment(pipeline, fields["environment"]),
+    def create_object(self, fields):
+        return services.schedule_save(
+            actor=self.request.user,
+            pipeline=fields["pipeline"],
+            environment=fields["environment"],
             cron=fields["cron"],
             timezone_name=fields.get("timezone", "UTC"),
             enabled=fields.get("enabled"),
         )
-        schedule = self.get_queryset().get(pk=schedule.pk)
-        return self.with_etag(Response(ScheduleSerializer(schedule).data, status=status.HTTP_201_CREATED), schedule)
 
-    @extend_schema(request=ScheduleUpdateSerializer, responses=ScheduleSerializer)
-    def partial_update(self, request, pk=None):
-        data = ScheduleUpdateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        fields = data.validated_data
-        with transaction.atomic():
-            schedule = self.locked_object()
-            schedule = services.schedule_save(
-                actor=request.user,
-                pipeline=schedule.pipeline,
-                environment=schedule.environment,
-                cron=fields.get("cron", schedule.cron),
-                timezone_name=fields.get("timezone", schedule.timezone),
-                enabled=fields.get("enabled"),
-                schedule=schedule,
-            )
-        schedule = self.get_queryset().get(pk=schedule.pk)
-        return self.with_etag(Response(ScheduleSerializer(schedule).data), schedule)
-
-    def destroy(self, request, pk=None):
-        with transaction.atomic():
-            services.schedule_delete(actor=request.user, schedule=self.locked_object())
-        return Response(status=status.HTTP_204_NO_CONTENT)
+    def update_object(self, schedule, fields):
+        return services.schedule_save(
+            actor=self.request.user,
+            pipeline=schedule.pipeline,
+            environment=schedule.environment,
+            cron=fields.get("cron", schedule.cron),
+            timezone_name=fields.get("timezone", schedule.timezone),
+            enabled=fields.get("enabled"),
+            schedule=schedule,
+        )

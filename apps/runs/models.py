@@ -11,6 +11,16 @@ from apps.environments.models import Environment, validate_cron, validate_timezo
 from apps.environments.querysets import EnvScopedQuerySet
 from apps.pipelines.models import Pipeline, PipelineVersion
 
+DEPLOYMENT_RECORD = (
+    "version",
+    "environment",
+    "is_active",
+    "deployed_by",
+    "promotion_request_id",
+    "previous",
+)
+"""What a deployment records after its pipeline: what the admin and the API show."""
+
 
 class Deployment(FrozenDocumentsMixin, models.Model):
     """Which version of a pipeline an environment runs. Exactly one is active per pair."""
@@ -101,6 +111,17 @@ R = RunStatus
 def _not_cancel_requested(run: "Run") -> bool:
     """claim's condition: a run asked to stop is not taken."""
     return not run.cancel_requested
+
+
+RUN_LIFECYCLE = (
+    "claimed_by",
+    "cancel_requested",
+    "attempts",
+    "created_at",
+    "started_at",
+    "finished_at",
+)
+"""Who runs a run and when: what the admin and the API show after its outcome."""
 
 
 class Run(FSMModelMixin, models.Model):

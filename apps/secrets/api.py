@@ -1,17 +1,32 @@
 """API for secrets. Values are write-only: responses carry a fingerprint, never the value."""
 
-from django.db import transaction
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status, viewsets
-from rest_framework.response import Response
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
 
-from apps.core.api import ETagMixin, StrictSerializer
-from apps.environments.models import Environment
+from apps.core.api import ADMIN_WRITES, StrictSerializer
+from apps.core.viewsets import ETagServiceViewSet, OrganizationRelatedField
+from apps.environments.api import environment_reference
 from apps.tenancy.api import MemberOrganizationField
 
 from . import selectors, services
 from .models import Secret
+
+
+def secret_reference(**kwargs) -> OrganizationRelatedField:
+    """A secret of the organization being written in, by name: how every API body names a credential."""
+    missing = "No secret named '{value}' in this organization."
+    return OrganizationRelatedField(Secret, lookup="name", missing=missing, max_length=64, **kwargs)
+
+
+@extend_schema_field({"type": "string", "nullable": True})
+class _SecretShown(serializers.CharField):
+    """A secret's reference URI, never its value; null for none."""
+
+
+def secret_shown(source: str) -> serializers.CharField:
+    """How a response shows the secret a row refers to (its reference URI, never its value)."""
+    return _SecretShown(source=f"{source}.display_reference", read_only=True, allow_null=True)
 
 
 class SecretSerializer(serializers.ModelSerializer):
@@ -38,33 +53,25 @@ class SecretSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+def _allowed_environment() -> OrganizationRelatedField:
+    return environment_reference(missing_many="Unknown environment(s): {values}.")
+
+
 class SecretCreateSerializer(StrictSerializer):
     organization = MemberOrganizationField()
     name = serializers.CharField(max_length=64)
     provider = serializers.CharField(max_length=32, default="local")
     value = serializers.CharField(max_length=65536, required=False, write_only=True, trim_whitespace=False)
     reference = serializers.CharField(max_length=500, required=False, default="")
-    allowed_environments = serializers.ListField(
-        child=serializers.SlugField(max_length=63), required=False, default=list
-    )
+    allowed_environments = serializers.ListField(child=_allowed_environment(), required=False, default=list)
     description = serializers.CharField(max_length=2000, required=False, default="", allow_blank=True)
 
 
 class SecretUpdateSerializer(StrictSerializer):
     value = serializers.CharField(max_length=65536, required=False, write_only=True, trim_whitespace=False)
     reference = serializers.CharField(max_length=500, required=False)
-    allowed_environments = serializers.ListField(child=serializers.SlugField(max_length=63), required=False)
+    allowed_environments = serializers.ListField(child=_allowed_environment(), required=False)
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
-
-
-def environments_by_slug(organization, slugs, field="allowed_environments"):
-    from apps.core.errors import field_error
-
-    found = {e.slug: e for e in Environment.objects.filter(organization=organization, slug__in=slugs)}
-    missing = [s for s in slugs if s not in found]
-    if missing:
-        raise field_error(field, f"Unknown environment(s): {', '.join(missing)}.")
-    return [found[s] for s in slugs]
 
 
 class SecretFilter(filters.FilterSet):
@@ -75,45 +82,19 @@ class SecretFilter(filters.FilterSet):
         fields = ["organization", "provider", "name"]
 
 
-class SecretViewSet(ETagMixin, viewsets.ModelViewSet):
+class SecretViewSet(ETagServiceViewSet):
     """Credential references. Members see metadata; owners and admins create, rotate and delete."""
 
-    queryset = Secret.objects.none()
     serializer_class = SecretSerializer
+    create_serializer_class = SecretCreateSerializer
+    update_serializer_class = SecretUpdateSerializer
     filterset_class = SecretFilter
     search_fields = ["name", "description"]
     ordering_fields = ["name", "created_at", "rotated_at"]
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
-    required_scopes = {"create": "admin", "partial_update": "admin", "destroy": "admin"}
-
-    def get_queryset(self):
-        return selectors.secrets_for(self.request.user)
-
-    @extend_schema(request=SecretCreateSerializer, responses={201: SecretSerializer})
-    def create(self, request):
-        data = SecretCreateSerializer(data=request.data, context={"request": request})
-        data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
-        fields["allowed_environments"] = environments_by_slug(fields["organization"], fields["allowed_environments"])
-        secret = services.secret_create(actor=request.user, **fields)
-        return Response(SecretSerializer(secret).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(request=SecretUpdateSerializer, responses=SecretSerializer)
-    def partial_update(self, request, pk=None):
-        data = SecretUpdateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        with transaction.atomic():
-            secret = self.locked_object()
-            fields = dict(data.validated_data)
-            if "allowed_environments" in fields:
-                fields["allowed_environments"] = environments_by_slug(
-                    secret.organization, fields["allowed_environments"]
-                )
-            secret = services.secret_update(actor=request.user, secret=secret, **fields)
-        secret = self.get_queryset().get(pk=secret.pk)
-        return self.with_etag(Response(SecretSerializer(secret).data), secret)
-
-    def destroy(self, request, pk=None):
-        with transaction.atomic():
-            services.secret_delete(actor=request.user, secret=self.locked_object())
-        return Response(status=status.HTTP_204_NO_CONTENT)
+    required_scopes = ADMIN_WRITES
+    visible = selectors.secrets_for
+    create_service = services.secret_create
+    update_service = services.secret_update
+    delete_service = services.secret_delete
+    service_instance = "secret"
+    reread = ("partial_update",)

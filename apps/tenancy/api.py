@@ -1,14 +1,13 @@
 """API for organizations, memberships, service accounts and API keys."""
 
-from typing import cast
-
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.response import Response
 
-from apps.core.api import SCOPES, StrictModelSerializer, StrictSerializer
+from apps.core.api import ADMIN_WRITES, SCOPES, StrictModelSerializer, StrictSerializer
 from apps.core.types import User
+from apps.core.viewsets import ServiceViewSet
 
 from . import selectors, services
 from .models import ApiKey, Membership, Organization, Role, ServiceAccount
@@ -151,38 +150,20 @@ class MembershipFilter(filters.FilterSet):
         fields = ["organization", "role", "username"]
 
 
-class MembershipViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
-):
+class MembershipViewSet(ServiceViewSet):
     """Who belongs to your organizations. Owners and admins add, change and remove members."""
 
-    queryset = Membership.objects.none()
     serializer_class = MembershipSerializer
+    create_serializer_class = MembershipCreateSerializer
+    update_serializer_class = MembershipUpdateSerializer
     filterset_class = MembershipFilter
     ordering_fields = ["created_at", "role"]
-    required_scopes = {"create": "admin", "partial_update": "admin", "destroy": "admin"}
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
-
-    def get_queryset(self):
-        return selectors.memberships_for(self.request.user)
-
-    @extend_schema(request=MembershipCreateSerializer, responses={201: MembershipSerializer})
-    def create(self, request):
-        data = MembershipCreateSerializer(data=request.data, context={"request": request})
-        data.is_valid(raise_exception=True)
-        membership = services.membership_add(actor=request.user, **data.validated_data)
-        return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(request=MembershipUpdateSerializer, responses=MembershipSerializer)
-    def partial_update(self, request, pk=None):
-        membership = self.get_object()
-        data = MembershipUpdateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        membership = services.membership_change_role(actor=request.user, membership=membership, **data.validated_data)
-        return Response(MembershipSerializer(membership).data)
-
-    def perform_destroy(self, instance):
-        services.membership_remove(actor=cast(User, self.request.user), membership=instance)  # signed in
+    required_scopes = ADMIN_WRITES
+    visible = selectors.memberships_for
+    create_service = services.membership_add
+    update_service = services.membership_change_role
+    delete_service = services.membership_remove
+    service_instance = "membership"
 
 
 # --- service accounts -----------------------------------------------------------------------

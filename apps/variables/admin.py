@@ -34,7 +34,7 @@ from apps.secrets.models import Secret
 from apps.tenancy.models import Organization
 
 from . import services
-from .models import Variable, VariableOverride, VariableType
+from .models import VARIABLE_SETTINGS, Variable, VariableOverride, VariableType
 
 VALUE_HELP = 'String variables: the text as typed. Other types: JSON (42, 1.5, true, [1, 2], {"a": 1}).'
 
@@ -123,22 +123,7 @@ class VariableAdminForm(forms.ModelForm):
 
     class Meta:
         model = Variable
-        fields = [
-            "organization",
-            "project",
-            "pipeline",
-            "name",
-            "type",
-            "default_value",
-            "default_secret",
-            "description",
-            "required_in",
-            "choices",
-            "regex",
-            "min_value",
-            "max_value",
-            "allow_runtime_override",
-        ]
+        fields = ["organization", "project", "pipeline", "name", *VARIABLE_SETTINGS]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

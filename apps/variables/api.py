@@ -1,25 +1,23 @@
 """API for variable definitions and per-environment overrides (ETag/If-Match on updates)."""
 
-from django.db import transaction
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status, viewsets
-from rest_framework.response import Response
+from rest_framework import serializers
 
-from apps.core.api import ETagMixin, StrictSerializer, VisibleRelatedField
-from apps.core.errors import field_error
-from apps.environments.models import Environment, Kind
+from apps.core.api import StrictSerializer, VisibleRelatedField
+from apps.core.viewsets import ETagServiceViewSet
+from apps.environments.api import environment_reference
+from apps.environments.models import Kind
 from apps.pipelines.models import Pipeline, Project
-from apps.secrets.selectors import secret_named
+from apps.secrets.api import secret_reference, secret_shown
 from apps.tenancy.api import MemberOrganizationField
 
 from . import selectors, services
-from .models import Variable, VariableOverride, VariableType
+from .models import VARIABLE_SETTINGS, Variable, VariableOverride, VariableType
 
 
 class VariableSerializer(serializers.ModelSerializer):
     organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    default_secret = serializers.SerializerMethodField()
+    default_secret = secret_shown("default_secret")
     scope = serializers.CharField(read_only=True)
 
     class Meta:
@@ -31,29 +29,17 @@ class VariableSerializer(serializers.ModelSerializer):
             "pipeline",
             "scope",
             "name",
-            "type",
-            "default_value",
-            "default_secret",
-            "description",
-            "required_in",
-            "choices",
-            "regex",
-            "min_value",
-            "max_value",
-            "allow_runtime_override",
+            *VARIABLE_SETTINGS,
             "created_at",
             "updated_at",
         ]
         read_only_fields = fields
 
-    def get_default_secret(self, obj) -> str | None:
-        return obj.default_secret.display_reference if obj.default_secret else None
-
 
 class _DefinitionFields(StrictSerializer):
     type = serializers.ChoiceField(choices=VariableType.choices, required=False)
     default_value = serializers.JSONField(required=False, allow_null=True)
-    default_secret = serializers.CharField(max_length=64, required=False, allow_null=True)
+    default_secret = secret_reference(required=False, allow_null=True)
     description = serializers.CharField(max_length=4000, required=False, allow_blank=True)
     required_in = serializers.ListField(child=serializers.ChoiceField(choices=Kind.choices), required=False)
     choices = serializers.ListField(child=serializers.JSONField(), required=False, allow_null=True, max_length=500)
@@ -78,74 +64,43 @@ class VariableFilter(filters.FilterSet):
         fields = ["organization", "project", "pipeline", "name", "type"]
 
 
-class VariableViewSet(ETagMixin, viewsets.ModelViewSet):
+class VariableViewSet(ETagServiceViewSet):
     """Variable definitions at organization, project or pipeline scope."""
 
-    queryset = Variable.objects.none()
     serializer_class = VariableSerializer
+    create_serializer_class = VariableCreateSerializer
+    update_serializer_class = _DefinitionFields
     filterset_class = VariableFilter
     search_fields = ["name", "description"]
     ordering_fields = ["name", "created_at"]
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
-
-    def get_queryset(self):
-        return selectors.variables_for(self.request.user)
-
-    @extend_schema(request=VariableCreateSerializer, responses={201: VariableSerializer})
-    def create(self, request):
-        data = VariableCreateSerializer(data=request.data, context={"request": request})
-        data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
-        organization = fields.pop("organization")
-        if "default_secret" in fields:
-            fields["default_secret"] = secret_named(organization, fields["default_secret"], "default_secret")
-        variable = services.variable_create(actor=request.user, organization=organization, **fields)
-        return Response(VariableSerializer(variable).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(request=_DefinitionFields, responses=VariableSerializer)
-    def partial_update(self, request, pk=None):
-        data = _DefinitionFields(data=request.data)
-        data.is_valid(raise_exception=True)
-        with transaction.atomic():
-            variable = self.locked_object()
-            fields = dict(data.validated_data)
-            if "default_secret" in fields:
-                fields["default_secret"] = secret_named(
-                    variable.organization, fields["default_secret"], "default_secret"
-                )
-            variable = services.variable_update(actor=request.user, variable=variable, **fields)
-        return self.with_etag(Response(VariableSerializer(variable).data), variable)
-
-    def destroy(self, request, pk=None):
-        with transaction.atomic():
-            services.variable_delete(actor=request.user, variable=self.locked_object())
-        return Response(status=status.HTTP_204_NO_CONTENT)
+    visible = selectors.variables_for
+    create_service = services.variable_create
+    update_service = services.variable_update
+    delete_service = services.variable_delete
+    service_instance = "variable"
 
 
 class OverrideSerializer(serializers.ModelSerializer):
     variable_name = serializers.CharField(source="variable.name", read_only=True)
     environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    secret = serializers.SerializerMethodField()
+    secret = secret_shown("secret")
 
     class Meta:
         model = VariableOverride
         fields = ["id", "variable", "variable_name", "environment", "value", "secret", "created_at", "updated_at"]
         read_only_fields = fields
 
-    def get_secret(self, obj) -> str | None:
-        return obj.secret.display_reference if obj.secret else None
-
 
 class OverrideCreateSerializer(StrictSerializer):
     variable = VisibleRelatedField(Variable)
-    environment = serializers.SlugField(max_length=63)
+    environment = environment_reference()
     value = serializers.JSONField(required=False, allow_null=True)
-    secret = serializers.CharField(max_length=64, required=False, allow_null=True)
+    secret = secret_reference(required=False, allow_null=True)
 
 
 class OverrideUpdateSerializer(StrictSerializer):
     value = serializers.JSONField(required=False, allow_null=True)
-    secret = serializers.CharField(max_length=64, required=False, allow_null=True)
+    secret = secret_reference(required=False, allow_null=True)
 
 
 class OverrideFilter(filters.FilterSet):
@@ -157,57 +112,30 @@ class OverrideFilter(filters.FilterSet):
         fields = ["variable", "environment", "organization"]
 
 
-class VariableOverrideViewSet(ETagMixin, viewsets.ModelViewSet):
+class VariableOverrideViewSet(ETagServiceViewSet):
     """A variable's value in one environment. Writing needs change_environment_config there
     (and manage_environment while the environment is locked)."""
 
-    queryset = VariableOverride.objects.none()
     serializer_class = OverrideSerializer
+    create_serializer_class = OverrideCreateSerializer
+    update_serializer_class = OverrideUpdateSerializer
     filterset_class = OverrideFilter
     ordering_fields = ["created_at", "updated_at"]
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    visible = selectors.overrides_for
+    delete_service = services.variable_override_delete
+    service_instance = "override"
+    organization_through = "variable"
+    reread = ("partial_update",)
 
-    def get_queryset(self):
-        return selectors.overrides_for(self.request.user)
+    def create_object(self, fields):
+        return services.variable_override_set(actor=self.request.user, **{"value": None, "secret": None, **fields})
 
-    @extend_schema(request=OverrideCreateSerializer, responses={201: OverrideSerializer})
-    def create(self, request):
-        data = OverrideCreateSerializer(data=request.data, context={"request": request})
-        data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
-        variable = fields["variable"]
-        environment = Environment.objects.filter(organization=variable.organization, slug=fields["environment"]).first()
-        if environment is None:
-            raise field_error("environment", f"No environment '{fields['environment']}' in this organization.")
-        secret = secret_named(variable.organization, fields.get("secret"), "secret")
-        override = services.variable_override_set(
-            actor=request.user, variable=variable, environment=environment, value=fields.get("value"), secret=secret
+    def update_object(self, override, fields):
+        value = fields.get("value", override.value if "secret" not in fields else None)
+        return services.variable_override_set(
+            actor=self.request.user,
+            variable=override.variable,
+            environment=override.environment,
+            value=value,
+            secret=fields.get("secret", override.secret),
         )
-        return Response(OverrideSerializer(override).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(request=OverrideUpdateSerializer, responses=OverrideSerializer)
-    def partial_update(self, request, pk=None):
-        data = OverrideUpdateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        with transaction.atomic():
-            override = self.locked_object()
-            fields = dict(data.validated_data)
-            secret = (
-                secret_named(override.variable.organization, fields["secret"], "secret")
-                if "secret" in fields
-                else override.secret
-            )
-            override = services.variable_override_set(
-                actor=request.user,
-                variable=override.variable,
-                environment=override.environment,
-                value=fields.get("value", override.value if "secret" not in fields else None),
-                secret=secret,
-            )
-        override = self.get_queryset().get(pk=override.pk)
-        return self.with_etag(Response(OverrideSerializer(override).data), override)
-
-    def destroy(self, request, pk=None):
-        with transaction.atomic():
-            services.variable_override_delete(actor=request.user, override=self.locked_object())
-        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -33,6 +33,13 @@ class Scope(models.TextChoices):
     PIPELINE = "pipeline"
 
 
+VARIABLE_CHECKS = ("required_in", "choices", "regex", "min_value", "max_value", "allow_runtime_override")
+"""What a variable's values must satisfy, in the order every list of a definition shows them."""
+
+VARIABLE_SETTINGS = ("type", "default_value", "default_secret", "description", *VARIABLE_CHECKS)
+"""A definition's settings after its scope and name: what the admin form, the API and the services edit."""
+
+
 class Variable(TimeStampedModel):
     """A named, typed value with a default; scope is the most specific of organization/project/pipeline."""
 

@@ -14,20 +14,9 @@ from apps.tenancy import revisions
 from apps.tenancy.permissions import is_org_admin, is_org_member
 
 from . import selectors, validation
-from .models import Variable, VariableOverride, VariableType
+from .models import VARIABLE_SETTINGS, Variable, VariableOverride, VariableType
 
-DEFINITION_FIELDS = {
-    "type",
-    "default_value",
-    "default_secret",
-    "description",
-    "required_in",
-    "choices",
-    "regex",
-    "min_value",
-    "max_value",
-    "allow_runtime_override",
-}
+DEFINITION_FIELDS = set(VARIABLE_SETTINGS)
 
 
 def may_define(actor: User, organization, project=None) -> bool:

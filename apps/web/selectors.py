@@ -4,6 +4,7 @@ queries whatever the number of rows: the inbox lists, the navigation counts and 
 from django.db.models import QuerySet
 
 from apps.approvals import selectors as approval_selectors
+from apps.approvals.filtersets import promotions_filtered
 from apps.approvals.models import OPEN_STATES, PromotionState
 from apps.audit.selectors import AUDIT_MODEL_CHOICES, audit_entries, audit_filter_choices, audit_rows  # noqa: F401
 from apps.core.models import without_blobs
@@ -17,12 +18,7 @@ RECENT_LIMIT = 20
 
 def inbox(user, filters: dict) -> dict:
     """Awaiting me, my requests and recently decided ones, narrowed by the inbox filters."""
-    base = without_blobs(approval_selectors.promotions_for(user))
-    for name, lookup in (("project", "pipeline__project"), ("pipeline", "pipeline"), ("target", "target")):
-        if filters.get(name):
-            base = base.filter(**{lookup: filters[name]})
-    if filters.get("state"):
-        base = base.filter(state=filters["state"])
+    base = promotions_filtered(without_blobs(approval_selectors.promotions_for(user)), filters)
     decided = base.exclude(state=PromotionState.PENDING).filter(decided_at__isnull=False).order_by("-decided_at", "-id")
     return {
         "awaiting": list(approval_selectors.awaiting(user, base)[:INBOX_LIMIT]),

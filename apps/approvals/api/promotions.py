@@ -18,14 +18,15 @@ from apps.core.api import (
 )
 from apps.core.errors import field_error
 from apps.core.models import without_blobs
+from apps.core.viewsets import resolve_references
 from apps.environments import permissions as perms
-from apps.pipelines.models import Pipeline, PipelineVersion
-from apps.pipelines.selectors import get_pipeline_for_user
+from apps.environments.api import environment_reference
+from apps.pipelines.models import Pipeline
+from apps.pipelines.selectors import get_pipeline_for_user, version_numbered
 from apps.runs import selectors as run_selectors
 
 from .. import selectors, services
-from ..models import Decision, PromotionRequest
-from .rules import _environment_in
+from ..models import PROMOTION_FREEZE_OVERRIDE, PROMOTION_PROGRESS, Decision, PromotionRequest
 
 # --- promotion requests -------------------------------------------------------------------------------
 
@@ -71,19 +72,8 @@ class PromotionSerializer(serializers.ModelSerializer):
             "plan_frozen_at",
             "created_at",
             "updated_at",
-            "expires_at",
-            "approved_at",
-            "deploy_after",
-            "decided_at",
-            "deployed_at",
-            "deployment",
-            "blocked_reason",
-            "failure_reason",
-            "attempts",
-            "freeze_override_reason",
-            "freeze_override_requested_by",
-            "freeze_override_confirmed_by",
-            "freeze_override_at",
+            *PROMOTION_PROGRESS,
+            *PROMOTION_FREEZE_OVERRIDE,
             "watch_state",
         ]
         read_only_fields = fields
@@ -206,10 +196,8 @@ class PromotionDetailSerializer(PromotionSerializer):
 class PromotionCreateSerializer(StrictSerializer):
     pipeline = serializers.IntegerField(min_value=1, help_text="Pipeline id.")
     version = serializers.IntegerField(min_value=1, help_text="Version number.")
-    source = serializers.SlugField(max_length=63, help_text="Source environment slug.")  # type: ignore[assignment]  # a field named "source" (DRF's Field.source is a str)
-    target = serializers.SlugField(
-        max_length=63, required=False, allow_null=True, help_text="Default: where the source promotes to."
-    )
+    source = environment_reference(help_text="Source environment slug.")  # type: ignore[assignment]  # a field named "source" (DRF's Field.source is a str)
+    target = environment_reference(required=False, allow_null=True, help_text="Default: where the source promotes to.")
     reason = serializers.CharField(max_length=4000, required=False, default="", allow_blank=True)
     ticket = serializers.CharField(max_length=100, required=False, default="", allow_blank=True)
     compare_url = serializers.URLField(
@@ -280,6 +268,12 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         context = {"request": self.request, "rules": rules, "hide_plan": hide_plan}
         return PromotionDetailSerializer(promotion, context=context).data
 
+    def _transition(self, serializer_class, service):
+        """Validate the body, then let the service move this request (the service decides who may)."""
+        data = serializer_class(data=self.request.data)
+        data.is_valid(raise_exception=True)
+        return self._detail(service(actor=self.request.user, request=self.get_object(), **data.validated_data))
+
     def retrieve(self, request, pk=None):
         return Response(self._detail_data(self.get_object()))
 
@@ -294,18 +288,16 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         key = idempotency.key_from_headers(request)
         data = PromotionCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        fields = data.validated_data
-        pipeline = get_pipeline_for_user(request.user, fields["pipeline"], field="pipeline")
+        pipeline = get_pipeline_for_user(request.user, data.validated_data["pipeline"], field="pipeline")
+        version = version_numbered(pipeline, data.validated_data["version"])
+        organization = pipeline.project.organization_id
+        fields = resolve_references(data, dict(data.validated_data), lambda: organization, request.user)
         promotion, created = services.promotion_request_create(
             actor=request.user,
             pipeline=pipeline,
-            version=_version(pipeline, fields["version"]),
-            source=_environment_in(pipeline.project.organization_id, fields["source"], "source"),
-            target=(
-                _environment_in(pipeline.project.organization_id, fields["target"], "target")
-                if fields.get("target")
-                else None
-            ),
+            version=version,
+            source=fields["source"],
+            target=fields.get("target"),
             reason=fields["reason"],
             ticket=fields["ticket"],
             compare_url=fields["compare_url"],
@@ -319,28 +311,19 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def approve(self, request, pk=None):
         """Approve against the current plan (give `plan_hash` to be sure it is the one you reviewed).
         When every rule is met the request is approved and deployed by a worker."""
-        data = ApproveSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        promotion = services.promotion_approve(actor=request.user, request=self.get_object(), **data.validated_data)
-        return self._detail(promotion)
+        return self._transition(ApproveSerializer, services.promotion_approve)
 
     @extend_schema(request=RejectSerializer, responses=PromotionDetailSerializer)
     @action(detail=True, methods=["post"])
     def reject(self, request, pk=None):
         """Reject a pending request (a comment is required)."""
-        data = RejectSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        promotion = services.promotion_reject(actor=request.user, request=self.get_object(), **data.validated_data)
-        return self._detail(promotion)
+        return self._transition(RejectSerializer, services.promotion_reject)
 
     @extend_schema(request=CancelSerializer, responses=PromotionDetailSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         """The requester, or someone who manages the target, withdraws a pending or approved request."""
-        data = CancelSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        promotion = services.promotion_cancel(actor=request.user, request=self.get_object(), **data.validated_data)
-        return self._detail(promotion)
+        return self._transition(CancelSerializer, services.promotion_cancel)
 
     @extend_schema(request=None, responses=PromotionDetailSerializer)
     @action(detail=True, methods=["post"])
@@ -354,19 +337,7 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def override_freeze(self, request, pk=None):
         """Break-glass: someone who manages the target asks to deploy inside a freeze window, with a
         reason; a second such person confirms the same way. Audited and notified."""
-        data = OverrideFreezeSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        promotion = services.promotion_override_freeze(
-            actor=request.user, request=self.get_object(), **data.validated_data
-        )
-        return self._detail(promotion)
-
-
-def _version(pipeline: Pipeline, number: int) -> PipelineVersion:
-    version = pipeline.versions.filter(number=number).first()
-    if version is None:
-        raise field_error("version", f"Pipeline '{pipeline.slug}' has no version {number}.")
-    return version
+        return self._transition(OverrideFreezeSerializer, services.promotion_override_freeze)
 
 
 def _runs(user, pipeline: Pipeline, ids: list[int]) -> list:

@@ -6,21 +6,20 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.db import transaction
-from drf_spectacular.utils import extend_schema, extend_schema_field
-from rest_framework import serializers, status, viewsets
-from rest_framework.response import Response
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
 
 from apps.approvals.filtersets import RuleFilter
-from apps.core.api import ETagMixin, StrictFilterBackend, StrictOrderingFilter, StrictSearchFilter, StrictSerializer
+from apps.core.api import StrictFilterBackend, StrictOrderingFilter, StrictSearchFilter, StrictSerializer
 from apps.core.errors import field_error
-from apps.environments.models import Environment
+from apps.core.viewsets import ETagServiceViewSet
+from apps.environments.api import environment_reference
 from apps.pipelines.models import Project
 from apps.pipelines.selectors import projects_for
 from apps.tenancy.api import MemberOrganizationField
 
 from .. import selectors, services
-from ..models import ApprovalRule
+from ..models import RULE_SETTINGS, ApprovalRule
 
 User = get_user_model()
 
@@ -48,22 +47,7 @@ class ApprovalRuleSerializer(serializers.ModelSerializer):
             "environment",
             "project",
             "project_slug",
-            "name",
-            "is_active",
-            "required_approvals",
-            "approver_group",
-            "approver_users",
-            "allow_self_approval",
-            "exclude_version_author",
-            "require_validation",
-            "validation_max_age_hours",
-            "require_data_diff",
-            "require_git",
-            "allowed_refs",
-            "require_ticket",
-            "wait_minutes",
-            "expires_after_hours",
-            "extra_sources",
+            *RULE_SETTINGS,
             "created_at",
             "updated_at",
         ]
@@ -146,11 +130,7 @@ class RuleCreateSerializer(RuleUpdateSerializer):
 RULE_LINKS = ("environment", "project", "approver_group", "approver_users", "extra_sources")
 
 
-def _environment_in(organization_id: int, slug: str, field: str) -> Environment:
-    environment = Environment.objects.filter(organization_id=organization_id, slug=slug).first()
-    if environment is None:
-        raise field_error(field, f"No environment '{slug}' in this organization.")
-    return environment
+_ENVIRONMENT = environment_reference()
 
 
 def _project_in(user, organization_id: int, reference) -> Project | None:
@@ -169,7 +149,7 @@ def _rule_links(user, organization_id: int, fields: dict) -> tuple[dict, dict]:
     attributes: dict[str, Any] = {}
     many: dict[str, list[Any]] = {}
     if "environment" in fields:
-        attributes["environment"] = _environment_in(organization_id, fields["environment"], "environment")
+        attributes["environment"] = _ENVIRONMENT.resolve(fields["environment"], organization_id, user, "environment")
     if "project" in fields:
         attributes["project"] = _project_in(user, organization_id, fields["project"])
     if "approver_group" in fields:
@@ -192,73 +172,46 @@ def _rule_links(user, organization_id: int, fields: dict) -> tuple[dict, dict]:
         many["approver_users"] = [users[n] for n in names]
     if "extra_sources" in fields:
         slugs = list(dict.fromkeys(fields["extra_sources"]))
-        found = {e.slug: e for e in Environment.objects.filter(organization_id=organization_id, slug__in=slugs)}
-        missing = [s for s in slugs if s not in found]
-        if missing:
-            raise field_error("extra_sources", f"No environment '{missing[0]}' in this organization.")
-        many["extra_sources"] = [found[s] for s in slugs]
+        many["extra_sources"] = _ENVIRONMENT.resolve_many(slugs, organization_id, user, "extra_sources")
     return attributes, many
 
 
-class ApprovalRuleViewSet(ETagMixin, viewsets.ModelViewSet):
+_LINKED_MANY = ("approver_users", "extra_sources")
+
+
+class ApprovalRuleViewSet(ETagServiceViewSet):
     """What a promotion into an environment needs. Organization-wide rules are managed by the
     organization's owners and admins; a project's rules by those who manage the environment, and
     they may tighten the organization's rules but never loosen them. Reading needs view_environment."""
 
-    queryset = ApprovalRule.objects.none()
     serializer_class = ApprovalRuleSerializer
+    create_serializer_class = RuleCreateSerializer
+    update_serializer_class = RuleUpdateSerializer
     filterset_class = RuleFilter
     filter_backends = [StrictFilterBackend, StrictOrderingFilter, StrictSearchFilter]
     search_fields = ["name"]
     ordering_fields = ["name", "created_at", "updated_at", "required_approvals"]
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    visible = selectors.rules_for_user
+    delete_service = services.rule_delete
+    service_instance = "rule"
+    etag_on_create = True
 
-    def get_queryset(self):
-        return selectors.rules_for_user(self.request.user)
-
-    def _out(self, rule, code=status.HTTP_200_OK):
+    def answer(self, rule):
         rule = self.get_queryset().filter(pk=rule.pk).first() or rule
-        return self.with_etag(Response(ApprovalRuleSerializer(rule).data, status=code), rule)
+        return rule, ApprovalRuleSerializer(rule).data
 
-    @extend_schema(request=RuleCreateSerializer, responses={201: ApprovalRuleSerializer})
-    def create(self, request):
-        data = RuleCreateSerializer(data=request.data, context={"request": request})
-        data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
-        organization = fields.pop("organization")
-        attributes, many = _rule_links(request.user, organization.pk, fields)
-        rule = ApprovalRule(organization=organization)
+    def create_object(self, fields):
+        return self._save(ApprovalRule(organization=fields.pop("organization")), fields, unset=[])
+
+    def update_object(self, rule, fields):
+        return self._save(rule, fields, unset=None)
+
+    def _save(self, rule, fields, unset):
+        """Set the rule's settings and links (resolved in its organization) and save it through the service;
+        a link list not given is `unset` ([] for a new rule, None to keep)."""
+        attributes, many = _rule_links(self.request.user, rule.organization_id, fields)
         for name, value in {**fields, **attributes}.items():
-            if name not in ("approver_users", "extra_sources"):
+            if name not in _LINKED_MANY:
                 setattr(rule, name, value)
-        rule = services.rule_save(
-            actor=request.user,
-            rule=rule,
-            approver_users=many.get("approver_users", []),
-            extra_sources=many.get("extra_sources", []),
-        )
-        return self._out(rule, status.HTTP_201_CREATED)
-
-    @extend_schema(request=RuleUpdateSerializer, responses=ApprovalRuleSerializer)
-    def partial_update(self, request, pk=None):
-        data = RuleUpdateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        fields = dict(data.validated_data)
-        with transaction.atomic():
-            rule = self.locked_object()
-            attributes, many = _rule_links(request.user, rule.organization_id, fields)
-            for name, value in {**fields, **attributes}.items():
-                if name not in ("approver_users", "extra_sources"):
-                    setattr(rule, name, value)
-            rule = services.rule_save(
-                actor=request.user,
-                rule=rule,
-                approver_users=many.get("approver_users"),
-                extra_sources=many.get("extra_sources"),
-            )
-        return self._out(rule)
-
-    def destroy(self, request, pk=None):
-        with transaction.atomic():
-            services.rule_delete(actor=request.user, rule=self.locked_object())
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        links = {name: many.get(name, unset) for name in _LINKED_MANY}
+        return services.rule_save(actor=self.request.user, rule=rule, **links)
