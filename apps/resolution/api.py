@@ -74,7 +74,12 @@ class PipelineResolutionViewSet(viewsets.GenericViewSet):
     def get_queryset(self):
         return pipelines_for(self.request.user)
 
-    @extend_schema(parameters=[ENV, VERSION, AS_OF], responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        parameters=[ENV, VERSION, AS_OF],
+        responses=OpenApiTypes.OBJECT,
+        description="In a development environment the caller's own personal overrides apply (source "
+        "`personal`); nobody else's ever do, and no other environment has any.",
+    )
     @action(detail=True, methods=["get"])
     def resolve(self, request, pk=None):
         pipeline = get_pipeline_for_user(request.user, pk)
@@ -85,6 +90,7 @@ class PipelineResolutionViewSet(viewsets.GenericViewSet):
             _environment(org, request.query_params.get("environment")),
             version=_version(pipeline, request.query_params),
             as_of=params.optional(request.query_params, "as_of", params.parse_moment),
+            personal=True,
         )
         return Response(answer)
 

@@ -31,10 +31,10 @@ from apps.environments.models import Environment, Kind
 from apps.pipelines.models import Pipeline, Project
 from apps.secrets.models import Secret
 from apps.tenancy.models import Organization
-from apps.tenancy.permissions import is_org_member, sees_some_organization
+from apps.tenancy.permissions import ADMIN, is_org_member, sees_some_organization
 
 from . import services
-from .models import Variable, VariableOverride, VariableType
+from .models import PersonalOverride, Variable, VariableOverride, VariableType
 
 VALUE_HELP = 'String variables: the text as typed. Other types: JSON (42, 1.5, true, [1, 2], {"a": 1}).'
 
@@ -379,3 +379,25 @@ class VariableOverrideAdmin(ViewOnlyAdminMixin, AuditedAdmin):
         if obj is not None:
             return perms.may(request.user, perms.VIEW, obj.environment)
         return sees_some_organization(request.user)
+
+
+@admin.register(PersonalOverride)
+class PersonalOverrideAdmin(ViewOnlyAdminMixin, AuditedAdmin):
+    """Read-only list of members' personal development values (with history), for administrators of
+    the environment; members set and clear their own on the pipeline page or through the API."""
+
+    list_display = ["variable", "environment", "user", "value", "secret", "updated_at"]
+    list_filter = ["environment__organization", "variable__type"]
+    list_select_related = ["variable", "environment__organization", "user", "secret"]
+    search_fields = ["variable__name", "environment__slug", "user__username"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).restrict(request.user, perms.MANAGE)
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        if obj is not None:
+            return perms.may(request.user, perms.MANAGE, obj.environment)
+        return sees_some_organization(request.user, ADMIN)
