@@ -7,7 +7,7 @@ from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
 from apps.core.models import TimeStampedModel
-from apps.environments.models import Environment
+from apps.environments.models import Environment, Kind
 from apps.environments.querysets import EnvScopedQuerySet
 from apps.pipelines.models import Pipeline, Project
 from apps.secrets.models import Secret
@@ -107,6 +107,10 @@ class VariableOverride(TimeStampedModel):
 
     def __str__(self):
         return f"{self.variable.name}@{self.environment.slug}"
+
+
+# The environment kinds where members may keep personal overrides (every check and form reads this).
+PERSONAL_KINDS = (Kind.DEVELOPMENT,)
 
 
 class PersonalOverrideQuerySet(EnvScopedQuerySet):

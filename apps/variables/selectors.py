@@ -4,11 +4,10 @@ from dataclasses import dataclass
 
 from django.db.models import Exists, OuterRef, QuerySet
 
-from apps.environments.models import Kind
 from apps.resolution.interpolation import PLACEHOLDER
 from apps.secrets.models import Secret
 
-from .models import PersonalOverride, Variable, VariableOverride, VariableType
+from .models import PERSONAL_KINDS, PersonalOverride, Variable, VariableOverride, VariableType
 
 
 def variables_for(user) -> QuerySet[Variable]:
@@ -39,7 +38,7 @@ def personal_for(user, environment) -> dict[int, PersonalValue]:
     """Variable definition id -> `user`'s personal value in `environment`: the one read resolution
     makes of personal overrides (one query). Empty, without a query, outside development and for
     nobody. Callers have checked that `user` may view (or run in) the environment."""
-    if user is None or not getattr(user, "is_authenticated", False) or environment.kind != Kind.DEVELOPMENT:
+    if user is None or not getattr(user, "is_authenticated", False) or environment.kind not in PERSONAL_KINDS:
         return {}
     allowed = Secret.allowed_environments.through.objects.filter(
         secret_id=OuterRef("secret_id"), environment_id=environment.pk

@@ -13,7 +13,7 @@ from apps.tenancy import revisions
 from apps.tenancy.permissions import is_org_admin, is_org_member
 
 from . import selectors, validation
-from .models import PersonalOverride, Variable, VariableOverride, VariableType
+from .models import PERSONAL_KINDS, PersonalOverride, Variable, VariableOverride, VariableType
 
 DEFINITION_FIELDS = {
     "type",
@@ -306,7 +306,7 @@ def validate_personal_override(*, actor: User, variable: Variable, environment: 
     if not selectors.variables_for(actor).filter(pk=variable.pk).exists():
         raise field_error("variable", f'Invalid pk "{variable.pk}" - object does not exist.')
     perms.require(actor, perms.VIEW, environment)
-    if environment.kind != Kind.DEVELOPMENT:
+    if environment.kind not in PERSONAL_KINDS:
         raise field_error(
             "environment",
             f"Personal overrides exist in development environments only; '{environment.slug}' is {environment.kind}.",
