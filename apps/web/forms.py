@@ -15,7 +15,7 @@ from apps.runs.models import RunStatus
 from apps.runs.selectors import runs_for
 from apps.secrets.models import Secret
 from apps.variables.forms import VALUE_HELP
-from apps.variables.models import PERSONAL_KINDS, Variable
+from apps.variables.models import PERSONAL_KINDS, VariableType
 
 from .selectors import AUDIT_MODEL_CHOICES, audit_filter_choices
 
@@ -313,17 +313,12 @@ class PreviewForm(forms.Form):
         self.fields["node"].choices = [(n, n) for n in nodes]
 
 
-class VariableChoiceField(forms.ModelChoiceField):
-    def label_from_instance(self, obj):
-        return f"{obj.name} ({obj.type})"
-
-
 class PersonalOverrideForm(forms.Form):
     """Set your own value for one of the pipeline's variables in a development environment (the
     variables service validates it as it validates an override, and refuses other stages)."""
 
     environment = EnvironmentChoiceField(queryset=None, empty_label=None, label="Development environment")
-    variable = VariableChoiceField(queryset=None, empty_label=None, label="Variable")
+    variable = forms.TypedChoiceField(choices=(), coerce=int, label="Variable")
     value = forms.CharField(required=False, strip=False, max_length=10_000, label="My value", help_text=VALUE_HELP)
     secret = forms.ModelChoiceField(
         queryset=None, required=False, label="My secret", help_text="Secret variables take a secret, never a value."
@@ -344,5 +339,18 @@ class PersonalOverrideForm(forms.Form):
             self.fields["environment"].queryset = self.environments
         else:
             del self.fields["environment"]
-        self.fields["variable"].queryset = Variable.objects.filter(pk__in=[v.pk for v in variables]).order_by("name")
-        self.fields["secret"].queryset = Secret.objects.restrict(user).in_organization(organization.pk).order_by("name")
+        # The page's own list of the pipeline's variables (no query of its own); the service decides.
+        self.variables = {v.pk: v for v in variables}
+        self.fields["variable"].choices = [(v.pk, f"{v.name} ({v.type})") for v in variables]
+        if any(v.type == VariableType.SECRET for v in variables):
+            secrets = Secret.objects.restrict(user).in_organization(organization.pk).order_by("name")
+            self.fields["secret"].queryset = secrets
+        else:
+            del self.fields["secret"]
+
+    @property
+    def shows_secret(self) -> bool:
+        return "secret" in self.fields
+
+    def clean_variable(self):
+        return self.variables[self.cleaned_data["variable"]]

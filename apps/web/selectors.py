@@ -74,10 +74,10 @@ def pipeline_variables(user, pipeline) -> list:
     return [v for _name, v in sorted(most_specific.items())]
 
 
-def runtime_parameters(user, pipeline) -> list:
-    """Variables a run of `pipeline` may take as run-time parameters: the most specific definitions
-    that allow run-time overrides and are not secrets. Whether the chosen stage's policy allows them is
-    the resolution engine's answer when the run is started."""
+def runtime_parameters(variables: list) -> list:
+    """Of a pipeline's variables (`pipeline_variables`), those a run may take as run-time parameters:
+    the ones that allow run-time overrides and are not secrets. Whether the chosen stage's policy
+    allows them is the resolution engine's answer when the run is started."""
     from apps.variables.models import VariableType
 
-    return [v for v in pipeline_variables(user, pipeline) if v.allow_runtime_override and v.type != VariableType.SECRET]
+    return [v for v in variables if v.allow_runtime_override and v.type != VariableType.SECRET]

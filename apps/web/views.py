@@ -26,7 +26,7 @@ from apps.runs.models import TERMINAL, Schedule
 from apps.runs.selectors import runs_for, schedules_for
 from apps.variables import services as variable_services
 from apps.variables.forms import text_to_value
-from apps.variables.models import VariableType
+from apps.variables.models import PERSONAL_KINDS, VariableType
 from apps.variables.selectors import personal_overrides_of
 
 from . import presenters, selectors
@@ -163,8 +163,7 @@ def _pipeline(request, pipeline, status=200, **bound):
     variables = selectors.pipeline_variables(user, pipeline)
     forms = {
         "form": bound.pop("form", None) or PromotionRequestForm(user, pipeline),
-        "run_form": bound.pop("run_form", None)
-        or RunForm(user, pipeline, selectors.runtime_parameters(user, pipeline)),
+        "run_form": bound.pop("run_form", None) or RunForm(user, pipeline, selectors.runtime_parameters(variables)),
         "personal_form": bound.pop("personal_form", None) or PersonalOverrideForm(user, pipeline, variables),
         "schedule_form": bound.pop("schedule_form", None) or ScheduleForm(user, pipeline),
         "preview_form": bound.pop("preview_form", None)
@@ -175,6 +174,9 @@ def _pipeline(request, pipeline, status=200, **bound):
         schedules=presenters.schedules(user, pipeline),
         may_preview=preview_environments.exists(),
         personal=presenters.personal_rows(user, variables),
+        # The section shows where the user sees a stage that keeps personal values (no query: the
+        # stages are the page's own); the form lists them and the variables service decides.
+        may_personal=any(stage["environment"].kind in PERSONAL_KINDS for stage in context["stages"]),
         no_environments_explanation=NO_ENVIRONMENTS_EXPLANATION,
         **bound,
     )
@@ -198,7 +200,7 @@ def pipeline_personal_set(request, pk: int):
             variable=variable,
             environment=data.get("environment") or pipeline.project.default_environment,
             value=value,
-            secret=data["secret"],
+            secret=data.get("secret"),
         )
 
     row, status = submit(form, save)
@@ -265,7 +267,8 @@ def pipeline_promote(request, pk: int):
 def pipeline_run(request, pk: int):
     """The run dialog: start a run through the runs service and go to its page."""
     pipeline = _visible_pipeline(request, pk)
-    form = RunForm(request.user, pipeline, selectors.runtime_parameters(request.user, pipeline), request.POST)
+    variables = selectors.pipeline_variables(request.user, pipeline)
+    form = RunForm(request.user, pipeline, selectors.runtime_parameters(variables), request.POST)
     answer, status = submit(
         form,
         lambda data: run_services.run_create_once(

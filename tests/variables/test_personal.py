@@ -312,3 +312,21 @@ def test_a_secret_personal_value_is_a_reference_and_the_canary_never_shows(
     for text in (created.content, listed.content, answer.content, page.content, json.dumps(history, default=str)):
         assert CANARY.encode() not in (text if isinstance(text, bytes) else text.encode())
     assert CANARY not in caplog.text
+
+
+def test_a_personal_value_the_changed_definition_refuses_is_skipped_with_a_warning(
+    run_setup,  # noqa: F811
+    org,
+    org_admin,
+    stages,
+    members,
+):
+    developer = fresh(members["developer"])
+    knob = services.variable_create(actor=org_admin, organization=org, name="knob", type="integer", default_value=1)
+    services.personal_override_set(actor=developer, variable=knob, environment=stages["development"], value=8)
+    answer = engine.resolve(run_setup["pipeline"], stages["development"], personal_user=developer)
+    assert (answer["variables"]["knob"]["value"], answer["variables"]["knob"]["source"]) == (8, "personal")
+    services.variable_update(actor=fresh(org_admin), variable=knob, max_value=5)
+    answer = engine.resolve(run_setup["pipeline"], stages["development"], personal_user=developer)
+    assert (answer["variables"]["knob"]["value"], answer["variables"]["knob"]["source"]) == (1, "default:organization")
+    assert [w["code"] for w in answer["warnings"]] == ["personal_ignored"] and not answer["errors"]
