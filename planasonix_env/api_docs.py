@@ -18,6 +18,11 @@ API_TAGS = [
     },
     {"name": "variables", "description": "Variable definitions at organization, project or pipeline scope."},
     {"name": "variable-overrides", "description": "A variable's value in one environment."},
+    {
+        "name": "personal-overrides",
+        "description": "Your own value for a variable in a development environment: only your runs, previews "
+        "and resolves use it (provenance `personal`).",
+    },
     {"name": "connection-roles", "description": "Logical connection roles such as `analytics_warehouse`."},
     {"name": "connection-bindings", "description": "A role bound to a physical endpoint in one environment."},
     {"name": "runs", "description": "Runs: create, preview, claim and report (external executors), cancel."},

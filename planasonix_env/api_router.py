@@ -15,6 +15,7 @@ from apps.runs.api import DeploymentViewSet, RunViewSet, ScheduleViewSet
 from apps.secrets.api import SecretViewSet
 from apps.tenancy.api import ApiKeyViewSet, MembershipViewSet, OrganizationViewSet, ServiceAccountViewSet
 from apps.variables.api import VariableOverrideViewSet, VariableViewSet
+from apps.variables.api_personal import PersonalOverrideViewSet
 
 
 class Router(DefaultRouter):
@@ -47,6 +48,7 @@ router.register("pipelines", PipelineResolutionViewSet, basename="pipeline-resol
 router.register("repositories", RepositoryViewSet, basename="repository")
 router.register("variables", VariableViewSet, basename="variable")
 router.register("variable-overrides", VariableOverrideViewSet, basename="variable-override")
+router.register("personal-overrides", PersonalOverrideViewSet, basename="personal-override")
 router.register("connection-roles", ConnectionRoleViewSet, basename="connection-role")
 router.register("connection-bindings", ConnectionBindingViewSet, basename="connection-binding")
 router.register("runs", RunViewSet, basename="run")

@@ -33,6 +33,7 @@ from apps.runs import services as run_services  # noqa: E402
 from apps.runs.models import Executor  # noqa: E402
 from apps.tenancy import services as tenancy_services  # noqa: E402
 from apps.tenancy.models import Membership  # noqa: E402
+from apps.variables import services as variable_services  # noqa: E402
 
 
 def build() -> dict:
@@ -61,6 +62,9 @@ def build() -> dict:
         duration_minutes=60,
         timezone="UTC",
         reason="weekend",
+    )
+    variable_services.personal_override_set(
+        actor=owner, variable=org.variables.get(name="source_table"), environment=stages["development"], value="mine"
     )
     tenancy_services.service_account_create(actor=owner, organization=org, name="ci")
     for name in ("spare-1", "spare-2"):  # keys the run may revoke

@@ -40,6 +40,7 @@ from apps.environments.models import FreezeKind
 from apps.notifications import services as notification_services
 from apps.notifications.models import ChannelKind, Event
 from apps.tenancy import services as tenancy_services
+from apps.variables import services as variable_services
 from planasonix_env.wsgi import application
 from tests.conftest import make_acme
 
@@ -105,6 +106,13 @@ def _build_fuzz_world() -> str:
     )
     notification_services.emit(
         Event.RUN_FAILED, {"environment": "production"}, organization=org, channels=[channel], users=[org_admin]
+    )
+    # A personal override of the key's owner, so the personal-overrides detail ids hit a row.
+    variable = variable_services.variable_create(
+        actor=org_admin, organization=org, name="batch_size", type="integer", default_value=10
+    )
+    variable_services.personal_override_set(
+        actor=org_admin, variable=variable, environment=stages["development"], value=15
     )
     _, token = tenancy_services.api_key_create(actor=org_admin, organization=org, name="fuzzer", scopes=["admin"])
     return token

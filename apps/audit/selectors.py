@@ -80,6 +80,14 @@ AUDITED = (
         name_fields=(),
         related_names=(("variable_id", "variables.Variable", "name"),),
     ),
+    Audited(
+        "variables.PersonalOverride",
+        "personal override",
+        environment="environment_id",
+        codename=perms.MANAGE,  # a member's own development value: those who manage the stage see it
+        name_fields=(),
+        related_names=(("variable_id", "variables.Variable", "name"), ("user_id", "auth.User", "username")),
+    ),
     Audited("connections.ConnectionRole", "connection role", organization="organization_id"),
     Audited(
         "connections.ConnectionBinding",

@@ -23,6 +23,7 @@ from django.forms.models import BaseInlineFormSet
 
 from apps.core.admin import RequestFormInlineMixin, ServiceCheckedForm, ServiceModelAdmin
 from apps.core.errors import DomainError
+from apps.tenancy import permissions as org_perms
 from apps.tenancy.permissions import is_org_member, sees_some_organization
 
 from . import permissions as perms
@@ -276,7 +277,11 @@ class EnvironmentFilter(admin.SimpleListFilter):
 class EnvironmentScopedAdminMixin:
     """Rows that belong to an environment (`environment_of(obj)`): a row is visible to whoever may
     view its environment; the module is there for members of some organization (superusers: all;
-    the querysets come from the selectors)."""
+    the querysets come from the selectors). `environment_action` / `organization_role`: what seeing a
+    row / the module takes, when more than viewing / membership."""
+
+    environment_action = perms.VIEW
+    organization_role = org_perms.VIEW
 
     def environment_of(self, obj) -> Environment:
         return obj.environment
@@ -286,5 +291,5 @@ class EnvironmentScopedAdminMixin:
 
     def has_view_permission(self, request, obj=None):
         if obj is not None:
-            return perms.may(request.user, perms.VIEW, self.environment_of(obj))
-        return sees_some_organization(request.user)
+            return perms.may(request.user, self.environment_action, self.environment_of(obj))
+        return sees_some_organization(request.user, self.organization_role)

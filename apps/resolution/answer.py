@@ -33,7 +33,8 @@ class VersionRef(TypedDict):
 class ResolvedVariable(TypedDict):
     type: str
     scope: str
-    # "parameter", "override:<scope>", "default:<scope>" or "unset" (None only while resolving)
+    # "parameter", "personal" (the asking or starting member's own value, development only),
+    # "override:<scope>", "default:<scope>" or "unset" (None only while resolving)
     source: str | None
     value: Any  # None for a secret unless an executor materialized it
     secret: str | None  # "secret://<name>" for a secret, else None

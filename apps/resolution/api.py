@@ -91,7 +91,12 @@ class PipelineResolutionViewSet(viewsets.GenericViewSet):
     def get_queryset(self):
         return pipelines_for(self.request.user)
 
-    @extend_schema(parameters=[ENV, VERSION, AS_OF], responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        parameters=[ENV, VERSION, AS_OF],
+        responses=OpenApiTypes.OBJECT,
+        description="In a development environment the caller's own personal overrides apply (source "
+        "`personal`); nobody else's ever do, and no other environment has any.",
+    )
     @action(detail=True, methods=["get"])
     def resolve(self, request, pk=None):
         target = _well_formed_target(request.user, pk, request.query_params)
@@ -105,18 +110,26 @@ class PipelineResolutionViewSet(viewsets.GenericViewSet):
                 version=target.version,
                 revision=target.revision,
                 encode=lambda answer: renderer.render(answer, renderer.media_type, {}),
+                personal=True,
             )
             return HttpResponse(body, content_type=renderer.media_type)
         if target is not None:  # the browsable API
             return Response(
                 services.resolve_for(
-                    request.user, target.pipeline, target.environment, version=target.version, revision=target.revision
+                    request.user,
+                    target.pipeline,
+                    target.environment,
+                    version=target.version,
+                    revision=target.revision,
+                    personal=True,
                 )
             )
         pipeline, query = get_pipeline_for_user(request.user, pk), request.query_params
         environment, version = _environment(pipeline, query), _version(pipeline, query)
         as_of = params.optional(query, "as_of", params.parse_moment)
-        return Response(services.resolve_for(request.user, pipeline, environment, version=version, as_of=as_of))
+        return Response(
+            services.resolve_for(request.user, pipeline, environment, version=version, as_of=as_of, personal=True)
+        )
 
     @extend_schema(
         parameters=[

@@ -1,8 +1,9 @@
 """The layering engine: what a pipeline resolves to in an environment, with provenance.
 
 Precedence, highest first (DESIGN.md §5): run parameter (when the variable and the policy allow
-run-time overrides) > pipeline override > project override > organization override > pipeline
-default > project default > organization default. An environment's value always beats a default.
+run-time overrides) > the starting member's personal value (development only) > pipeline override >
+project override > organization override > pipeline default > project default > organization
+default. An environment's value always beats a default.
 """
 
 import hashlib
@@ -22,11 +23,12 @@ from apps.pipelines.models import Pipeline, PipelineVersion
 from apps.tenancy import revisions
 from apps.variables import validation
 from apps.variables.models import VariableType
+from apps.variables.selectors import PersonalValue, personal_for
 
 from . import cache_stats
 from .answer import Answer, Problem, ResolvedConnection, ResolvedGraph, ResolvedVariable
 from .interpolation import InterpolationError, Interpolator, SecretInterpolation, references
-from .snapshot import Snapshot, load_as_of, load_live
+from .snapshot import SecretRef, Snapshot, load_as_of, load_live
 
 SCOPE_RANK = {"pipeline": 0, "project": 1, "organization": 2}
 POLICY_FIELDS = POLICY_SETTINGS
@@ -60,6 +62,7 @@ class _Result:
 
 OVERRIDE_SOURCE = {scope: f"override:{scope}" for scope in SCOPE_RANK}
 DEFAULT_SOURCE = {scope: f"default:{scope}" for scope in SCOPE_RANK}
+PERSONAL_SOURCE = "personal"
 
 
 def _layers(snap: Snapshot) -> dict[str, tuple[list, tuple | None]]:
@@ -108,8 +111,20 @@ def _params_key(parameters) -> str:
     return hashlib.sha256(json.dumps(parameters or {}, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def cache_key(pipeline_id, environment_id, version_id, revision, parameters, project_id=None) -> str:
-    return f"resolve:v1:{project_id}:{pipeline_id}:{environment_id}:{version_id}:{revision}:{_params_key(parameters)}"
+def _personal_key(user, personal: dict[int, PersonalValue]) -> str:
+    """'' when no personal value applies (the answer is everyone's); else the member and their values,
+    so a personal answer is never served to anyone else and changes when their values do."""
+    if not personal:
+        return ""
+    rows = sorted((pk, p.value, p.secret_id, p.secret_allowed) for pk, p in personal.items())
+    return f":user{user.pk}:{_params_key(rows)}"
+
+
+def cache_key(pipeline_id, environment_id, version_id, revision, parameters, project_id=None, personal="") -> str:
+    return (
+        f"resolve:v1:{project_id}:{pipeline_id}:{environment_id}:{version_id}:{revision}:{_params_key(parameters)}"
+        + personal
+    )
 
 
 def resolve(
@@ -123,13 +138,16 @@ def resolve(
     materializer=None,
     use_cache: bool = True,
     revision: int | None = None,
+    personal_user=None,
 ) -> Answer:
     """Resolve every variable, connection binding and policy value for `environment`.
 
     Secrets are redacted to references; `materializer(secret) -> str` (given only by executors,
     see apps.resolution.services.resolve_for_executor) fills in values, and such answers are never
     cached. With `pipeline=None` and a `project`, resolves the project's variables (the matrix).
-    `revision`: the organization's configuration revision, when the caller read it with its own rows."""
+    `revision`: the organization's configuration revision, when the caller read it with its own rows.
+    `personal_user`: the member whose personal overrides apply (only in a development environment,
+    only to a live answer); callers pass the member who starts the run or preview, or who asks."""
     project = pipeline.project if pipeline is not None else project
     organization_id = environment.organization_id
     if project is not None and project.organization_id != organization_id:
@@ -139,6 +157,7 @@ def resolve(
     if pipeline is not None and version is None and as_of is not None:
         version = pipeline.versions.filter(created_at__lte=as_of).order_by("-number").first()
     cacheable = use_cache and as_of is None and materializer is None
+    personal = personal_for(personal_user, environment) if as_of is None else {}
     key = None
     if as_of is not None:
         revision = None  # an answer rebuilt from history has no live revision
@@ -152,6 +171,7 @@ def resolve(
             revision,
             parameters,
             project.pk if project else None,
+            _personal_key(personal_user, personal),
         )
         hit = cache.get(key)
         cache_stats.record("hit" if hit is not None else "miss")
@@ -169,7 +189,7 @@ def resolve(
         snap = _cached_snapshot(revision, loader_args)
     else:
         snap = load_live(**loader_args)
-    answer = _compute(pipeline, project, environment, version, parameters or {}, snap, materializer)
+    answer = _compute(pipeline, project, environment, version, parameters or {}, snap, materializer, personal)
     answer["as_of"] = as_of.isoformat() if as_of is not None else None
     answer["config_revision"] = revision
     answer["resolved_at"] = timezone.now().isoformat()
@@ -178,11 +198,17 @@ def resolve(
     return answer
 
 
-def resolve_encoded(pipeline: Pipeline, environment: Environment, version, revision: int, encode) -> bytes:
+def resolve_encoded(
+    pipeline: Pipeline, environment: Environment, version, revision: int, encode, personal_user=None
+) -> bytes:
     """The live redacted answer as `encode(answer)` bytes (the API's JSON), cached beside the answer
     under the same key (so every write that makes the answer stale makes these stale too): a warm
     request serves the bytes without decoding and re-encoding the answer. `version`: the one to
-    resolve (None: the pipeline has none); `revision`: read with the pipeline and environment."""
+    resolve (None: the pipeline has none); `revision`: read with the pipeline and environment;
+    `personal_user`: as in resolve (an answer with personal values is the member's own: it is
+    encoded from resolve's answer, whose key names them, and never stored as the shared bytes)."""
+    if personal_for(personal_user, environment):
+        return encode(resolve(pipeline, environment, version=version, revision=revision, personal_user=personal_user))
     key = cache_key(pipeline.pk, environment.pk, version.pk if version else None, revision, None, pipeline.project_id)
     key = f"{key}:encoded"
     body = cache.get(key)
@@ -209,7 +235,9 @@ def _cached_snapshot(revision, loader_args: dict) -> Snapshot:
     return snap
 
 
-def _compute(pipeline, project, environment, version, parameters, snap: Snapshot, materializer) -> Answer:
+def _compute(
+    pipeline, project, environment, version, parameters, snap: Snapshot, materializer, personal: dict
+) -> Answer:
     result = _Result()
     policy = snap.policy
     layered = _layers(snap)
@@ -229,6 +257,10 @@ def _compute(pipeline, project, environment, version, parameters, snap: Snapshot
         source, scope, value, secret_ref = None, top.scope, None, None
         if parameters and name in parameters:
             source, value = _parameter(top, name, parameters[name], allow_params, result)
+        if source is None and personal:
+            mine = _personal(name, definitions, personal, environment, result, materializer)
+            if mine is not None:
+                source, (scope, value, secret_ref) = PERSONAL_SOURCE, mine
         if source is None and winner is not None:
             source, variable, override = winner
             scope = variable.scope
@@ -237,7 +269,8 @@ def _compute(pipeline, project, environment, version, parameters, snap: Snapshot
                 secret = secrets.get(override.secret_id if override else variable.default_secret_id)
             if secret is not None:
                 secret_ref = _secret_ref(secret)
-                value = _secret_value(secret, environment, snap, result, f"variables.{name}", materializer)
+                allowed = secret.id in snap.allowed_secret_ids
+                value = _secret_value(secret, allowed, environment, result, f"variables.{name}", materializer)
             else:
                 value = override.value if override else variable.default_value
         if source is None:
@@ -297,6 +330,19 @@ def _compute(pipeline, project, environment, version, parameters, snap: Snapshot
     }
 
 
+def _coerce(top, value, field: str):
+    """`value` checked against the definition's type and validation (as an override's value is)."""
+    return validation.coerce(
+        top.type,
+        value,
+        field=field,
+        choices=top.choices,
+        regex=top.regex,
+        min_value=top.min_value,
+        max_value=top.max_value,
+    )
+
+
 def _parameter(top, name: str, given, allow_params: bool, result: _Result) -> tuple[str | None, object]:
     """("parameter", the coerced value) for a run parameter the policy and the variable allow, else
     (None, None) with the error recorded."""
@@ -307,19 +353,44 @@ def _parameter(top, name: str, given, allow_params: bool, result: _Result) -> tu
         result.error("override_not_allowed", f"parameters.{name}", "Secrets cannot be run parameters.")
     else:
         try:
-            value = validation.coerce(
-                top.type,
-                given,
-                field=f"parameters.{name}",
-                choices=top.choices,
-                regex=top.regex,
-                min_value=top.min_value,
-                max_value=top.max_value,
-            )
-            return "parameter", value
+            return "parameter", _coerce(top, given, f"parameters.{name}")
         except ValidationFailed as exc:
             result.error("invalid_parameter", f"parameters.{name}", exc.message)
     return None, None
+
+
+def _personal(name: str, definitions: list, personal: dict, environment, result: _Result, materializer):
+    """(scope, value, secret reference) of the member's personal value for `name` (on the most specific
+    definition that has one), or None when they have none that fits."""
+    top = definitions[0]
+    found = next(((d, personal[d.id]) for d in definitions if d.id in personal), None)
+    if found is None or not _personal_applies(top, found[1], result, name):
+        return None
+    definition, mine = found
+    if mine.secret_id is None:
+        return definition.scope, mine.value, None
+    secret = SecretRef(mine.secret_id, mine.secret_name or "")
+    value = _secret_value(secret, mine.secret_allowed, environment, result, f"variables.{name}", materializer)
+    return definition.scope, value, _secret_ref(secret)
+
+
+def _personal_applies(top, mine: PersonalValue, result: _Result, name: str) -> bool:
+    """Whether a personal value still fits the (most specific) definition: it was checked when set,
+    but the definition may have changed since. One that no longer fits is skipped with a warning and
+    the shared value applies."""
+    if (top.type == VariableType.SECRET) != (mine.secret_id is not None):
+        result.warn(
+            "personal_ignored", f"variables.{name}", f"Your personal value of '{name}' no longer fits its type."
+        )
+        return False
+    if mine.secret_id is not None:
+        return True
+    try:
+        _coerce(top, mine.value, f"variables.{name}")
+    except ValidationFailed as exc:
+        result.warn("personal_ignored", f"variables.{name}", f"Your personal value is skipped: {exc.message}")
+        return False
+    return True
 
 
 def config_view(answer: Answer) -> dict:
@@ -342,8 +413,8 @@ def config_view(answer: Answer) -> dict:
     }
 
 
-def _secret_value(secret, environment, snap: Snapshot, result: _Result, path: str, materializer):
-    if secret.id not in snap.allowed_secret_ids:
+def _secret_value(secret, allowed: bool, environment, result: _Result, path: str, materializer):
+    if not allowed:
         result.error(
             "secret_not_allowed", path, f"Secret '{secret.name}' is not allowed in environment '{environment.slug}'."
         )
@@ -392,7 +463,12 @@ def _connections(
             if credential is not None:
                 entry["credential"] = _secret_ref(credential)
                 value = _secret_value(
-                    credential, environment, snap, result, f"connections.{name}.credential", materializer
+                    credential,
+                    credential.id in snap.allowed_secret_ids,
+                    environment,
+                    result,
+                    f"connections.{name}.credential",
+                    materializer,
                 )
                 if materializer is not None:
                     entry["credential_value"] = value

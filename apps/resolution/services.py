@@ -19,26 +19,52 @@ _ABSENT: Mapping[str, Any] = {}
 
 
 def resolve_for(
-    actor: User, pipeline, environment: Environment, *, version=None, parameters=None, as_of=None, revision=None
+    actor: User,
+    pipeline,
+    environment: Environment,
+    *,
+    version=None,
+    parameters=None,
+    as_of=None,
+    revision=None,
+    personal=False,
 ) -> Answer:
-    """The redacted answer for a user who may view the environment (`revision`: the organization's
-    configuration revision, when read with the pipeline and environment, see engine.resolve)."""
+    """The redacted answer for a user who may view the environment; with `personal`, the actor's own
+    personal values apply (development only: what their runs would resolve to). The derived views
+    (readiness, diff, matrix) and everything shared (plans, deployments, exports) stay without.
+    `revision`: the organization's configuration revision, when read with the pipeline and
+    environment (see engine.resolve)."""
     _require_same_org(pipeline.project.organization_id, environment)
     perms.require(actor, perms.VIEW, environment)
-    return engine.resolve(pipeline, environment, version=version, parameters=parameters, as_of=as_of, revision=revision)
+    return engine.resolve(
+        pipeline,
+        environment,
+        version=version,
+        parameters=parameters,
+        as_of=as_of,
+        revision=revision,
+        personal_user=actor if personal else None,
+    )
 
 
-def resolve_encoded_for(actor: User, pipeline, environment: Environment, *, version, revision: int, encode) -> bytes:
+def resolve_encoded_for(
+    actor: User, pipeline, environment: Environment, *, version, revision: int, encode, personal=False
+) -> bytes:
     """resolve_for's live answer as `encode(answer)` bytes (see engine.resolve_encoded)."""
     _require_same_org(pipeline.project.organization_id, environment)
     perms.require(actor, perms.VIEW, environment)
-    return engine.resolve_encoded(pipeline, environment, version, revision, encode)
+    return engine.resolve_encoded(
+        pipeline, environment, version, revision, encode, personal_user=actor if personal else None
+    )
 
 
-def resolve_for_executor(actor: User, pipeline, environment: Environment, *, version=None, parameters=None) -> Answer:
+def resolve_for_executor(
+    actor: User, pipeline, environment: Environment, *, version=None, parameters=None, personal_user=None
+) -> Answer:
     """The answer with secrets materialized, for an executor acting for `actor`. Each secret goes
     through secrets.materialize (use_environment_credentials + the secret's allowed environments).
-    The result must stay in the worker's memory: never stored, logged or returned to a user."""
+    The result must stay in the worker's memory: never stored, logged or returned to a user.
+    `personal_user`: whose personal values apply (the member who started the run or preview)."""
     _require_same_org(pipeline.project.organization_id, environment)
     perms.require(actor, perms.USE_CREDENTIALS, environment)
 
@@ -46,7 +72,14 @@ def resolve_for_executor(actor: User, pipeline, environment: Environment, *, ver
         secret = Secret.objects.prefetch_related("allowed_environments").get(pk=ref.id)
         return secret_services.materialize(actor=actor, secret=secret, environment=environment, executor=True)
 
-    return engine.resolve(pipeline, environment, version=version, parameters=parameters, materializer=materializer)
+    return engine.resolve(
+        pipeline,
+        environment,
+        version=version,
+        parameters=parameters,
+        materializer=materializer,
+        personal_user=personal_user,
+    )
 
 
 def _require_same_org(organization_id: int, environment: Environment) -> None:

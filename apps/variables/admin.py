@@ -14,12 +14,10 @@ from typing import cast
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.core.exceptions import ValidationError
 from django.template.response import TemplateResponse
 
 from apps.core.admin import AuditedAdmin, ViewOnlyAdminMixin, add_domain_error
-from apps.core.errors import DomainError, field_error
-from apps.core.forms import json_from_text
+from apps.core.errors import DomainError
 from apps.environments import permissions as perms
 from apps.environments.admin_rows import (
     EnvironmentScopedAdminMixin,
@@ -32,33 +30,11 @@ from apps.environments.models import Environment, Kind
 from apps.pipelines.models import Pipeline, Project
 from apps.secrets.models import Secret
 from apps.tenancy.models import Organization
+from apps.tenancy.permissions import ADMIN
 
 from . import services
-from .models import VARIABLE_SETTINGS, Variable, VariableOverride, VariableType
-
-VALUE_HELP = 'String variables: the text as typed. Other types: JSON (42, 1.5, true, [1, 2], {"a": 1}).'
-
-
-def value_to_text(var_type: str, value) -> str:
-    if value is None:
-        return ""
-    if var_type == VariableType.STRING and isinstance(value, str):
-        return value
-    return json.dumps(value)
-
-
-def text_to_value(var_type: str, text, field: str):
-    """The typed value entered in the admin: raw text for string variables, JSON otherwise."""
-    if text is None or text == "":
-        return None
-    if var_type == VariableType.STRING:
-        return text
-    try:
-        return json_from_text(text)
-    except ValidationError as exc:
-        message = f"Enter a JSON value for a {var_type} variable (e.g. 42, 1.5, true): {exc.messages[0]}"
-        raise field_error(field, message) from None
-
+from .forms import VALUE_HELP, text_to_value, value_to_text
+from .models import VARIABLE_SETTINGS, PersonalOverride, Variable, VariableOverride
 
 # --- overrides inline ---------------------------------------------------------------------------
 
@@ -313,3 +289,19 @@ class VariableOverrideAdmin(ViewOnlyAdminMixin, EnvironmentScopedAdminMixin, Aud
 
     def get_queryset(self, request):
         return super().get_queryset(request).restrict(request.user)
+
+
+@admin.register(PersonalOverride)
+class PersonalOverrideAdmin(ViewOnlyAdminMixin, EnvironmentScopedAdminMixin, AuditedAdmin):
+    """Read-only list of members' personal development values (with history), for administrators of
+    the environment; members set and clear their own on the pipeline page or through the API."""
+
+    environment_action = perms.MANAGE
+    organization_role = ADMIN
+    list_display = ["variable", "environment", "user", "value", "secret", "updated_at"]
+    list_filter = ["environment__organization", "variable__type"]
+    list_select_related = ["variable", "environment__organization", "user", "secret"]
+    search_fields = ["variable__name", "environment__slug", "user__username"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).restrict(request.user, perms.MANAGE)

@@ -1,12 +1,13 @@
 """Variable definitions at organization, project or pipeline scope, and per-environment overrides."""
 
+from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
 from apps.core.models import TimeStampedModel
-from apps.environments.models import Environment
+from apps.environments.models import Environment, Kind
 from apps.environments.querysets import EnvScopedQuerySet
 from apps.pipelines.models import Pipeline, Project
 from apps.secrets.models import Secret
@@ -113,3 +114,40 @@ class VariableOverride(TimeStampedModel):
 
     def __str__(self):
         return f"{self.variable.name}@{self.environment.slug}"
+
+
+# The environment kinds where members may keep personal overrides (every check and form reads this).
+PERSONAL_KINDS = (Kind.DEVELOPMENT,)
+
+
+class PersonalOverrideQuerySet(EnvScopedQuerySet):
+    """Personal overrides: `restrict` as for every environment-scoped row (administrators' listing);
+    `owned_by` is what a member ever reaches of them (their own rows, in environments they see)."""
+
+    def owned_by(self, user):
+        return self.restrict(user).filter(user_id=user.pk)
+
+
+class PersonalOverride(TimeStampedModel):
+    """One member's own value for a variable in one development environment: it applies only to the
+    runs, previews and resolves that member starts (provenance `personal`), never to anyone else's."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="personal_overrides")
+    variable = models.ForeignKey(Variable, on_delete=models.CASCADE, related_name="personal_overrides")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="personal_overrides")
+    value = models.JSONField(null=True, blank=True)
+    # A secret variable's personal value is a reference (like an override's), never a plain value.
+    secret = models.ForeignKey(Secret, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+
+    objects = PersonalOverrideQuerySet.as_manager()
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["variable__name", "environment__position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "variable", "environment"], name="uniq_personal_override")
+        ]
+
+    def __str__(self):
+        return f"{self.variable.name}@{self.environment.slug} for {self.user}"

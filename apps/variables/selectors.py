@@ -1,10 +1,13 @@
 """Permission-filtered reads for variables and overrides."""
 
-from django.db.models import QuerySet
+from dataclasses import dataclass
+
+from django.db.models import Exists, OuterRef, QuerySet
 
 from apps.resolution.interpolation import PLACEHOLDER
+from apps.secrets.models import Secret
 
-from .models import Variable, VariableOverride, VariableType
+from .models import PERSONAL_KINDS, PersonalOverride, Variable, VariableOverride, VariableType
 
 
 def variables_for(user) -> QuerySet[Variable]:
@@ -14,6 +17,39 @@ def variables_for(user) -> QuerySet[Variable]:
 def overrides_for(user) -> QuerySet[VariableOverride]:
     """Overrides in the environments the user may view."""
     return VariableOverride.objects.restrict(user).select_related("variable", "environment", "secret")
+
+
+def personal_overrides_of(user) -> QuerySet[PersonalOverride]:
+    """The caller's own personal overrides (never another member's), in environments they may view."""
+    return PersonalOverride.objects.owned_by(user).select_related("variable", "environment", "secret")
+
+
+@dataclass(frozen=True, slots=True)
+class PersonalValue:
+    """A member's personal value for one variable definition, as resolution reads it."""
+
+    value: object
+    secret_id: int | None
+    secret_name: str | None
+    secret_allowed: bool  # the secret allows the environment (as a snapshot's allowed_secret_ids says)
+
+
+def personal_for(user, environment) -> dict[int, PersonalValue]:
+    """Variable definition id -> `user`'s personal value in `environment`: the one read resolution
+    makes of personal overrides (one query). Empty, without a query, outside development and for
+    nobody. Callers have checked that `user` may view (or run in) the environment."""
+    if user is None or not getattr(user, "is_authenticated", False) or environment.kind not in PERSONAL_KINDS:
+        return {}
+    allowed = Secret.allowed_environments.through.objects.filter(
+        secret_id=OuterRef("secret_id"), environment_id=environment.pk
+    )
+    rows = (
+        PersonalOverride.objects.filter(user_id=user.pk, environment_id=environment.pk)
+        .annotate(secret_allowed=Exists(allowed))
+        .values_list("variable_id", "value", "secret_id", "secret__name", "secret_allowed")
+        .order_by()
+    )
+    return {row[0]: PersonalValue(*row[1:]) for row in rows}
 
 
 def interpolated_names(value) -> set[str]:

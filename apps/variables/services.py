@@ -3,7 +3,7 @@
 from django.db import transaction
 
 from apps.core import patterns
-from apps.core.errors import Conflict, PermissionDenied, ValidationFailed, field_error
+from apps.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed, field_error
 from apps.core.services import audited_delete, audited_save, validate
 from apps.core.types import User
 from apps.environments import permissions as perms
@@ -14,7 +14,7 @@ from apps.tenancy import revisions
 from apps.tenancy.permissions import is_org_admin, is_org_member
 
 from . import selectors, validation
-from .models import VARIABLE_SETTINGS, Variable, VariableOverride, VariableType
+from .models import PERSONAL_KINDS, VARIABLE_SETTINGS, PersonalOverride, Variable, VariableOverride, VariableType
 
 DEFINITION_FIELDS = set(VARIABLE_SETTINGS)
 
@@ -290,3 +290,58 @@ def overrides_clone(
         )
         copied += 1
     return copied
+
+
+# --- personal overrides (development only) ----------------------------------------------------
+
+
+def validate_personal_override(*, actor: User, variable: Variable, environment: Environment, value=None, secret=None):
+    """Check a personal value before writing it (the screens' forms call this too). The variable and
+    the environment must be visible to `actor`, the environment a development one; the value is
+    checked exactly as an override's is. Returns the typed value."""
+    if not selectors.variables_for(actor).filter(pk=variable.pk).exists():
+        raise field_error("variable", f'Invalid pk "{variable.pk}" - object does not exist.')
+    perms.require(actor, perms.VIEW, environment)
+    if environment.kind not in PERSONAL_KINDS:
+        raise field_error(
+            "environment",
+            f"Personal overrides exist in development environments only; '{environment.slug}' is {environment.kind}.",
+        )
+    return _check_override_value(variable, environment, value, secret)
+
+
+@transaction.atomic
+def personal_override_set(
+    *, actor: User, variable: Variable, environment: Environment, value=None, secret=None
+) -> PersonalOverride:
+    """Set (create or replace) the actor's own value for a variable in one development environment.
+    It changes no shared configuration, so the organization's revision is not bumped: resolution keys
+    a personal answer by the member's values themselves."""
+    environment = Environment.objects.select_related("policy", "organization").get(pk=environment.pk)
+    value = validate_personal_override(
+        actor=actor, variable=variable, environment=environment, value=value, secret=secret
+    )
+    row = (
+        PersonalOverride.objects.select_for_update()
+        .filter(user_id=actor.pk, variable=variable, environment=environment)
+        .first()
+    )
+    if row is None:
+        row = PersonalOverride(user=actor, variable=variable, environment=environment)
+    elif row.value == value and row.secret_id == (secret.pk if secret else None):
+        return row
+    row.value, row.secret = value, secret
+    audited_save(row, actor=actor, reason=f"personal value of {variable.name} set in {environment.slug}", clean=False)
+    return row
+
+
+@transaction.atomic
+def personal_override_delete(*, actor: User, override: PersonalOverride) -> None:
+    """Clear the actor's own personal value (another member's row is a missing row)."""
+    if override.user_id != actor.pk:
+        raise NotFound("No such personal override.")
+    audited_delete(
+        override,
+        actor=actor,
+        reason=f"personal value of {override.variable.name} cleared in {override.environment.slug}",
+    )

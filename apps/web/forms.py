@@ -10,8 +10,12 @@ from apps.core.admin import add_domain_error
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
 from apps.pipelines.selectors import pipelines_for, projects_for, versions_of
+from apps.runs import services as run_services
 from apps.runs.models import RunStatus
 from apps.runs.selectors import runs_for
+from apps.secrets.models import Secret
+from apps.variables.forms import VALUE_HELP
+from apps.variables.models import PERSONAL_KINDS, VariableType
 
 from .selectors import AUDIT_MODEL_CHOICES, audit_filter_choices
 
@@ -189,7 +193,8 @@ class RunForm(forms.Form):
     sample = forms.BooleanField(
         required=False,
         label="Sample run",
-        help_text="Read a sample of each source (stages whose policy samples always do).",
+        help_text="Read a sample of each source (stages whose policy samples always do). Offered where the "
+        "stage's policy allows run-time overrides.",
     )
     idempotency_key = forms.CharField(max_length=200, required=False, widget=forms.HiddenInput)
 
@@ -208,6 +213,15 @@ class RunForm(forms.Form):
             self.fields["environment"].initial = pipeline.project.default_environment_id
         else:
             del self.fields["environment"]
+        # The stages where a run may ask for a sample: the runs service's sample_answer, per stage.
+        stages = (
+            list(self.fields["environment"].queryset)
+            if self.shows_environments
+            else [e for e in [pipeline.project.default_environment] if e is not None]
+        )
+        self.sample_environments = [e.pk for e in stages if run_services.sample_answer(e).allowed]
+        if not self.sample_environments:
+            del self.fields["sample"]
         self.fields["version"].queryset = versions_of(pipeline)
         self.parameter_names = []
         for variable in parameters:
@@ -215,6 +229,15 @@ class RunForm(forms.Form):
             self.parameter_names.append(variable.name)
         if not self.is_bound:
             self.initial.setdefault("idempotency_key", uuid.uuid4().hex)
+
+    @property
+    def shows_sample(self) -> bool:
+        return "sample" in self.fields
+
+    @property
+    def sample_environments_attr(self) -> str:
+        """The stages offering the sample toggle, for the dialog's script (space-separated ids)."""
+        return " ".join(str(pk) for pk in self.sample_environments)
 
     @property
     def parameter_fields(self):
@@ -288,3 +311,46 @@ class PreviewForm(forms.Form):
         else:
             del self.fields["environment"]
         self.fields["node"].choices = [(n, n) for n in nodes]
+
+
+class PersonalOverrideForm(forms.Form):
+    """Set your own value for one of the pipeline's variables in a development environment (the
+    variables service validates it as it validates an override, and refuses other stages)."""
+
+    environment = EnvironmentChoiceField(queryset=None, empty_label=None, label="Development environment")
+    variable = forms.TypedChoiceField(choices=(), coerce=int, label="Variable")
+    value = forms.CharField(required=False, strip=False, max_length=10_000, label="My value", help_text=VALUE_HELP)
+    secret = forms.ModelChoiceField(
+        queryset=None, required=False, label="My secret", help_text="Secret variables take a secret, never a value."
+    )
+
+    def __init__(self, user, pipeline, variables, *args, **kwargs):
+        kwargs.setdefault("auto_id", "personal_%s")  # the page holds several forms: ids stay unique
+        super().__init__(*args, **kwargs)
+        organization = pipeline.project.organization
+        self.environments = (
+            Environment.objects.in_organization(organization.pk)
+            .restrict(user)
+            .filter(kind__in=PERSONAL_KINDS)
+            .order_by("position", "name")
+        )
+        self.shows_environments = organization.has_environments_feature
+        if self.shows_environments:
+            self.fields["environment"].queryset = self.environments
+        else:
+            del self.fields["environment"]
+        # The page's own list of the pipeline's variables (no query of its own); the service decides.
+        self.variables = {v.pk: v for v in variables}
+        self.fields["variable"].choices = [(v.pk, f"{v.name} ({v.type})") for v in variables]
+        if any(v.type == VariableType.SECRET for v in variables):
+            secrets = Secret.objects.restrict(user).in_organization(organization.pk).order_by("name")
+            self.fields["secret"].queryset = secrets
+        else:
+            del self.fields["secret"]
+
+    @property
+    def shows_secret(self) -> bool:
+        return "secret" in self.fields
+
+    def clean_variable(self):
+        return self.variables[self.cleaned_data["variable"]]

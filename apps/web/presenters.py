@@ -485,6 +485,21 @@ def preview_environments(user, pipeline):
     return Environment.objects.filter(pk__in=allowed).order_by("position", "name")
 
 
+def personal_rows(user, variables) -> list[dict]:
+    """The user's own personal values for these variables (a secret as its reference), one query."""
+    from apps.variables.selectors import personal_overrides_of
+
+    rows = personal_overrides_of(user).filter(variable__in=[v.pk for v in variables])
+    return [
+        {
+            "row": row,
+            "value": row.secret.display_reference if row.secret else row.value,
+            "secret": row.secret is not None,
+        }
+        for row in rows.order_by("variable__name", "environment__position")
+    ]
+
+
 def source_nodes(pipeline) -> list[str]:
     """The source node ids of the pipeline's latest version (what a preview can read)."""
     version = pipeline.versions.order_by("-number").first()

@@ -47,14 +47,12 @@ def visible_projects(user) -> QuerySet:
 # --- run dialog ----------------------------------------------------------------------------------------------
 
 
-def runtime_parameters(user, pipeline) -> list:
-    """Variables a run of `pipeline` may take as run-time parameters: per name, the most specific
-    definition (pipeline, then project, then organization, as resolution layers them) when it allows
-    run-time overrides and is not a secret. Whether the chosen stage's policy allows them is the
-    resolution engine's answer when the run is started."""
+def pipeline_variables(user, pipeline) -> list:
+    """The variables of `pipeline` the user may see: per name, the most specific definition (pipeline,
+    then project, then organization, as resolution layers them), sorted by name."""
     from django.db.models import Q
 
-    from apps.variables.models import Variable, VariableType
+    from apps.variables.models import Variable
     from apps.variables.selectors import variables_for
 
     definitions = (
@@ -69,6 +67,13 @@ def runtime_parameters(user, pipeline) -> list:
     most_specific: dict[str, Variable] = {}
     for variable in sorted(definitions, key=lambda v: (v.pipeline_id is None, v.project_id is None, v.name)):
         most_specific.setdefault(variable.name, variable)
-    return [
-        v for name, v in sorted(most_specific.items()) if v.allow_runtime_override and v.type != VariableType.SECRET
-    ]
+    return [v for _name, v in sorted(most_specific.items())]
+
+
+def runtime_parameters(variables: list) -> list:
+    """Of a pipeline's variables (`pipeline_variables`), those a run may take as run-time parameters:
+    the ones that allow run-time overrides and are not secrets. Whether the chosen stage's policy
+    allows them is the resolution engine's answer when the run is started."""
+    from apps.variables.models import VariableType
+
+    return [v for v in variables if v.allow_runtime_override and v.type != VariableType.SECRET]

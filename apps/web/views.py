@@ -24,6 +24,10 @@ from apps.runs import services as run_services
 from apps.runs.cron import next_fire_times
 from apps.runs.models import TERMINAL, Schedule
 from apps.runs.selectors import runs_for, schedules_for
+from apps.variables import services as variable_services
+from apps.variables.forms import text_to_value
+from apps.variables.models import PERSONAL_KINDS, VariableType
+from apps.variables.selectors import personal_overrides_of
 
 from . import presenters, selectors
 from .forms import (
@@ -32,6 +36,7 @@ from .forms import (
     DecisionForm,
     InboxFilterForm,
     InsightsFilterForm,
+    PersonalOverrideForm,
     PreviewForm,
     PromotionRequestForm,
     RunForm,
@@ -155,10 +160,11 @@ def _pipeline(request, pipeline, status=200, **bound):
     user = request.user
     context = presenters.pipeline_page(user, pipeline)
     preview_environments = presenters.preview_environments(user, pipeline)
+    variables = selectors.pipeline_variables(user, pipeline)
     forms = {
         "form": bound.pop("form", None) or PromotionRequestForm(user, pipeline),
-        "run_form": bound.pop("run_form", None)
-        or RunForm(user, pipeline, selectors.runtime_parameters(user, pipeline)),
+        "run_form": bound.pop("run_form", None) or RunForm(user, pipeline, selectors.runtime_parameters(variables)),
+        "personal_form": bound.pop("personal_form", None) or PersonalOverrideForm(user, pipeline, variables),
         "schedule_form": bound.pop("schedule_form", None) or ScheduleForm(user, pipeline),
         "preview_form": bound.pop("preview_form", None)
         or PreviewForm(user, pipeline, preview_environments, presenters.source_nodes(pipeline)),
@@ -167,10 +173,52 @@ def _pipeline(request, pipeline, status=200, **bound):
         forms,
         schedules=presenters.schedules(user, pipeline),
         may_preview=preview_environments.exists(),
+        personal=presenters.personal_rows(user, variables),
+        # The section shows where the user sees a stage that keeps personal values (no query: the
+        # stages are the page's own); the form lists them and the variables service decides.
+        may_personal=any(stage["environment"].kind in PERSONAL_KINDS for stage in context["stages"]),
         no_environments_explanation=NO_ENVIRONMENTS_EXPLANATION,
         **bound,
     )
     return screen(request, "web/pipeline.html", context, status=status)
+
+
+@login_required
+@require_POST
+def pipeline_personal_set(request, pk: int):
+    """Set your own value for a variable in a development environment (the variables service decides)."""
+    pipeline = _visible_pipeline(request, pk)
+    form = PersonalOverrideForm(
+        request.user, pipeline, selectors.pipeline_variables(request.user, pipeline), request.POST
+    )
+
+    def save(data):
+        variable = data["variable"]
+        value = None if variable.type == VariableType.SECRET else text_to_value(variable.type, data["value"], "value")
+        return variable_services.personal_override_set(
+            actor=request.user,
+            variable=variable,
+            environment=data.get("environment") or pipeline.project.default_environment,
+            value=value,
+            secret=data.get("secret"),
+        )
+
+    row, status = submit(form, save)
+    if row is not None:
+        messages.success(request, f"Your value of {row.variable.name} in {row.environment.name} is set.")
+        return redirect(reverse("web:pipeline-detail", args=[pipeline.pk]) + "#personal-h")
+    return _pipeline(request, pipeline, status=status, personal_form=form)
+
+
+@login_required
+@require_POST
+def pipeline_personal_clear(request, pk: int, row: int):
+    """Clear one of your own personal values (another member's row is a missing row)."""
+    pipeline = _visible_pipeline(request, pk)
+    override = get_object_or_404(personal_overrides_of(request.user), pk=row)
+    variable_services.personal_override_delete(actor=request.user, override=override)
+    messages.success(request, f"Your value of {override.variable.name} in {override.environment.name} is cleared.")
+    return redirect(reverse("web:pipeline-detail", args=[pipeline.pk]) + "#personal-h")
 
 
 def _visible_pipeline(request, pk: int):
@@ -219,7 +267,8 @@ def pipeline_promote(request, pk: int):
 def pipeline_run(request, pk: int):
     """The run dialog: start a run through the runs service and go to its page."""
     pipeline = _visible_pipeline(request, pk)
-    form = RunForm(request.user, pipeline, selectors.runtime_parameters(request.user, pipeline), request.POST)
+    variables = selectors.pipeline_variables(request.user, pipeline)
+    form = RunForm(request.user, pipeline, selectors.runtime_parameters(variables), request.POST)
     answer, status = submit(
         form,
         lambda data: run_services.run_create_once(
@@ -229,7 +278,7 @@ def pipeline_run(request, pk: int):
             environment=data.get("environment"),
             version=data["version"],
             parameters=form.parameters(),
-            sample=data["sample"],
+            sample=data.get("sample", False),
         ),
         place_error=RunForm.add_service_error,
     )

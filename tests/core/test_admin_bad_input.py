@@ -169,6 +169,7 @@ def _build_world(warehouse_path) -> dict:
         actor=owner, organization=org, name="batch_size", type="integer", default_value=10
     )
     variable_services.variable_override_set(actor=owner, variable=variable, environment=staging, value=20)
+    variable_services.personal_override_set(actor=owner, variable=variable, environment=development, value=15)
     variable_services.variable_create(actor=owner, organization=org, name="region", type="string", regex="[a-z-]+")
     role = connection_services.connection_role_create(actor=owner, organization=org, name="warehouse", kind="sqlite")
     binding = connection_services.connection_binding_set(

@@ -197,6 +197,9 @@ def _configuration_layer(org, admin, stages) -> dict:
     override = variable_services.variable_override_set(
         actor=admin, variable=variable, environment=stages["staging"], value=20
     )
+    personal = variable_services.personal_override_set(
+        actor=admin, variable=variable, environment=stages["development"], value=15
+    )
     role = connection_services.connection_role_create(actor=admin, organization=org, name="warehouse", kind="sqlite")
     binding = connection_services.connection_binding_set(
         actor=admin, role=role, environment=stages["development"], params={"path": "w.sqlite3"}
@@ -232,6 +235,7 @@ def _configuration_layer(org, admin, stages) -> dict:
         "pipeline": pipeline,
         "variable": variable,
         "override": override,
+        "personal": personal,
         "role": role,
         "binding": binding,
         "schedule": schedule,
@@ -326,6 +330,9 @@ VALID = {
     "POST /api/v1/variable-overrides/": (lambda w: {}, {"variable": None, "environment": "development", "value": 5}),
     "PATCH /api/v1/variable-overrides/{id}/": (lambda w: {"id": w["override"].pk}, {"value": 30}),
     "DELETE /api/v1/variable-overrides/{id}/": (lambda w: {"id": w["override"].pk}, None),
+    "POST /api/v1/personal-overrides/": (lambda w: {}, {"variable": None, "environment": "development", "value": 5}),
+    "PATCH /api/v1/personal-overrides/{id}/": (lambda w: {"id": w["personal"].pk}, {"value": 30}),
+    "DELETE /api/v1/personal-overrides/{id}/": (lambda w: {"id": w["personal"].pk}, None),
     "POST /api/v1/connection-roles/": (lambda w: {}, {"organization": "acme", "name": "lake", "kind": "s3"}),
     "PATCH /api/v1/connection-roles/{id}/": (lambda w: {"id": w["role"].pk}, {"description": "The warehouse."}),
     "DELETE /api/v1/connection-roles/{id}/": (lambda w: {"id": w["role"].pk}, None),
@@ -381,6 +388,7 @@ VALID = {
 BODY_IDS = {
     "POST /api/v1/pipelines/": ("project", "project"),
     "POST /api/v1/variable-overrides/": ("variable", "variable"),
+    "POST /api/v1/personal-overrides/": ("variable", "variable"),
     "POST /api/v1/connection-bindings/": ("role", "role"),
     "POST /api/v1/runs/": ("pipeline", "pipeline"),
     "POST /api/v1/deployments/": ("pipeline", "pipeline"),

@@ -12,7 +12,7 @@ from apps.approvals.models import PromotionRequest, PromotionState
 from apps.core.admin import LightChangelistMixin
 from apps.core.models import FrozenDocument
 from apps.runs.models import Deployment, Run, RunStatus
-from apps.variables.models import Variable, VariableOverride
+from apps.variables.models import PersonalOverride, Variable, VariableOverride
 from tests.runs.conftest import run_setup  # noqa: F401  (fixture)
 
 BLOB = "BLOB-CANARY"
@@ -71,6 +71,10 @@ def world(run_setup, stages, org, org_admin):  # noqa: F811
             VariableOverride(variable=v, environment=environments[i % 3], value=f"value {i}")
             for i, v in enumerate(variables)
         )
+        PersonalOverride.objects.bulk_create(
+            PersonalOverride(user=org_admin, variable=v, environment=stages["development"], value=f"mine {i}")
+            for i, v in enumerate(variables)
+        )
 
     return {"pipeline": pipeline, "grow": grow}
 
@@ -87,6 +91,7 @@ API_LISTS = [
     "/api/v1/promotions/",
     "/api/v1/deployments/",
     "/api/v1/variable-overrides/",
+    "/api/v1/personal-overrides/",
     "/api/v1/pipelines/{pipeline}/versions/",
 ]
 CHANGELISTS = [
@@ -94,6 +99,7 @@ CHANGELISTS = [
     "runs_deployment",
     "approvals_promotionrequest",
     "variables_variableoverride",
+    "variables_personaloverride",
     "variables_variable",
     "pipelines_pipelineversion",
 ]

@@ -90,6 +90,11 @@ def _build_world() -> World:
     account = tenancy_services.service_account_create(actor=admin, organization=acme, name="ci")
     key, _ = tenancy_services.api_key_create(actor=admin, organization=acme, name="ci", scopes=["read"])
     run = run_services.run_create(actor=admin, pipeline=pipeline, environment=stages["development"])
+    from apps.variables import services as variable_services
+
+    personal = variable_services.personal_override_set(
+        actor=admin, variable=acme.variables.get(name="source_table"), environment=stages["development"], value="mine"
+    )
     promotion, _ = approval_services.promotion_request_create(
         actor=admin, pipeline=pipeline, version=version, source=stages["development"], target=stages["staging"]
     )
@@ -124,6 +129,7 @@ def _build_world() -> World:
         "notification-channels": channel.pk,
         "notifications": Notification.objects.filter(organization=acme).first().pk,
         "organizations": acme.pk,
+        "personal-overrides": personal.pk,
         "pipelines": pipeline.pk,
         "projects": project.pk,
         "promotions": promotion.pk,
@@ -275,6 +281,7 @@ def _oracle_cases(world: World):
         ("post", "/api/v1/variables/", {**own, "name": "v"}, "project"),
         ("post", "/api/v1/variables/", {**own, "name": "v"}, "pipeline"),
         ("post", "/api/v1/variable-overrides/", {"environment": env, "value": 1}, "variable"),
+        ("post", "/api/v1/personal-overrides/", {"environment": env, "value": 1}, "variable"),
         ("post", "/api/v1/connection-roles/", {**own, "name": "r", "kind": "postgres"}, "project"),
         ("post", "/api/v1/connection-bindings/", {"environment": env, "params": {}}, "role"),
         ("post", "/api/v1/pipelines/", {"name": "p"}, "project"),

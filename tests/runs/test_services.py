@@ -87,3 +87,17 @@ def test_direct_deploy_refused_inside_a_freeze_window(run_setup, stages, org_adm
             version=run_setup["version"],
         )
     assert settings.SQLITE_CONNECTION_ROOT
+
+
+def test_a_sample_is_refused_where_the_policy_refuses_run_time_overrides(run_setup, stages, org_admin):
+    from apps.core.errors import ValidationFailed
+
+    services.deploy(
+        actor=org_admin, pipeline=run_setup["pipeline"], environment=stages["production"], version=run_setup["version"]
+    )
+    assert not services.sample_answer(stages["production"]).allowed
+    with pytest.raises(ValidationFailed) as raised:
+        services.run_create(
+            actor=org_admin, pipeline=run_setup["pipeline"], environment=stages["production"], sample=True
+        )
+    assert "sample" in raised.value.fields and not Run.objects.exists()

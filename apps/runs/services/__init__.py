@@ -32,6 +32,7 @@ from .runs import (
     RUN_ACTIONS,
     destination_violations,
     dispatch,
+    personal_user,
     run_actions,
     run_cancel,
     run_create,
@@ -39,6 +40,7 @@ from .runs import (
     run_rerun,
     runs_only_deployed,
     runs_sweep,
+    sample_answer,
 )
 from .schedules import due_ticks, require_schedule_edit, schedule_delete, schedule_save, schedules_fire_due
 
@@ -59,6 +61,7 @@ __all__ = [
     "direct_deploy_guards",
     "dispatch",
     "due_ticks",
+    "personal_user",
     "preview",
     "preview_answer",
     "require_schedule_edit",
@@ -74,6 +77,7 @@ __all__ = [
     "runs_only_deployed",
     "runs_sweep",
     "runs_written_by",
+    "sample_answer",
     "schedule_delete",
     "schedule_save",
     "schedules_fire_due",

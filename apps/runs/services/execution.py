@@ -27,7 +27,7 @@ from .. import executor
 from ..models import Executor, Run, RunStatus, Trigger
 from ..run_log import RunLog
 from .baselines import compare_with_baseline
-from .runs import _default_version, _event, destination_violations, runs_only_deployed
+from .runs import _default_version, _event, destination_violations, personal_user, runs_only_deployed
 
 logger = logging.getLogger("planasonix.runs")
 
@@ -131,12 +131,20 @@ def run_execute(run_pk: int, claimer: str = "builtin") -> Run | None:
                 raise executor.ExecutionError("The run has no requester to act for.")
             # Secrets are materialized here, in the worker, for a requester allowed to use them; they
             # live only in this frame.
+            mine = personal_user(actor, run.trigger)
             if perms.may(actor, perms.USE_CREDENTIALS, run.environment):
                 resolved = resolution_services.resolve_for_executor(
-                    actor, run.pipeline, run.environment, version=run.version, parameters=run.parameters
+                    actor,
+                    run.pipeline,
+                    run.environment,
+                    version=run.version,
+                    parameters=run.parameters,
+                    personal_user=mine,
                 )
             else:
-                resolved = engine.resolve(run.pipeline, run.environment, version=run.version, parameters=run.parameters)
+                resolved = engine.resolve(
+                    run.pipeline, run.environment, version=run.version, parameters=run.parameters, personal_user=mine
+                )
                 needs = [n for n, c in resolved["connections"].items() if c.get("credential")]
                 if needs:
                     raise executor.ExecutionError(
@@ -235,7 +243,12 @@ def run_claim_external(*, actor: User, run: Run, claimer: str) -> tuple[Run, Res
     # Resolve before claiming: a configuration that does not resolve must not leave the run running.
     if perms.may(actor, perms.USE_CREDENTIALS, run.environment):
         resolved = resolution_services.resolve_for_executor(
-            actor, run.pipeline, run.environment, version=run.version, parameters=run.parameters
+            actor,
+            run.pipeline,
+            run.environment,
+            version=run.version,
+            parameters=run.parameters,
+            personal_user=personal_user(run.requested_by, run.trigger),
         )
         if resolved["errors"]:
             raise Conflict(f"Run {run.pk} cannot start: {resolved['errors'][0]['message']}")
@@ -303,10 +316,13 @@ def _preview(actor: User, pipeline: Pipeline, environment: Environment, node_id:
     if not 1 <= limit <= 200:
         raise field_error("limit", "Between 1 and 200.")
     version = _default_version(pipeline, environment)
+    # A preview is the actor's own: their personal values apply (development only).
     if perms.may(actor, perms.USE_CREDENTIALS, environment):
-        resolved = resolution_services.resolve_for_executor(actor, pipeline, environment, version=version)
+        resolved = resolution_services.resolve_for_executor(
+            actor, pipeline, environment, version=version, personal_user=actor
+        )
     else:
-        resolved = engine.resolve(pipeline, environment, version=version)
+        resolved = engine.resolve(pipeline, environment, version=version, personal_user=actor)
     nodes = resolved["graph"]["nodes"] if resolved["graph"] else []  # a version always has a graph
     node = next((n for n in nodes if n["id"] == node_id), None)
     if node is None or node["type"] != "source":

@@ -61,6 +61,18 @@ def _require_deployed(pipeline, environment, version: PipelineVersion | None) ->
     return deployment.version
 
 
+def sample_answer(environment: Environment) -> Answer:
+    """May a run in `environment` ask for a sample? A sample changes how much a run reads at run time,
+    so it needs a policy that allows run-time overrides (production's does not: a sampled run would
+    write a partial table where the real one lives). Stages whose policy samples always sample
+    (execution's `_limits`); there asking is allowed and changes nothing."""
+    policy = getattr(environment, "policy", None)
+    if policy is not None and not policy.allow_runtime_overrides:
+        message = f"The policy of '{environment.slug}' refuses run-time overrides: runs there do not sample on request."
+        return refused(field_error("sample", message), "the policy refuses run-time overrides")
+    return ALLOWED
+
+
 def destination_violations(resolved: Mapping[str, Any], allowed: list[str]) -> list[str]:
     """Destinations the policy does not allow (by connection role name or connection kind)."""
     if not allowed:
@@ -74,6 +86,16 @@ def destination_violations(resolved: Mapping[str, Any], allowed: list[str]) -> l
         if role not in allowed and kind not in allowed:
             problems.append(f"destination '{node['id']}' writes to '{role}' ({kind}), not in allowed_destinations")
     return problems
+
+
+# Runs a member starts themselves take their personal values (development only); schedules and
+# validation runs (the evidence promotions rely on) resolve the shared configuration.
+PERSONAL_TRIGGERS = (Trigger.MANUAL, Trigger.API)
+
+
+def personal_user(user, trigger: str):
+    """The member whose personal overrides apply to a run with this trigger, or None."""
+    return user if trigger in PERSONAL_TRIGGERS else None
 
 
 def run_create(
@@ -105,7 +127,11 @@ def run_create(
         version = _default_version(pipeline, environment)
     if parameters is not None and not isinstance(parameters, dict):
         raise field_error("parameters", "Give an object of variable names to values.")
-    resolved = engine.resolve(pipeline, environment, version=version, parameters=parameters or {})
+    if sample:
+        sample_answer(environment).enforce()
+    resolved = engine.resolve(
+        pipeline, environment, version=version, parameters=parameters or {}, personal_user=personal_user(actor, trigger)
+    )
     if resolved["errors"]:
         first = resolved["errors"][0]
         raise ValidationFailed(

@@ -29,6 +29,27 @@ document.addEventListener("DOMContentLoaded", function () {
     }
   });
 
+  // The run dialog offers the sample toggle only for the stages whose policy allows it (the server
+  // lists them: the runs service's answer); for another stage the toggle is hidden and cleared.
+  document.querySelectorAll("[data-sample-environments]").forEach(function (row) {
+    var allowed = row.getAttribute("data-sample-environments").split(" ");
+    var select = row.closest("form").querySelector("select[name=environment]");
+    var toggle = row.querySelector("input[name=sample]");
+    if (!select || !toggle) {
+      return;
+    }
+    function sync() {
+      var offered = allowed.indexOf(select.value) !== -1;
+      row.hidden = !offered;
+      toggle.disabled = !offered;
+      if (!offered) {
+        toggle.checked = false;
+      }
+    }
+    select.addEventListener("change", sync);
+    sync();
+  });
+
   document.querySelectorAll("form[data-schedule-preview]").forEach(function (form) {
     var url = form.getAttribute("data-schedule-preview");
     var list = form.querySelector("[data-schedule-next]");
