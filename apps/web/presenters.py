@@ -476,6 +476,34 @@ def schedules(user, pipeline) -> list[dict]:
     return shaped
 
 
+def triggers(user, pipeline) -> list[dict]:
+    """The pipeline's triggers the user may see, per environment (in promotion order), each with
+    whether the user may edit it (the runs service's rule, as for schedules)."""
+    from apps.core.errors import DomainError
+    from apps.runs import services as run_services
+    from apps.runs.selectors import triggers_for
+
+    shaped, answers = [], {}
+    rows = triggers_for(user).filter(pipeline=pipeline).order_by("environment__position", "environment_id", "id")
+    for trigger in rows:
+        if trigger.environment_id not in answers:
+            try:
+                run_services.require_schedule_edit(user, trigger.environment)
+                answers[trigger.environment_id] = ""
+            except DomainError as exc:
+                answers[trigger.environment_id] = exc.message
+        refusal = answers[trigger.environment_id]
+        shaped.append(
+            {
+                "trigger": trigger,
+                "hook_url": run_services.trigger_hook_url(trigger),
+                "may_edit": not refusal,
+                "refusal": refusal,
+            }
+        )
+    return shaped
+
+
 def preview_environments(user, pipeline):
     """The stages where the user may preview data (the runs service's preview_answer)."""
     from apps.runs import services as run_services

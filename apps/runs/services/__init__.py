@@ -41,6 +41,15 @@ from .runs import (
     runs_sweep,
 )
 from .schedules import due_ticks, require_schedule_edit, schedule_delete, schedule_save, schedules_fire_due
+from .triggers import (
+    trigger_create,
+    trigger_delete,
+    trigger_fires_start,
+    trigger_hook_url,
+    trigger_update,
+    trigger_webhook_receive,
+    triggers_fire_on_success,
+)
 
 __all__ = [
     "DEPLOYMENT_ACTIONS",
@@ -77,4 +86,11 @@ __all__ = [
     "schedule_delete",
     "schedule_save",
     "schedules_fire_due",
+    "trigger_create",
+    "trigger_delete",
+    "trigger_fires_start",
+    "trigger_hook_url",
+    "trigger_update",
+    "trigger_webhook_receive",
+    "triggers_fire_on_success",
 ]

@@ -4,6 +4,7 @@ through `rollback_hooks`; `direct_deploy_guards` lets them refuse a direct deplo
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from simple_history.utils import bulk_update_with_history
 
 from apps.core.actions import ALLOWED, Answer, refused
 from apps.core.errors import Conflict, PermissionDenied, field_error
@@ -15,7 +16,7 @@ from apps.environments.services import active_freeze
 from apps.pipelines.models import Pipeline, PipelineVersion
 from apps.resolution import engine
 
-from ..models import Deployment, Run, Schedule
+from ..models import Deployment, PipelineTrigger, Run, Schedule
 
 # Hooks for apps above this one (approvals): callables (pipeline, environment) -> str | None; a
 # non-empty answer means "deploying this pipeline here needs a promotion" and is the reason shown.
@@ -107,7 +108,31 @@ def deploy(
         for schedule in Schedule.objects.filter(pipeline=pipeline, environment=environment, enabled=False):
             schedule.enabled = True
             audited_save(schedule, actor=actor, reason=f"switched on by deploying v{version.number}", clean=False)
+        _switch_triggers(
+            PipelineTrigger.objects.filter(pipeline=pipeline, environment=environment, enabled=False),
+            on_by=deployment,
+            actor=actor,
+            reason=f"switched on by deploying v{version.number}",
+        )
     return deployment
+
+
+def _switch_triggers(triggers, *, on_by: Deployment | None, actor: User | None, reason: str) -> None:
+    """Switch triggers on (by the deployment `on_by`) or off (None): one statement to find them, and
+    only when there are some, one bulk update and one bulk insert of their history rows."""
+    rows = list(triggers)
+    if not rows:
+        return
+    now = timezone.now()
+    for trigger in rows:
+        trigger.enabled, trigger.switched_on_by, trigger.updated_at = on_by is not None, on_by, now
+    bulk_update_with_history(
+        rows,
+        PipelineTrigger,
+        ["enabled", "switched_on_by", "updated_at"],
+        default_user=actor if getattr(actor, "is_authenticated", False) else None,
+        default_change_reason=reason,
+    )
 
 
 DEPLOYMENT_ACTIONS = ("rollback",)
@@ -174,6 +199,13 @@ def deployment_rollback(
             environment=deployment.environment,
             version=target_version,
             note=(f"{note}: {reason}" if reason else note)[:500],  # Deployment.note holds 500
+        )
+        # Triggers follow the running version: those the rolled-back deployment switched on go off.
+        _switch_triggers(
+            PipelineTrigger.objects.filter(switched_on_by=deployment, enabled=True),
+            on_by=None,
+            actor=actor,
+            reason=note,
         )
         runs = list(
             Run.objects.filter(deployment=deployment).select_related("environment", "version").order_by("created_at")
