@@ -374,6 +374,8 @@ TRIGGER_TEXT = {
     "api": "started through the API",
     "schedule": "started by a schedule",
     "validation": "a validation run",
+    "trigger": "started by a trigger",
+    "webhook": "started by a webhook trigger",
 }
 
 
@@ -381,8 +383,10 @@ def run_started_by(run: Run) -> str:
     """Who and what started a run: the trigger and the person (or the schedule's owner, or the API
     key's owner) it acted for."""
     who = run.requested_by.get_username() if run.requested_by else "nobody (the requester was removed)"
-    if run.trigger == "schedule":
-        return f"{TRIGGER_TEXT['schedule']}, acting for {who}"
+    if run.trigger == "trigger" and run.upstream_id:
+        return f"{TRIGGER_TEXT['trigger']} on success of run {run.upstream_id}, acting for {who}"
+    if run.trigger in ("schedule", "trigger", "webhook"):
+        return f"{TRIGGER_TEXT[run.trigger]}, acting for {who}"
     return f"{TRIGGER_TEXT.get(run.trigger, run.trigger)} by {who}"
 
 
