@@ -1,4 +1,4 @@
-"""Deployments, schedules and runs."""
+"""Deployments, schedules, runs, and triggers with their fires (downstream orchestration)."""
 
 from django.conf import settings
 from django.db import models

@@ -1,4 +1,4 @@
-"""Permission-filtered reads for runs, deployments and schedules (only in environments the user may see)."""
+"""Permission-filtered reads for runs, deployments, schedules and triggers (only in environments the user may see)."""
 
 from django.db.models import QuerySet
 

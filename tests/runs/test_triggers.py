@@ -309,7 +309,9 @@ def test_page_refusals_are_form_errors_with_their_4xx(client, org_admin, members
     assert staged.enabled is True and PipelineTrigger.objects.count() == 2
 
 
-def test_the_run_page_says_which_upstream_run_started_it(client, org_admin, pipelines, stages, no_dispatch):
+def test_the_run_page_and_the_api_say_which_upstream_run_started_it(
+    client, api, org_admin, pipelines, stages, no_dispatch
+):
     upstream = services.run_create(actor=org_admin, pipeline=pipelines["orders"], environment=stages["development"])
     started = services.run_create(
         actor=org_admin,
@@ -321,3 +323,5 @@ def test_the_run_page_says_which_upstream_run_started_it(client, org_admin, pipe
     client.force_login(org_admin)
     page = client.get(reverse("web:run-detail", args=[started.pk])).content.decode()
     assert f"started by a trigger on success of run {upstream.pk}, acting for {org_admin.username}" in page
+    shown = api(org_admin).get(f"/api/v1/runs/{started.pk}/").json()
+    assert shown["trigger"] == "trigger" and shown["upstream"] == upstream.pk

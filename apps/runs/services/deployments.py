@@ -1,6 +1,8 @@
 """Deployments: the active deployment of a pipeline in an environment, deploying (directly, or for a
-promotion), the deployment's actions, and rolling back to the previous version (apps above react
-through `rollback_hooks`; `direct_deploy_guards` lets them refuse a direct deploy)."""
+promotion; it switches the environment's schedules and triggers on), the deployment's actions, and
+rolling back to the previous version (which switches off the triggers the rolled-back deployment had
+switched on; apps above react through `rollback_hooks`; `direct_deploy_guards` lets them refuse a
+direct deploy)."""
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -65,7 +67,8 @@ def deploy(
     resolved_document: str | None = None,
 ) -> Deployment:
     """Make `version` the active deployment of the pipeline in the environment (caller checks who
-    may). Deactivates the previous one, links it, and switches the environment's schedules on.
+    may). Deactivates the previous one, links it, and switches the environment's schedules and
+    triggers on.
     Keeps the configuration it deploys with (`resolved`, a redacted config view; resolved here when
     the caller has none; `resolved_document`: the digest under which the caller has stored it)."""
     if version.pipeline_id != pipeline.pk:
