@@ -69,6 +69,33 @@ def timed(func, repeat: int = REPEAT) -> dict:
     }
 
 
+def interleaved(funcs: dict, repeat: int = REPEAT) -> dict:
+    """`timed` for several functions at once, called in turns (the order rotating each round), so
+    that a subject and its floor see the same load: on a shared machine the load changes within
+    seconds, and timing the floor first and the subject afterwards measures the load's changes."""
+    for func in funcs.values():
+        func()
+    names = list(funcs)
+    samples: dict[str, list] = {name: [] for name in names}
+    cpu: dict[str, list] = {name: [] for name in names}
+    for round_ in range(repeat):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            funcs[name]()
+            samples[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return {
+        name: {
+            "median": statistics.median(samples[name]),
+            "min": min(samples[name]),
+            "max": max(samples[name]),
+            "cpu": statistics.median(cpu[name]),
+        }
+        for name in names
+    }
+
+
 def cpu_ratio(measured: dict, floor: dict) -> float:
     return round(measured["cpu"] / floor["cpu"], 2) if floor["cpu"] else float("nan")
 

@@ -6,7 +6,8 @@ authentication (its floor); and the `resolve` API at 10,000 variables with an em
 the same authenticated view running the honest floor resolver of benchmarks/resolution.py (the same
 queries, the same `variables` dict, rendered the same way).
 
-Each figure is a ratio of medians of wall time and, in the "cpu" column, of this process's CPU time
+Subject and floor are timed in turns (common.interleaved), so both see the same load. Each figure
+is a ratio of medians of wall time and, in the "cpu" column, of this process's CPU time
 (which does not count waiting for a core, nor the database server's work): on a shared, loaded
 machine each database round trip waits for the scheduler, and the wall-time ratio of a request
 with one query to one with none says more about the load than about the code.
@@ -15,7 +16,7 @@ Run: make bench (in-process WSGI client, no network)."""
 
 import os
 
-from common import REPEAT, cpu_ratio, ratio, report, setup_django, timed
+from common import REPEAT, cpu_ratio, interleaved, ratio, report, setup_django
 
 RESOLVE_VARIABLES = int(os.environ.get("BENCH_RESOLVE_VARIABLES", "100"))
 COLD_VARIABLES = int(os.environ.get("BENCH_COLD_RESOLVE_VARIABLES", "10000"))
@@ -27,6 +28,8 @@ def row(figure: str, measured: dict, floor: dict, queries=None) -> dict:
         "figure": figure,
         "floor_ms": round(floor["median"] * 1000, 3),
         "measured_ms": round(measured["median"] * 1000, 3),
+        "floor_cpu_ms": round(floor["cpu"] * 1000, 3),
+        "measured_cpu_ms": round(measured["cpu"] * 1000, 3),
         "ratio": ratio(measured, floor),
         "cpu_ratio": cpu_ratio(measured, floor),
         "queries": queries,
@@ -60,8 +63,10 @@ def main():
         return response
 
     rows = []
-    floor = timed(lambda: get("/bench/open-ping"), REQUEST_REPEAT)
-    authed = timed(lambda: get("/bench/ping", **bearer), REQUEST_REPEAT)
+    pair = interleaved(
+        {"floor": lambda: get("/bench/open-ping"), "authed": lambda: get("/bench/ping", **bearer)}, REQUEST_REPEAT
+    )
+    floor, authed = pair["floor"], pair["authed"]
     with CaptureQueriesContext(connection) as queries:
         get("/bench/ping", **bearer)
     rows.append(row("Bearer key, trivial view", authed, floor, len(queries)))
@@ -93,8 +98,11 @@ def main():
 
     bench_urls.urlpatterns[:0] = [path("bench/payload", Payload.as_view()), path("bench/floor", FloorResolve.as_view())]
     clear_url_caches()
-    payload_floor = timed(lambda: get("/bench/payload", **bearer), REQUEST_REPEAT)
-    resolve = timed(lambda: get(resolve_url, **bearer), REQUEST_REPEAT)
+    pair = interleaved(
+        {"floor": lambda: get("/bench/payload", **bearer), "resolve": lambda: get(resolve_url, **bearer)},
+        REQUEST_REPEAT,
+    )
+    payload_floor, resolve = pair["floor"], pair["resolve"]
     rows.append(row(f"resolve API, {RESOLVE_VARIABLES} variables (warm cache)", resolve, payload_floor))
 
     big_url = f"/api/v1/pipelines/{big_pipeline.pk}/resolve/?environment={big_env.slug}"
@@ -105,8 +113,8 @@ def main():
         cache.clear()  # the answer and the snapshot (and the throttle's window, for both alike)
         get(url, **big_bearer)
 
-    cold_floor = timed(lambda: cold("/bench/floor"))
-    cold_resolve = timed(lambda: cold(big_url))
+    pair = interleaved({"floor": lambda: cold("/bench/floor"), "resolve": lambda: cold(big_url)})
+    cold_floor, cold_resolve = pair["floor"], pair["resolve"]
     rows.append(row(f"resolve API, {COLD_VARIABLES} variables, empty cache", cold_resolve, cold_floor))
     report(
         "request",
@@ -118,6 +126,8 @@ def main():
             ("measured_ms", "measured ms"),
             ("ratio", "ratio"),
             ("cpu_ratio", "cpu ratio"),
+            ("floor_cpu_ms", "floor cpu ms"),
+            ("measured_cpu_ms", "cpu ms"),
         ],
         repeat=f"{REQUEST_REPEAT} (the empty-cache figure: {REPEAT})",
     )

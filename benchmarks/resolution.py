@@ -7,6 +7,7 @@ For each size it measures, in the same run and on the same database:
            same `variables` dict (checked equal to resolve()["variables"]);
   cold   — resolve() with an empty cache (loading, layering, interpolation, bindings, graph);
   warm   — resolve() answered from the cache;
+floor and cold timed in turns (common.interleaved), with the ratio of this process's CPU time too;
 and the number of queries of a cold and a warm resolve.
 
 Run: make bench  (SQLite in a temporary folder; BENCH_DATABASE_URL=postgres://... for PostgreSQL;
@@ -15,7 +16,7 @@ BENCH_SIZES=10,100 for a quicker run)."""
 import json
 import os
 
-from common import REPEAT, bulk_variables, ratio, report, setup_django, timed
+from common import REPEAT, bulk_variables, cpu_ratio, interleaved, ratio, report, setup_django, timed
 
 SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "10,100,1000,10000").split(",")]
 SCOPE_RANK = {"pipeline": 0, "project": 1, "organization": 2}
@@ -129,14 +130,16 @@ def main():
         org, env, pipeline = build(size)
         answer = engine.resolve(pipeline, env, use_cache=False)
         assert floor_resolve(org, env, pipeline) == answer["variables"], "the floor must build the same dict"
-        floor = timed(lambda org=org, env=env, pipeline=pipeline: floor_resolve(org, env, pipeline))
 
         def cold(pipeline=pipeline, env=env, size=size):
             cache.clear()
             answer = engine.resolve(pipeline, env)
             assert len(answer["variables"]) == size and not answer["errors"], answer["errors"][:3]
 
-        cold_s = timed(cold)
+        pair = interleaved(
+            {"floor": lambda org=org, env=env, pipeline=pipeline: floor_resolve(org, env, pipeline), "cold": cold}
+        )
+        floor, cold_s = pair["floor"], pair["cold"]
         cache.clear()
         with CaptureQueriesContext(connection) as queries:
             engine.resolve(pipeline, env)
@@ -151,6 +154,7 @@ def main():
                 "cold_min_max_ms": [round(cold_s["min"] * 1000, 3), round(cold_s["max"] * 1000, 3)],
                 "warm_ms": round(warm_s["median"] * 1000, 3),
                 "cold_over_floor": ratio(cold_s, floor),
+                "cold_over_floor_cpu": cpu_ratio(cold_s, floor),
                 "warm_over_floor": ratio(warm_s, floor),
                 "cold_queries": len(queries),
                 "warm_queries": len(warm_queries),
@@ -166,6 +170,7 @@ def main():
             ("cold_ms", "cold ms"),
             ("warm_ms", "warm ms"),
             ("cold_over_floor", "cold/floor"),
+            ("cold_over_floor_cpu", "cpu"),
             ("warm_over_floor", "warm/floor"),
             ("cold_queries", "cold q"),
             ("warm_queries", "warm q"),

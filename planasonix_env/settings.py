@@ -132,6 +132,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- cache and email ------------------------------------------------------------------------
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://planasonix")}
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    CACHES["default"]["BACKEND"] = "apps.core.cache.ReusedClientRedisCache"  # one client per pool, not per call
 vars().update(env.email("EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Planasonix <noreply@planasonix.local>")
 

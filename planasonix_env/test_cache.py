@@ -2,10 +2,10 @@
 the keys of every other pytest-xdist worker sharing the database; this one deletes only the keys
 under its own KEY_PREFIX (test_settings gives each worker its own)."""
 
-from django.core.cache.backends.redis import RedisCache
+from apps.core.cache import ReusedClientRedisCache
 
 
-class PrefixedRedisCache(RedisCache):
+class PrefixedRedisCache(ReusedClientRedisCache):
     def __init__(self, server, params):
         super().__init__(server, params)
         if not self.key_prefix:

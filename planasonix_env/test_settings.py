@@ -48,7 +48,7 @@ elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
 CELERY_TASK_DEFAULT_QUEUE = f"pnx-test-{TEST_WORKER}"
 CELERY_BEAT_SCHEDULE = {}
 
-if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+if CACHES["default"]["BACKEND"] == "apps.core.cache.ReusedClientRedisCache":
     # clear() deletes only this worker's keys instead of flushing the database the others share.
     CACHES["default"]["BACKEND"] = "planasonix_env.test_cache.PrefixedRedisCache"
     CACHES["default"]["KEY_PREFIX"] = f"pnx-test-{TEST_WORKER}"

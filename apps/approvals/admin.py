@@ -8,58 +8,34 @@ approver saw, on the approval screens or the API, and deploying is the worker's 
 
 Non-superuser staff see only rules and requests of environments they may view."""
 
-import json
-
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db.models import Q
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html_join
 
-from apps.core.admin import AuditedAdmin, ServiceModelAdmin, ViewOnlyAdminMixin, dry_run, formsets_saved_by_services
+from apps.core.admin import (
+    AuditedAdmin,
+    ServiceModelAdmin,
+    ViewOnlyAdminMixin,
+    dry_run,
+    formsets_saved_by_services,
+    pretty_json,
+)
 from apps.environments import permissions as perms
+from apps.environments.admin_rows import EnvironmentFilter, EnvironmentScopedAdminMixin, visible_environments
 from apps.environments.models import Environment, EnvironmentGroupObjectPermission
 from apps.pipelines.models import Project
-from apps.runs.admin import EnvironmentFilter, PipelineFilter
+from apps.runs.admin import PipelineFilter
 from apps.tenancy.permissions import (
     is_org_admin,
     organization_ids_where,
     sees_all,
-    sees_some_organization,
 )
 
 from . import selectors, services
 from .models import ApprovalDecision, ApprovalRule, Decision, PromotionRequest
-
-
-def _pretty(value) -> str:
-    if value in (None, {}, []):
-        return "—"
-    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True, default=str))
-
-
-def _visible_environments(user):
-    return perms.environments_where(user, perms.VIEW, Environment.objects.select_related("organization")).order_by(
-        "organization__slug", "position"
-    )
-
-
-class _OrganizationMember:
-    """The module is there for superusers and members of an organization; rows are filtered by the
-    environments the user may view (the querysets come from the selectors)."""
-
-    def has_module_permission(self, request):
-        return self.has_view_permission(request)
-
-    def _environment_of(self, obj) -> Environment:
-        raise NotImplementedError
-
-    def has_view_permission(self, request, obj=None):
-        if obj is not None:
-            return perms.may(request.user, perms.VIEW, self._environment_of(obj))
-        return sees_some_organization(request.user)
-
 
 # --- approval rules ----------------------------------------------------------------------------------
 
@@ -124,7 +100,7 @@ M2M_FIELDS = ("approver_users", "extra_sources")
 
 
 @admin.register(ApprovalRule)
-class ApprovalRuleAdmin(_OrganizationMember, ServiceModelAdmin):
+class ApprovalRuleAdmin(EnvironmentScopedAdminMixin, ServiceModelAdmin):
     form = ApprovalRuleAdminForm
     list_display = [
         "name",
@@ -143,7 +119,7 @@ class ApprovalRuleAdmin(_OrganizationMember, ServiceModelAdmin):
     search_fields = ["name", "environment__slug", "project__slug", "organization__slug", "require_ticket"]
     filter_horizontal = list(M2M_FIELDS)
 
-    def _environment_of(self, obj):
+    def environment_of(self, obj):
         return obj.environment
 
     @admin.display(description="scope", ordering="project__slug")
@@ -202,7 +178,7 @@ class ApprovalRuleAdmin(_OrganizationMember, ServiceModelAdmin):
             users = get_user_model().objects.filter(is_active=True).order_by("username")
             kwargs["queryset"] = users if ids is None else users.filter(memberships__organization_id__in=ids).distinct()
         elif db_field.name == "extra_sources":
-            kwargs["queryset"] = _visible_environments(request.user)
+            kwargs["queryset"] = visible_environments(request.user)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     # --- saving through the services ---
@@ -317,7 +293,7 @@ PROMOTION_FIELDS = [
 
 
 @admin.register(PromotionRequest)
-class PromotionRequestAdmin(ViewOnlyAdminMixin, _OrganizationMember, AuditedAdmin):
+class PromotionRequestAdmin(ViewOnlyAdminMixin, EnvironmentScopedAdminMixin, AuditedAdmin):
     """Read-mostly: requests are created, decided and deployed through the API, the screens and the
     worker; here they are read, cancelled or retried."""
 
@@ -357,7 +333,7 @@ class PromotionRequestAdmin(ViewOnlyAdminMixin, _OrganizationMember, AuditedAdmi
     inlines = [DecisionInline]
     actions = ["cancel_requests", "retry_requests"]
 
-    def _environment_of(self, obj):
+    def environment_of(self, obj):
         return obj.target
 
     def get_queryset(self, request):
@@ -391,11 +367,11 @@ class PromotionRequestAdmin(ViewOnlyAdminMixin, _OrganizationMember, AuditedAdmi
     def rule_status_display(self, obj):
         # The rule status checks each approver's permissions: read them all at once.
         perms.prefetch([d.approver for d in obj.decisions.all()])
-        return _pretty(services.rule_status(obj))
+        return pretty_json(services.rule_status(obj))
 
     @admin.display(description="plan (frozen; secrets as references)")
     def plan_display(self, obj):
-        return _pretty(obj.plan)
+        return pretty_json(obj.plan)
 
     # --- actions (through the services) ---
 
@@ -424,7 +400,7 @@ class PromotionRequestAdmin(ViewOnlyAdminMixin, _OrganizationMember, AuditedAdmi
 
 
 @admin.register(ApprovalDecision)
-class ApprovalDecisionAdmin(ViewOnlyAdminMixin, _OrganizationMember, AuditedAdmin):
+class ApprovalDecisionAdmin(ViewOnlyAdminMixin, EnvironmentScopedAdminMixin, AuditedAdmin):
     """Read-only list of decisions with their history (they are made on the screens or the API)."""
 
     list_display = ["request", "approver", "decision", "decided_at", "plan_hash"]
@@ -440,7 +416,7 @@ class ApprovalDecisionAdmin(ViewOnlyAdminMixin, _OrganizationMember, AuditedAdmi
     fields = ["request", "approver", "decision", "comment", "plan_hash", "decided_at"]
     readonly_fields = fields
 
-    def _environment_of(self, obj):
+    def environment_of(self, obj):
         return obj.request.target
 
     def get_queryset(self, request):

@@ -1,3 +1,6 @@
+"""The approvals app's configuration; ready() registers its hooks in runs (the direct-deploy guard,
+the rollback hook)."""
+
 from django.apps import AppConfig
 
 

@@ -1,3 +1,5 @@
+"""The audit app's configuration (the audit feed of every history table)."""
+
 from django.apps import AppConfig
 
 

@@ -13,21 +13,20 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, OuterRef, Subquery
 
-from apps.core.admin import AuditedAdmin, LightModelAdmin, ServiceModelAdmin, ViewOnlyAdminMixin
+from apps.core.admin import AuditedAdmin, LightModelAdmin, ViewOnlyAdminMixin
 from apps.core.errors import DomainError
 from apps.core.forms import StrictJSONField
-from apps.environments import permissions as perms
 from apps.environments.admin_rows import (
+    EnvironmentScopedAdminMixin,
     PerEnvironmentFormSet,
     PerEnvironmentInlineForm,
     PerEnvironmentInlineMixin,
-    save_per_environment_rows,
+    ScopedDefinitionAdmin,
 )
 from apps.environments.models import Kind
 from apps.pipelines.models import Project
 from apps.secrets.models import Secret
 from apps.tenancy.models import Organization
-from apps.tenancy.permissions import is_org_member, sees_all, sees_some_organization
 
 from . import selectors, services
 from .models import ConnectionBinding, ConnectionRole, ConnectionTest
@@ -108,20 +107,10 @@ class RoleAdminForm(forms.ModelForm):
         fields = ["organization", "project", "name", "kind", "description", "required_in"]
 
 
-class _OrganizationScoped:
-    """Rows and choices of the organizations the staff user belongs to (superusers: all)."""
-
-    def has_module_permission(self, request):
-        return self.has_view_permission(request)
-
-    def _sees_some(self, request) -> bool:
-        return sees_some_organization(request.user)
-
-
 @admin.register(ConnectionRole)
-class ConnectionRoleAdmin(_OrganizationScoped, ServiceModelAdmin):
+class ConnectionRoleAdmin(ScopedDefinitionAdmin):
     form = RoleAdminForm
-    create_requires = ("organization",)
+    may_define = staticmethod(services.may_define)
     list_display = ["name", "kind", "organization", "project", "required_in", "binding_count"]
     list_filter = ["kind", "organization"]
     list_select_related = ["organization", "project"]
@@ -133,34 +122,10 @@ class ConnectionRoleAdmin(_OrganizationScoped, ServiceModelAdmin):
         return obj.binding_count
 
     def get_queryset(self, request):
-        return super().get_queryset(request).restrict(request.user).annotate(binding_count=Count("bindings"))
-
-    def has_view_permission(self, request, obj=None):
-        if obj is not None:
-            return is_org_member(request.user, obj.organization_id)
-        return self._sees_some(request)
-
-    def has_add_permission(self, request):
-        return self._sees_some(request)
-
-    def has_change_permission(self, request, obj=None):
-        if obj is None:
-            return self._sees_some(request)
-        return services.may_define(request.user, obj.organization, obj.project)
-
-    def has_delete_permission(self, request, obj=None):
-        return self.has_change_permission(request, obj)
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)  # deletes go one by one through connection_role_delete
-        return actions
+        return super().get_queryset(request).annotate(binding_count=Count("bindings"))
 
     def get_readonly_fields(self, request, obj=None):
         return ["organization", "project", "name"] if obj is not None else []
-
-    def get_inlines(self, request, obj):
-        return [] if obj is None else self.inlines
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "organization":
@@ -169,8 +134,7 @@ class ConnectionRoleAdmin(_OrganizationScoped, ServiceModelAdmin):
             kwargs["queryset"] = Project.objects.restrict(request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
-    def _changes(self, role_pk, cleaned_data) -> dict:
-        current = ConnectionRole.objects.get(pk=role_pk)
+    def definition_changes(self, current, cleaned_data) -> dict:
         return {
             name: cleaned_data[name]
             for name in services.ROLE_FIELDS
@@ -191,10 +155,7 @@ class ConnectionRoleAdmin(_OrganizationScoped, ServiceModelAdmin):
     def service_create(self, request, cleaned_data):
         return services.connection_role_create(**self._create_kwargs(request, cleaned_data))
 
-    def service_update(self, request, obj, form):
-        changes = self._changes(obj.pk, form.cleaned_data)
-        if not changes:
-            return ConnectionRole.objects.get(pk=obj.pk)
+    def service_change(self, request, obj, changes: dict):
         return services.connection_role_update(actor=request.user, role=obj, **changes)
 
     def service_delete(self, request, obj) -> None:
@@ -202,30 +163,24 @@ class ConnectionRoleAdmin(_OrganizationScoped, ServiceModelAdmin):
         # delete (the lock on each environment), not the admin's per-model delete permissions.
         services.connection_role_delete(actor=request.user, role=obj)
 
-    def save_related(self, request, form, formsets, change):
-        for formset in formsets:
-            self.save_formset(request, form, formset, change)
-
-    def save_formset(self, request, form, formset, change):
-        save_per_environment_rows(
-            formset,
-            load=lambda pk: ConnectionBinding.objects.select_related("role", "environment__policy").get(pk=pk),
-            set_row=lambda environment, data: services.connection_binding_set(
-                actor=request.user,
-                role=form.instance,
-                environment=environment,
-                params=data["params"],
-                credential=data.get("credential"),
-            ),
-            delete_row=lambda binding: services.connection_binding_delete(actor=request.user, binding=binding),
+    def row_set(self, request, parent, environment, cleaned_data):
+        return services.connection_binding_set(
+            actor=request.user,
+            role=parent,
+            environment=environment,
+            params=cleaned_data["params"],
+            credential=cleaned_data.get("credential"),
         )
+
+    def row_delete(self, request, row) -> None:
+        services.connection_binding_delete(actor=request.user, binding=row)
 
 
 # --- bindings (list + test action) and test outcomes ------------------------------------------------
 
 
 @admin.register(ConnectionBinding)
-class ConnectionBindingAdmin(ViewOnlyAdminMixin, _OrganizationScoped, AuditedAdmin):
+class ConnectionBindingAdmin(ViewOnlyAdminMixin, EnvironmentScopedAdminMixin, AuditedAdmin):
     """Bindings across roles, for finding and testing them; edit them inline under their role."""
 
     list_display = ["role", "environment", "kind", "credential_reference", "last_test", "updated_at"]
@@ -259,11 +214,6 @@ class ConnectionBindingAdmin(ViewOnlyAdminMixin, _OrganizationScoped, AuditedAdm
             )
         )
 
-    def has_view_permission(self, request, obj=None):
-        if obj is not None:
-            return perms.may(request.user, perms.VIEW, obj.environment)
-        return sees_all(request.user) or self._sees_some(request)
-
     @admin.action(description="Test connection (queued; see Connection tests for the outcome)")
     def test_connection(self, request, queryset):
         queued = 0
@@ -279,7 +229,7 @@ class ConnectionBindingAdmin(ViewOnlyAdminMixin, _OrganizationScoped, AuditedAdm
 
 
 @admin.register(ConnectionTest)
-class ConnectionTestAdmin(ViewOnlyAdminMixin, _OrganizationScoped, LightModelAdmin):
+class ConnectionTestAdmin(ViewOnlyAdminMixin, EnvironmentScopedAdminMixin, LightModelAdmin):
     """Outcomes of "test connection" (read-only)."""
 
     list_display = ["binding", "status", "message", "requested_by", "created_at", "finished_at"]
@@ -292,7 +242,5 @@ class ConnectionTestAdmin(ViewOnlyAdminMixin, _OrganizationScoped, LightModelAdm
     def get_queryset(self, request):
         return super().get_queryset(request).filter(binding__in=selectors.bindings_for(request.user))
 
-    def has_view_permission(self, request, obj=None):
-        if obj is not None:
-            return perms.may(request.user, perms.VIEW, obj.binding.environment)
-        return self._sees_some(request)
+    def environment_of(self, obj):
+        return obj.binding.environment

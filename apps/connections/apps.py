@@ -1,3 +1,5 @@
+"""The connections app's configuration (connection roles, per-environment bindings, connection tests)."""
+
 from django.apps import AppConfig
 
 

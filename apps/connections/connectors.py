@@ -7,7 +7,7 @@ from pathlib import Path
 from apps.core.egress import EgressRefused
 from apps.core.egress_http import pinned_request
 
-from .targets import check_params, sqlite_path
+from .targets import check_params, postgres_connect, sqlite_path
 
 SUPPORTED = ("postgres", "sqlite", "http")
 
@@ -37,18 +37,7 @@ def _scrub(message: str, password: str | None) -> str:
 
 
 def _postgres(params: dict, password: str | None, addresses: list) -> tuple[bool, str]:
-    import psycopg
-
-    with psycopg.connect(
-        host=params["host"],
-        hostaddr=str(addresses[0]),  # the address the egress policy checked, not a fresh lookup
-        port=params.get("port", 5432),
-        dbname=params["database"],
-        user=params.get("user"),
-        password=password,
-        sslmode=params.get("sslmode", "prefer"),
-        connect_timeout=params.get("connect_timeout", 5),
-    ) as conn:
+    with postgres_connect(params, password, addresses, default_timeout=5) as conn:
         row = conn.execute("SHOW server_version").fetchone()
     version = row[0] if row else "(version unknown)"
     return True, f"Connected to PostgreSQL {version}."

@@ -10,8 +10,8 @@ from apps.core.services import audited_delete, audited_save, validate
 from apps.core.types import User
 from apps.environments import permissions as perms
 from apps.environments.models import Environment, Kind
+from apps.environments.rows import per_environment_row_delete, per_environment_row_set
 from apps.tenancy import revisions
-from apps.tenancy.permissions import is_org_admin, is_org_member
 from apps.variables import services as variable_services
 
 from .models import ConnectionBinding, ConnectionRole, ConnectionTest
@@ -23,17 +23,11 @@ logger = logging.getLogger("planasonix.connections")
 ROLE_FIELDS = {"kind", "description", "required_in"}
 
 
-def may_define(actor: User, organization, project=None) -> bool:
-    """Whether `actor` may define connection roles at this scope (organization-wide: owners and admins)."""
-    return is_org_admin(actor, organization) if project is None else is_org_member(actor, organization)
+may_define = variable_services.may_define  # the same scopes define connection roles as variables
 
 
 def _require_definer(actor: User, organization, project) -> None:
-    if project is None:
-        if not is_org_admin(actor, organization):
-            raise PermissionDenied("Only organization owners and admins define organization-wide connection roles.")
-    elif not is_org_member(actor, organization):
-        raise PermissionDenied(f"You are not a member of '{organization.slug}'.")
+    variable_services.require_definer(actor, organization, project, what="connection roles")
 
 
 def _check_role(role: ConnectionRole) -> None:
@@ -114,22 +108,26 @@ def connection_binding_set(*, actor: User, role: ConnectionRole, environment: En
     """Bind (or re-bind) a role in an environment."""
     environment = Environment.objects.select_related("policy").get(pk=environment.pk)
     params = validate_binding(actor=actor, role=role, environment=environment, params=params, credential=credential)
-    binding = ConnectionBinding.objects.select_for_update().filter(role=role, environment=environment).first()
-    if binding is None:
-        binding = ConnectionBinding(role=role, environment=environment)
-    elif binding.params == params and binding.credential_id == (credential.pk if credential else None):
-        return binding
-    binding.params, binding.credential = params, credential
-    audited_save(binding, actor=actor, reason=f"{role.name} bound in {environment.slug}", clean=False)
-    revisions.bump(role.organization_id)
-    return binding
+    return per_environment_row_set(
+        ConnectionBinding,
+        parent_field="role",
+        parent=role,
+        environment=environment,
+        values={"params": params, "credential": credential},
+        actor=actor,
+        reason=f"{role.name} bound in {environment.slug}",
+        organization_id=role.organization_id,
+    )
 
 
 @transaction.atomic
 def connection_binding_delete(*, actor: User, binding: ConnectionBinding) -> None:
-    perms.require_config_edit(actor, binding.environment)
-    audited_delete(binding, actor=actor, reason=f"{binding.role.name} unbound in {binding.environment.slug}")
-    revisions.bump(binding.role.organization_id)
+    per_environment_row_delete(
+        binding,
+        actor=actor,
+        reason=f"{binding.role.name} unbound in {binding.environment.slug}",
+        organization_id=binding.role.organization_id,
+    )
 
 
 @transaction.atomic

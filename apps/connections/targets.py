@@ -1,6 +1,7 @@
 """Where a binding's params point, checked against the egress policy (apps.core.egress) and, for
 SQLite, confined to the environment's own folder. Called when a binding is saved, when it is
-resolved, and right before anything connects (connection tests, the executor)."""
+resolved, and right before anything connects (connection tests, the executor), which open PostgreSQL
+through `postgres_connect`: to the address the policy checked."""
 
 import os
 from pathlib import Path, PurePath
@@ -100,3 +101,22 @@ def check_params(kind: str, params: dict, *, environment, connect: bool = False,
             dns=dns,
         )
     return []
+
+
+def postgres_connect(params: dict, password: str | None, addresses: list, *, default_timeout: int, **options):
+    """A psycopg connection for checked postgres params, to the address the egress policy checked
+    (`addresses[0]`, from `check_params(..., connect=True)`), not a fresh lookup; `options` go to
+    psycopg (e.g. autocommit)."""
+    import psycopg
+
+    return psycopg.connect(
+        host=params["host"],
+        hostaddr=str(addresses[0]),
+        port=params.get("port", 5432),
+        dbname=params["database"],
+        user=params.get("user"),
+        password=password,
+        sslmode=params.get("sslmode", "prefer"),
+        connect_timeout=params.get("connect_timeout", default_timeout),
+        **options,
+    )

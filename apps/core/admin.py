@@ -1,8 +1,9 @@
 """Admin base: history on every audited model and services as the single path for writes."""
 
 import copy
+import json
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -13,6 +14,7 @@ from django.db import transaction
 from django.forms import modelform_factory
 from django.http import HttpResponseRedirect
 from django.urls import reverse
+from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from .errors import DomainError
@@ -38,8 +40,37 @@ class LightChangelistMixin:
         return LightChangeList
 
 
+class ServiceActionMixin:
+    """Admin actions that call services: a refusal is a message, not a 500."""
+
+    def run_service(self, request, func, *args, **kwargs):
+        """Call a service from an admin action and report a domain error as a message."""
+        try:
+            return func(*args, **kwargs)
+        except DomainError as exc:
+            self.message_user(request, exc.message, level=messages.ERROR)  # type: ignore[attr-defined]
+            return None
+
+
 class LightModelAdmin(LightChangelistMixin, admin.ModelAdmin):
     """ModelAdmin with a LightChangeList."""
+
+
+class RequestFormInlineMixin:
+    """An inline whose forms know the admin request (`form.admin_request`), for the services'
+    `actor=` in their clean()."""
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)  # type: ignore[misc]
+        formset.form = type(formset.form.__name__, (formset.form,), {"admin_request": request})
+        return formset
+
+
+def pretty_json(value) -> str:
+    """A JSON value for a read-only admin field: indented in a <pre>, "—" when empty."""
+    if value in (None, {}, []):
+        return "—"
+    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
 def add_domain_error(form, exc: DomainError) -> None:
@@ -77,7 +108,31 @@ class ServiceFormMixin(_ModelFormBase):
         return cleaned
 
 
-class AuditedAdmin(LightChangelistMixin, SimpleHistoryAdmin):
+class ServiceCheckedForm(forms.ModelForm):
+    """An inline row's form whose clean() asks the services (`service_check(cleaned)`) once the
+    fields are valid; a DomainError becomes a form error (`place_error`), never a 500. The admin
+    request is `admin_request` (set by RequestFormInlineMixin)."""
+
+    admin_request: Any = None
+
+    def service_check(self, cleaned) -> None:
+        """Raise the DomainError the services would raise for this row (may edit `cleaned`)."""
+        raise NotImplementedError
+
+    def place_error(self, exc: DomainError) -> None:
+        add_domain_error(self, exc)
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.errors:
+            try:
+                self.service_check(cleaned)
+            except DomainError as exc:
+                self.place_error(exc)
+        return cleaned
+
+
+class AuditedAdmin(ServiceActionMixin, LightChangelistMixin, SimpleHistoryAdmin):
     """ModelAdmin with history. Subclasses implement `service_validate` (called from the form's
     clean) and `save_model`/`delete_model` through services. JSON columns are edited as strict JSON."""
 
@@ -113,13 +168,24 @@ class AuditedAdmin(LightChangelistMixin, SimpleHistoryAdmin):
         )  # on the copy only: the read-only history page's form has no fields
         return super(AuditedAdmin, view).history_form_view(request, object_id, version_id, extra_context)
 
-    def run_service(self, request, func, *args, **kwargs):
-        """Call a service from an admin action and report a domain error as a message."""
-        try:
-            return func(*args, **kwargs)
-        except DomainError as exc:
-            self.message_user(request, exc.message, level=messages.ERROR)
-            return None
+
+class IsSetListFilter(admin.SimpleListFilter):
+    """A list filter on whether a column is set (read / unread, revoked / not revoked): a subclass
+    names the column (`field`) and the two choices, each (parameter value, label)."""
+
+    field = ""
+    is_set: tuple[str, str] = ("yes", "Yes")
+    is_unset: tuple[str, str] = ("no", "No")
+
+    def lookups(self, request, model_admin):
+        return [self.is_set, self.is_unset]
+
+    def queryset(self, request, queryset):
+        if self.value() == self.is_set[0]:
+            return queryset.filter(**{f"{self.field}__isnull": False})
+        if self.value() == self.is_unset[0]:
+            return queryset.filter(**{f"{self.field}__isnull": True})
+        return queryset
 
 
 def _restricted(model) -> bool:

@@ -1,3 +1,5 @@
+"""The core app's configuration; ready() registers the system checks and creates the filesystem broker's folders."""
+
 from django.apps import AppConfig
 
 

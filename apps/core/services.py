@@ -29,6 +29,14 @@ def audited_save(instance, *, actor: User | None, reason: str | None = None, cle
     instance.save()
 
 
+def audited_update(instance, changes: dict, *, actor: User | None, clean: bool = True) -> None:
+    """Set `changes` (field -> value) on a history-tracked row and save it, the history saying which
+    fields changed ("changed: a, b")."""
+    for name, value in changes.items():
+        setattr(instance, name, value)
+    audited_save(instance, actor=actor, reason="changed: " + ", ".join(sorted(changes)), clean=clean)
+
+
 def audited_delete(instance, *, actor: User | None, reason: str | None = None) -> None:
     """Delete a history-tracked row, recording who did it."""
     if actor is not None and getattr(actor, "is_authenticated", False):

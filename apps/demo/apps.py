@@ -1,3 +1,5 @@
+"""The demo app's configuration (seed data for `make run`)."""
+
 from django.apps import AppConfig
 
 

@@ -13,8 +13,8 @@ from guardian.admin import (
     ReinforcedGuardedModelAdmin,
 )
 
-from apps.core.admin import ServiceModelAdmin, add_domain_error
-from apps.core.errors import DomainError, PermissionDenied
+from apps.core.admin import RequestFormInlineMixin, ServiceCheckedForm, ServiceModelAdmin
+from apps.core.errors import PermissionDenied
 from apps.notifications.models import Channel
 from apps.tenancy.models import Organization
 from apps.tenancy.permissions import ADMIN, is_org_admin, sees_some_organization
@@ -34,37 +34,30 @@ from .models import (
 POLICY_FORM_FIELDS = services.POLICY_FIELDS | {"notification_channels"}
 
 
-class RuntimePolicyInlineForm(forms.ModelForm):
+class RuntimePolicyInlineForm(ServiceCheckedForm):
     """Checks a policy change with the services (who may, lock, field rules) before anything saves."""
-
-    admin_request = None
 
     class Meta:
         model = RuntimePolicy
         fields = sorted(POLICY_FORM_FIELDS)
 
-    def clean(self):
-        cleaned = super().clean()
-        if self.errors or not self.instance.pk:
-            return cleaned
+    def service_check(self, cleaned) -> None:
+        if not self.instance.pk:
+            return
         changes = {name: cleaned.get(name) for name in self.changed_data if name in POLICY_FORM_FIELDS}
         if not changes:
-            return cleaned
+            return
         draft = copy.copy(self.instance)
         for name, value in changes.items():
             if name != "notification_channels":
                 setattr(draft, name, value)
-        try:
-            services.validate_policy_change(
-                actor=self.admin_request.user, environment=self.instance.environment, changes=changes
-            )
-            services.validate_policy_values(draft)
-        except DomainError as exc:
-            add_domain_error(self, exc)
-        return cleaned
+        services.validate_policy_change(
+            actor=self.admin_request.user, environment=self.instance.environment, changes=changes
+        )
+        services.validate_policy_values(draft)
 
 
-class RuntimePolicyInline(admin.StackedInline):
+class RuntimePolicyInline(RequestFormInlineMixin, admin.StackedInline):
     """The one runtime policy of the environment (created with it; changed through the service)."""
 
     model = RuntimePolicy
@@ -77,7 +70,6 @@ class RuntimePolicyInline(admin.StackedInline):
 
     def get_formset(self, request, obj=None, **kwargs):
         formset = super().get_formset(request, obj, **kwargs)
-        formset.form = type(formset.form.__name__, (formset.form,), {"admin_request": request})
         if obj is not None and "notification_channels" in formset.form.base_fields:
             formset.form.base_fields["notification_channels"].queryset = Channel.objects.filter(
                 organization=obj.organization
@@ -99,37 +91,26 @@ class RuntimePolicyInline(admin.StackedInline):
         return obj is None or perms.may(request.user, perms.VIEW, obj)
 
 
-class FreezeWindowInlineForm(forms.ModelForm):
-    admin_request = None
+class FreezeWindowInlineForm(ServiceCheckedForm):
+    """A freeze window of the environment: adding or deleting one needs manage_environment."""
 
     class Meta:
         model = FreezeWindow
         fields = ["kind", "starts_at", "ends_at", "cron", "duration_minutes", "timezone", "reason"]
 
-    def clean(self):
-        cleaned = super().clean()
+    def service_check(self, cleaned) -> None:
         environment = getattr(self.instance, "environment", None)
-        if self.errors or environment is None:
-            return cleaned
-        try:
+        if environment is not None:
             perms.require(self.admin_request.user, perms.MANAGE, environment)
-        except DomainError as exc:
-            add_domain_error(self, exc)
-        return cleaned
 
 
-class FreezeWindowInline(admin.TabularInline):
+class FreezeWindowInline(RequestFormInlineMixin, admin.TabularInline):
     """Freeze windows: add new ones or delete old ones (there is no service to edit a window)."""
 
     model = FreezeWindow
     form = FreezeWindowInlineForm
     fields = ["kind", "starts_at", "ends_at", "cron", "duration_minutes", "timezone", "reason"]
     extra = 0
-
-    def get_formset(self, request, obj=None, **kwargs):
-        formset = super().get_formset(request, obj, **kwargs)
-        formset.form = type(formset.form.__name__, (formset.form,), {"admin_request": request})
-        return formset
 
     def _manages(self, request, obj):
         return obj is not None and perms.may(request.user, perms.MANAGE, obj)

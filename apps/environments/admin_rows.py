@@ -1,5 +1,7 @@
-"""One row per environment under a parent, edited inline: a variable's overrides, a connection
-role's bindings (and any new "per environment" value an app adds).
+"""Admin pieces for rows that live per environment: the inline of one row per environment under a
+parent (a variable's overrides, a connection role's bindings, and any new "per environment" value
+an app adds), the admin of such a parent (`ScopedDefinitionAdmin`), and the visibility of rows that
+belong to an environment (`EnvironmentScopedAdminMixin`, `EnvironmentFilter`).
 
 The inline shows the rows of the environments the staff user may view; a row in an environment
 whose configuration the user may not edit now (rights or lock) is read-only and cannot be deleted;
@@ -9,17 +11,19 @@ through it (`save_per_environment_rows`), never by the formset.
 
 To adopt: subclass `PerEnvironmentInlineForm` (Meta, `validate_row`, optionally `limit_choices`,
 `show_instance`, `place_error`), `PerEnvironmentFormSet` (`row_name`), and mix
-`PerEnvironmentInlineMixin` into a Tabular/StackedInline (`row_select_related`); the parent admin's
-`save_formset` calls `save_per_environment_rows`."""
+`PerEnvironmentInlineMixin` into a Tabular/StackedInline (`row_select_related`); the parent admin
+(a `ScopedDefinitionAdmin`) saves the rows through `save_per_environment_rows` with its `row_set`
+and `row_delete`."""
 
 from typing import Any
 
-from django import forms
+from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
 
-from apps.core.admin import add_domain_error
+from apps.core.admin import RequestFormInlineMixin, ServiceCheckedForm, ServiceModelAdmin
 from apps.core.errors import DomainError
+from apps.tenancy.permissions import is_org_member, sees_some_organization
 
 from . import permissions as perms
 from .models import Environment
@@ -35,10 +39,8 @@ def editable_environments(user, organization_id) -> list[Environment]:
     return [environment for environment in candidates if perms.may_edit_config(user, environment)]
 
 
-class PerEnvironmentInlineForm(forms.ModelForm):
+class PerEnvironmentInlineForm(ServiceCheckedForm):
     """One row of `parent` (the object being edited) for one environment."""
-
-    admin_request: Any = None  # the admin request, set per request by PerEnvironmentInlineMixin
 
     def __init__(self, *args, parent=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -70,21 +72,12 @@ class PerEnvironmentInlineForm(forms.ModelForm):
         """Ask the service whether this row may be saved; raise its DomainError (may edit `cleaned`)."""
         raise NotImplementedError
 
-    def place_error(self, exc: DomainError) -> None:
-        add_domain_error(self, exc)
-
-    def clean(self):
-        cleaned = super().clean()
-        if self.errors or self.read_only or not self.has_changed() or cleaned.get("DELETE"):
-            return cleaned
+    def service_check(self, cleaned) -> None:
+        if self.read_only or not self.has_changed() or cleaned.get("DELETE"):
+            return
         environment = cleaned.get("environment")
-        if environment is None:
-            return cleaned
-        try:
+        if environment is not None:
             self.validate_row(environment, cleaned)
-        except DomainError as exc:
-            self.place_error(exc)
-        return cleaned
 
 
 class PerEnvironmentFormSet(BaseInlineFormSet):
@@ -124,7 +117,7 @@ class PerEnvironmentFormSet(BaseInlineFormSet):
                 seen.add(environment.pk)
 
 
-class PerEnvironmentInlineMixin:
+class PerEnvironmentInlineMixin(RequestFormInlineMixin):
     """For a Tabular/StackedInline of per-environment rows: visible rows only, the request on the
     form, and add/change/delete only for a user who may edit some environment of the parent's
     organization (the parent admin decided that the parent is visible)."""
@@ -139,11 +132,6 @@ class PerEnvironmentInlineMixin:
             .restrict(request.user)
             .select_related("environment__policy", "environment__organization", *self.row_select_related)
         )
-
-    def get_formset(self, request, obj=None, **kwargs):
-        formset = super().get_formset(request, obj, **kwargs)
-        formset.form = type(formset.form.__name__, (formset.form,), {"admin_request": request})
-        return formset
 
     def _edits_some_environment(self, request, obj) -> bool:
         return obj is None or bool(editable_environments(request.user, obj.organization_id))
@@ -181,3 +169,122 @@ def save_per_environment_rows(formset, *, load, set_row, delete_row) -> None:
         if inline_form in deleted or not inline_form.has_changed():
             continue
         formset.new_objects.append(set_row(inline_form.cleaned_data["environment"], inline_form.cleaned_data))
+
+
+class ScopedDefinitionAdmin(ServiceModelAdmin):
+    """The admin of a definition made at organization or project scope whose values per environment
+    are edited inline (a variable and its overrides, a connection role and its bindings): members of
+    the row's organization see it, `may_define(user, organization, project)` (the app's service
+    answer) decides who changes and deletes it, the inline appears once the row exists, and every
+    write goes through the services.
+
+    A subclass sets `may_define` and writes `definition_changes(current, cleaned_data)` (the changed
+    fields, as the update service takes them), `service_change(request, obj, changes)` (the update
+    service), `service_create`, `service_delete`, and for the inline's rows `row_set(request,
+    parent, environment, cleaned_data)` (returns the row) and `row_delete(request, row)`."""
+
+    create_requires = ("organization",)
+    may_define: Any = None  # staticmethod: the app's services.may_define
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).restrict(request.user)
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        if obj is not None:
+            return is_org_member(request.user, obj.organization_id)
+        return sees_some_organization(request.user)
+
+    def has_add_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        if obj is None:
+            return self.has_view_permission(request)
+        return self.may_define(request.user, obj.organization, obj.project)
+
+    def has_delete_permission(self, request, obj=None):
+        return self.has_change_permission(request, obj)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # deletes go one by one through the delete service
+        return actions
+
+    def get_inlines(self, request, obj):
+        # The rows are validated against the saved definition: add them once it exists.
+        return [] if obj is None else self.inlines
+
+    def definition_changes(self, current, cleaned_data) -> dict:
+        raise NotImplementedError
+
+    def service_change(self, request, obj, changes: dict):
+        raise NotImplementedError
+
+    def service_update(self, request, obj, form):
+        current = self.model._default_manager.get(pk=obj.pk)
+        changes = self.definition_changes(current, form.cleaned_data)
+        if not changes:
+            return current
+        return self.service_change(request, obj, changes)
+
+    def row_set(self, request, parent, environment, cleaned_data):
+        raise NotImplementedError
+
+    def row_delete(self, request, row) -> None:
+        raise NotImplementedError
+
+    def save_related(self, request, form, formsets, change):
+        for formset in formsets:
+            self.save_formset(request, form, formset, change)
+
+    def save_formset(self, request, form, formset, change):
+        parent_field = formset.fk.name
+        save_per_environment_rows(
+            formset,
+            load=lambda pk: formset.model._default_manager.select_related(parent_field, "environment__policy").get(
+                pk=pk
+            ),
+            set_row=lambda environment, data: self.row_set(request, form.instance, environment, data),
+            delete_row=lambda row: self.row_delete(request, row),
+        )
+
+
+def visible_environments(user):
+    """The environments `user` may view, by organization and stage (for admin choices and filters)."""
+    return perms.environments_where(user, perms.VIEW, Environment.objects.select_related("organization")).order_by(
+        "organization__slug", "position"
+    )
+
+
+class EnvironmentFilter(admin.SimpleListFilter):
+    """Only the environments the staff user may view."""
+
+    title = "environment"
+    parameter_name = "environment"
+
+    def lookups(self, request, model_admin):
+        return [(str(e.pk), f"{e.organization.slug}/{e.slug}") for e in visible_environments(request.user)]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        return queryset.filter(environment_id=value) if value and value.isdigit() else queryset
+
+
+class EnvironmentScopedAdminMixin:
+    """Rows that belong to an environment (`environment_of(obj)`): a row is visible to whoever may
+    view its environment; the module is there for members of some organization (superusers: all;
+    the querysets come from the selectors)."""
+
+    def environment_of(self, obj) -> Environment:
+        return obj.environment
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        if obj is not None:
+            return perms.may(request.user, perms.VIEW, self.environment_of(obj))
+        return sees_some_organization(request.user)

@@ -1,3 +1,5 @@
+"""The environments app's configuration; ready() connects its receivers of tenancy hooks."""
+
 from django.apps import AppConfig
 
 

@@ -9,7 +9,7 @@ from django.utils.text import slugify
 
 from apps.core import patterns
 from apps.core.errors import Conflict, PermissionDenied, ValidationFailed, field_error
-from apps.core.services import audited_delete, audited_save, validate
+from apps.core.services import audited_delete, audited_save, audited_update, validate
 from apps.core.types import User
 from apps.notifications.services import emit
 from apps.pipelines import expectations
@@ -238,9 +238,7 @@ def environment_update(*, actor: User, environment: Environment, **changes) -> E
     real = {k: v for k, v in changes.items() if getattr(environment, k) != v}
     if not real:
         return environment
-    for field, value in real.items():
-        setattr(environment, field, value)
-    audited_save(environment, actor=actor, reason="changed: " + ", ".join(sorted(real)))
+    audited_update(environment, real, actor=actor)
     revisions.bump(environment.organization_id)  # resolved answers carry the environment's name and slug
     return environment
 

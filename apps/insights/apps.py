@@ -1,3 +1,5 @@
+"""The insights app's configuration; ready() adds the dashboard to the admin index (a hook in core)."""
+
 from django.apps import AppConfig
 
 

@@ -3,7 +3,7 @@
 from django import forms
 from django.contrib import admin, messages
 
-from apps.core.admin import LightModelAdmin, ServiceModelAdmin, ViewOnlyAdminMixin, adopt, dry_run
+from apps.core.admin import IsSetListFilter, LightModelAdmin, ServiceModelAdmin, ViewOnlyAdminMixin, adopt, dry_run
 from apps.core.errors import DomainError
 from apps.tenancy.models import Organization
 from apps.tenancy.permissions import ADMIN
@@ -169,19 +169,11 @@ class _ReadOnlyAdmin(ViewOnlyAdminMixin, LightModelAdmin):
     """Rows written only by the services: administrators look, they do not edit."""
 
 
-class ReadFilter(admin.SimpleListFilter):
+class ReadFilter(IsSetListFilter):
     title = "read"
     parameter_name = "read"
-
-    def lookups(self, request, model_admin):
-        return [("yes", "Read"), ("no", "Unread")]
-
-    def queryset(self, request, queryset):
-        if self.value() == "yes":
-            return queryset.filter(read_at__isnull=False)
-        if self.value() == "no":
-            return queryset.filter(read_at__isnull=True)
-        return queryset
+    field = "read_at"
+    is_set, is_unset = ("yes", "Read"), ("no", "Unread")
 
 
 @admin.register(Notification)

@@ -1,3 +1,5 @@
+"""The notifications app's configuration (channels, the in-app inbox, deliveries)."""
+
 from django.apps import AppConfig
 
 

@@ -34,16 +34,20 @@ from .models import Pipeline, PipelineVersion, Project
 # --- projects -------------------------------------------------------------------------------
 
 
-class ProjectAdminForm(forms.ModelForm):
-    class Meta:
-        model = Project
-        fields = ["organization", "name", "slug", "description", "default_environment"]
+class DerivedSlugForm(forms.ModelForm):
+    """A new row's slug may be left empty: the service derives it from the name."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if "slug" in self.fields and self.instance.pk is None:
             self.fields["slug"].required = False
             self.fields["slug"].help_text = "Leave empty to derive it from the name."
+
+
+class ProjectAdminForm(DerivedSlugForm):
+    class Meta:
+        model = Project
+        fields = ["organization", "name", "slug", "description", "default_environment"]
 
 
 @admin.register(Project)
@@ -137,16 +141,10 @@ class VersionInline(ViewOnlyAdminMixin, admin.TabularInline):
         return True  # the pipeline admin already decided that this pipeline is visible
 
 
-class PipelineAdminForm(forms.ModelForm):
+class PipelineAdminForm(DerivedSlugForm):
     class Meta:
         model = Pipeline
         fields = ["project", "name", "slug", "description"]
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if "slug" in self.fields and self.instance.pk is None:
-            self.fields["slug"].required = False
-            self.fields["slug"].help_text = "Leave empty to derive it from the name."
 
 
 @admin.register(Pipeline)

@@ -1,3 +1,5 @@
+"""The pipelines app's configuration (projects, pipelines, immutable versions)."""
+
 from django.apps import AppConfig
 
 

@@ -7,7 +7,7 @@ from django.db.models import Max, ProtectedError
 from django.utils.text import slugify
 
 from apps.core.errors import Conflict, PermissionDenied, field_error
-from apps.core.services import audited_delete, audited_save, validate
+from apps.core.services import audited_delete, audited_save, audited_update, validate
 from apps.core.types import User
 from apps.environments.models import Environment
 from apps.tenancy.permissions import is_org_admin, is_org_member
@@ -89,9 +89,7 @@ def project_update(*, actor: User, project: Project, **changes) -> Project:
     )
     if "slug" in changes and slug_taken.exists():
         raise Conflict(f"A project with slug '{changes['slug']}' exists.", fields={"slug": ["Already taken."]})
-    for name, value in changes.items():
-        setattr(project, name, value)
-    audited_save(project, actor=actor, reason="changed: " + ", ".join(sorted(changes)))
+    audited_update(project, changes, actor=actor)
     return project
 
 
@@ -123,9 +121,7 @@ def pipeline_update(*, actor: User, pipeline: Pipeline, **changes) -> Pipeline:
     slug_taken = Pipeline.objects.filter(project=pipeline.project, slug=changes.get("slug")).exclude(pk=pipeline.pk)
     if "slug" in changes and slug_taken.exists():
         raise Conflict(f"A pipeline with slug '{changes['slug']}' exists.", fields={"slug": ["Already taken."]})
-    for name, value in changes.items():
-        setattr(pipeline, name, value)
-    audited_save(pipeline, actor=actor, reason="changed: " + ", ".join(sorted(changes)))
+    audited_update(pipeline, changes, actor=actor)
     return pipeline
 
 

@@ -1,3 +1,5 @@
+"""The repositories app's configuration (Git remotes as the source of versions)."""
+
 from django.apps import AppConfig
 
 

@@ -1,18 +1,20 @@
 """Read endpoints of resolution: resolve, diff, readiness (per pipeline) and the matrix (per project)."""
 
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import viewsets
 from rest_framework.decorators import action
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from apps.core import params
-from apps.core.errors import field_error
+from apps.core.errors import ValidationFailed, field_error
 from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline, Project
 from apps.pipelines.selectors import get_pipeline_for_user, get_project_for_user, pipelines_for, projects_for
 
-from . import services
+from . import selectors, services
 
 ENV = OpenApiParameter("environment", str, required=True, description="Environment slug.")
 VERSION_MAX = 2**31 - 1  # the version number column's range
@@ -66,6 +68,20 @@ def _rows_page(query_params) -> dict:
     }
 
 
+def _well_formed_target(user, pk, query_params) -> selectors.Target | None:
+    """The resolve target in one query (selectors.resolve_target) when the request is well formed
+    and asks for the live answer; None otherwise, for the lookups above to answer (and to report a
+    bad parameter after the pipeline's 404, as always)."""
+    slug = query_params.get("environment")
+    if not slug or len(slug) > params.MAX_QUERY_VALUE_LENGTH or query_params.get("as_of") not in (None, ""):
+        return None
+    try:
+        number = params.optional(query_params, "version", params.parse_whole_number, minimum=1, maximum=VERSION_MAX)
+    except ValidationFailed:
+        return None
+    return selectors.resolve_target(user, pk, slug, number)
+
+
 class PipelineResolutionViewSet(viewsets.GenericViewSet):
     """What a pipeline resolves to per environment (secrets appear as references)."""
 
@@ -77,6 +93,25 @@ class PipelineResolutionViewSet(viewsets.GenericViewSet):
     @extend_schema(parameters=[ENV, VERSION, AS_OF], responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def resolve(self, request, pk=None):
+        target = _well_formed_target(request.user, pk, request.query_params)
+        if target is not None and request.accepted_media_type == JSONRenderer.media_type:
+            # The common request: one query, then the answer's JSON as cached.
+            renderer = request.accepted_renderer
+            body = services.resolve_encoded_for(
+                request.user,
+                target.pipeline,
+                target.environment,
+                version=target.version,
+                revision=target.revision,
+                encode=lambda answer: renderer.render(answer, renderer.media_type, {}),
+            )
+            return HttpResponse(body, content_type=renderer.media_type)
+        if target is not None:  # the browsable API
+            return Response(
+                services.resolve_for(
+                    request.user, target.pipeline, target.environment, version=target.version, revision=target.revision
+                )
+            )
         pipeline = get_pipeline_for_user(request.user, pk)
         org = pipeline.project.organization_id
         answer = services.resolve_for(

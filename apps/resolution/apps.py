@@ -1,3 +1,5 @@
+"""The resolution app's configuration (the layering engine, config as code)."""
+
 from django.apps import AppConfig
 
 

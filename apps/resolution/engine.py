@@ -77,7 +77,17 @@ def _layers(snap: Snapshot) -> dict[str, tuple[list, tuple | None]]:
     for name, definitions in by_name.items():
         if len(definitions) > 1:
             definitions.sort(key=lambda v: SCOPE_RANK[v.scope])
-        layered[name] = (definitions, _winner(definitions, overrides))
+            layered[name] = (definitions, _winner(definitions, overrides))
+            continue
+        # One definition (nearly every variable): _winner's answer without the call.
+        variable = definitions[0]
+        override = overrides.get(variable.id)
+        if override is not None:
+            layered[name] = (definitions, (OVERRIDE_SOURCE[variable.scope], variable, override))
+        elif variable.default_value is not None or variable.default_secret_id is not None:
+            layered[name] = (definitions, (DEFAULT_SOURCE[variable.scope], variable, None))
+        else:
+            layered[name] = (definitions, None)
     return layered
 
 
@@ -168,6 +178,22 @@ def resolve(
     return answer
 
 
+def resolve_encoded(pipeline: Pipeline, environment: Environment, version, revision: int, encode) -> bytes:
+    """The live redacted answer as `encode(answer)` bytes (the API's JSON), cached beside the answer
+    under the same key (so every write that makes the answer stale makes these stale too): a warm
+    request serves the bytes without decoding and re-encoding the answer. `version`: the one to
+    resolve (None: the pipeline has none); `revision`: read with the pipeline and environment."""
+    key = cache_key(pipeline.pk, environment.pk, version.pk if version else None, revision, None, pipeline.project_id)
+    key = f"{key}:encoded"
+    body = cache.get(key)
+    if body is not None:
+        cache_stats.record("hit")
+        return body
+    body = encode(resolve(pipeline, environment, version=version, revision=revision))  # counts hit or miss
+    cache.set(key, body, CACHE_SECONDS)
+    return body
+
+
 def _cached_snapshot(revision, loader_args: dict) -> Snapshot:
     """The environment's live rows, cached under the configuration revision (which every write bumps):
     a resolve of another version, with run parameters or by an executor loads no rows again. The
@@ -194,19 +220,20 @@ def _compute(pipeline, project, environment, version, parameters, snap: Snapshot
 
     variables: dict[str, ResolvedVariable] = {}
     secrets = snap.secrets
+    secret_type = VariableType.SECRET.value  # a plain str: compared once per variable
     for name in sorted(layered):
         definitions, winner = layered[name]
         top = definitions[0]
         if len(definitions) > 1 and len(types := {d.type for d in definitions}) > 1:
             result.error("type_mismatch", f"variables.{name}", f"'{name}' is defined with types {sorted(types)}.")
         source, scope, value, secret_ref = None, top.scope, None, None
-        if name in parameters:
+        if parameters and name in parameters:
             source, value = _parameter(top, name, parameters[name], allow_params, result)
         if source is None and winner is not None:
             source, variable, override = winner
             scope = variable.scope
             secret = None
-            if top.type == VariableType.SECRET:
+            if top.type == secret_type:
                 secret = secrets.get(override.secret_id if override else variable.default_secret_id)
             if secret is not None:
                 secret_ref = _secret_ref(secret)
@@ -231,14 +258,14 @@ def _compute(pipeline, project, environment, version, parameters, snap: Snapshot
         if entry is None:
             return False, None, False
         # By type, not by value: an unset secret, or one this environment may not use, is refused too.
-        if entry["type"] == VariableType.SECRET:
+        if entry["type"] == secret_type:
             return True, None, True
         return True, expanded.get(name, entry["value"]), False
 
     interpolator = Interpolator(lookup)
     for name, entry in variables.items():
         value = entry["value"]
-        if entry["secret"] is not None or (isinstance(value, str) and "{{" not in value):
+        if (value.__class__ is str and "{{" not in value) or entry["secret"] is not None:
             continue  # the common case: nothing to interpolate
         if isinstance(value, str | list | dict):
             try:
@@ -251,7 +278,7 @@ def _compute(pipeline, project, environment, version, parameters, snap: Snapshot
     connections = _connections(snap, environment, interpolator, result, materializer)
     graph = None
     if version is not None:
-        secret_names = {name for name, entry in variables.items() if entry["type"] == VariableType.SECRET}
+        secret_names = {name for name, entry in variables.items() if entry["type"] == secret_type}
         graph = _graph(version.graph, interpolator, connections, result, secret_names)
     return {
         "pipeline": {"id": pipeline.pk, "slug": pipeline.slug} if pipeline else None,

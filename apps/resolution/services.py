@@ -19,12 +19,20 @@ _ABSENT: Mapping[str, Any] = {}
 
 
 def resolve_for(
-    actor: User, pipeline, environment: Environment, *, version=None, parameters=None, as_of=None
+    actor: User, pipeline, environment: Environment, *, version=None, parameters=None, as_of=None, revision=None
 ) -> Answer:
-    """The redacted answer for a user who may view the environment."""
+    """The redacted answer for a user who may view the environment (`revision`: the organization's
+    configuration revision, when read with the pipeline and environment, see engine.resolve)."""
     _require_same_org(pipeline.project.organization_id, environment)
     perms.require(actor, perms.VIEW, environment)
-    return engine.resolve(pipeline, environment, version=version, parameters=parameters, as_of=as_of)
+    return engine.resolve(pipeline, environment, version=version, parameters=parameters, as_of=as_of, revision=revision)
+
+
+def resolve_encoded_for(actor: User, pipeline, environment: Environment, *, version, revision: int, encode) -> bytes:
+    """resolve_for's live answer as `encode(answer)` bytes (see engine.resolve_encoded)."""
+    _require_same_org(pipeline.project.organization_id, environment)
+    perms.require(actor, perms.VIEW, environment)
+    return engine.resolve_encoded(pipeline, environment, version, revision, encode)
 
 
 def resolve_for_executor(actor: User, pipeline, environment: Environment, *, version=None, parameters=None) -> Answer:

@@ -82,13 +82,20 @@ class Snapshot:
     roles: list = field(default_factory=list)
     bindings: dict = field(default_factory=dict)  # role id -> binding
     policy: RuntimePolicy | None = None
+    # The definitions' and overrides' fields as tuples, kept by load_live as it builds the records
+    # (reading ten thousand records back into tuples to cache them cost a tenth of a cold resolve).
+    rows: tuple[list, list] | None = field(default=None, compare=False, repr=False)
 
     # Cached as plain tuples: pickling ten thousand slotted records one by one took longer than
     # loading them from the database; tuples pickle (and unpickle) in C.
     def __getstate__(self):
-        return (
+        definitions, overrides = self.rows or (
             list(map(_definition_row, self.definitions)),
             [(o.variable_id, o.value, o.secret_id) for o in self.overrides.values()],
+        )
+        return (
+            definitions,
+            overrides,
             [(ref.id, ref.name) for ref in self.secrets.values()],
             self.allowed_secret_ids,
             self.roles,
@@ -100,6 +107,7 @@ class Snapshot:
         definitions, overrides, secrets, self.allowed_secret_ids, self.roles, self.bindings, self.policy = state
         self.definitions = [Definition(*row) for row in definitions]
         self.overrides = {row[0]: Override(*row) for row in overrides}
+        self.rows = None  # the records are the state from here on (see __getstate__)
         self.secrets = {row[0]: SecretRef(*row) for row in secrets}
 
 
@@ -188,16 +196,21 @@ def load_live(*, organization_id: int, project_id, pipeline_id, environment) -> 
     # override's id, 14 its value (JSON), 15 its secret.
     cells = _json_cells(rows, (3, 7, 8, 14))
     definitions, overrides = snap.definitions, snap.overrides
+    definition_rows: list[tuple] = []
+    override_rows: list[tuple] = []
     for row, (default, required_in, choices, value) in zip(rows, cells, strict=True):
         pk = row[0]
-        definitions.append(
-            Definition(
-                pk, row[1], row[2], default, row[4], row[5], row[6], required_in or [], choices, row[9], row[10],
-                row[11], bool(row[12]),
-            )
+        fields = (
+            pk, row[1], row[2], default, row[4], row[5], row[6], required_in or [], choices, row[9], row[10],
+            row[11], bool(row[12]),
         )  # fmt: skip
+        definition_rows.append(fields)
+        definitions.append(Definition(*fields))
         if row[13] is not None:
-            overrides[pk] = Override(pk, value, row[15])
+            override = (pk, value, row[15])
+            override_rows.append(override)
+            overrides[pk] = Override(*override)
+    snap.rows = (definition_rows, override_rows)
     snap.roles = list(ConnectionRole.objects.filter(_role_filter(organization_id, project_id)).order_by())
     for binding in ConnectionBinding.objects.filter(
         role_id__in=[r.pk for r in snap.roles], environment_id=environment.pk

@@ -1,53 +1,35 @@
-"""Admin for runs (read-mostly, with a "cancel" action), deployments (read-only history) and
+"""Admin for runs (read-mostly, with a "cancel" action), deployments (read-only history),
 schedules (added and changed through services.schedule_save, so cron, time zone, locks and the
-permission door hold here as form errors, exactly as in the API).
+permission door hold here as form errors, exactly as in the API) and triggers (through the triggers
+service, a ServiceModelAdmin).
 
 Non-superuser staff see only rows in environments they may view; the environment and pipeline
 filters offer only those."""
-
-import json
 
 from django import forms
 from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
-from apps.core.admin import AuditedAdmin, LightModelAdmin, ServiceModelAdmin, ViewOnlyAdminMixin, adopt, dry_run
+from apps.core.admin import (
+    AuditedAdmin,
+    LightModelAdmin,
+    ServiceActionMixin,
+    ServiceModelAdmin,
+    ViewOnlyAdminMixin,
+    adopt,
+    dry_run,
+    pretty_json,
+)
 from apps.core.errors import DomainError
 from apps.environments import permissions as perms
+from apps.environments.admin_rows import EnvironmentFilter, EnvironmentScopedAdminMixin
 from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline
 from apps.secrets.models import Secret
-from apps.tenancy.permissions import sees_some_organization
 
 from . import selectors, services
 from .models import Deployment, PipelineTrigger, Run, Schedule
-
-
-def _pretty(value) -> str:
-    if value in (None, {}, []):
-        return "—"
-    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True, default=str))
-
-
-def _visible_environments(user):
-    return perms.environments_where(user, perms.VIEW, Environment.objects.select_related("organization")).order_by(
-        "organization__slug", "position"
-    )
-
-
-class EnvironmentFilter(admin.SimpleListFilter):
-    """Only the environments the staff user may view."""
-
-    title = "environment"
-    parameter_name = "environment"
-
-    def lookups(self, request, model_admin):
-        return [(str(e.pk), f"{e.organization.slug}/{e.slug}") for e in _visible_environments(request.user)]
-
-    def queryset(self, request, queryset):
-        value = self.value()
-        return queryset.filter(environment_id=value) if value and value.isdigit() else queryset
 
 
 class PipelineFilter(admin.SimpleListFilter):
@@ -65,23 +47,11 @@ class PipelineFilter(admin.SimpleListFilter):
         return queryset.filter(pipeline_id=value) if value and value.isdigit() else queryset
 
 
-class _EnvironmentScoped:
-    """Rows in environments the staff user may view (superusers: all)."""
-
-    def has_module_permission(self, request):
-        return self.has_view_permission(request)
-
-    def has_view_permission(self, request, obj=None):
-        if obj is not None:
-            return perms.may(request.user, perms.VIEW, obj.environment)
-        return sees_some_organization(request.user)
-
-
 # --- runs ------------------------------------------------------------------------------------------
 
 
 @admin.register(Run)
-class RunAdmin(ViewOnlyAdminMixin, _EnvironmentScoped, LightModelAdmin):
+class RunAdmin(ViewOnlyAdminMixin, EnvironmentScopedAdminMixin, ServiceActionMixin, LightModelAdmin):
     """Runs are created by the API, schedules and the CLI; here they are read and cancelled."""
 
     list_display = ["id", "pipeline", "version_number", "environment", "status", "trigger", "executor", "created_at"]
@@ -121,15 +91,15 @@ class RunAdmin(ViewOnlyAdminMixin, _EnvironmentScoped, LightModelAdmin):
 
     @admin.display(description="parameters")
     def parameters_display(self, obj):
-        return _pretty(obj.parameters)
+        return pretty_json(obj.parameters)
 
     @admin.display(description="metrics")
     def metrics_display(self, obj):
-        return _pretty(obj.metrics)
+        return pretty_json(obj.metrics)
 
     @admin.display(description="baseline comparison")
     def baseline_display(self, obj):
-        return _pretty(obj.baseline)
+        return pretty_json(obj.baseline)
 
     @admin.display(description="log excerpt")
     def log_display(self, obj):
@@ -137,7 +107,7 @@ class RunAdmin(ViewOnlyAdminMixin, _EnvironmentScoped, LightModelAdmin):
 
     @admin.display(description="resolved configuration (secrets redacted)")
     def configuration_display(self, obj):
-        return _pretty(obj.resolved)
+        return pretty_json(obj.resolved)
 
     def get_queryset(self, request):
         return selectors.runs_for(request.user)
@@ -172,19 +142,12 @@ class RunAdmin(ViewOnlyAdminMixin, _EnvironmentScoped, LightModelAdmin):
     def rerun_runs(self, request, queryset):
         self._act(request, queryset, services.run_rerun, "rerun", "Started again:")
 
-    def run_service(self, request, func, *args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except DomainError as exc:
-            self.message_user(request, exc.message, level=messages.ERROR)
-            return None
-
 
 # --- deployments -------------------------------------------------------------------------------------
 
 
 @admin.register(Deployment)
-class DeploymentAdmin(ViewOnlyAdminMixin, _EnvironmentScoped, AuditedAdmin):
+class DeploymentAdmin(ViewOnlyAdminMixin, EnvironmentScopedAdminMixin, AuditedAdmin):
     """Which version runs where, and what it replaced (read-only: deploys go through promotions or
     the API's direct deploy)."""
 
@@ -237,7 +200,7 @@ class ScheduleAdminForm(forms.ModelForm):
 
 
 @admin.register(Schedule)
-class ScheduleAdmin(_EnvironmentScoped, AuditedAdmin):
+class ScheduleAdmin(EnvironmentScopedAdminMixin, AuditedAdmin):
     form = ScheduleAdminForm
     list_display = ["pipeline", "environment", "cron", "timezone", "enabled", "owner", "last_fired_for"]
     list_filter = ["enabled", EnvironmentFilter, PipelineFilter]
@@ -321,7 +284,7 @@ class PipelineTriggerAdminForm(forms.ModelForm):
 
 
 @admin.register(PipelineTrigger)
-class PipelineTriggerAdmin(_EnvironmentScoped, ServiceModelAdmin):
+class PipelineTriggerAdmin(EnvironmentScopedAdminMixin, ServiceModelAdmin):
     """Triggers through the triggers service: the schedules' rule decides who may edit them."""
 
     form = PipelineTriggerAdminForm

@@ -1,3 +1,5 @@
+"""The runs app's configuration (deployments, schedules, runs, the built-in executor)."""
+
 from django.apps import AppConfig
 
 

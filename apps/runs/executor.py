@@ -10,20 +10,19 @@ and column profiles (apps.runs.profiles) in bounded memory.
 Node types come from apps.pipelines.graph.REGISTRY, the registry the graph validator uses; every
 registered type must have a handler here (checked at import)."""
 
-import datetime
-import decimal
-import hashlib
-import json
 import re
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from apps.connections.targets import check_params, sqlite_path
+from apps.connections.targets import check_params, postgres_connect, sqlite_path
 from apps.core.errors import ValidationFailed
 from apps.pipelines.graph import REGISTRY
 from apps.runs import profiles as profiles_mod
+from apps.runs import values as run_values
+from apps.runs.values import TYPES as _TYPES  # noqa: F401  (read by apps.runs.api until it imports values)
+from apps.runs.values import canonical_value, row_digest
 
 BATCH_SIZE = 1000
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
@@ -42,43 +41,7 @@ class LeaseLost(Exception):
     """Another attempt took the run over (this worker's lease ran out): stop without recording."""
 
 
-# --- canonical values and the hash total ------------------------------------------------------
-
-
-def canonical_value(value):
-    """The same text for the same value whatever database produced it."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return int(value)  # SQLite has no boolean: PostgreSQL's true must hash like SQLite's 1
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float | decimal.Decimal):
-        number = decimal.Decimal(str(value)) if isinstance(value, float) else value
-        if not number.is_finite():
-            return str(number)  # NaN and ±Infinity have no integral form
-        if number == number.to_integral_value():
-            return int(number)
-        return format(number.normalize(), "f")
-    if isinstance(value, datetime.datetime) and value.utcoffset() is not None:
-        # The same instant reads back in the session's time zone on PostgreSQL: hash it in UTC.
-        return value.astimezone(datetime.UTC).isoformat()
-    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
-        return value.isoformat()
-    if isinstance(value, bytes | memoryview):
-        return bytes(value).hex()
-    return str(value)
-
-
-def row_digest(columns: list[str], row) -> int:
-    """64-bit digest of one row, independent of column order."""
-    canonical = json.dumps(
-        {name: canonical_value(value) for name, value in zip(columns, row, strict=True)},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return int.from_bytes(hashlib.sha256(canonical.encode()).digest()[:8], "big")
+# --- validation metrics ------------------------------------------------------------------------
 
 
 @dataclass
@@ -232,19 +195,7 @@ def connect(kind: str, params: dict, password: str | None, *, environment, read_
         path.parent.mkdir(parents=True, exist_ok=True)
         return sqlite3.connect(path, timeout=30, isolation_level=None)
     if kind == "postgres":
-        import psycopg
-
-        return psycopg.connect(
-            host=params["host"],
-            hostaddr=str(addresses[0]),  # the address the egress policy checked, not a fresh lookup
-            port=params.get("port", 5432),
-            dbname=params["database"],
-            user=params.get("user"),
-            password=password,
-            sslmode=params.get("sslmode", "prefer"),
-            connect_timeout=params.get("connect_timeout", 10),
-            autocommit=True,
-        )
+        return postgres_connect(params, password, addresses, default_timeout=10, autocommit=True)
 
 
 def _quote(kind: str, table: str) -> str:
@@ -259,77 +210,6 @@ def _quote_column(kind: str, name: str) -> str:
     if not name or "\x00" in name or len(name) > 63 or (kind == "postgres" and "%" in name):
         raise ExecutionError(f"Column {name!r} cannot be a destination column name; alias it in the source query.")
     return '"' + name.replace('"', '""') + '"'
-
-
-def _value_class(value) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float | decimal.Decimal):
-        return "number"
-    if isinstance(value, datetime.datetime):
-        return "timestamptz" if value.utcoffset() is not None else "timestamp"
-    if isinstance(value, datetime.date):
-        return "date"
-    if isinstance(value, bytes | memoryview):
-        return "bytes"
-    return "text"
-
-
-# Which value classes a column of a class stores unchanged (anything else is altered by the
-# destination: an integer column rounds 2.5, a text column turns 5 into '5').
-_STORES = {
-    "boolean": {"boolean"},
-    "integer": {"integer"},
-    "number": {"integer", "number"},
-    "date": {"date"},
-    "timestamp": {"timestamp"},
-    "timestamptz": {"timestamptz"},
-    "bytes": {"bytes"},
-    "text": {"text"},
-}
-_TYPES = {
-    # class: (postgres, sqlite); SQLite keeps dates and times as canonical ISO text (_sqlite_value)
-    "boolean": ("BOOLEAN", "INTEGER"),
-    "integer": ("BIGINT", "INTEGER"),
-    "number": ("NUMERIC", "REAL"),
-    "date": ("DATE", "TEXT"),
-    "timestamp": ("TIMESTAMP", "TEXT"),
-    "timestamptz": ("TIMESTAMPTZ", "TEXT"),
-    "bytes": ("BYTEA", "BLOB"),
-    "text": ("TEXT", "TEXT"),
-}
-
-
-def _column_class(values) -> str:
-    """The narrowest column class that stores every given (non-NULL) value unchanged."""
-    classes = {_value_class(v) for v in values} - {None}
-    for candidate, stores in _STORES.items():
-        if classes and classes <= stores:
-            return candidate
-    return "text"
-
-
-def _column_type(kind: str, column_class: str) -> str:
-    postgres, sqlite = _TYPES[column_class]
-    return postgres if kind == "postgres" else sqlite
-
-
-def _sqlite_value(value):
-    """A value sqlite3 can bind and that reads back with the same canonical value. Decimals become
-    floats (SQLite has no decimal type: beyond 15 significant digits they lose precision)."""
-    if value is None or isinstance(value, int | float | str | bytes):
-        return value
-    if isinstance(value, decimal.Decimal):
-        if value.is_finite() and value == value.to_integral_value():
-            return int(value)
-        return float(value)
-    if isinstance(value, memoryview):
-        return bytes(value)
-    return canonical_value(value)
 
 
 # --- running ----------------------------------------------------------------------------------
@@ -398,10 +278,12 @@ def write_destination(
         for columns, batch in batches:
             if not created:
                 names = [_quote_column(kind, c) for c in columns]
-                classes = [_column_class(row[i] for row in batch) for i in range(len(columns))]
+                classes = [run_values.column_class(row[i] for row in batch) for i in range(len(columns))]
                 metrics.check_key(columns)
                 metrics.start(columns, classes, in_sql=kind == "postgres" and mode == "replace")
-                definition = ", ".join(f"{n} {_column_type(kind, k)}" for n, k in zip(names, classes, strict=True))
+                definition = ", ".join(
+                    f"{n} {run_values.column_type(kind, k)}" for n, k in zip(names, classes, strict=True)
+                )
                 if mode == "replace":
                     cursor.execute(f"DROP TABLE IF EXISTS {quoted}")
                 cursor.execute(f"CREATE TABLE IF NOT EXISTS {quoted} ({definition})")
@@ -412,7 +294,7 @@ def write_destination(
                 created = True
             _check_types(columns, classes, batch)
             if kind == "sqlite":
-                cursor.executemany(insert, [[_sqlite_value(v) for v in row] for row in batch])
+                cursor.executemany(insert, [[run_values.sqlite_value(v) for v in row] for row in batch])
             else:
                 cursor.executemany(insert, batch)
             metrics.add_batch(columns, batch)
@@ -436,9 +318,9 @@ def _check_types(columns: list[str], classes: list[str], batch) -> None:
     """Refuse a value the column (typed from the first batch) would silently alter (so the metrics,
     computed from the rows read, always describe the rows stored)."""
     for i, column_class in enumerate(classes):
-        allowed = _STORES[column_class]
+        allowed = run_values.STORES[column_class]
         for row in batch:
-            value_class = _value_class(row[i])
+            value_class = run_values.value_class(row[i])
             if value_class is not None and value_class not in allowed:
                 raise ExecutionError(
                     f"Column '{columns[i]}' mixes {column_class} and {value_class} values "

@@ -1,3 +1,5 @@
+"""The secrets app's configuration; ready() installs the masking of secret values in logs."""
+
 from django.apps import AppConfig
 
 

@@ -14,6 +14,7 @@ from django.db.models import Count
 
 from apps.core.admin import (
     AuditedAdmin,
+    IsSetListFilter,
     LightChangelistMixin,
     ReadOnlyAdminMixin,
     ServiceModelAdmin,
@@ -316,19 +317,11 @@ API_KEY_VIEW_FIELDS = [
 ]
 
 
-class ActiveKeyFilter(admin.SimpleListFilter):
+class ActiveKeyFilter(IsSetListFilter):
     title = "state"
     parameter_name = "state"
-
-    def lookups(self, request, model_admin):
-        return [("revoked", "Revoked"), ("not_revoked", "Not revoked")]
-
-    def queryset(self, request, queryset):
-        if self.value() == "revoked":
-            return queryset.filter(revoked_at__isnull=False)
-        if self.value() == "not_revoked":
-            return queryset.filter(revoked_at__isnull=True)
-        return queryset
+    field = "revoked_at"
+    is_set, is_unset = ("revoked", "Revoked"), ("not_revoked", "Not revoked")
 
 
 @admin.register(ApiKey)

@@ -1,3 +1,5 @@
+"""The tenancy app's configuration (organizations, memberships, service accounts, API keys)."""
+
 from django.apps import AppConfig
 
 

@@ -4,7 +4,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from .permissions import attach_api_key
-from .services import api_key_authenticate
+from .services import api_key_authenticate, api_key_prefix
 from .throttling import ApiKeyFailureThrottle
 
 
@@ -24,7 +24,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             ApiKeyFailureThrottle().record_failure(request)
             raise exceptions.AuthenticationFailed("Malformed Authorization header; use 'Bearer <api key>'.")
         failures = ApiKeyFailureThrottle()
-        failures.refuse_if_over(request)
+        failures.refuse_if_over(request, api_key_prefix=api_key_prefix(parts[1]))
         key = api_key_authenticate(parts[1])
         if key is None:
             failures.record_failure(request)

@@ -2,6 +2,7 @@
 
 import hashlib
 import hmac
+import re
 import secrets
 import string
 from datetime import datetime, timedelta
@@ -213,6 +214,8 @@ def service_account_create(
 
 _KEY_ALPHABET = string.ascii_letters + string.digits
 KEY_PREFIX = "pnx"
+# pnx_<prefix>_<secret>, each part 1 to 64 characters of the alphabet (ASCII only: no \d or \w).
+_TOKEN_SHAPE = re.compile(rf"{KEY_PREFIX}_([A-Za-z0-9]{{1,64}})_[A-Za-z0-9]{{1,64}}")
 
 
 def _hash_token(token: str) -> str:
@@ -288,20 +291,22 @@ def api_key_revoke(*, actor: User, key: ApiKey) -> ApiKey:
     return key
 
 
-def _is_key_chars(value: str) -> bool:
-    return bool(value) and len(value) <= 64 and all(char in _KEY_ALPHABET for char in value)
+def api_key_prefix(token: str) -> str | None:
+    """The prefix of a well-formed bearer token (`pnx_<prefix>_<secret>`), else None. Checked before
+    any query or cache key: a NUL or other odd character must not reach the database (PostgreSQL
+    refuses NUL in strings and would answer with a 500 instead of a 401)."""
+    match = _TOKEN_SHAPE.fullmatch(token)
+    return match[1] if match else None
 
 
 def api_key_authenticate(token: str) -> ApiKey | None:
     """The active key for a bearer token, or None. Marks the key used (at most once a minute,
     without a history row: use is not a change of configuration)."""
-    parts = token.split("_")
-    # Checked before any query: a NUL or other odd character must not reach the database (PostgreSQL
-    # refuses NUL in strings and would answer with a 500 instead of a 401).
-    if len(parts) != 3 or parts[0] != KEY_PREFIX or not all(_is_key_chars(part) for part in parts[1:]):
+    prefix = api_key_prefix(token)
+    if prefix is None:
         return None
     # One query: the key, its owner, its organization and the owner's role there (None: not a member).
-    found = api_key_lookup.key_with_owner(parts[1])
+    found = api_key_lookup.key_with_owner(prefix)
     if found is None:
         return None
     key = found[0]

@@ -17,21 +17,21 @@ from django.contrib.admin import helpers
 from django.core.exceptions import ValidationError
 from django.template.response import TemplateResponse
 
-from apps.core.admin import AuditedAdmin, ServiceModelAdmin, ViewOnlyAdminMixin, add_domain_error
+from apps.core.admin import AuditedAdmin, ViewOnlyAdminMixin, add_domain_error
 from apps.core.errors import DomainError, field_error
 from apps.core.forms import json_from_text
 from apps.environments import permissions as perms
 from apps.environments.admin_rows import (
+    EnvironmentScopedAdminMixin,
     PerEnvironmentFormSet,
     PerEnvironmentInlineForm,
     PerEnvironmentInlineMixin,
-    save_per_environment_rows,
+    ScopedDefinitionAdmin,
 )
 from apps.environments.models import Environment, Kind
 from apps.pipelines.models import Pipeline, Project
 from apps.secrets.models import Secret
 from apps.tenancy.models import Organization
-from apps.tenancy.permissions import is_org_member, sees_some_organization
 
 from . import services
 from .models import Variable, VariableOverride, VariableType
@@ -199,8 +199,9 @@ class CloneOverridesForm(forms.Form):
 
 
 @admin.register(Variable)
-class VariableAdmin(ServiceModelAdmin):
+class VariableAdmin(ScopedDefinitionAdmin):
     form = VariableAdminForm
+    may_define = staticmethod(services.may_define)
     list_display = ["name", "scope", "type", "organization", "project", "pipeline", "required_in"]
     list_filter = [ScopeFilter, "type", "organization", "allow_runtime_override"]
     list_select_related = ["organization", "project", "pipeline__project"]
@@ -208,45 +209,11 @@ class VariableAdmin(ServiceModelAdmin):
     inlines = [VariableOverrideInline]
     # apps.resolution (above this app) adds "check readiness" and "export configuration".
     actions: list = ["clone_overrides"]  # apps.resolution.admin adds its two actions (functions)
-    create_requires = ("organization",)
-
-    # --- who sees and changes what ---
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).restrict(request.user)
-
-    def has_module_permission(self, request):
-        return self.has_view_permission(request)
-
-    def has_view_permission(self, request, obj=None):
-        if obj is not None:
-            return is_org_member(request.user, obj.organization_id)
-        return sees_some_organization(request.user)
-
-    def has_add_permission(self, request):
-        return self.has_view_permission(request)
-
-    def has_change_permission(self, request, obj=None):
-        if obj is None:
-            return self.has_view_permission(request)
-        return services.may_define(request.user, obj.organization, obj.project)
-
-    def has_delete_permission(self, request, obj=None):
-        return self.has_change_permission(request, obj)
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)  # deletes go one by one through variable_delete (below)
-        return actions
 
     # --- forms ---
 
     def get_readonly_fields(self, request, obj=None):
         return ["organization", "project", "pipeline", "name"] if obj is not None else []
-
-    def get_inlines(self, request, obj):
-        # Overrides are validated against the saved variable: add them once it exists.
-        return [] if obj is None else self.inlines
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         choices = {"organization": Organization, "project": Project, "pipeline": Pipeline, "default_secret": Secret}
@@ -259,8 +226,7 @@ class VariableAdmin(ServiceModelAdmin):
     def _definition(self, cleaned_data) -> dict:
         return {name: cleaned_data[name] for name in services.DEFINITION_FIELDS if name in cleaned_data}
 
-    def _changes(self, variable_pk, cleaned_data) -> dict:
-        current = Variable.objects.get(pk=variable_pk)
+    def definition_changes(self, current, cleaned_data) -> dict:
         return {
             name: value
             for name, value in self._definition(cleaned_data).items()
@@ -280,10 +246,7 @@ class VariableAdmin(ServiceModelAdmin):
     def service_create(self, request, cleaned_data):
         return services.variable_create(**self._create_kwargs(request, cleaned_data))
 
-    def service_update(self, request, obj, form):
-        changes = self._changes(obj.pk, form.cleaned_data)
-        if not changes:
-            return Variable.objects.get(pk=obj.pk)
+    def service_change(self, request, obj, changes: dict):
         return services.variable_update(actor=request.user, variable=obj, **changes)
 
     def service_delete(self, request, obj) -> None:
@@ -291,23 +254,17 @@ class VariableAdmin(ServiceModelAdmin):
         # each environment), not the admin's per-model delete permissions.
         services.variable_delete(actor=request.user, variable=obj)
 
-    def save_related(self, request, form, formsets, change):
-        for formset in formsets:
-            self.save_formset(request, form, formset, change)
-
-    def save_formset(self, request, form, formset, change):
-        save_per_environment_rows(
-            formset,
-            load=lambda pk: VariableOverride.objects.select_related("variable", "environment__policy").get(pk=pk),
-            set_row=lambda environment, data: services.variable_override_set(
-                actor=request.user,
-                variable=form.instance,
-                environment=environment,
-                value=data.get("value"),
-                secret=data.get("secret"),
-            ),
-            delete_row=lambda override: services.variable_override_delete(actor=request.user, override=override),
+    def row_set(self, request, parent, environment, cleaned_data):
+        return services.variable_override_set(
+            actor=request.user,
+            variable=parent,
+            environment=environment,
+            value=cleaned_data.get("value"),
+            secret=cleaned_data.get("secret"),
         )
+
+    def row_delete(self, request, row) -> None:
+        services.variable_override_delete(actor=request.user, override=row)
 
     # --- actions ---
 
@@ -361,7 +318,7 @@ class VariableAdmin(ServiceModelAdmin):
 
 
 @admin.register(VariableOverride)
-class VariableOverrideAdmin(ViewOnlyAdminMixin, AuditedAdmin):
+class VariableOverrideAdmin(ViewOnlyAdminMixin, EnvironmentScopedAdminMixin, AuditedAdmin):
     """Read-only list of overrides (with history); edit them inline under their variable."""
 
     list_display = ["variable", "environment", "value", "secret", "updated_at"]
@@ -371,11 +328,3 @@ class VariableOverrideAdmin(ViewOnlyAdminMixin, AuditedAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).restrict(request.user)
-
-    def has_module_permission(self, request):
-        return self.has_view_permission(request)
-
-    def has_view_permission(self, request, obj=None):
-        if obj is not None:
-            return perms.may(request.user, perms.VIEW, obj.environment)
-        return sees_some_organization(request.user)

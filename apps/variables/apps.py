@@ -1,3 +1,5 @@
+"""The variables app's configuration; ready() adds the check that refuses secret values in a pipeline graph."""
+
 from django.apps import AppConfig
 
 

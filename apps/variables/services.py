@@ -8,6 +8,7 @@ from apps.core.services import audited_delete, audited_save, validate
 from apps.core.types import User
 from apps.environments import permissions as perms
 from apps.environments.models import Environment, Kind, RuntimePolicy
+from apps.environments.rows import per_environment_row_delete, per_environment_row_set
 from apps.secrets.models import Secret
 from apps.tenancy import revisions
 from apps.tenancy.permissions import is_org_admin, is_org_member
@@ -30,14 +31,16 @@ DEFINITION_FIELDS = {
 
 
 def may_define(actor: User, organization, project=None) -> bool:
-    """Whether `actor` may define variables at this scope (organization-wide: owners and admins)."""
+    """Whether `actor` may define configuration (variables, connection roles) at this scope:
+    organization-wide, owners and admins; for a project, its organization's members."""
     return is_org_admin(actor, organization) if project is None else is_org_member(actor, organization)
 
 
-def _require_definer(actor: User, organization, project) -> None:
+def require_definer(actor: User, organization, project, *, what: str = "variables") -> None:
+    """Refuse unless `may_define`; the message names what is defined (`what`)."""
     if project is None:
         if not is_org_admin(actor, organization):
-            raise PermissionDenied("Only organization owners and admins define organization-wide variables.")
+            raise PermissionDenied(f"Only organization owners and admins define organization-wide {what}.")
     elif not is_org_member(actor, organization):
         raise PermissionDenied(f"You are not a member of '{organization.slug}'.")
 
@@ -169,7 +172,7 @@ def variable_create(*, actor: User, organization, name: str, project=None, pipel
         raise field_error(sorted(unknown)[0], "Unknown field.")
     if pipeline is not None:
         project = pipeline.project
-    _require_definer(actor, organization, project)
+    require_definer(actor, organization, project)
     variable = Variable(organization=organization, project=project, pipeline=pipeline, name=name, **fields)
     _check_definition(variable)
     scope_filter = {"pipeline": pipeline} if pipeline else {"project": project, "pipeline": None}
@@ -191,7 +194,7 @@ def variable_update(*, actor: User, variable: Variable, **changes) -> Variable:
     unknown = set(changes) - DEFINITION_FIELDS
     if unknown:
         raise field_error(sorted(unknown)[0], "Unknown field.")
-    _require_definer(actor, variable.organization, variable.project)
+    require_definer(actor, variable.organization, variable.project)
     for name, value in changes.items():
         setattr(variable, name, value)
     _check_definition(variable)
@@ -210,7 +213,7 @@ def variable_update(*, actor: User, variable: Variable, **changes) -> Variable:
 
 @transaction.atomic
 def variable_delete(*, actor: User, variable: Variable) -> None:
-    _require_definer(actor, variable.organization, variable.project)
+    require_definer(actor, variable.organization, variable.project)
     for environment in {o.environment for o in variable.overrides.select_related("environment__policy")}:
         perms.require_config_edit(actor, environment)
     audited_delete(variable, actor=actor, reason="variable deleted")
@@ -253,22 +256,26 @@ def variable_override_set(*, actor: User, variable: Variable, environment: Envir
     """Set (create or replace) a variable's value in one environment."""
     environment = Environment.objects.select_related("policy", "organization").get(pk=environment.pk)
     value = validate_override(actor=actor, variable=variable, environment=environment, value=value, secret=secret)
-    override = VariableOverride.objects.select_for_update().filter(variable=variable, environment=environment).first()
-    if override is None:
-        override = VariableOverride(variable=variable, environment=environment)
-    elif override.value == value and override.secret_id == (secret.pk if secret else None):
-        return override
-    override.value, override.secret = value, secret
-    audited_save(override, actor=actor, reason=f"{variable.name} set in {environment.slug}", clean=False)
-    revisions.bump(variable.organization_id)
-    return override
+    return per_environment_row_set(
+        VariableOverride,
+        parent_field="variable",
+        parent=variable,
+        environment=environment,
+        values={"value": value, "secret": secret},
+        actor=actor,
+        reason=f"{variable.name} set in {environment.slug}",
+        organization_id=variable.organization_id,
+    )
 
 
 @transaction.atomic
 def variable_override_delete(*, actor: User, override: VariableOverride) -> None:
-    perms.require_config_edit(actor, override.environment)
-    audited_delete(override, actor=actor, reason=f"{override.variable.name} unset in {override.environment.slug}")
-    revisions.bump(override.variable.organization_id)
+    per_environment_row_delete(
+        override,
+        actor=actor,
+        reason=f"{override.variable.name} unset in {override.environment.slug}",
+        organization_id=override.variable.organization_id,
+    )
 
 
 @transaction.atomic

@@ -1,3 +1,5 @@
+"""The web app's configuration (the server-rendered screens)."""
+
 from django.apps import AppConfig
 
 

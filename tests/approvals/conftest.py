@@ -1,14 +1,20 @@
 """Promotion fixtures: the runs setup (a sqlite pipeline bound in every stage), v1 deployed in
 development, a developer who may request promotions, two production approvers and the demo's rules
-(staging: 1 approval; production: 2 approvals, validation required, no self-approval)."""
+(staging: 1 approval; production: 2 approvals, validation required, no self-approval); a freeze
+window over production now (`freeze`); the sweeps' task wake-ups recorded instead of sent
+(`enqueued`)."""
+
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from apps.approvals import services
 from apps.approvals.models import ApprovalRule
 from apps.environments import permissions as perms
 from apps.environments import services as env_services
+from apps.environments.models import FreezeKind
 from apps.runs import services as run_services
 from apps.tenancy import services as tenancy_services
 from apps.tenancy.models import Role
@@ -64,3 +70,25 @@ def promo(org, org_admin, stages, members, prod_approver2, request):
         "staging_rule": staging_rule,
         "production_rule": production_rule,
     }
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    """Task wake-ups the services send straight away (the sweeps), recorded instead of sent."""
+    calls = []
+    monkeypatch.setattr(services.base, "_enqueue", lambda task, args, countdown=None: calls.append((task.name, args)))
+    return calls
+
+
+@pytest.fixture
+def freeze(promo):
+    """A one-off freeze window over production, from an hour ago to an hour from now."""
+    now = timezone.now()
+    return env_services.freeze_window_create(
+        actor=promo["org_admin"],
+        environment=promo["production"],
+        kind=FreezeKind.ONE_OFF,
+        starts_at=now - timedelta(hours=1),
+        ends_at=now + timedelta(hours=1),
+        reason="quarter close",
+    )

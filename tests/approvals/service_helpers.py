@@ -1,5 +1,5 @@
-"""Small builders for the service-level promotion tests: versions, runs, members, and walking a
-version through staging into production."""
+"""Small builders for the service-level promotion tests: versions, runs, members, walking a version
+through staging into production, changing a rule or an override, and the notifications a user got."""
 
 import copy
 
@@ -9,11 +9,14 @@ from apps.approvals import services
 from apps.approvals.models import PromotionState
 from apps.environments import permissions as perms
 from apps.environments import services as env_services
+from apps.notifications.models import Notification
 from apps.pipelines import services as pipeline_services
 from apps.runs import services as run_services
 from apps.runs.models import RunStatus
 from apps.tenancy import services as tenancy_services
 from apps.tenancy.models import Role
+from apps.variables import services as variable_services
+from apps.variables.models import Variable
 from tests.runs.conftest import GRAPH
 
 User = get_user_model()
@@ -105,3 +108,24 @@ def deploy_to_production(p, version=None):
     promotion = execute(promotion)
     assert promotion.state == PromotionState.DEPLOYED, promotion.failure_reason
     return promotion
+
+
+def notified(user, event) -> list[Notification]:
+    return list(Notification.objects.filter(user=user, event=event))
+
+
+def set_rule(p, key, **fields):
+    rule = p[key]
+    for name, value in fields.items():
+        setattr(rule, name, value)
+    return services.rule_save(actor=p["org_admin"], rule=rule)
+
+
+def set_override(p, environment_key, name, value):
+    variable = Variable.objects.get(name=name, project__isnull=True)
+    return variable_services.variable_override_set(
+        actor=p["org_admin"], variable=variable, environment=p[environment_key], value=value
+    )
+
+
+SECRET_VALUE = "s3cr3t-VALUE-never-shown-9f2c"  # the canary: never in a plan, page or error

@@ -1,6 +1,7 @@
-"""Approval rules: field validation, tighten-never-loosen for project rules, who manages which rule,
-and how rules decide who may approve (restrictions, self-approval, version author, one approval
-counting toward every rule)."""
+"""Approval rules (apps/approvals/services/rules.py): field validation, tighten-never-loosen for
+project rules, who manages which rule, how rules decide who may approve (restrictions,
+self-approval, version author, one approval counting toward every rule), the guard against direct
+deploys, and rules changing under open requests."""
 
 import pytest
 from django.contrib.auth.models import Group
@@ -13,12 +14,16 @@ from apps.environments import services as env_services
 from apps.environments.models import Kind
 from apps.notifications.models import Event, Notification
 from apps.pipelines import services as pipeline_services
+from apps.runs import services as run_services
+from apps.runs.models import Deployment
 from apps.tenancy import services as tenancy_services
 from apps.tenancy.models import Edition
 
-from .service_helpers import approve, member, production_request, request
+from .service_helpers import approve, execute, member, notified, production_request, request, set_rule
 
 pytestmark = pytest.mark.django_db
+
+S = PromotionState
 
 
 def save(p, actor=None, **fields):
@@ -367,3 +372,53 @@ def test_a_gates_only_rule_approves_at_once(promo):
         request(p)
     promotion = request(p, ticket="OPS-1")
     assert promotion.state == PromotionState.APPROVED
+
+
+# --- direct deploys ------------------------------------------------------------------------------------------------
+
+
+def test_direct_deploys_into_an_environment_with_approval_rules_are_refused(promo):
+    p = promo
+    with pytest.raises(PermissionDenied) as err:
+        run_services.deploy_direct(
+            actor=p["org_admin"], pipeline=p["pipeline"], environment=p["staging"], version=p["version"]
+        )
+    assert "promotion" in err.value.message
+    assert not Deployment.objects.filter(environment=p["staging"]).exists()
+    services.rule_delete(actor=p["org_admin"], rule=p["staging_rule"])
+    run_services.deploy_direct(
+        actor=p["org_admin"], pipeline=p["pipeline"], environment=p["staging"], version=p["version"]
+    )
+
+
+# --- rules changing under open requests --------------------------------------------------------------------------
+
+
+def test_an_approval_approves_once_the_rules_are_gone(promo):
+    p = promo
+    promotion = request(p)
+    services.rule_delete(actor=p["org_admin"], rule=p["staging_rule"])
+    with pytest.raises(PermissionDenied):
+        approve(promotion, p["developer"])  # still not the requester
+    promotion = approve(promotion, p["staging_approver"])
+    assert promotion.state == S.APPROVED
+
+
+def test_a_rule_tightened_after_approval_sends_the_request_back(promo):
+    p = promo
+    promotion = approve(request(p), p["staging_approver"])
+    set_rule(p, "staging_rule", required_approvals=2)
+    promotion = execute(promotion)
+    assert promotion.state == S.PENDING and not Deployment.objects.filter(environment=p["staging"]).exists()
+    promotion = approve(promotion, p["org_admin"])
+    assert promotion.state == S.APPROVED
+    assert execute(promotion).state == S.DEPLOYED
+
+
+def test_a_gate_added_after_approval_fails_the_deployment(promo):
+    p = promo
+    promotion = approve(request(p), p["staging_approver"])
+    set_rule(p, "staging_rule", require_ticket=r"^OPS-\d+$")
+    promotion = execute(promotion)
+    assert promotion.state == S.FAILED and "gate failed" in promotion.failure_reason
+    assert notified(p["developer"], Event.PROMOTION_FAILED)

@@ -9,8 +9,7 @@ from apps.approvals import services as approvals
 from apps.approvals.models import PromotionState
 from apps.core.errors import Conflict, ValidationFailed
 from apps.pipelines.models import PipelineVersion
-from tests.approvals.service_helpers import approve, execute, new_version, request, run_ok
-from tests.approvals.test_services import set_rule
+from tests.approvals.service_helpers import approve, execute, new_version, request, run_ok, set_rule
 
 from .conftest import sync
 

@@ -7,8 +7,7 @@ from django.urls import reverse
 
 from apps.pipelines.models import PipelineVersion
 from apps.repositories import git
-from tests.approvals.service_helpers import new_version, request, run_ok
-from tests.approvals.test_services import set_rule
+from tests.approvals.service_helpers import new_version, request, run_ok, set_rule
 
 from .conftest import sync
 

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from apps.runs import executor, profiles
+from apps.runs import executor, profiles, values
 from apps.runs.executor import DestinationMetrics, canonical_value
 from tests.egress_support import sqlite_file
 from tests.runs.test_executor import ENV, _batches, _targets, destination, pg_params  # noqa: F401 (fixtures)
@@ -39,7 +39,7 @@ def _rows(count=300, *, decimals=False):
 def _profile(rows, columns=COLUMNS, size=50, **kwargs):
     metrics = DestinationMetrics(table="t", key=[], **kwargs)
     first = rows[:size]
-    metrics.start(columns, [executor._column_class(row[i] for row in first) for i in range(len(columns))])
+    metrics.start(columns, [values.column_class(row[i] for row in first) for i in range(len(columns))])
     for _columns, batch in _batches(columns, rows, size):
         metrics.add_batch(columns, batch)
     return metrics.as_dict()["columns"]
@@ -85,7 +85,7 @@ def test_profiles_ignore_row_order_and_merge():
     assert _profile(changed)["amount"]["hash"] != _profile(rows)["amount"]["hash"]
     assert _profile(changed)["label"]["hash"] == _profile(rows)["label"]["hash"]
 
-    classes = [executor._column_class(row[i] for row in rows) for i in range(len(COLUMNS))]
+    classes = [values.column_class(row[i] for row in rows) for i in range(len(COLUMNS))]
     halves = []
     for part in (rows[:137], rows[137:]):
         table = profiles.TableProfile(COLUMNS, classes)

@@ -338,3 +338,42 @@ def test_the_key_its_owner_organization_and_role_come_in_one_query(org, members,
         assert member_organization_ids(found.owner) == {org.pk}
     assert found.pk == key.pk and found.scopes == ["read"] and found.last_used_at is not None
     assert found.owner.date_joined == developer.date_joined  # columns converted as the ORM would
+
+
+def test_a_key_request_reads_both_rate_windows_in_one_cache_call(api, org, members, make_key, settings, monkeypatch):
+    """The failure window of the address and the key's own window come in one get_many; the key's
+    throttle uses that read (no second one) and still refuses the request over its rate."""
+    from rest_framework.throttling import SimpleRateThrottle
+
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {
+            "api_key": "2/minute",
+            "user": "100/minute",
+            "anon": "100/minute",
+            "api_key_failure": "20/minute",
+        },
+    }
+    real = SimpleRateThrottle.cache
+    reads: list[str] = []
+
+    class Counting:
+        def get(self, key, default=None):
+            reads.append("get")
+            return real.get(key, default)
+
+        def get_many(self, keys):
+            reads.append("get_many")
+            return real.get_many(keys)
+
+        def set(self, *args, **kwargs):
+            return real.set(*args, **kwargs)
+
+    monkeypatch.setattr(SimpleRateThrottle, "cache", Counting())
+    _, token = make_key(members["developer"], ["read"])
+    client = api(token=token)
+    assert client.get(ORGS).status_code == 200
+    assert reads == ["get_many"]
+    assert client.get(ORGS).status_code == 200
+    assert_error(client.get(ORGS), 429, code="throttled")
+    assert reads == ["get_many"] * 3
