@@ -28,6 +28,10 @@ API_TAGS = [
     {"name": "runs", "description": "Runs: create, preview, claim and report (external executors), cancel."},
     {"name": "deployments", "description": "Which version runs where; rollback."},
     {"name": "schedules", "description": "Cron schedules per pipeline and environment."},
+    {
+        "name": "triggers",
+        "description": "Downstream orchestration: on success of another pipeline, or on a signed inbound webhook.",
+    },
     {"name": "approval-rules", "description": "What a promotion into an environment needs."},
     {"name": "promotions", "description": "Promotion requests, their frozen plan and decisions."},
     {"name": "notification-channels", "description": "Email, webhook and Slack-style channels."},

@@ -12,6 +12,7 @@ from apps.pipelines.api import PipelineViewSet, ProjectViewSet
 from apps.repositories.api import RepositoryViewSet
 from apps.resolution.api import PipelineResolutionViewSet, ProjectMatrixViewSet
 from apps.runs.api import DeploymentViewSet, RunViewSet, ScheduleViewSet
+from apps.runs.api_triggers import PipelineTriggerViewSet
 from apps.secrets.api import SecretViewSet
 from apps.tenancy.api import ApiKeyViewSet, MembershipViewSet, OrganizationViewSet, ServiceAccountViewSet
 from apps.variables.api import VariableOverrideViewSet, VariableViewSet
@@ -54,6 +55,7 @@ router.register("connection-bindings", ConnectionBindingViewSet, basename="conne
 router.register("runs", RunViewSet, basename="run")
 router.register("deployments", DeploymentViewSet, basename="deployment")
 router.register("schedules", ScheduleViewSet, basename="schedule")
+router.register("triggers", PipelineTriggerViewSet, basename="trigger")
 router.register("approval-rules", ApprovalRuleViewSet, basename="approval-rule")
 router.register("promotions", PromotionViewSet, basename="promotion")
 # Rollback lives in approvals (it also marks the promotion rolled back); runs sits below it.

@@ -291,6 +291,7 @@ SPECTACULAR_SETTINGS = {
         "PromotionStateEnum": "apps.approvals.models.PromotionState",
         "SyncStateEnum": "apps.repositories.models.SyncState",
         "VariableTypeEnum": "apps.variables.models.VariableType",
+        "TriggerKindEnum": "apps.runs.models.TriggerKind",
     },
     "APPEND_COMPONENTS": {
         "securitySchemes": {"ApiKeyAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "pnx_<prefix>_<secret>"}}
@@ -337,6 +338,7 @@ CELERY_BEAT_SCHEDULE = {
     "notifications-sweep-deliveries": {"task": "apps.notifications.tasks.sweep_deliveries", "schedule": 60.0},
     "runs-fire-schedules": {"task": "apps.runs.tasks.fire_schedules", "schedule": 30.0},
     "runs-sweep": {"task": "apps.runs.tasks.sweep_runs", "schedule": 60.0},
+    "runs-sweep-triggers": {"task": "apps.runs.tasks.sweep_triggers", "schedule": 60.0},
     "connection-tests-sweep": {"task": "apps.resolution.tasks.sweep_connection_tests", "schedule": 120.0},
     "promotions-sweep": {"task": "apps.approvals.tasks.sweep_promotions", "schedule": 60.0},
     "promotions-remind": {"task": "apps.approvals.tasks.remind_approvers", "schedule": 3600.0},

@@ -2,7 +2,8 @@
 (stages, members, grants, a secret, a project, a pipeline with a version, variables and overrides,
 connection roles and bindings, a deployment, a schedule, approval rules) plus one of everything
 else the API lists (a run of each executor, a promotion request, a notification channel, an inbox
-notification, a freeze window, a service account, spare API keys), so generated ids hit real rows.
+notification, a freeze window, a service account, spare API keys, an on-success and a webhook
+trigger), so generated ids hit real rows.
 
 Prints one JSON line: the bearer token of an `admin`-scoped key of the owner, and the ids the run
 must never destroy (that key, the owner's membership, the organization), read by
@@ -29,8 +30,9 @@ from apps.environments import services as env_services  # noqa: E402
 from apps.environments.models import FreezeKind  # noqa: E402
 from apps.notifications import services as notification_services  # noqa: E402
 from apps.notifications.models import ChannelKind, Event  # noqa: E402
+from apps.pipelines import services as pipeline_services  # noqa: E402
 from apps.runs import services as run_services  # noqa: E402
-from apps.runs.models import Executor  # noqa: E402
+from apps.runs.models import Executor, TriggerKind  # noqa: E402
 from apps.tenancy import services as tenancy_services  # noqa: E402
 from apps.tenancy.models import Membership  # noqa: E402
 from apps.variables import services as variable_services  # noqa: E402
@@ -67,6 +69,22 @@ def build() -> dict:
         actor=owner, variable=org.variables.get(name="source_table"), environment=stages["development"], value="mine"
     )
     tenancy_services.service_account_create(actor=owner, organization=org, name="ci")
+    downstream = pipeline_services.pipeline_create(actor=owner, project=pipeline.project, name="Orders downstream")
+    pipeline_services.pipeline_version_create(actor=owner, pipeline=downstream, graph=version.graph)
+    run_services.trigger_create(
+        actor=owner,
+        pipeline=downstream,
+        environment=stages["development"],
+        kind=TriggerKind.ON_SUCCESS,
+        upstream_pipeline=pipeline,
+    )
+    run_services.trigger_create(
+        actor=owner,
+        pipeline=pipeline,
+        environment=stages["development"],
+        kind=TriggerKind.WEBHOOK,
+        signing_secret=org.secrets.first(),
+    )
     for name in ("spare-1", "spare-2"):  # keys the run may revoke
         tenancy_services.api_key_create(actor=owner, organization=org, name=name, scopes=["read"])
     key, token = tenancy_services.api_key_create(actor=owner, organization=org, name="schemathesis", scopes=["admin"])

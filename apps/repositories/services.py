@@ -6,8 +6,6 @@ pipeline, with a VersionSource row saying which commit it came from. A definitio
 invalid at the head of the default branch fails the sync as a whole: a clear error on the
 repository, no version, the existing versions untouched."""
 
-import hashlib
-import hmac
 import json
 import logging
 import posixpath
@@ -18,10 +16,11 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.core import egress
+from apps.core import egress, signing
 from apps.core.bounded_yaml import load_bounded
 from apps.core.errors import Conflict, DomainError, PermissionDenied, ValidationFailed, field_error
 from apps.core.services import audited_delete, audited_save
+from apps.core.signing import WebhookRefused
 from apps.pipelines import graph as graphs
 from apps.pipelines import services as pipeline_services
 from apps.pipelines.models import Pipeline
@@ -378,13 +377,6 @@ def _store(repository: Repository, mirror, sha: str, graph: dict, *, branch: str
 # --- provider webhooks --------------------------------------------------------------------------------------------
 
 
-class WebhookRefused(DomainError):
-    """A webhook that fails verification: 401, nothing written."""
-
-    code = "webhook_unauthorized"
-    status = 401
-
-
 def _signing_key(repository: Repository | None) -> str:
     secret = repository.webhook_secret if repository is not None and repository.webhook_secret_id else None
     if secret is None:
@@ -403,11 +395,10 @@ def _verify(repository: Repository | None, headers, body: bytes) -> tuple[str, s
         raise WebhookRefused("Sign the delivery (X-Hub-Signature-256) or send the token (X-Gitlab-Token).")
     key = _signing_key(repository)
     if signature is not None:
-        expected = "sha256=" + hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected.encode(), signature.strip().encode("utf-8", "replace")):
+        if not signing.matches(signing.body_signature(key, body), signature):
             raise WebhookRefused("The signature does not match.")
         return "github", headers.get("X-GitHub-Delivery", ""), headers.get("X-GitHub-Event", "")
-    if not hmac.compare_digest(key.encode(), token.encode("utf-8", "replace")):
+    if not signing.matches(key, token):
         raise WebhookRefused("The token does not match.")
     delivery = headers.get("X-Gitlab-Event-UUID") or headers.get("X-Gitlab-Webhook-UUID") or ""
     return "gitlab", delivery, headers.get("X-Gitlab-Event", "")
@@ -427,10 +418,11 @@ def webhook_receive(*, repository_pk: int, headers, body: bytes) -> str:
         raise field_error("delivery", "The delivery id header (X-GitHub-Delivery, X-Gitlab-Event-UUID) is missing.")
     if event not in SYNC_EVENTS[provider]:
         return "ignored"
-    try:
-        with transaction.atomic():
-            WebhookDelivery.objects.create(repository=repository, provider=provider, delivery_id=delivery, event=event)
-    except IntegrityError:
+    if not signing.accept_once(
+        lambda: WebhookDelivery.objects.create(
+            repository=repository, provider=provider, delivery_id=delivery, event=event
+        )
+    ):
         return "duplicate"
     repository_request_sync(repository=repository)
     return "queued"

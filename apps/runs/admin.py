@@ -1,6 +1,7 @@
-"""Admin for runs (read-mostly, with a "cancel" action), deployments (read-only history) and
+"""Admin for runs (read-mostly, with a "cancel" action), deployments (read-only history),
 schedules (added and changed through services.schedule_save, so cron, time zone, locks and the
-permission door hold here as form errors, exactly as in the API).
+permission door hold here as form errors, exactly as in the API) and triggers (through the triggers
+service, a ServiceModelAdmin).
 
 Non-superuser staff see only rows in environments they may view; the environment and pipeline
 filters offer only those."""
@@ -14,6 +15,7 @@ from apps.core.admin import (
     AuditedAdmin,
     LightModelAdmin,
     ServiceActionMixin,
+    ServiceModelAdmin,
     ViewOnlyAdminMixin,
     adopt,
     dry_run,
@@ -24,9 +26,10 @@ from apps.environments import permissions as perms
 from apps.environments.admin_rows import EnvironmentFilter, EnvironmentScopedAdminMixin
 from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline
+from apps.secrets.models import Secret
 
 from . import selectors, services
-from .models import DEPLOYMENT_RECORD, RUN_LIFECYCLE, Deployment, Run, Schedule
+from .models import DEPLOYMENT_RECORD, RUN_LIFECYCLE, Deployment, PipelineTrigger, Run, Schedule
 
 
 class PipelineFilter(admin.SimpleListFilter):
@@ -255,3 +258,97 @@ class ScheduleAdmin(EnvironmentScopedAdminMixin, AuditedAdmin):
             schedule=current, **self._save_kwargs(request, current or obj, form.cleaned_data)
         )
         adopt(obj, saved)
+
+
+# --- triggers --------------------------------------------------------------------------------------------
+
+
+class PipelineTriggerAdminForm(forms.ModelForm):
+    class Meta:
+        model = PipelineTrigger
+        fields = ["pipeline", "environment", "kind", "upstream_pipeline", "signing_secret", "enabled"]
+        help_texts = {
+            "enabled": "Leave unchecked on a new trigger to follow the deployment (on once deployed in production "
+            "and protected stages, at once elsewhere).",
+        }
+
+
+@admin.register(PipelineTrigger)
+class PipelineTriggerAdmin(EnvironmentScopedAdminMixin, ServiceModelAdmin):
+    """Triggers through the triggers service: the schedules' rule decides who may edit them."""
+
+    form = PipelineTriggerAdminForm
+    list_display = ["pipeline", "environment", "kind", "upstream_pipeline", "enabled", "owner", "updated_at"]
+    list_filter = ["kind", "enabled", EnvironmentFilter, PipelineFilter]
+    list_select_related = ["pipeline__project", "environment__organization", "upstream_pipeline__project", "owner"]
+    search_fields = ["pipeline__slug", "upstream_pipeline__slug", "environment__slug"]
+    readonly_fields = ["hook_url", "switched_on_by", "owner", "created_at", "updated_at"]
+    create_requires = ("pipeline", "environment", "kind")
+
+    def get_queryset(self, request):
+        return selectors.triggers_for(request.user)
+
+    def has_add_permission(self, request):
+        return self.has_view_permission(request)
+
+    def _may_edit(self, request, obj) -> bool:
+        if obj is None:
+            return self.has_view_permission(request)
+        try:
+            services.require_schedule_edit(request.user, obj.environment)
+        except DomainError:
+            return False
+        return True
+
+    def has_change_permission(self, request, obj=None):
+        return self._may_edit(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._may_edit(request, obj)
+
+    def get_readonly_fields(self, request, obj=None):
+        fixed = ["pipeline", "environment", "kind"] if obj is not None else []
+        return [*fixed, *self.readonly_fields]
+
+    @admin.display(description="webhook URL")
+    def hook_url(self, obj) -> str:
+        return services.trigger_hook_url(obj) or "—" if obj.pk else "—"
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "environment":
+            # Candidates only; services.require_schedule_edit decides (a locked stage needs manage_schedules).
+            environments = Environment.objects.select_related("organization")
+            kwargs["queryset"] = perms.environments_where(request.user, perms.MANAGE_SCHEDULES, environments) | (
+                perms.environments_where(request.user, perms.CHANGE_CONFIG, environments)
+            )
+        elif db_field.name in ("pipeline", "upstream_pipeline"):
+            kwargs["queryset"] = Pipeline.objects.restrict(request.user).select_related("project")
+        elif db_field.name == "signing_secret":
+            kwargs["queryset"] = Secret.objects.restrict(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def service_create(self, request, cleaned_data):
+        return services.trigger_create(
+            actor=request.user,
+            pipeline=cleaned_data["pipeline"],
+            environment=cleaned_data["environment"],
+            kind=cleaned_data["kind"],
+            upstream_pipeline=cleaned_data.get("upstream_pipeline"),
+            signing_secret=cleaned_data.get("signing_secret"),
+            # On a new trigger an unchecked box means "follow the deployment" (the service decides).
+            enabled=True if cleaned_data.get("enabled") else None,
+        )
+
+    def service_update(self, request, obj, form):
+        current = PipelineTrigger.objects.select_related("pipeline__project", "environment__policy").get(pk=obj.pk)
+        data = form.cleaned_data
+        return services.trigger_update(
+            actor=request.user,
+            trigger=current,
+            enabled=data.get("enabled"),
+            upstream_pipeline=data.get("upstream_pipeline"),
+            signing_secret=data.get("signing_secret"),
+        )
+
+    def service_delete(self, request, obj) -> None:
+        services.trigger_delete(actor=request.user, trigger=obj)

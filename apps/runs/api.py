@@ -73,6 +73,7 @@ class RunSerializer(serializers.ModelSerializer):
             "environment",
             "deployment",
             "trigger",
+            "upstream",
             "executor",
             "status",
             "requested_by",

@@ -1,4 +1,4 @@
-"""Deployments, schedules and runs."""
+"""Deployments, schedules, runs, and triggers with their fires (downstream orchestration)."""
 
 from django.conf import settings
 from django.db import models
@@ -10,6 +10,7 @@ from apps.core.models import FrozenDocument, FrozenDocumentAttribute, FrozenDocu
 from apps.environments.models import Environment, validate_cron, validate_timezone
 from apps.environments.querysets import EnvScopedQuerySet
 from apps.pipelines.models import Pipeline, PipelineVersion
+from apps.secrets.models import Secret
 
 DEPLOYMENT_RECORD = (
     "version",
@@ -98,6 +99,8 @@ class Trigger(models.TextChoices):
     SCHEDULE = "schedule"
     API = "api"
     VALIDATION = "validation"
+    TRIGGER = "trigger", "on success of another pipeline"
+    WEBHOOK = "webhook", "inbound webhook"
 
 
 class Executor(models.TextChoices):
@@ -136,6 +139,8 @@ class Run(FSMModelMixin, models.Model):
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="runs")
     deployment = models.ForeignKey(Deployment, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
     trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.MANUAL)
+    # The run whose success started this one (an on-success PipelineTrigger).
+    upstream = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="downstream")
     executor = models.CharField(max_length=20, choices=Executor.choices, default=Executor.BUILTIN)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     status = FSMField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True, protected=True)
@@ -242,3 +247,101 @@ class ScheduleFire(models.Model):
 
     def __str__(self):
         return f"{self.schedule_id}@{self.scheduled_for:%Y-%m-%d %H:%M}"
+
+
+class TriggerKind(models.TextChoices):
+    ON_SUCCESS = "on_success", "on success of another pipeline"
+    WEBHOOK = "webhook", "inbound webhook"
+
+
+class PipelineTrigger(TimeStampedModel):
+    """Starts a run of a pipeline in an environment when another pipeline succeeds there, or when a
+    signed webhook arrives at its URL. Like schedules, off in production and protected stages until
+    a deployment switches it on; `switched_on_by` is that deployment (a rollback of it switches the
+    trigger off again)."""
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="triggers")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="triggers")
+    kind = models.CharField(max_length=20, choices=TriggerKind.choices)
+    upstream_pipeline = models.ForeignKey(
+        Pipeline,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="downstream_triggers",
+        help_text="On success of: its succeeded runs in this environment start this pipeline.",
+    )
+    # The webhook's URL part: unguessable, but not what authenticates (the signature does).
+    token = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
+    signing_secret = models.ForeignKey(
+        Secret,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Signs the webhook's body (HMAC-SHA256 over the timestamp and the body).",
+    )
+    enabled = models.BooleanField(default=False)
+    switched_on_by = models.ForeignKey(
+        Deployment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    objects = EnvScopedQuerySet.as_manager()
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["pipeline", "environment", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(kind="on_success") & Q(upstream_pipeline__isnull=False) & Q(token__isnull=True))
+                | (Q(kind="webhook") & Q(upstream_pipeline__isnull=True) & Q(token__isnull=False)),
+                name="trigger_kind_fields",
+            ),
+            models.UniqueConstraint(
+                fields=["pipeline", "environment", "upstream_pipeline"],
+                condition=Q(kind="on_success"),
+                name="one_trigger_per_upstream",
+            ),
+        ]
+
+    def __str__(self):
+        what = f"on success of {self.upstream_pipeline}" if self.kind == TriggerKind.ON_SUCCESS else "on webhook"
+        return f"{self.pipeline} in {self.environment.slug} {what}"
+
+
+class TriggerFireQuerySet(EnvScopedQuerySet):
+    environment_path = "trigger__environment"
+
+
+class TriggerFire(models.Model):
+    """The outbox of a trigger: one row per upstream success (or accepted webhook delivery). Its
+    unique constraints make each start its downstream run exactly once, whatever retries, duplicate
+    deliveries or concurrent workers happen; `run` is set when the run was created."""
+
+    trigger = models.ForeignKey(PipelineTrigger, on_delete=models.CASCADE, related_name="fires")
+    upstream = models.ForeignKey(Run, null=True, blank=True, on_delete=models.CASCADE, related_name="trigger_fires")
+    # A webhook delivery's signature: the same signed delivery inside the replay window is refused.
+    delivery = models.CharField(max_length=80, blank=True)
+    run = models.OneToOneField(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="trigger_fire")
+    error = models.CharField(max_length=1000, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    fired_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TriggerFireQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["upstream", "trigger"], condition=Q(upstream__isnull=False), name="one_fire_per_upstream_run"
+            ),
+            models.UniqueConstraint(
+                fields=["trigger", "delivery"], condition=~Q(delivery=""), name="one_fire_per_webhook_delivery"
+            ),
+        ]
+        indexes = [models.Index(fields=["fired_at"], name="trigger_fire_pending")]
+
+    def __str__(self):
+        return f"{self.trigger_id} ← {self.upstream_id or self.delivery[:12]}"

@@ -1,10 +1,10 @@
-"""Permission-filtered reads for runs, deployments and schedules (only in environments the user may see)."""
+"""Permission-filtered reads for runs, deployments, schedules and triggers (only in environments the user may see)."""
 
 from django.db.models import QuerySet
 
 from apps.environments import permissions as perms
 
-from .models import Deployment, Run, Schedule
+from .models import Deployment, PipelineTrigger, Run, Schedule
 
 
 def runs_for(user, codenames=(perms.VIEW,)) -> QuerySet[Run]:
@@ -24,3 +24,9 @@ def deployments_for(user) -> QuerySet[Deployment]:
 
 def schedules_for(user) -> QuerySet[Schedule]:
     return Schedule.objects.restrict(user).select_related("pipeline__project", "environment__policy", "owner")
+
+
+def triggers_for(user) -> QuerySet[PipelineTrigger]:
+    return PipelineTrigger.objects.restrict(user).select_related(
+        "pipeline__project", "environment__policy", "upstream_pipeline", "signing_secret", "owner"
+    )

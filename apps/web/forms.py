@@ -11,7 +11,7 @@ from apps.environments import permissions as perms
 from apps.environments.models import Environment
 from apps.pipelines.selectors import pipelines_for, projects_for, versions_of
 from apps.runs import services as run_services
-from apps.runs.models import RunStatus
+from apps.runs.models import RunStatus, TriggerKind
 from apps.runs.selectors import runs_for
 from apps.secrets.models import Secret
 from apps.variables.forms import VALUE_HELP
@@ -292,6 +292,51 @@ class ScheduleForm(forms.Form):
                 cron=schedule.cron, timezone=schedule.timezone, enabled="true" if schedule.enabled else "false"
             )
             self.fields["enabled"].choices = [("true", "On"), ("false", "Off")]
+
+
+class TriggerForm(forms.Form):
+    """Create a trigger: on success of another pipeline in the same environment, or on a signed
+    webhook; the runs service decides who may, cycles and when it is on."""
+
+    environment = EnvironmentChoiceField(queryset=None, empty_label=None, label="Environment")
+    kind = forms.ChoiceField(choices=TriggerKind.choices, label="Start this pipeline")
+    upstream_pipeline = forms.ModelChoiceField(
+        queryset=None, required=False, label="On success of", help_text="Its succeeded runs in this environment."
+    )
+    signing_secret = forms.ModelChoiceField(
+        queryset=None,
+        required=False,
+        label="Signing secret",
+        help_text="Webhook deliveries are signed with it (HMAC-SHA256 over the timestamp and the body).",
+    )
+    enabled = forms.TypedChoiceField(
+        choices=[("", "Follow the deployment (on once deployed)"), ("true", "On"), ("false", "Off")],
+        coerce=lambda v: v == "true",
+        empty_value=None,
+        required=False,
+        label="Enabled",
+    )
+
+    def __init__(self, user, pipeline, *args, **kwargs):
+        kwargs.setdefault("auto_id", "trigger_%s")  # the page holds several forms: ids stay unique
+        super().__init__(*args, **kwargs)
+        organization = pipeline.project.organization
+        self.shows_environments = organization.has_environments_feature
+        if self.shows_environments:
+            self.fields["environment"].queryset = (
+                Environment.objects.in_organization(organization.pk).restrict(user).order_by("position", "name")
+            )
+            self.fields["environment"].initial = pipeline.project.default_environment_id
+        else:
+            del self.fields["environment"]
+        self.fields["upstream_pipeline"].queryset = (
+            pipelines_for(user)
+            .filter(project__organization=organization)
+            .select_related("project")
+            .order_by("project__name", "name")
+        )
+        self.fields["upstream_pipeline"].label_from_instance = lambda p: f"{p.project.name} / {p.name}"
+        self.fields["signing_secret"].queryset = Secret.objects.restrict(user).filter(organization=organization)
 
 
 class PreviewForm(forms.Form):

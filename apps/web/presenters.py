@@ -374,6 +374,8 @@ TRIGGER_TEXT = {
     "api": "started through the API",
     "schedule": "started by a schedule",
     "validation": "a validation run",
+    "trigger": "started by a trigger",
+    "webhook": "started by a webhook trigger",
 }
 
 
@@ -381,8 +383,10 @@ def run_started_by(run: Run) -> str:
     """Who and what started a run: the trigger and the person (or the schedule's owner, or the API
     key's owner) it acted for."""
     who = run.requested_by.get_username() if run.requested_by else "nobody (the requester was removed)"
-    if run.trigger == "schedule":
-        return f"{TRIGGER_TEXT['schedule']}, acting for {who}"
+    if run.trigger == "trigger" and run.upstream_id:
+        return f"{TRIGGER_TEXT['trigger']} on success of run {run.upstream_id}, acting for {who}"
+    if run.trigger in ("schedule", "trigger", "webhook"):
+        return f"{TRIGGER_TEXT[run.trigger]}, acting for {who}"
     return f"{TRIGGER_TEXT.get(run.trigger, run.trigger)} by {who}"
 
 
@@ -473,6 +477,34 @@ def schedules(user, pipeline) -> list[dict]:
         except DomainError:
             upcoming = []
         shaped.append({"schedule": schedule, "next": upcoming, "may_edit": not refusal, "refusal": refusal})
+    return shaped
+
+
+def triggers(user, pipeline) -> list[dict]:
+    """The pipeline's triggers the user may see, per environment (in promotion order), each with
+    whether the user may edit it (the runs service's rule, as for schedules)."""
+    from apps.core.errors import DomainError
+    from apps.runs import services as run_services
+    from apps.runs.selectors import triggers_for
+
+    shaped, answers = [], {}
+    rows = triggers_for(user).filter(pipeline=pipeline).order_by("environment__position", "environment_id", "id")
+    for trigger in rows:
+        if trigger.environment_id not in answers:
+            try:
+                run_services.require_schedule_edit(user, trigger.environment)
+                answers[trigger.environment_id] = ""
+            except DomainError as exc:
+                answers[trigger.environment_id] = exc.message
+        refusal = answers[trigger.environment_id]
+        shaped.append(
+            {
+                "trigger": trigger,
+                "hook_url": run_services.trigger_hook_url(trigger),
+                "may_edit": not refusal,
+                "refusal": refusal,
+            }
+        )
     return shaped
 
 

@@ -23,7 +23,7 @@ from apps.pipelines.selectors import pipelines_for, projects_for
 from apps.runs import services as run_services
 from apps.runs.cron import next_fire_times
 from apps.runs.models import TERMINAL, Schedule
-from apps.runs.selectors import runs_for, schedules_for
+from apps.runs.selectors import runs_for, schedules_for, triggers_for
 from apps.variables import services as variable_services
 from apps.variables.forms import text_to_value
 from apps.variables.models import PERSONAL_KINDS, VariableType
@@ -41,6 +41,7 @@ from .forms import (
     PromotionRequestForm,
     RunForm,
     ScheduleForm,
+    TriggerForm,
 )
 
 AUDIT_PAGE_SIZE = 50
@@ -166,12 +167,14 @@ def _pipeline(request, pipeline, status=200, **bound):
         "run_form": bound.pop("run_form", None) or RunForm(user, pipeline, selectors.runtime_parameters(variables)),
         "personal_form": bound.pop("personal_form", None) or PersonalOverrideForm(user, pipeline, variables),
         "schedule_form": bound.pop("schedule_form", None) or ScheduleForm(user, pipeline),
+        "trigger_form": bound.pop("trigger_form", None) or TriggerForm(user, pipeline),
         "preview_form": bound.pop("preview_form", None)
         or PreviewForm(user, pipeline, preview_environments, presenters.source_nodes(pipeline)),
     }
     context.update(
         forms,
         schedules=presenters.schedules(user, pipeline),
+        triggers=presenters.triggers(user, pipeline),
         may_preview=preview_environments.exists(),
         personal=presenters.personal_rows(user, variables),
         # The section shows where the user sees a stage that keeps personal values (no query: the
@@ -355,6 +358,68 @@ def schedule_delete(request, pk: int):
         return _pipeline(request, pipeline, status=exc.status, schedule_error=exc.message)
     messages.success(request, f"Schedule in {schedule.environment.name} deleted.")
     return redirect(reverse("web:pipeline-detail", args=[pipeline.pk]) + "#schedules-h")
+
+
+@login_required
+@require_POST
+def pipeline_trigger_create(request, pk: int):
+    """The trigger dialog (new trigger): the runs service decides who may, cycles and when it is on."""
+    pipeline = _visible_pipeline(request, pk)
+    form = TriggerForm(request.user, pipeline, request.POST)
+    trigger, status = submit(
+        form,
+        lambda data: run_services.trigger_create(
+            actor=request.user,
+            pipeline=pipeline,
+            environment=data.get("environment") or pipeline.project.default_environment,
+            kind=data["kind"],
+            upstream_pipeline=data["upstream_pipeline"],
+            signing_secret=data["signing_secret"],
+            enabled=data["enabled"],
+        ),
+    )
+    if trigger is not None:
+        messages.success(request, f"Trigger saved in {trigger.environment.name}.")
+        return redirect(reverse("web:pipeline-detail", args=[pipeline.pk]) + "#triggers-h")
+    return _pipeline(request, pipeline, status=status, trigger_form=form, open_dialog="trigger")
+
+
+def _visible_trigger(request, pk: int):
+    return get_object_or_404(triggers_for(request.user).select_related("pipeline__project__organization"), pk=pk)
+
+
+def _trigger_change(request, pk: int, change, done: str):
+    """Switch or delete a trigger through the runs service; a refusal is shown on the page with its 4xx."""
+    trigger = _visible_trigger(request, pk)
+    pipeline = trigger.pipeline
+    try:
+        with transaction.atomic():
+            change(triggers_for(request.user).select_for_update(of=("self",)).get(pk=pk))
+    except DomainError as exc:
+        return _pipeline(request, pipeline, status=exc.status, trigger_error=exc.message)
+    messages.success(request, f"Trigger in {trigger.environment.name} {done}.")
+    return redirect(reverse("web:pipeline-detail", args=[pipeline.pk]) + "#triggers-h")
+
+
+@login_required
+@require_POST
+def trigger_switch(request, pk: int):
+    """Switch a trigger on or off (same service and rule as the API)."""
+    enabled = request.POST.get("enabled") == "true"
+    return _trigger_change(
+        request,
+        pk,
+        lambda trigger: run_services.trigger_update(actor=request.user, trigger=trigger, enabled=enabled),
+        "switched on" if enabled else "switched off",
+    )
+
+
+@login_required
+@require_POST
+def trigger_delete(request, pk: int):
+    return _trigger_change(
+        request, pk, lambda trigger: run_services.trigger_delete(actor=request.user, trigger=trigger), "deleted"
+    )
 
 
 @login_required

@@ -22,9 +22,10 @@ from .service_helpers import approve, deploy_to_staging, new_version, request, r
 # transaction in production). What execute_promotion's remain: step 1 (the locked request with its
 # plan, configuration revision and freeze check; its decisions; the active deployment; the rules and
 # their approvers' grants; the `deploying` row and its history row), step 2 (the lock, the active
-# deployment, the new one and its history row, the schedules to switch on, the `deployed` row and its
-# history row) and the deployed notice (channels, inbox rows, e-mails through the outbox).
-EXECUTE_MAX_QUERIES = 19
+# deployment, the new one and its history row, the schedules and the triggers to switch on, the
+# `deployed` row and its history row) and the deployed notice (channels, inbox rows, e-mails through
+# the outbox).
+EXECUTE_MAX_QUERIES = 20
 # Superseding a deployment also writes the previous one (is_active off) and its history row.
 EXECUTE_OVER_A_DEPLOYMENT_MAX_QUERIES = EXECUTE_MAX_QUERIES + 2
 # The last (only) approval: the locked request with its plan and configuration revision, its

@@ -70,6 +70,7 @@ def test_swagger_ui_renders_the_operations_offline(page, live_server):
     assert seen["tags"] == {tag["name"] for tag in API_TAGS}
     assert {op_id.rsplit("-", 1)[-1] for op_id in seen["operations"]} >= operations
     assert "/api/v1/promotions/" in seen["paths"] and "/api/v1/personal-overrides/" in seen["paths"]
+    assert "/api/v1/triggers/" in seen["paths"]
     assert outside == []
 
 

@@ -162,7 +162,7 @@ def _build_world(warehouse_path) -> dict:
     tenancy_services.membership_add(actor=owner, organization=org, user=member, role="member")
     tenancy_services.service_account_create(actor=owner, organization=org, name="ci runner")
     tenancy_services.api_key_create(actor=owner, organization=org, name="ci", scopes=["read"])
-    secret_services.secret_create(
+    secret = secret_services.secret_create(
         actor=owner, organization=org, name="db_password", value="s3cr3t-value", allowed_environments=[development]
     )
     variable = variable_services.variable_create(
@@ -185,6 +185,9 @@ def _build_world(warehouse_path) -> dict:
     group = Group.objects.create(name="ab-reviewers")
     env_services.permission_grant(actor=owner, environment=staging, codename=perms.VIEW, group=group)
     run_services.schedule_save(actor=owner, pipeline=pipeline, environment=development, cron="0 6 * * *")
+    run_services.trigger_create(
+        actor=owner, pipeline=pipeline, environment=development, kind="webhook", signing_secret=secret
+    )
     run_services.run_create(actor=owner, pipeline=pipeline, environment=development, executor_kind=Executor.EXTERNAL)
     run_services.deploy_direct(actor=owner, pipeline=pipeline, environment=development, version=version)
     approval_services.rule_save(

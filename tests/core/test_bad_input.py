@@ -8,6 +8,7 @@ error shape and the field named."""
 
 import functools
 import json
+import time
 from urllib.parse import quote
 
 import pytest
@@ -16,7 +17,9 @@ from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 from drf_spectacular.generators import SchemaGenerator
+from rest_framework.test import APIClient
 
+from apps.core import signing
 from apps.environments import permissions as perms
 from apps.environments import services as env_services
 from apps.environments.models import FreezeKind
@@ -28,6 +31,7 @@ from tests.conftest import make_acme
 pytestmark = pytest.mark.django_db
 
 WRITE_METHODS = ("post", "put", "patch", "delete")
+HOOK_KEY = "hook-signing-value-4c7e"
 
 
 def _load_schema() -> dict:
@@ -158,7 +162,22 @@ def _promotions_layer(w) -> dict:
     approval_services.promotion_execute(failed.pk)
     failed.refresh_from_db()
     assert failed.state == "failed", failed.state
+    trigger = run_services.trigger_create(
+        actor=admin,
+        pipeline=invoices,
+        environment=stages["development"],
+        kind="on_success",
+        upstream_pipeline=pipeline,
+    )
+    from apps.secrets import services as secret_services
+
+    hook_key = secret_services.secret_create(actor=admin, organization=w["org"], name="hook_key", value=HOOK_KEY)
+    hook = run_services.trigger_create(
+        actor=admin, pipeline=pipeline, environment=stages["development"], kind="webhook", signing_secret=hook_key
+    )
     return {
+        "trigger": trigger,
+        "hook": hook,
         "rule": rule,
         "promotion": request(),
         "failed_promotion": failed,
@@ -246,9 +265,29 @@ def _configuration_layer(org, admin, stages) -> dict:
 
 # Operations only a platform operator may perform; everything else runs as the organization's owner.
 OPERATOR_OPERATIONS = {"POST /api/v1/organizations/"}
+# Operations authenticated by a signature instead of a user (the world's webhook trigger, signed with
+# its `hook_key` secret): their client signs every body it sends, so what is refused is the body.
+SIGNED_OPERATIONS = {"POST /api/v1/triggers/hooks/{token}/": HOOK_KEY}
+
+
+class SigningClient(APIClient):
+    """Signs each request's body as a webhook sender does (apps.core.signing's timestamped scheme)."""
+
+    def __init__(self, key: str, **defaults):
+        super().__init__(**defaults)
+        self.key = key
+
+    def generic(self, method, path, data="", content_type="application/octet-stream", secure=False, **extra):
+        body = data.encode() if isinstance(data, str) else (data or b"")
+        timestamp = int(time.time())
+        extra.setdefault("HTTP_X_PLANASONIX_TIMESTAMP", str(timestamp))
+        extra.setdefault("HTTP_X_PLANASONIX_SIGNATURE", signing.sign(self.key, timestamp, body))
+        return super().generic(method, path, data, content_type, secure, **extra)
 
 
 def _client(api, world, op):
+    if _op_id(op) in SIGNED_OPERATIONS:
+        return SigningClient(SIGNED_OPERATIONS[_op_id(op)])
     return api(world["operator" if _op_id(op) in OPERATOR_OPERATIONS else "admin"])
 
 
@@ -382,6 +421,13 @@ VALID = {
     "POST /api/v1/repositories/{id}/sync/": (lambda w: {"id": w["repository"].pk}, None),
     "PATCH /api/v1/schedules/{id}/": (lambda w: {"id": w["schedule"].pk}, {"cron": "0 8 * * *"}),
     "DELETE /api/v1/schedules/{id}/": (lambda w: {"id": w["schedule"].pk}, None),
+    "POST /api/v1/triggers/": (
+        lambda w: {},
+        {"pipeline": None, "environment": "staging", "kind": "webhook", "signing_secret": "db_password"},
+    ),
+    "PATCH /api/v1/triggers/{id}/": (lambda w: {"id": w["trigger"].pk}, {"enabled": False}),
+    "DELETE /api/v1/triggers/{id}/": (lambda w: {"id": w["trigger"].pk}, None),
+    "POST /api/v1/triggers/hooks/{token}/": (lambda w: {"token": w["hook"].token}, {"parameters": {}}),
 }
 
 # Bodies that need ids of objects made by the world (filled in by _valid_body).
@@ -393,6 +439,7 @@ BODY_IDS = {
     "POST /api/v1/runs/": ("pipeline", "pipeline"),
     "POST /api/v1/deployments/": ("pipeline", "pipeline"),
     "POST /api/v1/schedules/": ("pipeline", "pipeline"),
+    "POST /api/v1/triggers/": ("pipeline", "pipeline"),
     "POST /api/v1/promotions/": ("pipeline", "invoices"),
     "POST /api/v1/repositories/": ("pipeline", "spare_pipeline"),
 }

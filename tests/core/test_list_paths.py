@@ -1,5 +1,5 @@
 """Lists never carry blobs: query-count guards at 1 and 50 rows for the list endpoints, changelists and
-list pages that show runs, promotions, deployments, versions and overrides (rows with realistic blobs),
+list pages that show runs, promotions, deployments, versions, overrides and triggers (rows with realistic blobs),
 and a check that no list response contains a plan, resolved answer, log or graph."""
 
 import pytest
@@ -11,7 +11,8 @@ from django.urls import reverse
 from apps.approvals.models import PromotionRequest, PromotionState
 from apps.core.admin import LightChangelistMixin
 from apps.core.models import FrozenDocument
-from apps.runs.models import Deployment, Run, RunStatus
+from apps.runs.models import Deployment, PipelineTrigger, Run, RunStatus, TriggerKind
+from apps.secrets import services as secret_services
 from apps.variables.models import PersonalOverride, Variable, VariableOverride
 from tests.runs.conftest import run_setup  # noqa: F401  (fixture)
 
@@ -28,6 +29,9 @@ def world(run_setup, stages, org, org_admin):  # noqa: F811
     """Adds `n` rows carrying blobs to runs, promotions, deployments and overrides."""
     pipeline, version = run_setup["pipeline"], run_setup["version"]
     environments = list(stages.values())
+    signing_secret = secret_services.secret_create(
+        actor=org_admin, organization=org, name="list_hook_key", value="list-hook-signing-value"
+    )
 
     def grow(n: int) -> None:
         plan = FrozenDocument.store({"config_after": _blob(), "log": BLOB})
@@ -75,6 +79,19 @@ def world(run_setup, stages, org, org_admin):  # noqa: F811
             PersonalOverride(user=org_admin, variable=v, environment=stages["development"], value=f"mine {i}")
             for i, v in enumerate(variables)
         )
+        start = PipelineTrigger.objects.count()
+        PipelineTrigger.objects.bulk_create(
+            PipelineTrigger(
+                pipeline=pipeline,
+                environment=environments[i % 3],
+                kind=TriggerKind.WEBHOOK,
+                token=f"list-token-{i}",
+                signing_secret=signing_secret,
+                owner=org_admin,
+                enabled=i % 2 == 0,
+            )
+            for i in range(start, start + n)
+        )
 
     return {"pipeline": pipeline, "grow": grow}
 
@@ -93,6 +110,7 @@ API_LISTS = [
     "/api/v1/variable-overrides/",
     "/api/v1/personal-overrides/",
     "/api/v1/pipelines/{pipeline}/versions/",
+    "/api/v1/triggers/",
 ]
 CHANGELISTS = [
     "runs_run",
@@ -102,6 +120,7 @@ CHANGELISTS = [
     "variables_personaloverride",
     "variables_variable",
     "pipelines_pipelineversion",
+    "runs_pipelinetrigger",
 ]
 PAGES = ["web:pipeline-detail", "web:inbox"]
 

@@ -46,7 +46,7 @@ OPERATIONS = [(method, path) for path, item in SCHEMA["paths"].items() for metho
 ACME_MARKERS = ("acme", "orders-daily", "Acme Data")  # the organization's slug, pipeline slug, name
 MISSING_ID = 987654321
 # Authenticated by a provider's signature or token, not a user: 401 for anyone without one.
-SIGNED_PATHS = {"/api/v1/repositories/{id}/webhook/"}
+SIGNED_PATHS = {"/api/v1/repositories/{id}/webhook/", "/api/v1/triggers/hooks/{token}/"}
 
 
 @dataclass
@@ -105,6 +105,16 @@ def _build_world() -> World:
         actor=admin, pipeline=pipeline, clone_url="file:///srv/git/orders.git", definition_path="orders.yaml"
     )
     WebhookDelivery.objects.create(repository=repository, provider="github", delivery_id="d-1", event="push")
+    from apps.runs.models import TriggerFire
+
+    hook = run_services.trigger_create(
+        actor=admin,
+        pipeline=pipeline,
+        environment=stages["development"],
+        kind="webhook",
+        signing_secret=acme.secrets.first(),
+    )
+    TriggerFire.objects.create(trigger=hook, delivery="d-1", run=run)
     VersionSource.objects.create(version=version, repository=repository, commit="a" * 40)
     outsider = User.objects.create_user("sweep-outsider", "outsider@globex.example", "pw")
     globex = tenancy_services.organization_create(
@@ -136,6 +146,8 @@ def _build_world() -> World:
         "repositories": repository.pk,
         "runs": run.pk,
         "schedules": pipeline.schedules.first().pk,
+        "triggers": hook.pk,
+        "token": hook.token,
         "secrets": acme.secrets.first().pk,
         "service-accounts": account.pk,
         "variable-overrides": stages["production"].variable_overrides.first().pk,
@@ -147,6 +159,7 @@ def _build_world() -> World:
         "organization": acme.slug,
         "project": project.pk,
         "pipeline": pipeline.pk,
+        "upstream_pipeline": pipeline.pk,
         "variable": ids["variables"],
         "role": ids["connection-roles"],
         "environment": "production",
@@ -289,6 +302,13 @@ def _oracle_cases(world: World):
         ("post", "/api/v1/runs/", {"environment": env}, "pipeline"),
         ("post", "/api/v1/deployments/", {"environment": env, "version": 1}, "pipeline"),
         ("post", "/api/v1/schedules/", {"environment": env, "cron": "0 6 * * *"}, "pipeline"),
+        ("post", "/api/v1/triggers/", {"environment": env, "kind": "on_success"}, "pipeline"),
+        (
+            "post",
+            "/api/v1/triggers/",
+            {"pipeline": world.outsider_pipeline.pk, "environment": env, "kind": "on_success"},
+            "upstream_pipeline",
+        ),
         ("post", "/api/v1/promotions/", {"version": 1, "source": env}, "pipeline"),
         (
             "post",

@@ -6,6 +6,8 @@ import sqlite3
 import pytest
 
 from apps.connections import services as connection_services
+from apps.environments import permissions as perms
+from apps.environments import services as env_services
 from apps.pipelines import services as pipeline_services
 from apps.runs import services as run_services
 from apps.variables import services as variable_services
@@ -81,3 +83,15 @@ def no_dispatch(monkeypatch):
     dispatched = []
     monkeypatch.setattr(run_services.runs, "dispatch", dispatched.append)
     return dispatched
+
+
+@pytest.fixture
+def grant(org_admin):
+    """grant(user, environment, *codenames): environment permissions, the user's cache forgotten."""
+
+    def give(user, environment, *codenames):
+        for codename in codenames:
+            env_services.permission_grant(actor=org_admin, environment=environment, codename=codename, user=user)
+        perms.forget(user)
+
+    return give

@@ -61,16 +61,6 @@ def canary(org, org_admin, stages, run_setup):
     return secret
 
 
-@pytest.fixture
-def grant(org_admin):
-    def give(user, environment, *codenames):
-        for codename in codenames:
-            env_services.permission_grant(actor=org_admin, environment=environment, codename=codename, user=user)
-        perms.forget(user)
-
-    return give
-
-
 # --- creating runs ------------------------------------------------------------------------------------
 
 

@@ -43,6 +43,15 @@ from .runs import (
     sample_answer,
 )
 from .schedules import due_ticks, require_schedule_edit, schedule_delete, schedule_save, schedules_fire_due
+from .triggers import (
+    trigger_create,
+    trigger_delete,
+    trigger_fires_start,
+    trigger_hook_url,
+    trigger_update,
+    trigger_webhook_receive,
+    triggers_fire_on_success,
+)
 
 __all__ = [
     "DEPLOYMENT_ACTIONS",
@@ -81,4 +90,11 @@ __all__ = [
     "schedule_delete",
     "schedule_save",
     "schedules_fire_due",
+    "trigger_create",
+    "trigger_delete",
+    "trigger_fires_start",
+    "trigger_hook_url",
+    "trigger_update",
+    "trigger_webhook_receive",
+    "triggers_fire_on_success",
 ]

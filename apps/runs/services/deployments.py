@@ -1,9 +1,12 @@
 """Deployments: the active deployment of a pipeline in an environment, deploying (directly, or for a
-promotion), the deployment's actions, and rolling back to the previous version (apps above react
-through `rollback_hooks`; `direct_deploy_guards` lets them refuse a direct deploy)."""
+promotion; it switches the environment's schedules and triggers on), the deployment's actions, and
+rolling back to the previous version (which switches off the triggers the rolled-back deployment had
+switched on; apps above react through `rollback_hooks`; `direct_deploy_guards` lets them refuse a
+direct deploy)."""
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from simple_history.utils import bulk_update_with_history
 
 from apps.core.actions import ALLOWED, Answer, refused
 from apps.core.errors import Conflict, PermissionDenied, field_error
@@ -15,7 +18,7 @@ from apps.environments.services import active_freeze
 from apps.pipelines.models import Pipeline, PipelineVersion
 from apps.resolution import engine
 
-from ..models import Deployment, Run, Schedule
+from ..models import Deployment, PipelineTrigger, Run, Schedule
 
 # Hooks for apps above this one (approvals): callables (pipeline, environment) -> str | None; a
 # non-empty answer means "deploying this pipeline here needs a promotion" and is the reason shown.
@@ -64,7 +67,8 @@ def deploy(
     resolved_document: str | None = None,
 ) -> Deployment:
     """Make `version` the active deployment of the pipeline in the environment (caller checks who
-    may). Deactivates the previous one, links it, and switches the environment's schedules on.
+    may). Deactivates the previous one, links it, and switches the environment's schedules and
+    triggers on.
     Keeps the configuration it deploys with (`resolved`, a redacted config view; resolved here when
     the caller has none; `resolved_document`: the digest under which the caller has stored it)."""
     if version.pipeline_id != pipeline.pk:
@@ -107,7 +111,31 @@ def deploy(
         for schedule in Schedule.objects.filter(pipeline=pipeline, environment=environment, enabled=False):
             schedule.enabled = True
             audited_save(schedule, actor=actor, reason=f"switched on by deploying v{version.number}", clean=False)
+        _switch_triggers(
+            PipelineTrigger.objects.filter(pipeline=pipeline, environment=environment, enabled=False),
+            on_by=deployment,
+            actor=actor,
+            reason=f"switched on by deploying v{version.number}",
+        )
     return deployment
+
+
+def _switch_triggers(triggers, *, on_by: Deployment | None, actor: User | None, reason: str) -> None:
+    """Switch triggers on (by the deployment `on_by`) or off (None): one statement to find them, and
+    only when there are some, one bulk update and one bulk insert of their history rows."""
+    rows = list(triggers)
+    if not rows:
+        return
+    now = timezone.now()
+    for trigger in rows:
+        trigger.enabled, trigger.switched_on_by, trigger.updated_at = on_by is not None, on_by, now
+    bulk_update_with_history(
+        rows,
+        PipelineTrigger,
+        ["enabled", "switched_on_by", "updated_at"],
+        default_user=actor if getattr(actor, "is_authenticated", False) else None,
+        default_change_reason=reason,
+    )
 
 
 DEPLOYMENT_ACTIONS = ("rollback",)
@@ -174,6 +202,13 @@ def deployment_rollback(
             environment=deployment.environment,
             version=target_version,
             note=(f"{note}: {reason}" if reason else note)[:500],  # Deployment.note holds 500
+        )
+        # Triggers follow the running version: those the rolled-back deployment switched on go off.
+        _switch_triggers(
+            PipelineTrigger.objects.filter(switched_on_by=deployment, enabled=True),
+            on_by=None,
+            actor=actor,
+            reason=note,
         )
         runs = list(
             Run.objects.filter(deployment=deployment).select_related("environment", "version").order_by("created_at")

@@ -28,6 +28,7 @@ from ..models import Executor, Run, RunStatus, Trigger
 from ..run_log import RunLog
 from .baselines import compare_with_baseline
 from .runs import _default_version, _event, destination_violations, personal_user, runs_only_deployed
+from .triggers import triggers_fire_on_success
 
 logger = logging.getLogger("planasonix.runs")
 
@@ -221,6 +222,8 @@ def _finish(
         ):
             run.baseline = compare_with_baseline(run)
         run.save()
+        if status == RunStatus.SUCCEEDED:
+            triggers_fire_on_success(run)
         event = "run.succeeded" if status == RunStatus.SUCCEEDED else "run.failed"
         if status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
             environment_emit(run.environment, event, masker.mask(_event(run, error=run.error or None)))

@@ -110,6 +110,7 @@ def run_create(
     executor_kind: str = Executor.BUILTIN,
     idempotency_key: str = "",
     idempotency_fingerprint: str = "",
+    upstream: Run | None = None,
 ) -> Run:
     """Create a run and queue it, or record it as rejected when the policy forbids it. Nothing is
     ever written by a rejected run; configuration errors refuse the request (400)."""
@@ -144,6 +145,7 @@ def run_create(
         version=version,
         environment=environment,
         trigger=trigger,
+        upstream=upstream,
         executor=executor_kind,
         requested_by=actor,
         parameters=parameters or {},
