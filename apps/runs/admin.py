@@ -179,6 +179,26 @@ class DeploymentAdmin(ViewOnlyAdminMixin, EnvironmentScopedAdminMixin, AuditedAd
 # --- schedules -------------------------------------------------------------------------------------------
 
 
+class ScheduleRuleAdminMixin:
+    """Schedules and triggers: adding one is open to whoever sees the list, and changing one follows
+    the schedules' rule (services.require_schedule_edit: a locked stage needs more)."""
+
+    def has_add_permission(self, request):
+        return self.has_view_permission(request)
+
+    def may_edit(self, request, obj) -> bool:
+        if obj is None:
+            return self.has_view_permission(request)  # type: ignore[attr-defined]
+        try:
+            services.require_schedule_edit(request.user, obj.environment)
+        except DomainError:
+            return False
+        return True
+
+    def has_change_permission(self, request, obj=None):
+        return self.may_edit(request, obj)
+
+
 class ScheduleAdminForm(forms.ModelForm):
     class Meta:
         model = Schedule
@@ -190,7 +210,7 @@ class ScheduleAdminForm(forms.ModelForm):
 
 
 @admin.register(Schedule)
-class ScheduleAdmin(EnvironmentScopedAdminMixin, AuditedAdmin):
+class ScheduleAdmin(ScheduleRuleAdminMixin, EnvironmentScopedAdminMixin, AuditedAdmin):
     form = ScheduleAdminForm
     list_display = ["pipeline", "environment", "cron", "timezone", "enabled", "owner", "last_fired_for"]
     list_filter = ["enabled", EnvironmentFilter, PipelineFilter]
@@ -199,18 +219,6 @@ class ScheduleAdmin(EnvironmentScopedAdminMixin, AuditedAdmin):
 
     def get_queryset(self, request):
         return selectors.schedules_for(request.user)
-
-    def has_add_permission(self, request):
-        return self.has_view_permission(request)
-
-    def has_change_permission(self, request, obj=None):
-        if obj is None:
-            return self.has_view_permission(request)
-        try:
-            services.require_schedule_edit(request.user, obj.environment)
-        except DomainError:
-            return False
-        return True
 
     def has_delete_permission(self, request, obj=None):
         return False  # switch a schedule off instead; deleting goes through the API
@@ -274,7 +282,7 @@ class PipelineTriggerAdminForm(forms.ModelForm):
 
 
 @admin.register(PipelineTrigger)
-class PipelineTriggerAdmin(EnvironmentScopedAdminMixin, ServiceModelAdmin):
+class PipelineTriggerAdmin(ScheduleRuleAdminMixin, EnvironmentScopedAdminMixin, ServiceModelAdmin):
     """Triggers through the triggers service: the schedules' rule decides who may edit them."""
 
     form = PipelineTriggerAdminForm
@@ -288,23 +296,8 @@ class PipelineTriggerAdmin(EnvironmentScopedAdminMixin, ServiceModelAdmin):
     def get_queryset(self, request):
         return selectors.triggers_for(request.user)
 
-    def has_add_permission(self, request):
-        return self.has_view_permission(request)
-
-    def _may_edit(self, request, obj) -> bool:
-        if obj is None:
-            return self.has_view_permission(request)
-        try:
-            services.require_schedule_edit(request.user, obj.environment)
-        except DomainError:
-            return False
-        return True
-
-    def has_change_permission(self, request, obj=None):
-        return self._may_edit(request, obj)
-
     def has_delete_permission(self, request, obj=None):
-        return self._may_edit(request, obj)
+        return self.may_edit(request, obj)
 
     def get_readonly_fields(self, request, obj=None):
         fixed = ["pipeline", "environment", "kind"] if obj is not None else []

@@ -178,6 +178,24 @@ def _parameter_field(variable) -> forms.Field:
     return forms.CharField(max_length=4000, strip=False, **common)
 
 
+def _environment_choice(form, user, pipeline, shown: bool = True, action=None, related=()) -> bool:
+    """The `environment` select of a pipeline dialog: the stages where `user` may `action` (view), the
+    project's default first chosen; removed (False) where the edition has no environments or the
+    dialog fixes the stage."""
+    organization = pipeline.project.organization
+    if not (organization.has_environments_feature and shown):
+        del form.fields["environment"]
+        return False
+    form.fields["environment"].queryset = (
+        Environment.objects.in_organization(organization.pk)
+        .restrict(user, action)
+        .select_related(*related)
+        .order_by("position", "name")
+    )
+    form.fields["environment"].initial = pipeline.project.default_environment_id
+    return True
+
+
 class RunForm(forms.Form):
     """The run dialog. The stages offered are those where the user may run; which version, which
     parameters and whether a stage's policy allows them is the runs service's answer (its refusals
@@ -201,18 +219,7 @@ class RunForm(forms.Form):
     def __init__(self, user, pipeline, parameters, *args, **kwargs):
         kwargs.setdefault("auto_id", "run_%s")  # the page holds several forms: ids stay unique
         super().__init__(*args, **kwargs)
-        organization = pipeline.project.organization
-        self.shows_environments = organization.has_environments_feature
-        if self.shows_environments:
-            self.fields["environment"].queryset = (
-                Environment.objects.in_organization(organization.pk)
-                .restrict(user, perms.RUN)
-                .select_related("policy")
-                .order_by("position", "name")
-            )
-            self.fields["environment"].initial = pipeline.project.default_environment_id
-        else:
-            del self.fields["environment"]
+        self.shows_environments = _environment_choice(self, user, pipeline, action=perms.RUN, related=("policy",))
         # The stages where a run may ask for a sample: the runs service's sample_answer, per stage.
         stages = (
             list(self.fields["environment"].queryset)
@@ -278,15 +285,7 @@ class ScheduleForm(forms.Form):
     def __init__(self, user, pipeline, *args, schedule=None, **kwargs):
         kwargs.setdefault("auto_id", "schedule_%s")  # the page holds several forms: ids stay unique
         super().__init__(*args, **kwargs)
-        organization = pipeline.project.organization
-        self.shows_environments = organization.has_environments_feature and schedule is None
-        if self.shows_environments:
-            self.fields["environment"].queryset = (
-                Environment.objects.in_organization(organization.pk).restrict(user).order_by("position", "name")
-            )
-            self.fields["environment"].initial = pipeline.project.default_environment_id
-        else:
-            del self.fields["environment"]
+        self.shows_environments = _environment_choice(self, user, pipeline, shown=schedule is None)
         if schedule is not None:
             self.initial.update(
                 cron=schedule.cron, timezone=schedule.timezone, enabled="true" if schedule.enabled else "false"
@@ -321,14 +320,7 @@ class TriggerForm(forms.Form):
         kwargs.setdefault("auto_id", "trigger_%s")  # the page holds several forms: ids stay unique
         super().__init__(*args, **kwargs)
         organization = pipeline.project.organization
-        self.shows_environments = organization.has_environments_feature
-        if self.shows_environments:
-            self.fields["environment"].queryset = (
-                Environment.objects.in_organization(organization.pk).restrict(user).order_by("position", "name")
-            )
-            self.fields["environment"].initial = pipeline.project.default_environment_id
-        else:
-            del self.fields["environment"]
+        self.shows_environments = _environment_choice(self, user, pipeline)
         self.fields["upstream_pipeline"].queryset = (
             pipelines_for(user)
             .filter(project__organization=organization)

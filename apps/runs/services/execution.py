@@ -36,6 +36,19 @@ logger = logging.getLogger("planasonix.runs")
 # --- executing --------------------------------------------------------------------------------
 
 
+def _materialized(actor, run: Run) -> Resolution:
+    """The run's configuration with its secrets materialized for `actor` (the worker or the external
+    engine acting for the run), with the personal values of the member who started it."""
+    return resolution_services.resolve_for_executor(
+        actor,
+        run.pipeline,
+        run.environment,
+        version=run.version,
+        parameters=run.parameters,
+        personal_user=personal_user(run.requested_by, run.trigger),
+    )
+
+
 def _claim(run_pk: int, claimer: str) -> Run | None:
     now = timezone.now()
     with transaction.atomic():
@@ -134,14 +147,7 @@ def run_execute(run_pk: int, claimer: str = "builtin") -> Run | None:
             # live only in this frame.
             mine = personal_user(actor, run.trigger)
             if perms.may(actor, perms.USE_CREDENTIALS, run.environment):
-                resolved = resolution_services.resolve_for_executor(
-                    actor,
-                    run.pipeline,
-                    run.environment,
-                    version=run.version,
-                    parameters=run.parameters,
-                    personal_user=mine,
-                )
+                resolved = _materialized(actor, run)
             else:
                 resolved = engine.resolve(
                     run.pipeline, run.environment, version=run.version, parameters=run.parameters, personal_user=mine
@@ -245,14 +251,7 @@ def run_claim_external(*, actor: User, run: Run, claimer: str) -> tuple[Run, Res
         raise Conflict(f"Run {run.pk} is not queued (it is {run.status}).")
     # Resolve before claiming: a configuration that does not resolve must not leave the run running.
     if perms.may(actor, perms.USE_CREDENTIALS, run.environment):
-        resolved = resolution_services.resolve_for_executor(
-            actor,
-            run.pipeline,
-            run.environment,
-            version=run.version,
-            parameters=run.parameters,
-            personal_user=personal_user(run.requested_by, run.trigger),
-        )
+        resolved = _materialized(actor, run)
         if resolved["errors"]:
             raise Conflict(f"Run {run.pk} cannot start: {resolved['errors'][0]['message']}")
     else:
