@@ -70,7 +70,6 @@ class Migration(migrations.Migration):
                 ('created_at', models.DateTimeField(blank=True, db_index=True, editable=False)),
                 ('updated_at', models.DateTimeField(blank=True, editable=False)),
                 ('kind', models.CharField(choices=[('on_success', 'on success of another pipeline'), ('webhook', 'inbound webhook')], max_length=20)),
-                ('token', models.CharField(blank=True, db_index=True, editable=False, max_length=64, null=True)),
                 ('enabled', models.BooleanField(default=False)),
                 ('history_id', models.AutoField(primary_key=True, serialize=False)),
                 ('history_date', models.DateTimeField()),
