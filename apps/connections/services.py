@@ -10,7 +10,7 @@ from apps.core.services import audited_delete, audited_save, validate
 from apps.core.types import User
 from apps.environments import permissions as perms
 from apps.environments.models import Environment, Kind
-from apps.environments.rows import per_environment_row_delete, per_environment_row_set
+from apps.environments.rows import PerEnvironmentRows
 from apps.tenancy import revisions
 from apps.variables import services as variable_services
 
@@ -21,6 +21,7 @@ from .targets import check_params
 logger = logging.getLogger("planasonix.connections")
 
 ROLE_FIELDS = {"kind", "description", "required_in"}
+BINDINGS = PerEnvironmentRows(ConnectionBinding, "role", set_verb="bound", delete_verb="unbound")
 
 
 may_define = variable_services.may_define  # the same scopes define connection roles as variables
@@ -108,26 +109,12 @@ def connection_binding_set(*, actor: User, role: ConnectionRole, environment: En
     """Bind (or re-bind) a role in an environment."""
     environment = Environment.objects.select_related("policy").get(pk=environment.pk)
     params = validate_binding(actor=actor, role=role, environment=environment, params=params, credential=credential)
-    return per_environment_row_set(
-        ConnectionBinding,
-        parent_field="role",
-        parent=role,
-        environment=environment,
-        values={"params": params, "credential": credential},
-        actor=actor,
-        reason=f"{role.name} bound in {environment.slug}",
-        organization_id=role.organization_id,
-    )
+    return BINDINGS.set(role, environment, {"params": params, "credential": credential}, actor=actor)
 
 
 @transaction.atomic
 def connection_binding_delete(*, actor: User, binding: ConnectionBinding) -> None:
-    per_environment_row_delete(
-        binding,
-        actor=actor,
-        reason=f"{binding.role.name} unbound in {binding.environment.slug}",
-        organization_id=binding.role.organization_id,
-    )
+    BINDINGS.delete(binding, actor=actor)
 
 
 @transaction.atomic

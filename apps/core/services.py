@@ -15,6 +15,15 @@ def validate(instance, *, exclude=None, validate_unique=True) -> None:
         raise from_django_validation_error(exc) from exc
 
 
+def first_unlocked(queryset, **filters):
+    """The first row of `queryset` matching `filters`, locked for the caller's transaction, or None when
+    there is none or another worker holds it (SKIP LOCKED): how a worker claims one job row. Only the
+    row itself is locked (of=self): on PostgreSQL a plain FOR UPDATE also locks the joined rows, so a
+    second worker claiming another row joined to the same one (a delivery of the same channel) would
+    skip it as "locked"."""
+    return queryset.select_for_update(skip_locked=True, of=("self",)).filter(**filters).first()
+
+
 def audited_save(instance, *, actor: User | None, reason: str | None = None, clean: bool = True) -> None:
     """Validate and save a history-tracked row, recording who did it (and why) in its history.
 

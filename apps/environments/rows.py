@@ -2,7 +2,8 @@
 connection role's binding: set it (locked while it is compared; an unchanged row is left alone, with
 no history row and no new configuration revision) and delete it (the permission door, locks
 included), each recorded in the history and bumping the organization's configuration revision.
-The owning app validates the values first; apps/environments/admin_rows.py is the admin side."""
+The owning app validates the values first and declares its rows once (`PerEnvironmentRows`);
+apps/environments/admin_rows.py is the admin side."""
 
 from apps.core.services import audited_delete, audited_save
 from apps.tenancy import revisions
@@ -21,27 +22,34 @@ def _unchanged(row, values: dict) -> bool:
     return True
 
 
-def per_environment_row_set(
-    model, *, parent_field: str, parent, environment, values: dict, actor, reason: str, organization_id: int
-):
-    """Create or replace the `model` row of `parent` (through `parent_field`) in `environment` with
-    `values` (field -> value; a foreign key as an object or None) and return it."""
-    row = (
-        model._default_manager.select_for_update().filter(**{parent_field: parent, "environment": environment}).first()
-    )
-    if row is None:
-        row = model(**{parent_field: parent, "environment": environment})
-    elif _unchanged(row, values):
+class PerEnvironmentRows:
+    """The rows of `model` that exist once per (parent, environment), the parent through
+    `parent_field` (it has a name and an organization): set and delete them, the history saying
+    "<parent name> <verb> in <environment slug>"."""
+
+    def __init__(self, model, parent_field: str, *, set_verb: str, delete_verb: str):
+        self.model, self.parent_field = model, parent_field
+        self.set_verb, self.delete_verb = set_verb, delete_verb
+
+    def set(self, parent, environment, values: dict, *, actor):
+        """Create or replace the row of `parent` in `environment` with `values` (field -> value; a
+        foreign key as an object or None) and return it."""
+        where = {self.parent_field: parent, "environment": environment}
+        row = self.model._default_manager.select_for_update().filter(**where).first()
+        if row is None:
+            row = self.model(**where)
+        elif _unchanged(row, values):
+            return row
+        for name, value in values.items():
+            setattr(row, name, value)
+        audited_save(row, actor=actor, reason=f"{parent.name} {self.set_verb} in {environment.slug}", clean=False)
+        revisions.bump(parent.organization_id)
         return row
-    for name, value in values.items():
-        setattr(row, name, value)
-    audited_save(row, actor=actor, reason=reason, clean=False)
-    revisions.bump(organization_id)
-    return row
 
-
-def per_environment_row_delete(row, *, actor, reason: str, organization_id: int) -> None:
-    """Delete a per-environment row if `actor` may edit its environment's configuration now."""
-    perms.require_config_edit(actor, row.environment)
-    audited_delete(row, actor=actor, reason=reason)
-    revisions.bump(organization_id)
+    def delete(self, row, *, actor) -> None:
+        """Delete a row if `actor` may edit its environment's configuration now."""
+        parent = getattr(row, self.parent_field)
+        reason = f"{parent.name} {self.delete_verb} in {row.environment.slug}"
+        perms.require_config_edit(actor, row.environment)
+        audited_delete(row, actor=actor, reason=reason)
+        revisions.bump(parent.organization_id)

@@ -15,7 +15,7 @@ from apps.notifications.services import emit
 from apps.pipelines import expectations
 from apps.tenancy import revisions
 from apps.tenancy.models import Edition, Membership, Organization
-from apps.tenancy.permissions import is_org_admin
+from apps.tenancy.permissions import is_org_admin, require_org_admin
 
 from . import permissions as perms
 from .models import (
@@ -117,8 +117,7 @@ def environment_create(
     policy: dict | None = None,
 ) -> Environment:
     """Create a stage and its runtime policy; members get development rights on development stages."""
-    if not is_org_admin(actor, organization):
-        raise PermissionDenied(f"Only owners and admins of '{organization.slug}' create environments.")
+    require_org_admin(actor, organization, "create environments")
     # Lock the organization row: concurrent creates must not both pass the limit check.
     organization = Organization.objects.select_for_update().get(pk=organization.pk)
     validate_environment_create(organization=organization, name=name, slug=slug, promotes_to=promotes_to)
@@ -258,8 +257,7 @@ def validate_environment_delete(*, environment: Environment) -> None:
 def environment_delete(*, actor: User, environment: Environment) -> None:
     """Delete a stage (org admins; never a protected one)."""
     environment = Environment.objects.select_for_update().select_related("organization").get(pk=environment.pk)
-    if not is_org_admin(actor, environment.organization):
-        raise PermissionDenied(f"Only owners and admins of '{environment.organization.slug}' delete environments.")
+    require_org_admin(actor, environment.organization, "delete environments")
     validate_environment_delete(environment=environment)
     for upstream in Environment.objects.filter(promotes_to=environment):
         upstream.promotes_to = None

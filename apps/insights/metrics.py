@@ -53,6 +53,26 @@ def _histogram(queryset, group: str, start: str, end: str, buckets) -> dict:
     }
 
 
+def _counts(name: str, documentation: str, queryset, group: str, by: str, labels) -> GaugeMetricFamily:
+    """A gauge of `queryset`'s rows per environment (`group`, labelled by `labels`) and `by`, in one query."""
+    family = GaugeMetricFamily(name, documentation, labels=["organization", "environment", by])
+    for row in queryset.values(group, by).annotate(n=Count("pk")).order_by():
+        family.add_metric([*labels(row[group]), row[by]], row["n"])
+    return family
+
+
+def _histogram_family(
+    name: str, documentation: str, queryset, measure: tuple[str, str, str], buckets, labels
+) -> HistogramMetricFamily:
+    """A histogram per environment of the seconds between two columns: `measure` is (group, start, end)
+    as for _histogram, the environment labelled by `labels`."""
+    family = HistogramMetricFamily(name, documentation, labels=["organization", "environment"])
+    for environment_id, (cumulative, count, total) in _histogram(queryset, *measure, buckets).items():
+        counts = [(str(b), c) for b, c in zip(buckets, cumulative, strict=True)] + [("+Inf", count)]
+        family.add_metric(labels(environment_id), counts, total)
+    return family
+
+
 class PlatformCollector:
     """The collector registered on the scrape's registry."""
 
@@ -66,47 +86,33 @@ class PlatformCollector:
         def labels(environment_id):
             return list(environments.get(environment_id, ("?", "?")))
 
-        runs = GaugeMetricFamily(
-            "planasonix_runs", "Runs by status and environment.", labels=["organization", "environment", "status"]
+        yield _counts(
+            "planasonix_runs", "Runs by status and environment.", Run.objects, "environment_id", "status", labels
         )
-        for row in Run.objects.values("environment_id", "status").annotate(n=Count("pk")).order_by():
-            runs.add_metric([*labels(row["environment_id"]), row["status"]], row["n"])
-        yield runs
-
-        durations = HistogramMetricFamily(
+        yield _histogram_family(
             "planasonix_run_duration_seconds",
             "Duration of finished runs (started → finished).",
-            labels=["organization", "environment"],
+            Run.objects.filter(status__in=(RunStatus.SUCCEEDED, RunStatus.FAILED)),
+            ("environment_id", "started_at", "finished_at"),
+            DURATION_BUCKETS,
+            labels,
         )
-        finished = Run.objects.filter(status__in=(RunStatus.SUCCEEDED, RunStatus.FAILED))
-        for environment_id, (cumulative, count, total) in _histogram(
-            finished, "environment_id", "started_at", "finished_at", DURATION_BUCKETS
-        ).items():
-            buckets = [(str(b), c) for b, c in zip(DURATION_BUCKETS, cumulative, strict=True)] + [("+Inf", count)]
-            durations.add_metric(labels(environment_id), buckets, total)
-        yield durations
-
-        promotions = GaugeMetricFamily(
+        yield _counts(
             "planasonix_promotions",
             "Promotion requests by state and target environment.",
-            labels=["organization", "environment", "state"],
+            PromotionRequest.objects,
+            "target_id",
+            "state",
+            labels,
         )
-        for row in PromotionRequest.objects.values("target_id", "state").annotate(n=Count("pk")).order_by():
-            promotions.add_metric([*labels(row["target_id"]), row["state"]], row["n"])
-        yield promotions
-
-        waits = HistogramMetricFamily(
+        yield _histogram_family(
             "planasonix_approval_wait_seconds",
             "Time from request to decision (approved or rejected) of promotion requests.",
-            labels=["organization", "environment"],
+            PromotionRequest.objects.filter(decided_at__isnull=False),
+            ("target_id", "created_at", "decided_at"),
+            WAIT_BUCKETS,
+            labels,
         )
-        decided = PromotionRequest.objects.filter(decided_at__isnull=False)
-        for environment_id, (cumulative, count, total) in _histogram(
-            decided, "target_id", "created_at", "decided_at", WAIT_BUCKETS
-        ).items():
-            buckets = [(str(b), c) for b, c in zip(WAIT_BUCKETS, cumulative, strict=True)] + [("+Inf", count)]
-            waits.add_metric(labels(environment_id), buckets, total)
-        yield waits
 
         deliveries = GaugeMetricFamily("planasonix_deliveries", "Notification deliveries by status.", labels=["status"])
         counted = dict(Delivery.objects.values_list("status").annotate(n=Count("pk")).order_by())

@@ -19,9 +19,9 @@ from apps.core import crypto, egress
 from apps.core.egress_http import pinned_request
 from apps.core.errors import PermissionDenied, ValidationFailed, field_error
 from apps.core.queue import enqueue
-from apps.core.services import audited_delete, audited_save
+from apps.core.services import audited_delete, audited_save, first_unlocked
 from apps.core.types import User
-from apps.tenancy.permissions import api_key_of, is_org_admin
+from apps.tenancy.permissions import api_key_of, is_org_admin, require_org_admin
 
 from . import signing
 from .models import Channel, ChannelKind, Delivery, DeliveryStatus, Event, Notification
@@ -99,8 +99,7 @@ def channel_create(
 ) -> tuple[Channel, str | None]:
     """Create a channel. Returns (channel, generated signing secret or None): a webhook without a
     given secret gets a generated one, shown to the caller this once."""
-    if not is_org_admin(actor, organization):
-        raise PermissionDenied(f"Only owners and admins of '{organization.slug}' manage channels.")
+    require_org_admin(actor, organization, "manage channels")
     channel = Channel(organization=organization, name=name, kind=kind, events=_validate_events(events))
     generated = _apply_target_and_secret(channel, kind, target, signing_secret)
     audited_save(channel, actor=actor, reason="channel created")
@@ -165,8 +164,7 @@ def channel_update(
 ) -> Channel:
     """Change a channel; the kind is fixed. A new target or secret replaces the stored one."""
     channel = Channel.objects.select_for_update().select_related("organization").get(pk=channel.pk)
-    if not is_org_admin(actor, channel.organization):
-        raise PermissionDenied(f"Only owners and admins of '{channel.organization.slug}' manage channels.")
+    require_org_admin(actor, channel.organization, "manage channels")
     if name is not None:
         channel.name = name
     if events is not None:
@@ -180,8 +178,7 @@ def channel_update(
 
 @transaction.atomic
 def channel_delete(*, actor: User, channel: Channel) -> None:
-    if not is_org_admin(actor, channel.organization):
-        raise PermissionDenied(f"Only owners and admins of '{channel.organization.slug}' manage channels.")
+    require_org_admin(actor, channel.organization, "manage channels")
     audited_delete(channel, actor=actor, reason="channel deleted")
 
 
@@ -284,14 +281,7 @@ def _claim(delivery_pk: int) -> Delivery | None:
     """Take the delivery for one attempt (a lease) if it is due; None if someone else has it."""
     now = timezone.now()
     with transaction.atomic():
-        delivery = (
-            # of=self: on PostgreSQL a plain FOR UPDATE also locks the joined channel row, so a second
-            # worker claiming another delivery of the same channel would skip it as "locked".
-            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("channel", "recipient")
-            .filter(pk=delivery_pk)
-            .first()
-        )
+        delivery = first_unlocked(Delivery.objects.select_related("channel", "recipient"), pk=delivery_pk)
         if delivery is None or delivery.status in (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED):
             return None
         if delivery.status == DeliveryStatus.SENDING and delivery.lease_expires_at and delivery.lease_expires_at > now:

@@ -10,7 +10,7 @@ from apps.core.errors import Conflict, PermissionDenied, field_error
 from apps.core.services import audited_delete, audited_save, audited_update, validate
 from apps.core.types import User
 from apps.environments.models import Environment
-from apps.tenancy.permissions import is_org_admin, is_org_member
+from apps.tenancy.permissions import is_org_admin, is_org_member, require_org_admin
 
 from . import graph as graphs
 from .models import Pipeline, PipelineVersion, Project
@@ -58,8 +58,7 @@ def _default_environment_for(organization):
 def project_create(
     *, actor: User, organization, name: str, slug: str = "", description: str = "", default_environment=None
 ) -> Project:
-    if not is_org_admin(actor, organization):
-        raise PermissionDenied(f"Only owners and admins of '{organization.slug}' create projects.")
+    require_org_admin(actor, organization, "create projects")
     slug = slug or slugify(name)[:63]
     if Project.objects.filter(organization=organization, slug=slug).exists():
         raise Conflict(f"A project with slug '{slug}' exists.", fields={"slug": ["Already taken."]})
@@ -79,8 +78,7 @@ def project_create(
 @transaction.atomic
 def project_update(*, actor: User, project: Project, **changes) -> Project:
     project = Project.objects.select_for_update().select_related("organization").get(pk=project.pk)
-    if not is_org_admin(actor, project.organization):
-        raise PermissionDenied(f"Only owners and admins of '{project.organization.slug}' change projects.")
+    require_org_admin(actor, project.organization, "change projects")
     _refuse_unknown(changes, PROJECT_FIELDS)
     if "default_environment" in changes:
         _check_default_environment(project.organization, changes["default_environment"])
@@ -95,8 +93,7 @@ def project_update(*, actor: User, project: Project, **changes) -> Project:
 
 @transaction.atomic
 def project_delete(*, actor: User, project: Project) -> None:
-    if not is_org_admin(actor, project.organization):
-        raise PermissionDenied(f"Only owners and admins of '{project.organization.slug}' delete projects.")
+    require_org_admin(actor, project.organization, "delete projects")
     _delete_or_conflict(project, actor=actor, reason="project deleted")
 
 

@@ -1,6 +1,7 @@
 """The repositories section of configuration as code (apps/resolution/config_io.py calls these):
 remote, branch, definition path and the *names* of the credential and webhook secrets, never a value."""
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 from apps.pipelines.models import Pipeline
@@ -50,8 +51,6 @@ def import_repository(importer: "_Importer", item: dict, where: str) -> None:
         importer.report.change(f"+ repository {label}")
         return
     changes = {name: value for name, value in wanted.items() if getattr(repository, name) != value}
-    if changes:
-        services.repository_update(actor=importer.actor, repository=repository, **changes)
-        importer.report.change(f"~ repository {label}: {', '.join(sorted(changes))}")
-    else:
-        importer.report.unchanged += 1
+    importer.apply_changes(
+        f"repository {label}", repository, changes, partial(services.repository_update, repository=repository)
+    )

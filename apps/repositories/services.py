@@ -19,7 +19,7 @@ from django.utils import timezone
 from apps.core import egress, signing
 from apps.core.bounded_yaml import load_bounded
 from apps.core.errors import Conflict, DomainError, PermissionDenied, ValidationFailed, field_error
-from apps.core.services import audited_delete, audited_save
+from apps.core.services import audited_delete, audited_save, first_unlocked
 from apps.core.signing import WebhookRefused
 from apps.pipelines import graph as graphs
 from apps.pipelines import services as pipeline_services
@@ -27,7 +27,7 @@ from apps.pipelines.models import Pipeline
 from apps.secrets import masking
 from apps.secrets import services as secret_services
 from apps.secrets.models import Secret
-from apps.tenancy.permissions import is_org_admin
+from apps.tenancy.permissions import require_org_admin
 
 from . import git
 from .models import Repository, RepositorySync, SyncState, VersionSource, WebhookDelivery
@@ -49,10 +49,7 @@ FAILURE_PREFIX = {
 
 
 def _require_admin(actor, pipeline: Pipeline) -> None:
-    if not is_org_admin(actor, pipeline.project.organization):
-        raise PermissionDenied(
-            f"Only owners and admins of '{pipeline.project.organization.slug}' configure repositories."
-        )
+    require_org_admin(actor, pipeline.project.organization, "configure repositories")
 
 
 def check_clone_url(url, *, organization, connect: bool = False) -> str:
@@ -219,11 +216,11 @@ def repository_sync(repository_pk: int) -> RepositorySync | None:
     except IntegrityError:  # the repository is gone
         return None
     with transaction.atomic():
-        status = (
-            RepositorySync.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("repository__pipeline__project__organization", "repository__credential")
-            .filter(repository_id=repository_pk)
-            .first()
+        status = first_unlocked(
+            RepositorySync.objects.select_related(
+                "repository__pipeline__project__organization", "repository__credential"
+            ),
+            repository_id=repository_pk,
         )
         if status is None:
             return None

@@ -7,6 +7,7 @@ inside one transaction: a dry run applies and rolls back, so it validates everyt
 exactly what --apply would change. Import never deletes what the document omits."""
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, NoReturn
 
 import yaml
@@ -189,6 +190,16 @@ class _Importer:
                 except DomainError as exc:
                     raise ValidationFailed(f"{where}: {exc.message}", fields={where: [exc.message]}) from exc
 
+    def apply_changes(self, label: str, instance, changes: dict, update):
+        """Apply `changes` through the service call `update(actor=..., **changes)` and report them
+        ("~ <label>: <fields>"), or count the item unchanged. Returns what the call returns, or `instance`."""
+        if not changes:
+            self.report.unchanged += 1
+            return instance
+        updated = update(actor=self.actor, **changes)
+        self.report.change(f"~ {label}: {', '.join(sorted(changes))}")
+        return updated
+
     def _repositories(self, item, where):
         repository_config.import_repository(self, item, where)
 
@@ -254,11 +265,9 @@ class _Importer:
             changes["description"] = item["description"]
         if secret.provider != "local" and item.get("reference", secret.reference) != secret.reference:
             changes["reference"] = item["reference"]
-        if changes:
-            secret_services.secret_update(actor=self.actor, secret=secret, **changes)
-            self.report.change(f"~ secret {secret.name}: {', '.join(sorted(changes))}")
-        else:
-            self.report.unchanged += 1
+        self.apply_changes(
+            f"secret {secret.name}", secret, changes, partial(secret_services.secret_update, secret=secret)
+        )
 
     def _projects(self, item, where):
         project = Project.objects.filter(organization=self.organization, slug=item.get("slug")).first()
@@ -282,11 +291,9 @@ class _Importer:
                 changes["description"] = item["description"]
             if "default_environment" in item and default_env != project.default_environment:
                 changes["default_environment"] = default_env
-            if changes:
-                pipeline_services.project_update(actor=self.actor, project=project, **changes)
-                self.report.change(f"~ project {project.slug}: {', '.join(sorted(changes))}")
-            else:
-                self.report.unchanged += 1
+            self.apply_changes(
+                f"project {project.slug}", project, changes, partial(pipeline_services.project_update, project=project)
+            )
         for index, spec in enumerate(item.get("pipelines") or []):
             if not isinstance(spec, dict):
                 self.fail(f"{where}.pipelines[{index}]", "Expected a mapping.")
@@ -333,11 +340,9 @@ class _Importer:
             self.report.change(f"+ variable {label}")
         else:
             changes = {k: v for k, v in definition.items() if getattr(variable, k) != v}
-            if changes:
-                variable = variable_services.variable_update(actor=self.actor, variable=variable, **changes)
-                self.report.change(f"~ variable {label}: {', '.join(sorted(changes))}")
-            else:
-                self.report.unchanged += 1
+            variable = self.apply_changes(
+                f"variable {label}", variable, changes, partial(variable_services.variable_update, variable=variable)
+            )
         overrides = item.get("overrides") or {}
         if not isinstance(overrides, dict):
             self.fail(f"{where}.overrides", "Expected a mapping of environment slug to {value: ...} or {secret: ...}.")
@@ -375,11 +380,9 @@ class _Importer:
             if item.get("kind", role.kind) != role.kind:
                 fields["kind"] = item["kind"]
             changes = {k: v for k, v in fields.items() if getattr(role, k) != v}
-            if changes:
-                role = connection_services.connection_role_update(actor=self.actor, role=role, **changes)
-                self.report.change(f"~ connection role {name}: {', '.join(sorted(changes))}")
-            else:
-                self.report.unchanged += 1
+            role = self.apply_changes(
+                f"connection role {name}", role, changes, partial(connection_services.connection_role_update, role=role)
+            )
         for slug, spec in (item.get("bindings") or {}).items():
             environment = self._environment(slug, f"{where}.bindings.{slug}")
             if not isinstance(spec, dict):

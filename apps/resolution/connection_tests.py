@@ -8,6 +8,7 @@ from apps.connections import connectors
 from apps.connections.models import ConnectionTest
 from apps.connections.schemas import validate_params
 from apps.core.errors import DomainError
+from apps.core.services import first_unlocked
 from apps.environments import permissions as perms
 from apps.secrets import services as secret_services
 from apps.secrets.masking import SecretMasker
@@ -18,11 +19,12 @@ from .interpolation import Interpolator
 
 def run(test_pk: int) -> ConnectionTest | None:
     with transaction.atomic():
-        test = (
-            ConnectionTest.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("binding__role", "binding__environment", "binding__credential", "requested_by")
-            .filter(pk=test_pk, status=ConnectionTest.Status.QUEUED)
-            .first()
+        test = first_unlocked(
+            ConnectionTest.objects.select_related(
+                "binding__role", "binding__environment", "binding__credential", "requested_by"
+            ),
+            pk=test_pk,
+            status=ConnectionTest.Status.QUEUED,
         )
         if test is None:
             return None

@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from apps.core.api import StrictSerializer
 
-from . import executor, profiles
+from . import profiles, values
 from .models import RunStatus
 
 
@@ -23,7 +23,7 @@ class ProfileValueField(serializers.JSONField):
 class ColumnProfileSerializer(StrictSerializer):
     """One column's profile, the shape the built-in executor records (apps.runs.profiles)."""
 
-    type = serializers.ChoiceField(choices=sorted(executor._TYPES))
+    type = serializers.ChoiceField(choices=sorted(values.TYPES))
     count = serializers.IntegerField(min_value=0, required=False)
     null_count = serializers.IntegerField(min_value=0)
     null_share = serializers.FloatField(min_value=0, max_value=1)

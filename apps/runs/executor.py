@@ -21,7 +21,6 @@ from apps.core.errors import ValidationFailed
 from apps.pipelines.graph import REGISTRY
 from apps.runs import profiles as profiles_mod
 from apps.runs import values as run_values
-from apps.runs.values import TYPES as _TYPES  # noqa: F401  (read by apps.runs.api until it imports values)
 from apps.runs.values import canonical_value, row_digest
 
 BATCH_SIZE = 1000

@@ -10,7 +10,7 @@ from apps.core.types import User
 from apps.environments import permissions as perms
 from apps.environments.models import Environment
 from apps.tenancy import revisions
-from apps.tenancy.permissions import is_org_admin
+from apps.tenancy.permissions import require_org_admin
 
 from . import masking, providers
 from .models import Secret
@@ -19,8 +19,7 @@ MAX_VALUE_LENGTH = 64 * 1024
 
 
 def _require_admin(actor: User, organization) -> None:
-    if not is_org_admin(actor, organization):
-        raise PermissionDenied(f"Only owners and admins of '{organization.slug}' manage secrets.")
+    require_org_admin(actor, organization, "manage secrets")
 
 
 def _check_environments(organization, environments) -> list[Environment]:

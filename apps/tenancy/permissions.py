@@ -3,6 +3,7 @@
 `sees_all` is the one statement of the superuser rule; `organization_ids_where` is what every
 organization-scoped queryset's `restrict()` (apps/tenancy/querysets.py) filters by."""
 
+from apps.core.errors import PermissionDenied
 from apps.core.scopes import API_KEY_ATTR
 
 from .models import ADMIN_ROLES, Membership, Role
@@ -89,6 +90,13 @@ def is_org_admin(user, organization) -> bool:
     if is_superuser(user):
         return True
     return org_role(user, organization) in ADMIN_ROLES
+
+
+def require_org_admin(user, organization, what: str) -> None:
+    """Refuse (403) unless `user` administers `organization` (is_org_admin); `what` ends the
+    message: "Only owners and admins of '<slug>' <what>."."""
+    if not is_org_admin(user, organization):
+        raise PermissionDenied(f"Only owners and admins of '{organization.slug}' {what}.")
 
 
 def is_platform_operator(user) -> bool:

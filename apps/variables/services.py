@@ -8,7 +8,7 @@ from apps.core.services import audited_delete, audited_save, validate
 from apps.core.types import User
 from apps.environments import permissions as perms
 from apps.environments.models import Environment, Kind, RuntimePolicy
-from apps.environments.rows import per_environment_row_delete, per_environment_row_set
+from apps.environments.rows import PerEnvironmentRows
 from apps.secrets.models import Secret
 from apps.tenancy import revisions
 from apps.tenancy.permissions import is_org_admin, is_org_member
@@ -17,6 +17,7 @@ from . import selectors, validation
 from .models import PERSONAL_KINDS, VARIABLE_SETTINGS, PersonalOverride, Variable, VariableOverride, VariableType
 
 DEFINITION_FIELDS = set(VARIABLE_SETTINGS)
+OVERRIDES = PerEnvironmentRows(VariableOverride, "variable", set_verb="set", delete_verb="unset")
 
 
 def may_define(actor: User, organization, project=None) -> bool:
@@ -245,26 +246,12 @@ def variable_override_set(*, actor: User, variable: Variable, environment: Envir
     """Set (create or replace) a variable's value in one environment."""
     environment = Environment.objects.select_related("policy", "organization").get(pk=environment.pk)
     value = validate_override(actor=actor, variable=variable, environment=environment, value=value, secret=secret)
-    return per_environment_row_set(
-        VariableOverride,
-        parent_field="variable",
-        parent=variable,
-        environment=environment,
-        values={"value": value, "secret": secret},
-        actor=actor,
-        reason=f"{variable.name} set in {environment.slug}",
-        organization_id=variable.organization_id,
-    )
+    return OVERRIDES.set(variable, environment, {"value": value, "secret": secret}, actor=actor)
 
 
 @transaction.atomic
 def variable_override_delete(*, actor: User, override: VariableOverride) -> None:
-    per_environment_row_delete(
-        override,
-        actor=actor,
-        reason=f"{override.variable.name} unset in {override.environment.slug}",
-        organization_id=override.variable.organization_id,
-    )
+    OVERRIDES.delete(override, actor=actor)
 
 
 @transaction.atomic

@@ -268,19 +268,24 @@ class RunForm(forms.Form):
         add_domain_error(self, type(exc)(exc.message, fields=fields, code=exc.code))
 
 
-class ScheduleForm(forms.Form):
-    """Create or change a schedule; the runs service decides who may (locks, manage_schedules)."""
-
-    environment = EnvironmentChoiceField(queryset=None, empty_label=None, label="Environment")
-    cron = forms.CharField(max_length=100, help_text="Five fields, e.g. '0 6 * * 1-5' (06:00 on weekdays).")
-    timezone = forms.CharField(max_length=64, initial="UTC", label="Time zone", help_text="e.g. Europe/Paris")
-    enabled = forms.TypedChoiceField(
+def _enabled_field() -> forms.TypedChoiceField:
+    """On, off, or (None) as the runs service decides: on once a version is deployed (schedules, triggers)."""
+    return forms.TypedChoiceField(
         choices=[("", "Follow the deployment (on once deployed)"), ("true", "On"), ("false", "Off")],
         coerce=lambda v: v == "true",
         empty_value=None,
         required=False,
         label="Enabled",
     )
+
+
+class ScheduleForm(forms.Form):
+    """Create or change a schedule; the runs service decides who may (locks, manage_schedules)."""
+
+    environment = EnvironmentChoiceField(queryset=None, empty_label=None, label="Environment")
+    cron = forms.CharField(max_length=100, help_text="Five fields, e.g. '0 6 * * 1-5' (06:00 on weekdays).")
+    timezone = forms.CharField(max_length=64, initial="UTC", label="Time zone", help_text="e.g. Europe/Paris")
+    enabled = _enabled_field()
 
     def __init__(self, user, pipeline, *args, schedule=None, **kwargs):
         kwargs.setdefault("auto_id", "schedule_%s")  # the page holds several forms: ids stay unique
@@ -308,13 +313,7 @@ class TriggerForm(forms.Form):
         label="Signing secret",
         help_text="Webhook deliveries are signed with it (HMAC-SHA256 over the timestamp and the body).",
     )
-    enabled = forms.TypedChoiceField(
-        choices=[("", "Follow the deployment (on once deployed)"), ("true", "On"), ("false", "Off")],
-        coerce=lambda v: v == "true",
-        empty_value=None,
-        required=False,
-        label="Enabled",
-    )
+    enabled = _enabled_field()
 
     def __init__(self, user, pipeline, *args, **kwargs):
         kwargs.setdefault("auto_id", "trigger_%s")  # the page holds several forms: ids stay unique

@@ -186,6 +186,37 @@ def _pipeline(request, pipeline, status=200, **bound):
     return screen(request, "web/pipeline.html", context, status=status)
 
 
+def _dialog(request, pipeline, form, call, then, *, shown_as: str, place_error=add_domain_error, **page):
+    """A pipeline-page dialog: submit `form` through `call` (see submit) and answer `then(result)`; else the
+    page again with its 4xx, the bound form as `shown_as` and `page` (such as the dialog to open)."""
+    result, status = submit(form, call, place_error)
+    if result is None:
+        return _pipeline(request, pipeline, status=status, **{shown_as: form}, **page)
+    return then(result)
+
+
+def _change(request, pipeline, change, *, error: str, done, section: str):
+    """Make one service call `change()` in a transaction (it locks what it changes); a refusal is shown on the
+    pipeline page under `error` with its 4xx, else back to the page's `section` with the message `done()`."""
+    try:
+        with transaction.atomic():
+            change()
+    except DomainError as exc:
+        return _pipeline(request, pipeline, status=exc.status, **{error: exc.message})
+    return _back(request, pipeline, section, done())
+
+
+def _back(request, pipeline, section: str, message: str):
+    """Back to a section of the pipeline page, saying what was done."""
+    messages.success(request, message)
+    return redirect(reverse("web:pipeline-detail", args=[pipeline.pk]) + f"#{section}")
+
+
+def _environment(data, pipeline):
+    """The stage a dialog names (its select is hidden with a single stage: the project's default)."""
+    return data.get("environment") or pipeline.project.default_environment
+
+
 @login_required
 @require_POST
 def pipeline_personal_set(request, pk: int):
@@ -201,16 +232,17 @@ def pipeline_personal_set(request, pk: int):
         return variable_services.personal_override_set(
             actor=request.user,
             variable=variable,
-            environment=data.get("environment") or pipeline.project.default_environment,
+            environment=_environment(data, pipeline),
             value=value,
             secret=data.get("secret"),
         )
 
-    row, status = submit(form, save)
-    if row is not None:
-        messages.success(request, f"Your value of {row.variable.name} in {row.environment.name} is set.")
-        return redirect(reverse("web:pipeline-detail", args=[pipeline.pk]) + "#personal-h")
-    return _pipeline(request, pipeline, status=status, personal_form=form)
+    def then(row):
+        return _back(
+            request, pipeline, "personal-h", f"Your value of {row.variable.name} in {row.environment.name} is set."
+        )
+
+    return _dialog(request, pipeline, form, save, then, shown_as="personal_form")
 
 
 @login_required
@@ -220,8 +252,8 @@ def pipeline_personal_clear(request, pk: int, row: int):
     pipeline = _visible_pipeline(request, pk)
     override = get_object_or_404(personal_overrides_of(request.user), pk=row)
     variable_services.personal_override_delete(actor=request.user, override=override)
-    messages.success(request, f"Your value of {override.variable.name} in {override.environment.name} is cleared.")
-    return redirect(reverse("web:pipeline-detail", args=[pipeline.pk]) + "#personal-h")
+    done = f"Your value of {override.variable.name} in {override.environment.name} is cleared."
+    return _back(request, pipeline, "personal-h", done)
 
 
 def _visible_pipeline(request, pk: int):
@@ -240,7 +272,16 @@ def pipeline_detail(request, pk: int):
 def pipeline_promote(request, pk: int):
     pipeline = _visible_pipeline(request, pk)
     form = PromotionRequestForm(request.user, pipeline, request.POST)
-    answer, status = submit(
+
+    def then(answer):
+        promotion, created = answer
+        if created:
+            messages.success(request, f"Promotion requested: #{promotion.pk} into {promotion.target.name}.")
+        return redirect("web:request-detail", pk=promotion.pk)
+
+    return _dialog(
+        request,
+        pipeline,
         form,
         lambda data: approvals.promotion_request_create(
             actor=request.user,
@@ -253,13 +294,9 @@ def pipeline_promote(request, pk: int):
             attached_runs=list(data["attached_runs"]),
             idempotency_key=data["idempotency_key"],
         ),
+        then,
+        shown_as="form",
     )
-    if answer is not None:
-        promotion, created = answer
-        if created:
-            messages.success(request, f"Promotion requested: #{promotion.pk} into {promotion.target.name}.")
-        return redirect("web:request-detail", pk=promotion.pk)
-    return _pipeline(request, pipeline, status=status, form=form)
 
 
 # --- run, schedule and preview dialogs; the run page -----------------------------------------------------------
@@ -272,7 +309,9 @@ def pipeline_run(request, pk: int):
     pipeline = _visible_pipeline(request, pk)
     variables = selectors.pipeline_variables(request.user, pipeline)
     form = RunForm(request.user, pipeline, selectors.runtime_parameters(variables), request.POST)
-    answer, status = submit(
+    return _dialog(
+        request,
+        pipeline,
         form,
         lambda data: run_services.run_create_once(
             actor=request.user,
@@ -283,11 +322,11 @@ def pipeline_run(request, pk: int):
             parameters=form.parameters(),
             sample=data.get("sample", False),
         ),
+        lambda answer: redirect("web:run-detail", pk=answer[0].pk),
+        shown_as="run_form",
         place_error=RunForm.add_service_error,
+        open_dialog="run",
     )
-    if answer is not None:
-        return redirect("web:run-detail", pk=answer[0].pk)
-    return _pipeline(request, pipeline, status=status, run_form=form, open_dialog="run")
 
 
 @login_required
@@ -296,23 +335,22 @@ def pipeline_schedule_create(request, pk: int):
     """The schedule dialog (new schedule): the runs service decides who may, cron and time zone."""
     pipeline = _visible_pipeline(request, pk)
     form = ScheduleForm(request.user, pipeline, request.POST)
-    schedule, status = submit(
-        form,
-        lambda data: run_services.schedule_save(
+
+    def then(schedule):
+        done = f"Schedule saved: {schedule.cron} ({schedule.timezone}) in {schedule.environment.name}."
+        return _back(request, pipeline, "schedules-h", done)
+
+    def save(data):
+        return run_services.schedule_save(
             actor=request.user,
             pipeline=pipeline,
-            environment=data.get("environment") or pipeline.project.default_environment,
+            environment=_environment(data, pipeline),
             cron=data["cron"],
             timezone_name=data["timezone"],
             enabled=data["enabled"],
-        ),
-    )
-    if schedule is not None:
-        messages.success(
-            request, f"Schedule saved: {schedule.cron} ({schedule.timezone}) in {schedule.environment.name}."
         )
-        return redirect(reverse("web:pipeline-detail", args=[pipeline.pk]) + "#schedules-h")
-    return _pipeline(request, pipeline, status=status, schedule_form=form, open_dialog="schedule")
+
+    return _dialog(request, pipeline, form, save, then, shown_as="schedule_form", open_dialog="schedule")
 
 
 def _visible_schedule(request, pk: int):
@@ -339,25 +377,26 @@ def schedule_update(request, pk: int):
                 schedule=Schedule.objects.select_for_update().get(pk=schedule.pk),
             )
 
-    saved, status = submit(form, save)
-    if saved is not None:
-        messages.success(request, f"Schedule in {schedule.environment.name} saved.")
-        return redirect(reverse("web:pipeline-detail", args=[pipeline.pk]) + "#schedules-h")
-    return _pipeline(request, pipeline, status=status, edit_form=form, edit_schedule=schedule)
+    def then(_saved):
+        return _back(request, pipeline, "schedules-h", f"Schedule in {schedule.environment.name} saved.")
+
+    return _dialog(request, pipeline, form, save, then, shown_as="edit_form", edit_schedule=schedule)
 
 
 @login_required
 @require_POST
 def schedule_delete(request, pk: int):
     schedule = _visible_schedule(request, pk)
-    pipeline = schedule.pipeline
-    try:
-        with transaction.atomic():
-            run_services.schedule_delete(actor=request.user, schedule=Schedule.objects.select_for_update().get(pk=pk))
-    except DomainError as exc:
-        return _pipeline(request, pipeline, status=exc.status, schedule_error=exc.message)
-    messages.success(request, f"Schedule in {schedule.environment.name} deleted.")
-    return redirect(reverse("web:pipeline-detail", args=[pipeline.pk]) + "#schedules-h")
+    return _change(
+        request,
+        schedule.pipeline,
+        lambda: run_services.schedule_delete(
+            actor=request.user, schedule=Schedule.objects.select_for_update().get(pk=pk)
+        ),
+        error="schedule_error",
+        done=lambda: f"Schedule in {schedule.environment.name} deleted.",
+        section="schedules-h",
+    )
 
 
 @login_required
@@ -366,22 +405,22 @@ def pipeline_trigger_create(request, pk: int):
     """The trigger dialog (new trigger): the runs service decides who may, cycles and when it is on."""
     pipeline = _visible_pipeline(request, pk)
     form = TriggerForm(request.user, pipeline, request.POST)
-    trigger, status = submit(
-        form,
-        lambda data: run_services.trigger_create(
+
+    def save(data):
+        return run_services.trigger_create(
             actor=request.user,
             pipeline=pipeline,
-            environment=data.get("environment") or pipeline.project.default_environment,
+            environment=_environment(data, pipeline),
             kind=data["kind"],
             upstream_pipeline=data["upstream_pipeline"],
             signing_secret=data["signing_secret"],
             enabled=data["enabled"],
-        ),
-    )
-    if trigger is not None:
-        messages.success(request, f"Trigger saved in {trigger.environment.name}.")
-        return redirect(reverse("web:pipeline-detail", args=[pipeline.pk]) + "#triggers-h")
-    return _pipeline(request, pipeline, status=status, trigger_form=form, open_dialog="trigger")
+        )
+
+    def then(trigger):
+        return _back(request, pipeline, "triggers-h", f"Trigger saved in {trigger.environment.name}.")
+
+    return _dialog(request, pipeline, form, save, then, shown_as="trigger_form", open_dialog="trigger")
 
 
 def _visible_trigger(request, pk: int):
@@ -391,14 +430,14 @@ def _visible_trigger(request, pk: int):
 def _trigger_change(request, pk: int, change, done: str):
     """Switch or delete a trigger through the runs service; a refusal is shown on the page with its 4xx."""
     trigger = _visible_trigger(request, pk)
-    pipeline = trigger.pipeline
-    try:
-        with transaction.atomic():
-            change(triggers_for(request.user).select_for_update(of=("self",)).get(pk=pk))
-    except DomainError as exc:
-        return _pipeline(request, pipeline, status=exc.status, trigger_error=exc.message)
-    messages.success(request, f"Trigger in {trigger.environment.name} {done}.")
-    return redirect(reverse("web:pipeline-detail", args=[pipeline.pk]) + "#triggers-h")
+    return _change(
+        request,
+        trigger.pipeline,
+        lambda: change(triggers_for(request.user).select_for_update(of=("self",)).get(pk=pk)),
+        error="trigger_error",
+        done=lambda: f"Trigger in {trigger.environment.name} {done}.",
+        section="triggers-h",
+    )
 
 
 @login_required
@@ -446,7 +485,7 @@ def pipeline_preview(request, pk: int):
         lambda data: run_services.preview(
             actor=request.user,
             pipeline=pipeline,
-            environment=data.get("environment") or pipeline.project.default_environment,
+            environment=_environment(data, pipeline),
             node_id=data["node"],
             limit=data["limit"],
         ),

@@ -75,35 +75,38 @@ def _require_rule_admin(actor: User, rule: ApprovalRule) -> None:
 
 
 def _looser_than(rule: ApprovalRule, default: ApprovalRule) -> dict[str, str]:
-    """Fields in which a project rule would be looser than an organization default (field -> why)."""
-    problems = {}
-    if rule.required_approvals < default.required_approvals:
-        problems["required_approvals"] = f"at least {default.required_approvals} (the organization's '{default.name}')"
-    if rule.allow_self_approval and not default.allow_self_approval:
-        problems["allow_self_approval"] = f"off, as in the organization's '{default.name}'"
-    if default.exclude_version_author and not rule.exclude_version_author:
-        problems["exclude_version_author"] = f"on, as in the organization's '{default.name}'"
-    if default.require_validation and not rule.require_validation:
-        problems["require_validation"] = f"on, as in the organization's '{default.name}'"
-    if (
-        default.require_validation
-        and rule.require_validation
-        and rule.validation_max_age_hours > default.validation_max_age_hours
-    ):
-        problems["validation_max_age_hours"] = f"at most {default.validation_max_age_hours}"
-    if default.require_data_diff and not rule.require_data_diff:
-        problems["require_data_diff"] = f"on, as in the organization's '{default.name}'"
-    if default.require_git and not rule.require_git:
-        problems["require_git"] = f"on, as in the organization's '{default.name}'"
-    if default.require_ticket and not rule.require_ticket:
-        problems["require_ticket"] = f"set, as in the organization's '{default.name}'"
-    if rule.wait_minutes < default.wait_minutes:
-        problems["wait_minutes"] = f"at least {default.wait_minutes}"
-    if default.allowed_refs and not rule.allowed_refs:
-        problems["allowed_refs"] = f"set, as in the organization's '{default.name}' ({', '.join(default.allowed_refs)})"
-    if default.expires_after_hours and not 0 < rule.expires_after_hours <= default.expires_after_hours:
-        problems["expires_after_hours"] = f"between 1 and {default.expires_after_hours} (0 would never expire)"
-    return problems
+    """Fields in which a project rule would be looser than an organization default (field -> why),
+    in the order of the form (the first is the error's message)."""
+    as_default = f"as in the organization's '{default.name}'"
+
+    def switched_off(name: str) -> bool:  # a check the default makes and the rule would not
+        return getattr(default, name) and not getattr(rule, name)
+
+    looser = {
+        "required_approvals": (
+            rule.required_approvals < default.required_approvals,
+            f"at least {default.required_approvals} (the organization's '{default.name}')",
+        ),
+        "allow_self_approval": (rule.allow_self_approval and not default.allow_self_approval, f"off, {as_default}"),
+        "exclude_version_author": (switched_off("exclude_version_author"), f"on, {as_default}"),
+        "require_validation": (switched_off("require_validation"), f"on, {as_default}"),
+        "validation_max_age_hours": (
+            default.require_validation
+            and rule.require_validation
+            and rule.validation_max_age_hours > default.validation_max_age_hours,
+            f"at most {default.validation_max_age_hours}",
+        ),
+        "require_data_diff": (switched_off("require_data_diff"), f"on, {as_default}"),
+        "require_git": (switched_off("require_git"), f"on, {as_default}"),
+        "require_ticket": (switched_off("require_ticket"), f"set, {as_default}"),
+        "wait_minutes": (rule.wait_minutes < default.wait_minutes, f"at least {default.wait_minutes}"),
+        "allowed_refs": (switched_off("allowed_refs"), f"set, {as_default} ({', '.join(default.allowed_refs or ())})"),
+        "expires_after_hours": (
+            default.expires_after_hours and not 0 < rule.expires_after_hours <= default.expires_after_hours,
+            f"between 1 and {default.expires_after_hours} (0 would never expire)",
+        ),
+    }
+    return {name: why for name, (is_looser, why) in looser.items() if is_looser}
 
 
 def validate_rule(rule: ApprovalRule, *, approver_users=(), extra_sources=()) -> None:

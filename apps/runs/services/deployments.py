@@ -55,6 +55,12 @@ def deployed_configuration(deployment: Deployment) -> dict:
     return deployment.resolved
 
 
+def require_own_environment(pipeline: Pipeline, environment: Environment) -> None:
+    """Refuse (400 on `environment`) an environment of another organization than the pipeline's."""
+    if environment.organization_id != pipeline.project.organization_id:
+        raise field_error("environment", "The environment belongs to another organization.")
+
+
 def deploy(
     *,
     actor: User | None,  # None: the platform's automatic rollback, or a promotion whose requester was deleted
@@ -73,8 +79,7 @@ def deploy(
     the caller has none; `resolved_document`: the digest under which the caller has stored it)."""
     if version.pipeline_id != pipeline.pk:
         raise field_error("version", "The version belongs to another pipeline.")
-    if environment.organization_id != pipeline.project.organization_id:
-        raise field_error("environment", "The environment belongs to another organization.")
+    require_own_environment(pipeline, environment)
     # No savepoint of its own: a caller's transaction (a promotion's deploying step) rolls back whole.
     with transaction.atomic(savepoint=False):
         previous = (

@@ -23,7 +23,7 @@ from apps.pipelines.models import Pipeline, PipelineVersion
 from apps.resolution import engine
 
 from ..models import TERMINAL, Executor, Run, RunStatus, Trigger
-from .deployments import active_deployment
+from .deployments import active_deployment, require_own_environment
 
 logger = logging.getLogger("planasonix.runs")
 
@@ -117,8 +117,7 @@ def run_create(
     environment = environment or pipeline.project.default_environment
     if environment is None:
         raise field_error("environment", "Name an environment (the project has no default environment).")
-    if environment.organization_id != pipeline.project.organization_id:
-        raise field_error("environment", "The environment belongs to another organization.")
+    require_own_environment(pipeline, environment)
     perms.require(actor, perms.RUN, environment)
     if version is not None and version.pipeline_id != pipeline.pk:
         raise field_error("version", "The version belongs to another pipeline.")

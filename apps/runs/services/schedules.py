@@ -9,7 +9,7 @@ from croniter import croniter
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed, field_error
+from apps.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from apps.core.services import audited_delete, audited_save, validate
 from apps.core.types import User
 from apps.environments import permissions as perms
@@ -17,7 +17,7 @@ from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline
 
 from ..models import Schedule, ScheduleFire, Trigger
-from .deployments import active_deployment
+from .deployments import active_deployment, require_own_environment
 from .runs import run_create
 
 logger = logging.getLogger("planasonix.runs")
@@ -38,8 +38,7 @@ def schedule_save(
 ) -> Schedule:
     """Create or change a schedule (see require_schedule_edit)."""
     require_schedule_edit(actor, environment)
-    if environment.organization_id != pipeline.project.organization_id:
-        raise field_error("environment", "The environment belongs to another organization.")
+    require_own_environment(pipeline, environment)
     schedule = schedule or Schedule(pipeline=pipeline, environment=environment, owner=actor)
     schedule.cron, schedule.timezone = cron, timezone_name
     if enabled is not None:

@@ -19,7 +19,7 @@ from django.utils import timezone
 from apps.core import signing
 from apps.core.errors import Conflict, DomainError, ValidationFailed, field_error
 from apps.core.queue import enqueue
-from apps.core.services import audited_delete, audited_save, validate
+from apps.core.services import audited_delete, audited_save, first_unlocked, validate
 from apps.core.signing import WebhookRefused
 from apps.core.types import User
 from apps.environments.models import Environment
@@ -28,7 +28,7 @@ from apps.secrets import services as secret_services
 from apps.secrets.models import Secret
 
 from ..models import PipelineTrigger, Run, Trigger, TriggerFire, TriggerKind
-from .deployments import active_deployment
+from .deployments import active_deployment, require_own_environment
 from .runs import run_create, runs_only_deployed
 from .schedules import require_schedule_edit
 
@@ -119,8 +119,7 @@ def trigger_create(
 ) -> PipelineTrigger:
     """Create a trigger (who may: as for schedules, see require_schedule_edit)."""
     require_schedule_edit(actor, environment)
-    if environment.organization_id != pipeline.project.organization_id:
-        raise field_error("environment", "The environment belongs to another organization.")
+    require_own_environment(pipeline, environment)
     if kind not in TriggerKind.values:
         raise field_error("kind", f"One of {', '.join(TriggerKind.values)}.")
     trigger = PipelineTrigger(pipeline=pipeline, environment=environment, kind=kind, owner=actor)
@@ -216,11 +215,12 @@ def trigger_fires_start(*, upstream_pk: int | None = None) -> list[int]:
 
 def _start(fire_pk: int) -> Run | None:
     with transaction.atomic():
-        fire = (
-            TriggerFire.objects.select_for_update(of=("self",), skip_locked=True)
-            .select_related("trigger__pipeline__project", "trigger__environment", "trigger__owner", "upstream")
-            .filter(pk=fire_pk, fired_at__isnull=True)
-            .first()
+        fire = first_unlocked(
+            TriggerFire.objects.select_related(
+                "trigger__pipeline__project", "trigger__environment", "trigger__owner", "upstream"
+            ),
+            pk=fire_pk,
+            fired_at__isnull=True,
         )
         if fire is None:  # another worker holds it, or started it already
             return None
