@@ -6,7 +6,7 @@ from django.db import transaction
 
 from apps.core.errors import Conflict, PermissionDenied, field_error
 from apps.core.queue import enqueue
-from apps.core.services import audited_delete, audited_save, validate
+from apps.core.services import audited_delete, audited_save, refuse_unknown, validate
 from apps.core.types import User
 from apps.environments import permissions as perms
 from apps.environments.models import Environment, Kind
@@ -43,9 +43,7 @@ def _check_role(role: ConnectionRole) -> None:
 def connection_role_create(
     *, actor: User, organization, name: str, kind: str, project=None, **fields
 ) -> ConnectionRole:
-    unknown = set(fields) - ROLE_FIELDS
-    if unknown:
-        raise field_error(sorted(unknown)[0], "Unknown field.")
+    refuse_unknown(fields, ROLE_FIELDS)
     _require_definer(actor, organization, project)
     role = ConnectionRole(organization=organization, project=project, name=name, kind=kind, **fields)
     _check_role(role)
@@ -61,9 +59,7 @@ def connection_role_update(*, actor: User, role: ConnectionRole, **changes) -> C
     role = (
         ConnectionRole.objects.select_for_update(of=("self",)).select_related("organization", "project").get(pk=role.pk)
     )
-    unknown = set(changes) - ROLE_FIELDS
-    if unknown:
-        raise field_error(sorted(unknown)[0], "Unknown field.")
+    refuse_unknown(changes, ROLE_FIELDS)
     _require_definer(actor, role.organization, role.project)
     if "kind" in changes and changes["kind"] != role.kind and role.bindings.exists():
         raise field_error("kind", "The kind of a bound role cannot change; remove its bindings first.")

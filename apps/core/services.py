@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 
 from apps.core.types import User
 
-from .errors import from_django_validation_error
+from .errors import field_error, from_django_validation_error
 
 
 def validate(instance, *, exclude=None, validate_unique=True) -> None:
@@ -15,13 +15,20 @@ def validate(instance, *, exclude=None, validate_unique=True) -> None:
         raise from_django_validation_error(exc) from exc
 
 
-def first_unlocked(queryset, **filters):
-    """The first row of `queryset` matching `filters`, locked for the caller's transaction, or None when
+def refuse_unknown(given, allowed, message: str = "Unknown field.") -> None:
+    """A 400 on the first (in sorted order) of the names `given` that `allowed` does not hold."""
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise field_error(unknown[0], message)
+
+
+def first_unlocked(queryset):
+    """The first row of `queryset`, locked for the caller's transaction, or None when
     there is none or another worker holds it (SKIP LOCKED): how a worker claims one job row. Only the
     row itself is locked (of=self): on PostgreSQL a plain FOR UPDATE also locks the joined rows, so a
     second worker claiming another row joined to the same one (a delivery of the same channel) would
     skip it as "locked"."""
-    return queryset.select_for_update(skip_locked=True, of=("self",)).filter(**filters).first()
+    return queryset.select_for_update(skip_locked=True, of=("self",)).first()
 
 
 def audited_save(instance, *, actor: User | None, reason: str | None = None, clean: bool = True) -> None:

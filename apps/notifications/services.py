@@ -281,7 +281,7 @@ def _claim(delivery_pk: int) -> Delivery | None:
     """Take the delivery for one attempt (a lease) if it is due; None if someone else has it."""
     now = timezone.now()
     with transaction.atomic():
-        delivery = first_unlocked(Delivery.objects.select_related("channel", "recipient"), pk=delivery_pk)
+        delivery = first_unlocked(Delivery.objects.select_related("channel", "recipient").filter(pk=delivery_pk))
         if delivery is None or delivery.status in (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED):
             return None
         if delivery.status == DeliveryStatus.SENDING and delivery.lease_expires_at and delivery.lease_expires_at > now:

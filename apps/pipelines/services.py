@@ -7,7 +7,7 @@ from django.db.models import Max, ProtectedError
 from django.utils.text import slugify
 
 from apps.core.errors import Conflict, PermissionDenied, field_error
-from apps.core.services import audited_delete, audited_save, audited_update, validate
+from apps.core.services import audited_delete, audited_save, audited_update, refuse_unknown, validate
 from apps.core.types import User
 from apps.environments.models import Environment
 from apps.tenancy.permissions import is_org_admin, is_org_member, require_org_admin
@@ -27,9 +27,7 @@ version_checks: list = []
 
 def _refuse_unknown(changes: dict, allowed: frozenset) -> None:
     """Updates change only the editable fields (never the organization, project or timestamps)."""
-    unknown = sorted(set(changes) - allowed)
-    if unknown:
-        raise field_error(unknown[0], "Unknown field or not editable.")
+    refuse_unknown(changes, allowed, "Unknown field or not editable.")
 
 
 def _delete_or_conflict(instance, *, actor: User, reason: str) -> None:
@@ -130,9 +128,7 @@ def pipeline_version_create(
     pipeline = Pipeline.objects.select_for_update().select_related("project__organization").get(pk=pipeline.pk)
     if not is_org_member(actor, pipeline.project.organization):
         raise PermissionDenied(f"You are not a member of '{pipeline.project.organization.slug}'.")
-    unknown = set(git) - set(GIT_FIELDS)
-    if unknown:
-        raise field_error(sorted(unknown)[0], "Unknown field.")
+    refuse_unknown(git, GIT_FIELDS)
     if git.get("git_commit") and not (isinstance(git["git_commit"], str) and GIT_COMMIT.fullmatch(git["git_commit"])):
         raise field_error("git_commit", "A commit SHA: 7 to 64 lower-case hex digits.")
     return _version_store(pipeline, graph, message=message, author=actor, git=git)

@@ -19,7 +19,7 @@ from django.utils import timezone
 from apps.core import egress, signing
 from apps.core.bounded_yaml import load_bounded
 from apps.core.errors import Conflict, DomainError, PermissionDenied, ValidationFailed, field_error
-from apps.core.services import audited_delete, audited_save, first_unlocked
+from apps.core.services import audited_delete, audited_save, first_unlocked, refuse_unknown
 from apps.core.signing import WebhookRefused
 from apps.pipelines import graph as graphs
 from apps.pipelines import services as pipeline_services
@@ -144,9 +144,7 @@ def repository_update(*, actor, repository: Repository, **changes) -> Repository
         Repository.objects.select_for_update().select_related("pipeline__project__organization").get(pk=repository.pk)
     )
     _require_admin(actor, repository.pipeline)
-    unknown = sorted(set(changes) - REPOSITORY_FIELDS)
-    if unknown:
-        raise field_error(unknown[0], "Unknown field or not editable.")
+    refuse_unknown(changes, REPOSITORY_FIELDS, "Unknown field or not editable.")
     _apply(repository, changes, repository.pipeline.project.organization)
     audited_save(repository, actor=actor, reason="changed: " + ", ".join(sorted(changes)))
     return repository
@@ -216,11 +214,9 @@ def repository_sync(repository_pk: int) -> RepositorySync | None:
     except IntegrityError:  # the repository is gone
         return None
     with transaction.atomic():
+        syncs = RepositorySync.objects.filter(repository_id=repository_pk)
         status = first_unlocked(
-            RepositorySync.objects.select_related(
-                "repository__pipeline__project__organization", "repository__credential"
-            ),
-            repository_id=repository_pk,
+            syncs.select_related("repository__pipeline__project__organization", "repository__credential")
         )
         if status is None:
             return None

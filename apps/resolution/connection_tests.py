@@ -19,12 +19,9 @@ from .interpolation import Interpolator
 
 def run(test_pk: int) -> ConnectionTest | None:
     with transaction.atomic():
+        queued = ConnectionTest.objects.filter(pk=test_pk, status=ConnectionTest.Status.QUEUED)
         test = first_unlocked(
-            ConnectionTest.objects.select_related(
-                "binding__role", "binding__environment", "binding__credential", "requested_by"
-            ),
-            pk=test_pk,
-            status=ConnectionTest.Status.QUEUED,
+            queued.select_related("binding__role", "binding__environment", "binding__credential", "requested_by")
         )
         if test is None:
             return None

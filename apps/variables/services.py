@@ -4,7 +4,7 @@ from django.db import transaction
 
 from apps.core import patterns
 from apps.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed, field_error
-from apps.core.services import audited_delete, audited_save, validate
+from apps.core.services import audited_delete, audited_save, refuse_unknown, validate
 from apps.core.types import User
 from apps.environments import permissions as perms
 from apps.environments.models import Environment, Kind, RuntimePolicy
@@ -157,9 +157,7 @@ def _coerce(variable: Variable, value, field: str, with_choices: bool = True):
 @transaction.atomic
 def variable_create(*, actor: User, organization, name: str, project=None, pipeline=None, **fields) -> Variable:
     """Define a variable at organization, project or pipeline scope."""
-    unknown = set(fields) - DEFINITION_FIELDS
-    if unknown:
-        raise field_error(sorted(unknown)[0], "Unknown field.")
+    refuse_unknown(fields, DEFINITION_FIELDS)
     if pipeline is not None:
         project = pipeline.project
     require_definer(actor, organization, project)
@@ -181,9 +179,7 @@ def variable_update(*, actor: User, variable: Variable, **changes) -> Variable:
     variable = (
         Variable.objects.select_for_update(of=("self",)).select_related("organization", "project").get(pk=variable.pk)
     )
-    unknown = set(changes) - DEFINITION_FIELDS
-    if unknown:
-        raise field_error(sorted(unknown)[0], "Unknown field.")
+    refuse_unknown(changes, DEFINITION_FIELDS)
     require_definer(actor, variable.organization, variable.project)
     for name, value in changes.items():
         setattr(variable, name, value)

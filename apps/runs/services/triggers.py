@@ -19,7 +19,7 @@ from django.utils import timezone
 from apps.core import signing
 from apps.core.errors import Conflict, DomainError, ValidationFailed, field_error
 from apps.core.queue import enqueue
-from apps.core.services import audited_delete, audited_save, first_unlocked, validate
+from apps.core.services import audited_delete, audited_save, first_unlocked, refuse_unknown, validate
 from apps.core.signing import WebhookRefused
 from apps.core.types import User
 from apps.environments.models import Environment
@@ -215,12 +215,9 @@ def trigger_fires_start(*, upstream_pk: int | None = None) -> list[int]:
 
 def _start(fire_pk: int) -> Run | None:
     with transaction.atomic():
+        unfired = TriggerFire.objects.filter(pk=fire_pk, fired_at__isnull=True)
         fire = first_unlocked(
-            TriggerFire.objects.select_related(
-                "trigger__pipeline__project", "trigger__environment", "trigger__owner", "upstream"
-            ),
-            pk=fire_pk,
-            fired_at__isnull=True,
+            unfired.select_related("trigger__pipeline__project", "trigger__environment", "trigger__owner", "upstream")
         )
         if fire is None:  # another worker holds it, or started it already
             return None
@@ -257,9 +254,7 @@ def _webhook_parameters(body: bytes) -> dict | None:
         raise field_error("body", "Send a JSON object (or nothing).") from None
     if not isinstance(payload, dict):
         raise field_error("body", "Send a JSON object (or nothing).")
-    unknown = sorted(set(payload) - {"parameters"})
-    if unknown:
-        raise field_error(unknown[0], "Unknown field: the body takes only 'parameters'.")
+    refuse_unknown(payload, {"parameters"}, "Unknown field: the body takes only 'parameters'.")
     parameters = payload.get("parameters")
     if parameters is not None and not isinstance(parameters, dict):
         raise field_error("parameters", "Give an object of variable names to values.")
