@@ -66,6 +66,41 @@ class RequestFormInlineMixin:
         return formset
 
 
+def changed_fields(form, editable) -> dict:
+    """The `editable` fields the admin form changed, with their cleaned values (an update service's changes)."""
+    return {name: form.cleaned_data.get(name) for name in form.changed_data if name in editable}
+
+
+def _aggregate_column(name: str):
+    def column(self, obj):
+        return getattr(obj, name)
+
+    return column
+
+
+if TYPE_CHECKING:
+    _ModelAdminBase = admin.ModelAdmin
+else:
+    _ModelAdminBase = object
+
+
+class AggregateColumnsMixin(_ModelAdminBase):
+    """Changelist columns that aggregate a row's relations (a count, a latest number) in the list's
+    one query: `aggregate_columns = {name: (description, expression)}` annotates each under its name
+    and makes it a sortable column (put the mixin first among the bases)."""
+
+    aggregate_columns: dict[str, tuple[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name, (description, _) in cls.__dict__.get("aggregate_columns", {}).items():
+            setattr(cls, name, admin.display(description=description, ordering=name)(_aggregate_column(name)))
+
+    def get_queryset(self, request):
+        columns = {name: expression for name, (_, expression) in self.aggregate_columns.items()}
+        return super().get_queryset(request).annotate(**columns)
+
+
 def pretty_json(value) -> str:
     """A JSON value for a read-only admin field: indented in a <pre>, "—" when empty."""
     if value in (None, {}, []):
@@ -176,6 +211,12 @@ class IsSetListFilter(admin.SimpleListFilter):
     field = ""
     is_set: tuple[str, str] = ("yes", "Yes")
     is_unset: tuple[str, str] = ("no", "No")
+
+    @classmethod
+    def on(cls, field: str, title: str, is_set: tuple[str, str], is_unset: tuple[str, str]) -> type["IsSetListFilter"]:
+        """The filter on `field`, titled (and named in the URL) `title`."""
+        attrs = {"field": field, "title": title, "parameter_name": title, "is_set": is_set, "is_unset": is_unset}
+        return type(f"{title.title()}IsSetListFilter", (cls,), attrs)
 
     def lookups(self, request, model_admin):
         return [self.is_set, self.is_unset]

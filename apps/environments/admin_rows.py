@@ -9,16 +9,18 @@ a new row can only be for an environment the user may edit; two rows for one env
 refused; each row is validated by the owning app's service (`validate_row`), and saved and deleted
 through it (`save_per_environment_rows`), never by the formset.
 
-To adopt: subclass `PerEnvironmentInlineForm` (Meta, `validate_row`, optionally `limit_choices`,
-`show_instance`, `place_error`), `PerEnvironmentFormSet` (`row_name`), and mix
-`PerEnvironmentInlineMixin` into a Tabular/StackedInline (`row_select_related`); the parent admin
+To adopt: subclass `PerEnvironmentInlineForm` (Meta, `validate_row`, optionally `secret_field`,
+`limit_choices`, `show_instance`, `place_error`) and mix `PerEnvironmentInlineMixin` into a
+Tabular/StackedInline (`row_name`, `row_select_related`); the parent admin
 (a `ScopedDefinitionAdmin`) saves the rows through `save_per_environment_rows` with its `row_set`
 and `row_delete`."""
 
-from typing import Any
+from typing import Any, cast
 
+from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 
 from apps.core.admin import RequestFormInlineMixin, ServiceCheckedForm, ServiceModelAdmin
@@ -27,7 +29,14 @@ from apps.tenancy import permissions as org_perms
 from apps.tenancy.permissions import is_org_member, sees_some_organization
 
 from . import permissions as perms
-from .models import Environment
+from .models import Environment, Kind
+
+
+def required_in_field(help_text: str) -> forms.MultipleChoiceField:
+    """A definition's `required_in` (environment kinds where a value must exist) as checkboxes."""
+    return forms.MultipleChoiceField(
+        choices=Kind.choices, required=False, widget=forms.CheckboxSelectMultiple, help_text=help_text
+    )
 
 
 def editable_environments(user, organization_id) -> list[Environment]:
@@ -41,7 +50,10 @@ def editable_environments(user, organization_id) -> list[Environment]:
 
 
 class PerEnvironmentInlineForm(ServiceCheckedForm):
-    """One row of `parent` (the object being edited) for one environment."""
+    """One row of `parent` (the object being edited) for one environment. `secret_field`: the row's
+    secret reference, whose choices are the parent organization's secrets."""
+
+    secret_field = ""
 
     def __init__(self, *args, parent=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -65,6 +77,10 @@ class PerEnvironmentInlineForm(ServiceCheckedForm):
 
     def limit_choices(self, organization_id) -> None:
         """Limit the row's other choices (secrets, ...) to the parent's organization."""
+        if self.secret_field:
+            field = cast(forms.ModelChoiceField, self.fields[self.secret_field])
+            secrets = cast(QuerySet, field.queryset).model._default_manager  # all of them, not the admin's choice
+            field.queryset = secrets.filter(organization_id=organization_id)
 
     def show_instance(self) -> None:
         """Set the initial values of form-only fields from the saved row."""
@@ -124,7 +140,14 @@ class PerEnvironmentInlineMixin(RequestFormInlineMixin):
     organization (the parent admin decided that the parent is visible)."""
 
     extra = 1
+    formset: type[BaseInlineFormSet] = PerEnvironmentFormSet
+    row_name = "row"  # in the formset's "one <row_name> per environment" error
     row_select_related: tuple[str, ...] = ()
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.row_name = self.row_name
+        return formset
 
     def get_queryset(self, request):
         return (

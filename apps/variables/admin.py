@@ -9,7 +9,6 @@ The "check readiness" and "export configuration" actions need apps.resolution, w
 this app, so apps/resolution/admin.py adds them to VariableAdmin."""
 
 import json
-from typing import cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -21,12 +20,12 @@ from apps.core.errors import DomainError
 from apps.environments import permissions as perms
 from apps.environments.admin_rows import (
     EnvironmentScopedAdminMixin,
-    PerEnvironmentFormSet,
     PerEnvironmentInlineForm,
     PerEnvironmentInlineMixin,
     ScopedDefinitionAdmin,
+    required_in_field,
 )
-from apps.environments.models import Environment, Kind
+from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline, Project
 from apps.secrets.models import Secret
 from apps.tenancy.models import Organization
@@ -46,14 +45,11 @@ class OverrideInlineForm(PerEnvironmentInlineForm):
         required=False, strip=False, widget=forms.Textarea(attrs={"rows": 1, "cols": 40}), help_text=VALUE_HELP
     )
 
+    secret_field = "secret"
+
     class Meta:
         model = VariableOverride
         fields = ["environment", "value", "secret"]
-
-    def limit_choices(self, organization_id) -> None:
-        cast(forms.ModelChoiceField, self.fields["secret"]).queryset = Secret.objects.filter(
-            organization_id=organization_id
-        )
 
     def show_instance(self) -> None:
         self.initial["value"] = value_to_text(self.parent.type, self.instance.value)
@@ -69,14 +65,10 @@ class OverrideInlineForm(PerEnvironmentInlineForm):
         )
 
 
-class OverrideFormSet(PerEnvironmentFormSet):
-    row_name = "override"
-
-
 class VariableOverrideInline(PerEnvironmentInlineMixin, admin.TabularInline):
     model = VariableOverride
     form = OverrideInlineForm
-    formset = OverrideFormSet
+    row_name = "override"
     fields = ["environment", "value", "secret"]
     row_select_related = ("secret", "variable")
 
@@ -90,12 +82,7 @@ class VariableAdminForm(forms.ModelForm):
     default_value = forms.CharField(
         required=False, strip=False, widget=forms.Textarea(attrs={"rows": 2}), help_text=VALUE_HELP
     )
-    required_in = forms.MultipleChoiceField(
-        choices=Kind.choices,
-        required=False,
-        widget=forms.CheckboxSelectMultiple,
-        help_text="Environment kinds where a value must exist before a run or promotion.",
-    )
+    required_in = required_in_field("Environment kinds where a value must exist before a run or promotion.")
 
     class Meta:
         model = Variable
