@@ -6,6 +6,8 @@ read-only, and a new version is added from a form that takes the graph as JSON (
 the node and field). Non-superuser staff see only the organizations they administer."""
 
 import json
+from collections.abc import Callable
+from typing import NamedTuple
 
 from django import forms
 from django.contrib import admin, messages
@@ -47,13 +49,23 @@ class DerivedSlugForm(forms.ModelForm):
             self.fields["slug"].help_text = "Leave empty to derive it from the name."
 
 
+class RowServices(NamedTuple):
+    """A row's create/update/delete services and the keyword (`name`) the update and delete take it by."""
+
+    name: str
+    create: Callable
+    update: Callable
+    delete: Callable
+
+
 class _DefinitionAdmin(AggregateColumnsMixin, OrganizationScopedAdmin, ServiceModelAdmin):
     """Projects and pipelines: named and slugged under their `parent` (organization, project), which
-    is fixed once created; the change page adds the timestamps; the services take the `editable`
-    fields as an update's changes."""
+    is fixed once created; the change page adds the timestamps; every write goes through the row's
+    create/update/delete services, an update with the `editable` fields the form changed."""
 
     parent = ""
     editable: frozenset[str] = frozenset()
+    row: RowServices
     object_history_template = "simple_history/object_history.html"
 
     def get_fields(self, request, obj=None):
@@ -75,6 +87,16 @@ class _DefinitionAdmin(AggregateColumnsMixin, OrganizationScopedAdmin, ServiceMo
             "description": data.get("description") or "",
         }
 
+    def service_create(self, request, cleaned_data):
+        return self.row.create(**self._create_kwargs(request, cleaned_data))
+
+    def service_update(self, request, obj, form):
+        changes = self._changes(form)
+        return self.row.update(actor=request.user, **{self.row.name: obj}, **changes) if changes else None
+
+    def service_delete(self, request, obj) -> None:
+        self.row.delete(actor=request.user, **{self.row.name: obj})
+
 
 class ProjectAdminForm(DerivedSlugForm):
     class Meta:
@@ -84,13 +106,14 @@ class ProjectAdminForm(DerivedSlugForm):
 
 @admin.register(Project)
 class ProjectAdmin(_DefinitionAdmin):
+    row = RowServices("project", services.project_create, services.project_update, services.project_delete)
+    parent, editable = "organization", services.PROJECT_FIELDS
     form = ProjectAdminForm
     list_display = ["name", "slug", "organization", "default_environment", "pipeline_count", "created_at"]
     list_filter = [("organization", admin.RelatedOnlyFieldListFilter), "created_at"]
     search_fields = ["name", "slug", "description", "organization__name", "organization__slug"]
     list_select_related = ["organization", "default_environment__organization"]
     create_requires = ("organization",)
-    parent, editable = "organization", services.PROJECT_FIELDS
     aggregate_columns = {"pipeline_count": ("pipelines", Count("pipelines", distinct=True))}
 
     def get_form(self, request, obj=None, **kwargs):
@@ -106,16 +129,6 @@ class ProjectAdmin(_DefinitionAdmin):
 
     def _create_kwargs(self, request, data) -> dict:
         return {**super()._create_kwargs(request, data), "default_environment": data.get("default_environment")}
-
-    def service_create(self, request, cleaned_data):
-        return services.project_create(**self._create_kwargs(request, cleaned_data))
-
-    def service_update(self, request, obj, form):
-        changes = self._changes(form)
-        return services.project_update(actor=request.user, project=obj, **changes) if changes else None
-
-    def service_delete(self, request, obj) -> None:
-        services.project_delete(actor=request.user, project=obj)
 
 
 # --- pipelines ------------------------------------------------------------------------------
@@ -156,6 +169,8 @@ class PipelineAdminForm(DerivedSlugForm):
 
 @admin.register(Pipeline)
 class PipelineAdmin(_DefinitionAdmin):
+    row = RowServices("pipeline", services.pipeline_create, services.pipeline_update, services.pipeline_delete)
+    parent, editable = "project", services.PIPELINE_FIELDS
     form = PipelineAdminForm
     list_display = ["name", "slug", "project", "organization", "latest_version", "created_at"]
     list_filter = [
@@ -167,7 +182,6 @@ class PipelineAdmin(_DefinitionAdmin):
     inlines = [VersionInline]
     create_requires = ("project",)
     actions = ["run_pipeline"]
-    parent, editable = "project", services.PIPELINE_FIELDS
     aggregate_columns = {"latest_version": ("latest version", Max("versions__number"))}
 
     @admin.action(description="Run… (the pipeline page's run dialog)")
@@ -196,16 +210,6 @@ class PipelineAdmin(_DefinitionAdmin):
         if db_field.name == "project":
             kwargs["queryset"] = Project.objects.restrict(request.user, ADMIN).select_related("organization")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-    def service_create(self, request, cleaned_data):
-        return services.pipeline_create(**self._create_kwargs(request, cleaned_data))
-
-    def service_update(self, request, obj, form):
-        changes = self._changes(form)
-        return services.pipeline_update(actor=request.user, pipeline=obj, **changes) if changes else None
-
-    def service_delete(self, request, obj) -> None:
-        services.pipeline_delete(actor=request.user, pipeline=obj)
 
     def save_related(self, request, form, formsets, change):
         """Versions are read-only here; the services saved the pipeline."""
