@@ -1,18 +1,16 @@
 """Logical connection roles and their physical binding per environment."""
 
-from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
-from apps.core.models import TimeStampedModel
+from apps.core.models import TimeStampedModel, optional_reference, user_reference
 from apps.environments.models import Environment
 from apps.environments.querysets import EnvScopedQuerySet
 from apps.pipelines.models import Project
-from apps.secrets.models import Secret
-from apps.tenancy.models import Organization
-from apps.tenancy.querysets import OrgScopedQuerySet
+from apps.secrets.models import secret_reference
+from apps.tenancy.models import Organization, OrganizationNamedModel
 
 ROLE_NAME_VALIDATOR = RegexValidator(r"^[a-z][a-z0-9_]{0,63}$", "Use a-z, 0-9 and _, starting with a letter (max 64).")
 
@@ -26,24 +24,19 @@ class ConnectionKind(models.TextChoices):
     HTTP = "http", "HTTP"
 
 
-class ConnectionRole(TimeStampedModel):
+class ConnectionRole(OrganizationNamedModel):
     """A logical connection ("analytics_warehouse") that graphs refer to by name."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="connection_roles")
-    project = models.ForeignKey(
-        Project, null=True, blank=True, on_delete=models.CASCADE, related_name="connection_roles"
-    )
+    project = optional_reference(Project, on_delete=models.CASCADE, related_name="connection_roles")
     name = models.CharField(max_length=64, validators=[ROLE_NAME_VALIDATOR])
     kind = models.CharField(max_length=20, choices=ConnectionKind.choices)
     description = models.TextField(blank=True, max_length=4000)
     required_in = models.JSONField(default=list, blank=True, help_text="Environment kinds where a binding must exist.")
 
-    objects = OrgScopedQuerySet.as_manager()
-
     history = HistoricalRecords()
 
-    class Meta:
-        ordering = ["organization__name", "name"]
+    class Meta(OrganizationNamedModel.Meta):
         constraints = [
             models.UniqueConstraint(
                 fields=["organization", "name"], condition=Q(project__isnull=True), name="uniq_org_connection_role"
@@ -63,7 +56,7 @@ class ConnectionBinding(TimeStampedModel):
     role = models.ForeignKey(ConnectionRole, on_delete=models.CASCADE, related_name="bindings")
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="connection_bindings")
     params = models.JSONField(default=dict, blank=True)
-    credential = models.ForeignKey(Secret, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    credential = secret_reference()
 
     objects = EnvScopedQuerySet.as_manager()
 
@@ -92,7 +85,7 @@ class ConnectionTest(models.Model):
     binding = models.ForeignKey(ConnectionBinding, on_delete=models.CASCADE, related_name="tests")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     message = models.CharField(max_length=500, blank=True)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    requested_by = user_reference(blank=False)
     # Whether the requester, as they authenticated (an API key narrows its owner), could use credentials.
     may_use_credentials = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)

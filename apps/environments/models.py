@@ -5,7 +5,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from croniter import croniter
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -14,7 +13,7 @@ from guardian.managers import GroupObjectPermissionManager, UserObjectPermission
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 from simple_history.models import HistoricalRecords
 
-from apps.core.models import TimeStampedModel
+from apps.core.models import TimeStampedModel, optional_reference, user_reference
 from apps.tenancy.models import Organization
 
 from .querysets import EnvironmentQuerySet, EnvScopedQuerySet, GrantQuerySet
@@ -48,9 +47,7 @@ class Environment(TimeStampedModel):
     slug = models.SlugField(max_length=63)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.DEVELOPMENT)
     position = models.PositiveSmallIntegerField(default=0, help_text="Order in the promotion path (low first).")
-    promotes_to = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="promoted_from"
-    )
+    promotes_to = optional_reference("self", related_name="promoted_from")
     is_protected = models.BooleanField(default=False, help_text="Protected stages refuse previews and deletion.")
     color = models.CharField(
         max_length=7, default="#6b7280", validators=[RegexValidator(r"^#[0-9a-fA-F]{6}$", "Use #RRGGBB.")]
@@ -226,9 +223,7 @@ class FreezeWindow(TimeStampedModel):
     )
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
     reason = models.CharField(max_length=500)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    created_by = user_reference()
 
     objects = EnvScopedQuerySet.as_manager()
 

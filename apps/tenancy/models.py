@@ -7,7 +7,7 @@ from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from apps.core import egress
-from apps.core.models import TimeStampedModel
+from apps.core.models import TimeStampedModel, user_reference
 from apps.core.patterns import validate_pattern
 
 from .querysets import ApiKeyQuerySet, OrganizationQuerySet, OrgScopedQuerySet
@@ -72,6 +72,19 @@ class Organization(TimeStampedModel):
         return self.edition == Edition.ENTERPRISE
 
 
+class OrganizationNamedModel(TimeStampedModel):
+    """A row an organization owns under a name (a project, a secret, a channel, a connection role, a
+    variable, a service account): scoped to the organizations the user may see (`OrgScopedQuerySet`),
+    listed by organization then name. A subclass declares its `organization` foreign key, and its
+    Meta extends this one (`class Meta(OrganizationNamedModel.Meta)`)."""
+
+    objects = OrgScopedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+        ordering = ["organization__name", "name"]
+
+
 class Role(models.TextChoices):
     OWNER = "owner", "Owner"
     ADMIN = "admin", "Admin"
@@ -99,22 +112,18 @@ class Membership(TimeStampedModel):
         return f"{self.user} in {self.organization} ({self.role})"
 
 
-class ServiceAccount(TimeStampedModel):
+class ServiceAccount(OrganizationNamedModel):
     """A non-human user of an organization (CI systems, external executors); it cannot sign in."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="service_accounts")
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="service_account")
     name = models.CharField(max_length=80)
     description = models.TextField(blank=True, max_length=2000)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    created_by = user_reference()
 
-    objects = OrgScopedQuerySet.as_manager()
     history = HistoricalRecords()
 
-    class Meta:
-        ordering = ["organization__name", "name"]
+    class Meta(OrganizationNamedModel.Meta):
         constraints = [models.UniqueConstraint(fields=["organization", "name"], name="uniq_service_account_name")]
 
     def __str__(self):
@@ -137,9 +146,7 @@ class ApiKey(TimeStampedModel):
     expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    created_by = user_reference()
 
     objects = ApiKeyQuerySet.as_manager()
     # The hash is not a secret value, but history has no use for it; last_used_at changes on use

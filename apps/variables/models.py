@@ -6,13 +6,12 @@ from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
-from apps.core.models import TimeStampedModel
+from apps.core.models import TimeStampedModel, optional_reference
 from apps.environments.models import Environment, Kind
 from apps.environments.querysets import EnvScopedQuerySet
 from apps.pipelines.models import Pipeline, Project
-from apps.secrets.models import Secret
-from apps.tenancy.models import Organization
-from apps.tenancy.querysets import OrgScopedQuerySet
+from apps.secrets.models import secret_reference
+from apps.tenancy.models import Organization, OrganizationNamedModel
 
 VARIABLE_NAME_VALIDATOR = RegexValidator(
     r"^[a-z][a-z0-9_]{0,63}$", "Use a-z, 0-9 and _, starting with a letter (max 64)."
@@ -41,16 +40,16 @@ VARIABLE_SETTINGS = ("type", "default_value", "default_secret", "description", *
 """A definition's settings after its scope and name: what the admin form, the API and the services edit."""
 
 
-class Variable(TimeStampedModel):
+class Variable(OrganizationNamedModel):
     """A named, typed value with a default; scope is the most specific of organization/project/pipeline."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="variables")
-    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.CASCADE, related_name="variables")
-    pipeline = models.ForeignKey(Pipeline, null=True, blank=True, on_delete=models.CASCADE, related_name="variables")
+    project = optional_reference(Project, on_delete=models.CASCADE, related_name="variables")
+    pipeline = optional_reference(Pipeline, on_delete=models.CASCADE, related_name="variables")
     name = models.CharField(max_length=64, validators=[VARIABLE_NAME_VALIDATOR])
     type = models.CharField(max_length=16, choices=VariableType.choices, default=VariableType.STRING)
     default_value = models.JSONField(null=True, blank=True)
-    default_secret = models.ForeignKey(Secret, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    default_secret = secret_reference()
     description = models.TextField(blank=True, max_length=4000)
     required_in = models.JSONField(default=list, blank=True, help_text="Environment kinds where a value must exist.")
     choices = models.JSONField(null=True, blank=True)
@@ -59,12 +58,9 @@ class Variable(TimeStampedModel):
     max_value = models.FloatField(null=True, blank=True)
     allow_runtime_override = models.BooleanField(default=False)
 
-    objects = OrgScopedQuerySet.as_manager()
-
     history = HistoricalRecords()
 
-    class Meta:
-        ordering = ["organization__name", "name"]
+    class Meta(OrganizationNamedModel.Meta):
         constraints = [
             models.UniqueConstraint(
                 fields=["organization", "name"],
@@ -102,7 +98,7 @@ class VariableOverride(TimeStampedModel):
     variable = models.ForeignKey(Variable, on_delete=models.CASCADE, related_name="overrides")
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="variable_overrides")
     value = models.JSONField(null=True, blank=True)
-    secret = models.ForeignKey(Secret, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    secret = secret_reference()
 
     objects = EnvScopedQuerySet.as_manager()
 
@@ -137,7 +133,7 @@ class PersonalOverride(TimeStampedModel):
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="personal_overrides")
     value = models.JSONField(null=True, blank=True)
     # A secret variable's personal value is a reference (like an override's), never a plain value.
-    secret = models.ForeignKey(Secret, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    secret = secret_reference()
 
     objects = PersonalOverrideQuerySet.as_manager()
 
