@@ -5,8 +5,8 @@ from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
-from apps.core.models import TimeStampedModel, optional_reference, user_reference
-from apps.environments.models import Environment
+from apps.core.models import optional_reference, user_reference
+from apps.environments.models import Environment, EnvironmentRow
 from apps.environments.querysets import EnvScopedQuerySet
 from apps.pipelines.models import Project
 from apps.secrets.models import secret_reference
@@ -50,24 +50,18 @@ class ConnectionRole(OrganizationNamedModel):
         return f"{self.name} ({self.kind})"
 
 
-class ConnectionBinding(TimeStampedModel):
+class ConnectionBinding(EnvironmentRow):
     """Where a role points in one environment: parameters (validated per kind) and a credential."""
 
+    definition_field = "role"
     role = models.ForeignKey(ConnectionRole, on_delete=models.CASCADE, related_name="bindings")
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="connection_bindings")
     params = models.JSONField(default=dict, blank=True)
     credential = secret_reference()
 
-    objects = EnvScopedQuerySet.as_manager()
-
     history = HistoricalRecords()
 
-    class Meta:
-        ordering = ["role__name", "environment__position"]
-        constraints = [models.UniqueConstraint(fields=["role", "environment"], name="uniq_connection_binding")]
-
-    def __str__(self):
-        return f"{self.role.name}@{self.environment.slug}"
+    Meta = EnvironmentRow.meta("role", "uniq_connection_binding")
 
 
 class ConnectionTestQuerySet(EnvScopedQuerySet):

@@ -3,6 +3,7 @@
 import zoneinfo
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any, ClassVar
 
 from croniter import croniter
 from django.core.exceptions import ValidationError
@@ -77,6 +78,38 @@ class Environment(TimeStampedModel):
 
     def __str__(self):
         return f"{self.name} ({self.organization.slug})"
+
+
+class EnvironmentRow(TimeStampedModel):
+    """A definition's row in one environment (a connection role's binding, a variable's override):
+    environment-scoped, shown as `<definition>@<environment>`. A subclass names its definition's
+    foreign key (`definition_field`), declares it and `environment`, and takes the Meta of one row
+    per definition and environment from `EnvironmentRow.meta(definition_field, constraint_name)`."""
+
+    definition_field: ClassVar[str]
+    environment: "models.ForeignKey[Environment, Environment]"
+
+    objects = EnvScopedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    @staticmethod
+    def meta(definition_field: str, constraint_name: str) -> Any:
+        """Listed by the definition's name, then stage; one row per definition and environment."""
+        return type(
+            "Meta",
+            (),
+            {
+                "ordering": [f"{definition_field}__name", "environment__position"],
+                "constraints": [
+                    models.UniqueConstraint(fields=[definition_field, "environment"], name=constraint_name)
+                ],
+            },
+        )
+
+    def __str__(self):
+        return f"{getattr(self, self.definition_field).name}@{self.environment.slug}"
 
 
 class EnvironmentUserObjectPermission(UserObjectPermissionBase):

@@ -6,8 +6,8 @@ from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
-from apps.core.models import TimeStampedModel, optional_reference
-from apps.environments.models import Environment, Kind
+from apps.core.models import optional_reference
+from apps.environments.models import Environment, EnvironmentRow, Kind
 from apps.environments.querysets import EnvScopedQuerySet
 from apps.pipelines.models import Pipeline, Project
 from apps.secrets.models import secret_reference
@@ -92,24 +92,23 @@ class Variable(OrganizationNamedModel):
         return Scope.ORGANIZATION
 
 
-class VariableOverride(TimeStampedModel):
+def override_value() -> tuple[models.JSONField, models.ForeignKey]:
+    """An override's value columns: a typed value (`value`), or for a secret variable a reference to
+    a secret (`secret`), never a plain value."""
+    return models.JSONField(null=True, blank=True), secret_reference()
+
+
+class VariableOverride(EnvironmentRow):
     """The value a variable takes in one environment (a typed value or a secret reference)."""
 
+    definition_field = "variable"
     variable = models.ForeignKey(Variable, on_delete=models.CASCADE, related_name="overrides")
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="variable_overrides")
-    value = models.JSONField(null=True, blank=True)
-    secret = secret_reference()
-
-    objects = EnvScopedQuerySet.as_manager()
+    value, secret = override_value()
 
     history = HistoricalRecords()
 
-    class Meta:
-        ordering = ["variable__name", "environment__position"]
-        constraints = [models.UniqueConstraint(fields=["variable", "environment"], name="uniq_variable_override")]
-
-    def __str__(self):
-        return f"{self.variable.name}@{self.environment.slug}"
+    Meta = EnvironmentRow.meta("variable", "uniq_variable_override")
 
 
 # The environment kinds where members may keep personal overrides (every check and form reads this).
@@ -124,18 +123,17 @@ class PersonalOverrideQuerySet(EnvScopedQuerySet):
         return self.restrict(user).filter(user_id=user.pk)
 
 
-class PersonalOverride(TimeStampedModel):
+class PersonalOverride(EnvironmentRow):
     """One member's own value for a variable in one development environment: it applies only to the
     runs, previews and resolves that member starts (provenance `personal`), never to anyone else's."""
 
+    definition_field = "variable"
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="personal_overrides")
     variable = models.ForeignKey(Variable, on_delete=models.CASCADE, related_name="personal_overrides")
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="personal_overrides")
-    value = models.JSONField(null=True, blank=True)
-    # A secret variable's personal value is a reference (like an override's), never a plain value.
-    secret = secret_reference()
+    value, secret = override_value()  # a secret variable's personal value too is a reference
 
-    objects = PersonalOverrideQuerySet.as_manager()
+    objects = PersonalOverrideQuerySet.as_manager()  # type: ignore[misc]  # the stubs take the inherited manager for a ClassVar
 
     history = HistoricalRecords()
 
@@ -146,4 +144,4 @@ class PersonalOverride(TimeStampedModel):
         ]
 
     def __str__(self):
-        return f"{self.variable.name}@{self.environment.slug} for {self.user}"
+        return f"{super().__str__()} for {self.user}"
