@@ -16,6 +16,7 @@ from apps.core.models import (
     FrozenDocumentsMixin,
     TimeStampedModel,
     frozen_document_reference,
+    json_list,
     optional_reference,
     user_reference,
 )
@@ -95,9 +96,7 @@ class ApprovalRule(TimeStampedModel):
         "must meet its column expectations and stay within tolerance of the production baseline.",
     )
     require_git = models.BooleanField(default=False, help_text="The version's commit must be merged or tagged.")
-    allowed_refs = models.JSONField(
-        default=list,
-        blank=True,
+    allowed_refs = json_list(
         validators=[validate_ref_patterns],
         help_text='Branch/tag patterns, e.g. ["main", "v*"].',
     )

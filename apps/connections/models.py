@@ -5,7 +5,7 @@ from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
-from apps.core.models import optional_reference, user_reference
+from apps.core.models import json_list, optional_reference, user_reference
 from apps.environments.models import Environment, EnvironmentRow
 from apps.environments.querysets import EnvScopedQuerySet
 from apps.pipelines.models import Project
@@ -32,7 +32,7 @@ class ConnectionRole(OrganizationNamedModel):
     name = models.CharField(max_length=64, validators=[ROLE_NAME_VALIDATOR])
     kind = models.CharField(max_length=20, choices=ConnectionKind.choices)
     description = models.TextField(blank=True, max_length=4000)
-    required_in = models.JSONField(default=list, blank=True, help_text="Environment kinds where a binding must exist.")
+    required_in = json_list(help_text="Environment kinds where a binding must exist.")
 
     history = HistoricalRecords()
 

@@ -36,6 +36,11 @@ def user_reference(**options) -> models.ForeignKey:
     return optional_reference(settings.AUTH_USER_MODEL, **options)
 
 
+def json_list(**options) -> models.JSONField:
+    """A JSON list that may be left empty (kinds, event names, patterns, networks)."""
+    return models.JSONField(default=list, blank=True, **options)
+
+
 class TimeStampedModel(models.Model):
     """Adds created/updated timestamps."""
 

@@ -14,7 +14,7 @@ from guardian.managers import GroupObjectPermissionManager, UserObjectPermission
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 from simple_history.models import HistoricalRecords
 
-from apps.core.models import TimeStampedModel, optional_reference, user_reference
+from apps.core.models import TimeStampedModel, json_list, optional_reference, user_reference
 from apps.tenancy.models import Organization
 
 from .querysets import EnvironmentQuerySet, EnvScopedQuerySet, GrantQuerySet
@@ -112,24 +112,29 @@ class EnvironmentRow(TimeStampedModel):
         return f"{getattr(self, self.definition_field).name}@{self.environment.slug}"
 
 
-class EnvironmentUserObjectPermission(UserObjectPermissionBase):
-    """A permission on one environment granted to a user (direct foreign key, not generic)."""
+class _EnvironmentGrant(models.Model):
+    """A guardian grant on one environment through a direct foreign key (not generic)."""
 
     content_object = models.ForeignKey(Environment, on_delete=models.CASCADE)
-    objects = UserObjectPermissionManager.from_queryset(GrantQuerySet)()  # type: ignore[misc]  # guardian's stubs: a ClassVar
 
+    class Meta:
+        abstract = True
+
+
+class EnvironmentUserObjectPermission(UserObjectPermissionBase, _EnvironmentGrant):  # noqa: DJ008  # guardian's __str__
+    """A permission on one environment granted to a user."""
+
+    objects = UserObjectPermissionManager.from_queryset(GrantQuerySet)()  # type: ignore[misc]  # guardian's stubs: a ClassVar
     history = HistoricalRecords()
 
     class Meta(UserObjectPermissionBase.Meta):
         verbose_name = "environment user permission"
 
 
-class EnvironmentGroupObjectPermission(GroupObjectPermissionBase):
-    """A permission on one environment granted to a group (direct foreign key, not generic)."""
+class EnvironmentGroupObjectPermission(GroupObjectPermissionBase, _EnvironmentGrant):  # noqa: DJ008  # guardian's __str__
+    """A permission on one environment granted to a group."""
 
-    content_object = models.ForeignKey(Environment, on_delete=models.CASCADE)
     objects = GroupObjectPermissionManager.from_queryset(GrantQuerySet)()  # type: ignore[misc]  # guardian's stubs: a ClassVar
-
     history = HistoricalRecords()
 
     class Meta(GroupObjectPermissionBase.Meta):
@@ -187,9 +192,7 @@ class RuntimePolicy(TimeStampedModel):
         validators=[MinValueValidator(Decimal("0.01")), MaxValueValidator(Decimal("100"))],
         help_text="Keep this share of source rows.",
     )
-    allowed_destinations = models.JSONField(
-        default=list,
-        blank=True,
+    allowed_destinations = json_list(
         validators=[validate_destinations],
         help_text="Connection role names and/or kinds runs may write to; empty = any.",
     )

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import models
 from simple_history.models import HistoricalRecords
 
-from apps.core.models import optional_reference
+from apps.core.models import json_list, optional_reference
 from apps.tenancy.models import Organization, OrganizationNamedModel
 from apps.tenancy.querysets import OrgScopedQuerySet
 
@@ -51,7 +51,7 @@ class Channel(OrganizationNamedModel):
     # History keeps these instead of `target`: a webhook URL's path or query often carries a token.
     target_display = models.CharField(max_length=2000, blank=True, editable=False)
     target_fingerprint = models.CharField(max_length=32, blank=True, editable=False)
-    events = models.JSONField(default=list, blank=True, help_text="Event names this channel hears; empty = all.")
+    events = json_list(help_text="Event names this channel hears; empty = all.")
     is_active = models.BooleanField(default=True)
 
     history = HistoricalRecords(excluded_fields=["target", "secret_ciphertext"])

@@ -7,7 +7,7 @@ from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from apps.core import egress
-from apps.core.models import TimeStampedModel, user_reference
+from apps.core.models import TimeStampedModel, json_list, user_reference
 from apps.core.patterns import validate_pattern
 
 from .querysets import ApiKeyQuerySet, OrganizationQuerySet, OrgScopedQuerySet
@@ -41,17 +41,13 @@ class Organization(TimeStampedModel):
         help_text="Regular expression every environment name must match in full.",
     )
     # The organization's part of the egress policy (apps/core/egress.py): networks or host names.
-    egress_allow = models.JSONField(
-        default=list,
-        blank=True,
+    egress_allow = json_list(
         validators=[egress.validate_organization_allow],
         help_text="Networks (CIDR) or host names (*.example.com) this organization's connections, connection "
         "tests and webhooks may reach even where the default policy refuses them (not loopback, link-local or "
         "metadata addresses: only the operator allows those).",
     )
-    egress_deny = models.JSONField(
-        default=list,
-        blank=True,
+    egress_deny = json_list(
         validators=[egress.validate_organization_deny],
         help_text="Networks (CIDR) or host names (*.example.com) this organization's connections, connection "
         "tests and webhooks may never reach.",

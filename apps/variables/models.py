@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
-from apps.core.models import optional_reference
+from apps.core.models import json_list, optional_reference
 from apps.environments.models import Environment, EnvironmentRow, Kind
 from apps.environments.querysets import EnvScopedQuerySet
 from apps.pipelines.models import Pipeline, Project
@@ -51,7 +51,7 @@ class Variable(OrganizationNamedModel):
     default_value = models.JSONField(null=True, blank=True)
     default_secret = secret_reference()
     description = models.TextField(blank=True, max_length=4000)
-    required_in = models.JSONField(default=list, blank=True, help_text="Environment kinds where a value must exist.")
+    required_in = json_list(help_text="Environment kinds where a value must exist.")
     choices = models.JSONField(null=True, blank=True)
     regex = models.CharField(max_length=500, blank=True)
     min_value = models.FloatField(null=True, blank=True)
