@@ -11,7 +11,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, OuterRef, Subquery
 
-from apps.core.admin import AggregateColumnsMixin, AuditedAdmin, LightModelAdmin, ViewOnlyAdminMixin
+from apps.core.admin import AggregateColumnsMixin, AuditedAdmin, LightModelAdmin, RowServices, ViewOnlyAdminMixin
 from apps.core.errors import DomainError
 from apps.core.forms import StrictJSONField
 from apps.environments.admin_rows import (
@@ -76,7 +76,6 @@ class ConnectionBindingInline(PerEnvironmentInlineMixin, admin.StackedInline):
     model = ConnectionBinding
     form = BindingInlineForm
     row_name = "binding"
-    fields = ["environment", "params", "credential"]
     row_select_related = ("credential", "role")
 
 
@@ -95,6 +94,11 @@ class RoleAdminForm(forms.ModelForm):
 class ConnectionRoleAdmin(AggregateColumnsMixin, ScopedDefinitionAdmin):
     form = RoleAdminForm
     may_define = staticmethod(services.may_define)
+    definition = RowServices(
+        "role", services.connection_role_create, services.connection_role_update, services.connection_role_delete
+    )
+    rows = RowServices("binding", services.connection_binding_set, delete=services.connection_binding_delete)
+    row_fields = ("params", "credential")
     list_display = ["name", "kind", "organization", "project", "required_in", "binding_count"]
     list_filter = ["kind", "organization"]
     list_select_related = ["organization", "project"]
@@ -129,29 +133,6 @@ class ConnectionRoleAdmin(AggregateColumnsMixin, ScopedDefinitionAdmin):
             "description": cleaned_data.get("description", ""),
             "required_in": list(cleaned_data.get("required_in") or []),
         }
-
-    def service_create(self, request, cleaned_data):
-        return services.connection_role_create(**self._create_kwargs(request, cleaned_data))
-
-    def service_change(self, request, obj, changes: dict):
-        return services.connection_role_update(actor=request.user, role=obj, **changes)
-
-    def service_delete(self, request, obj) -> None:
-        # Bindings (and their tests) go with their role; connection_role_delete decides who may
-        # delete (the lock on each environment), not the admin's per-model delete permissions.
-        services.connection_role_delete(actor=request.user, role=obj)
-
-    def row_set(self, request, parent, environment, cleaned_data):
-        return services.connection_binding_set(
-            actor=request.user,
-            role=parent,
-            environment=environment,
-            params=cleaned_data["params"],
-            credential=cleaned_data.get("credential"),
-        )
-
-    def row_delete(self, request, row) -> None:
-        services.connection_binding_delete(actor=request.user, binding=row)
 
 
 # --- bindings (list + test action) and test outcomes ------------------------------------------------

@@ -2,8 +2,9 @@
 
 import copy
 import json
+from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django import forms
 from django.contrib import admin, messages
@@ -64,6 +65,17 @@ class RequestFormInlineMixin:
         formset = super().get_formset(request, obj, **kwargs)  # type: ignore[misc]
         formset.form = type(formset.form.__name__, (formset.form,), {"admin_request": request})
         return formset
+
+
+class RowServices(NamedTuple):
+    """A row's services and the keyword (`name`) they take the row by: `create(actor=, **fields)`,
+    `update(actor=, <name>=row, **changes)`, `delete(actor=, <name>=row)` (for a per-environment
+    row, `create` is its set service)."""
+
+    name: str
+    create: Callable
+    update: Any = None  # None: the row has no such service
+    delete: Any = None
 
 
 def changed_fields(form, editable) -> dict:

@@ -6,8 +6,6 @@ read-only, and a new version is added from a form that takes the graph as JSON (
 the node and field). Non-superuser staff see only the organizations they administer."""
 
 import json
-from collections.abc import Callable
-from typing import NamedTuple
 
 from django import forms
 from django.contrib import admin, messages
@@ -19,6 +17,7 @@ from django.utils.html import format_html
 from apps.core.admin import (
     AggregateColumnsMixin,
     LightModelAdmin,
+    RowServices,
     ServiceFormMixin,
     ServiceModelAdmin,
     ViewOnlyAdminMixin,
@@ -47,15 +46,6 @@ class DerivedSlugForm(forms.ModelForm):
         if "slug" in self.fields and self.instance.pk is None:
             self.fields["slug"].required = False
             self.fields["slug"].help_text = "Leave empty to derive it from the name."
-
-
-class RowServices(NamedTuple):
-    """A row's create/update/delete services and the keyword (`name`) the update and delete take it by."""
-
-    name: str
-    create: Callable
-    update: Callable
-    delete: Callable
 
 
 class _DefinitionAdmin(AggregateColumnsMixin, OrganizationScopedAdmin, ServiceModelAdmin):

@@ -15,7 +15,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
 
-from apps.core.admin import AuditedAdmin, ViewOnlyAdminMixin, add_domain_error
+from apps.core.admin import AuditedAdmin, RowServices, ViewOnlyAdminMixin, add_domain_error
 from apps.core.errors import DomainError
 from apps.environments import permissions as perms
 from apps.environments.admin_rows import (
@@ -69,7 +69,6 @@ class VariableOverrideInline(PerEnvironmentInlineMixin, admin.TabularInline):
     model = VariableOverride
     form = OverrideInlineForm
     row_name = "override"
-    fields = ["environment", "value", "secret"]
     row_select_related = ("secret", "variable")
 
 
@@ -150,6 +149,9 @@ class CloneOverridesForm(forms.Form):
 class VariableAdmin(ScopedDefinitionAdmin):
     form = VariableAdminForm
     may_define = staticmethod(services.may_define)
+    definition = RowServices("variable", services.variable_create, services.variable_update, services.variable_delete)
+    rows = RowServices("override", services.variable_override_set, delete=services.variable_override_delete)
+    row_fields = ("value", "secret")
     list_display = ["name", "scope", "type", "organization", "project", "pipeline", "required_in"]
     list_filter = [ScopeFilter, "type", "organization", "allow_runtime_override"]
     list_select_related = ["organization", "project", "pipeline__project"]
@@ -190,29 +192,6 @@ class VariableAdmin(ScopedDefinitionAdmin):
             "pipeline": cleaned_data.get("pipeline"),
             **self._definition(cleaned_data),
         }
-
-    def service_create(self, request, cleaned_data):
-        return services.variable_create(**self._create_kwargs(request, cleaned_data))
-
-    def service_change(self, request, obj, changes: dict):
-        return services.variable_update(actor=request.user, variable=obj, **changes)
-
-    def service_delete(self, request, obj) -> None:
-        # Overrides go with their variable; variable_delete decides who may delete (the lock on
-        # each environment), not the admin's per-model delete permissions.
-        services.variable_delete(actor=request.user, variable=obj)
-
-    def row_set(self, request, parent, environment, cleaned_data):
-        return services.variable_override_set(
-            actor=request.user,
-            variable=parent,
-            environment=environment,
-            value=cleaned_data.get("value"),
-            secret=cleaned_data.get("secret"),
-        )
-
-    def row_delete(self, request, row) -> None:
-        services.variable_override_delete(actor=request.user, override=row)
 
     # --- actions ---
 
