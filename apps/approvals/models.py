@@ -11,7 +11,15 @@ from django.db.models import Q
 from django_fsm import FSMField, FSMModelMixin, transition
 from simple_history.models import HistoricalRecords
 
-from apps.core.models import FrozenDocument, FrozenDocumentAttribute, FrozenDocumentsMixin, TimeStampedModel
+from apps.core.models import (
+    FrozenDocumentAttribute,
+    FrozenDocumentsMixin,
+    TimeStampedModel,
+    frozen_document_reference,
+    json_list,
+    optional_reference,
+    user_reference,
+)
 from apps.core.types import User
 from apps.environments.models import Environment
 from apps.environments.querysets import EnvScopedQuerySet
@@ -54,10 +62,8 @@ class ApprovalRule(TimeStampedModel):
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="approval_rules")
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="approval_rules")
-    project = models.ForeignKey(
+    project = optional_reference(
         Project,
-        null=True,
-        blank=True,
         on_delete=models.CASCADE,
         related_name="approval_rules",
         help_text="Empty: the organization's default rule for every project.",
@@ -67,13 +73,8 @@ class ApprovalRule(TimeStampedModel):
     required_approvals = models.PositiveSmallIntegerField(
         default=1, validators=[MaxValueValidator(10)], help_text="0 makes a gates-only rule."
     )
-    approver_group = models.ForeignKey(
-        Group,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-        help_text="Only members of this group (holding approve_promotion on the environment) count.",
+    approver_group = optional_reference(
+        Group, help_text="Only members of this group (holding approve_promotion on the environment) count."
     )
     approver_users = models.ManyToManyField(
         settings.AUTH_USER_MODEL,
@@ -95,9 +96,7 @@ class ApprovalRule(TimeStampedModel):
         "must meet its column expectations and stay within tolerance of the production baseline.",
     )
     require_git = models.BooleanField(default=False, help_text="The version's commit must be merged or tagged.")
-    allowed_refs = models.JSONField(
-        default=list,
-        blank=True,
+    allowed_refs = json_list(
         validators=[validate_ref_patterns],
         help_text='Branch/tag patterns, e.g. ["main", "v*"].',
     )
@@ -223,7 +222,7 @@ class PromotionRequest(FrozenDocumentsMixin, FSMModelMixin, models.Model):
     version = models.ForeignKey(PipelineVersion, on_delete=models.PROTECT, related_name="promotion_requests")
     source = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="promotions_out")
     target = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="promotions_in")
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    requested_by = user_reference(blank=False)
     reason = models.TextField(max_length=4000, blank=True)
     ticket = models.CharField(max_length=100, blank=True)
     compare_url = models.URLField(max_length=1000, blank=True)
@@ -233,9 +232,7 @@ class PromotionRequest(FrozenDocumentsMixin, FSMModelMixin, models.Model):
     )
     # The frozen plan is immutable, and large at scale: stored once (compressed) outside this table, so
     # lists, changelists and history rows carry only its digest.
-    plan_document = models.ForeignKey(
-        FrozenDocument, null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
-    )
+    plan_document = frozen_document_reference()
     plan = FrozenDocumentAttribute("plan_document")
     plan_hash = models.CharField(max_length=71, blank=True)
     plan_frozen_at = models.DateTimeField(null=True, blank=True)
@@ -248,18 +245,14 @@ class PromotionRequest(FrozenDocumentsMixin, FSMModelMixin, models.Model):
     deploy_after = models.DateTimeField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     deployed_at = models.DateTimeField(null=True, blank=True)
-    deployment = models.ForeignKey(Deployment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    deployment = optional_reference(Deployment)
     blocked_reason = models.CharField(max_length=500, blank=True)
     failure_reason = models.TextField(max_length=4000, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     freeze_override_reason = models.CharField(max_length=500, blank=True)
-    freeze_override_requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    freeze_override_confirmed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    freeze_override_requested_by = user_reference()
+    freeze_override_confirmed_by = user_reference()
     freeze_override_at = models.DateTimeField(null=True, blank=True)
     last_reminded_at = models.DateTimeField(null=True, blank=True)
     watch_state = models.CharField(max_length=20, choices=WatchState.choices, default=WatchState.NONE, blank=True)

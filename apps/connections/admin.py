@@ -7,25 +7,21 @@ and a locked environment's bindings need manage_environment, all shown as form e
 in environments the staff user may not edit are read-only. Non-superuser staff see only their
 organizations' rows."""
 
-from typing import cast
-
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, OuterRef, Subquery
 
-from apps.core.admin import AuditedAdmin, LightModelAdmin, ViewOnlyAdminMixin
+from apps.core.admin import AggregateColumnsMixin, AuditedAdmin, LightModelAdmin, RowServices, ViewOnlyAdminMixin
 from apps.core.errors import DomainError
 from apps.core.forms import StrictJSONField
 from apps.environments.admin_rows import (
     EnvironmentScopedAdminMixin,
-    PerEnvironmentFormSet,
     PerEnvironmentInlineForm,
     PerEnvironmentInlineMixin,
     ScopedDefinitionAdmin,
+    required_in_field,
 )
-from apps.environments.models import Kind
 from apps.pipelines.models import Project
-from apps.secrets.models import Secret
 from apps.tenancy.models import Organization
 
 from . import selectors, services
@@ -57,14 +53,11 @@ class BindingInlineForm(PerEnvironmentInlineForm):
         help_text='JSON object, e.g. {"host": "db", "database": "{{ db_schema }}"}. Credentials go in the credential.',
     )
 
+    secret_field = "credential"
+
     class Meta:
         model = ConnectionBinding
         fields = ["environment", "params", "credential"]
-
-    def limit_choices(self, organization_id) -> None:
-        cast(forms.ModelChoiceField, self.fields["credential"]).queryset = Secret.objects.filter(
-            organization_id=organization_id
-        )
 
     def validate_row(self, environment, cleaned) -> None:
         services.validate_binding(
@@ -79,15 +72,10 @@ class BindingInlineForm(PerEnvironmentInlineForm):
         add_binding_error(self, exc)
 
 
-class BindingFormSet(PerEnvironmentFormSet):
-    row_name = "binding"
-
-
 class ConnectionBindingInline(PerEnvironmentInlineMixin, admin.StackedInline):
     model = ConnectionBinding
     form = BindingInlineForm
-    formset = BindingFormSet
-    fields = ["environment", "params", "credential"]
+    row_name = "binding"
     row_select_related = ("credential", "role")
 
 
@@ -95,12 +83,7 @@ class ConnectionBindingInline(PerEnvironmentInlineMixin, admin.StackedInline):
 
 
 class RoleAdminForm(forms.ModelForm):
-    required_in = forms.MultipleChoiceField(
-        choices=Kind.choices,
-        required=False,
-        widget=forms.CheckboxSelectMultiple,
-        help_text="Environment kinds where a binding must exist before a run or promotion.",
-    )
+    required_in = required_in_field("Environment kinds where a binding must exist before a run or promotion.")
 
     class Meta:
         model = ConnectionRole
@@ -108,21 +91,20 @@ class RoleAdminForm(forms.ModelForm):
 
 
 @admin.register(ConnectionRole)
-class ConnectionRoleAdmin(ScopedDefinitionAdmin):
+class ConnectionRoleAdmin(AggregateColumnsMixin, ScopedDefinitionAdmin):
     form = RoleAdminForm
     may_define = staticmethod(services.may_define)
+    definition = RowServices(
+        "role", services.connection_role_create, services.connection_role_update, services.connection_role_delete
+    )
+    rows = RowServices("binding", services.connection_binding_set, delete=services.connection_binding_delete)
+    row_fields = ("params", "credential")
     list_display = ["name", "kind", "organization", "project", "required_in", "binding_count"]
     list_filter = ["kind", "organization"]
     list_select_related = ["organization", "project"]
     search_fields = ["name", "description", "organization__slug", "project__slug"]
     inlines = [ConnectionBindingInline]
-
-    @admin.display(description="bindings", ordering="binding_count")
-    def binding_count(self, obj) -> int:
-        return obj.binding_count
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).annotate(binding_count=Count("bindings"))
+    aggregate_columns = {"binding_count": ("bindings", Count("bindings"))}
 
     def get_readonly_fields(self, request, obj=None):
         return ["organization", "project", "name"] if obj is not None else []
@@ -151,29 +133,6 @@ class ConnectionRoleAdmin(ScopedDefinitionAdmin):
             "description": cleaned_data.get("description", ""),
             "required_in": list(cleaned_data.get("required_in") or []),
         }
-
-    def service_create(self, request, cleaned_data):
-        return services.connection_role_create(**self._create_kwargs(request, cleaned_data))
-
-    def service_change(self, request, obj, changes: dict):
-        return services.connection_role_update(actor=request.user, role=obj, **changes)
-
-    def service_delete(self, request, obj) -> None:
-        # Bindings (and their tests) go with their role; connection_role_delete decides who may
-        # delete (the lock on each environment), not the admin's per-model delete permissions.
-        services.connection_role_delete(actor=request.user, role=obj)
-
-    def row_set(self, request, parent, environment, cleaned_data):
-        return services.connection_binding_set(
-            actor=request.user,
-            role=parent,
-            environment=environment,
-            params=cleaned_data["params"],
-            credential=cleaned_data.get("credential"),
-        )
-
-    def row_delete(self, request, row) -> None:
-        services.connection_binding_delete(actor=request.user, binding=row)
 
 
 # --- bindings (list + test action) and test outcomes ------------------------------------------------

@@ -1,18 +1,16 @@
 """Logical connection roles and their physical binding per environment."""
 
-from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
-from apps.core.models import TimeStampedModel
-from apps.environments.models import Environment
+from apps.core.models import json_list, optional_reference, user_reference
+from apps.environments.models import Environment, EnvironmentRow
 from apps.environments.querysets import EnvScopedQuerySet
 from apps.pipelines.models import Project
-from apps.secrets.models import Secret
-from apps.tenancy.models import Organization
-from apps.tenancy.querysets import OrgScopedQuerySet
+from apps.secrets.models import secret_reference
+from apps.tenancy.models import Organization, OrganizationNamedModel
 
 ROLE_NAME_VALIDATOR = RegexValidator(r"^[a-z][a-z0-9_]{0,63}$", "Use a-z, 0-9 and _, starting with a letter (max 64).")
 
@@ -26,24 +24,19 @@ class ConnectionKind(models.TextChoices):
     HTTP = "http", "HTTP"
 
 
-class ConnectionRole(TimeStampedModel):
+class ConnectionRole(OrganizationNamedModel):
     """A logical connection ("analytics_warehouse") that graphs refer to by name."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="connection_roles")
-    project = models.ForeignKey(
-        Project, null=True, blank=True, on_delete=models.CASCADE, related_name="connection_roles"
-    )
+    project = optional_reference(Project, on_delete=models.CASCADE, related_name="connection_roles")
     name = models.CharField(max_length=64, validators=[ROLE_NAME_VALIDATOR])
     kind = models.CharField(max_length=20, choices=ConnectionKind.choices)
     description = models.TextField(blank=True, max_length=4000)
-    required_in = models.JSONField(default=list, blank=True, help_text="Environment kinds where a binding must exist.")
-
-    objects = OrgScopedQuerySet.as_manager()
+    required_in = json_list(help_text="Environment kinds where a binding must exist.")
 
     history = HistoricalRecords()
 
-    class Meta:
-        ordering = ["organization__name", "name"]
+    class Meta(OrganizationNamedModel.Meta):
         constraints = [
             models.UniqueConstraint(
                 fields=["organization", "name"], condition=Q(project__isnull=True), name="uniq_org_connection_role"
@@ -57,24 +50,18 @@ class ConnectionRole(TimeStampedModel):
         return f"{self.name} ({self.kind})"
 
 
-class ConnectionBinding(TimeStampedModel):
+class ConnectionBinding(EnvironmentRow):
     """Where a role points in one environment: parameters (validated per kind) and a credential."""
 
+    definition_field = "role"
     role = models.ForeignKey(ConnectionRole, on_delete=models.CASCADE, related_name="bindings")
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="connection_bindings")
     params = models.JSONField(default=dict, blank=True)
-    credential = models.ForeignKey(Secret, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-
-    objects = EnvScopedQuerySet.as_manager()
+    credential = secret_reference()
 
     history = HistoricalRecords()
 
-    class Meta:
-        ordering = ["role__name", "environment__position"]
-        constraints = [models.UniqueConstraint(fields=["role", "environment"], name="uniq_connection_binding")]
-
-    def __str__(self):
-        return f"{self.role.name}@{self.environment.slug}"
+    Meta = EnvironmentRow.meta("role", "uniq_connection_binding")
 
 
 class ConnectionTestQuerySet(EnvScopedQuerySet):
@@ -92,7 +79,7 @@ class ConnectionTest(models.Model):
     binding = models.ForeignKey(ConnectionBinding, on_delete=models.CASCADE, related_name="tests")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     message = models.CharField(max_length=500, blank=True)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    requested_by = user_reference(blank=False)
     # Whether the requester, as they authenticated (an API key narrows its owner), could use credentials.
     may_use_credentials = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -2,8 +2,9 @@
 
 import copy
 import json
+from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django import forms
 from django.contrib import admin, messages
@@ -64,6 +65,52 @@ class RequestFormInlineMixin:
         formset = super().get_formset(request, obj, **kwargs)  # type: ignore[misc]
         formset.form = type(formset.form.__name__, (formset.form,), {"admin_request": request})
         return formset
+
+
+class RowServices(NamedTuple):
+    """A row's services and the keyword (`name`) they take the row by: `create(actor=, **fields)`,
+    `update(actor=, <name>=row, **changes)`, `delete(actor=, <name>=row)` (for a per-environment
+    row, `create` is its set service)."""
+
+    name: str
+    create: Callable
+    update: Any = None  # None: the row has no such service
+    delete: Any = None
+
+
+def changed_fields(form, editable) -> dict:
+    """The `editable` fields the admin form changed, with their cleaned values (an update service's changes)."""
+    return {name: form.cleaned_data.get(name) for name in form.changed_data if name in editable}
+
+
+def _aggregate_column(name: str):
+    def column(self, obj):
+        return getattr(obj, name)
+
+    return column
+
+
+if TYPE_CHECKING:
+    _ModelAdminBase = admin.ModelAdmin
+else:
+    _ModelAdminBase = object
+
+
+class AggregateColumnsMixin(_ModelAdminBase):
+    """Changelist columns that aggregate a row's relations (a count, a latest number) in the list's
+    one query: `aggregate_columns = {name: (description, expression)}` annotates each under its name
+    and makes it a sortable column (put the mixin first among the bases)."""
+
+    aggregate_columns: dict[str, tuple[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name, (description, _) in cls.__dict__.get("aggregate_columns", {}).items():
+            setattr(cls, name, admin.display(description=description, ordering=name)(_aggregate_column(name)))
+
+    def get_queryset(self, request):
+        columns = {name: expression for name, (_, expression) in self.aggregate_columns.items()}
+        return super().get_queryset(request).annotate(**columns)
 
 
 def pretty_json(value) -> str:
@@ -176,6 +223,12 @@ class IsSetListFilter(admin.SimpleListFilter):
     field = ""
     is_set: tuple[str, str] = ("yes", "Yes")
     is_unset: tuple[str, str] = ("no", "No")
+
+    @classmethod
+    def on(cls, field: str, title: str, is_set: tuple[str, str], is_unset: tuple[str, str]) -> type["IsSetListFilter"]:
+        """The filter on `field`, titled (and named in the URL) `title`."""
+        attrs = {"field": field, "title": title, "parameter_name": title, "is_set": is_set, "is_unset": is_unset}
+        return type(f"{title.title()}IsSetListFilter", (cls,), attrs)
 
     def lookups(self, request, model_admin):
         return [self.is_set, self.is_unset]

@@ -5,6 +5,7 @@ import json
 import zlib
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.db import models
 
 
@@ -22,6 +23,22 @@ def _heavy_paths(model, related, prefix: str) -> list[str]:
         field = model._meta.get_field(name)
         paths += _heavy_paths(field.related_model, nested, f"{prefix}{name}__")
     return paths
+
+
+def optional_reference(to, *, on_delete=models.SET_NULL, related_name="+", blank=True, **options) -> models.ForeignKey:
+    """A foreign key that may be empty (null; `blank`: forms may leave it empty), emptied when its row
+    goes and without a reverse accessor unless told otherwise."""
+    return models.ForeignKey(to, null=True, blank=blank, on_delete=on_delete, related_name=related_name, **options)
+
+
+def user_reference(**options) -> models.ForeignKey:
+    """Who asked, deployed, created or owns a row: kept (emptied) when the user is deleted."""
+    return optional_reference(settings.AUTH_USER_MODEL, **options)
+
+
+def json_list(**options) -> models.JSONField:
+    """A JSON list that may be left empty (kinds, event names, patterns, networks)."""
+    return models.JSONField(default=list, blank=True, **options)
 
 
 class TimeStampedModel(models.Model):
@@ -77,6 +94,11 @@ class FrozenDocument(models.Model):
     def decoded(self):
         """This row's document."""
         return json.loads(zlib.decompress(bytes(self.body)))
+
+
+def frozen_document_reference() -> models.ForeignKey:
+    """The key of a row's FrozenDocument (set by the save of a FrozenDocumentAttribute, never by a form)."""
+    return optional_reference(FrozenDocument, on_delete=models.PROTECT, editable=False)
 
 
 class FrozenDocumentAttribute:

@@ -122,11 +122,26 @@ class EnvironmentPermissionScreensMixin(_ModelAdminBase):
 
 
 class _GrantAdmin(ServiceModelAdmin):
+    """A grant table of one holder kind (`holder`: "user" or "group"), shown and searched by the
+    holder's `holder_name_field`."""
+
     holder = "user"
+    holder_name_field = "username"
     service_decides_cascade = False
     list_display = ["content_object", "holder_name", "permission_codename"]
     list_select_related = ["content_object__organization", "permission"]
     list_filter = ["permission__codename", "content_object__organization"]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        name_path = f"{cls.holder}__{cls.holder_name_field}"
+        cls.search_fields = [name_path, "content_object__name", "content_object__slug"]
+
+        @admin.display(description=cls.holder, ordering=name_path)
+        def holder_name(self, obj):
+            return getattr(getattr(obj, self.holder), self.holder_name_field)
+
+        cls.holder_name = holder_name
 
     @admin.display(description="permission", ordering="permission__codename")
     def permission_codename(self, obj):
@@ -163,19 +178,9 @@ class _GrantAdmin(ServiceModelAdmin):
 
 @admin.register(EnvironmentUserObjectPermission)
 class EnvironmentUserObjectPermissionAdmin(_GrantAdmin):
-    holder = "user"
-    search_fields = ["user__username", "content_object__name", "content_object__slug"]
-
-    @admin.display(description="user", ordering="user__username")
-    def holder_name(self, obj):
-        return obj.user.username
+    holder, holder_name_field = "user", "username"
 
 
 @admin.register(EnvironmentGroupObjectPermission)
 class EnvironmentGroupObjectPermissionAdmin(_GrantAdmin):
-    holder = "group"
-    search_fields = ["group__name", "content_object__name", "content_object__slug"]
-
-    @admin.display(description="group", ordering="group__name")
-    def holder_name(self, obj):
-        return obj.group.name
+    holder, holder_name_field = "group", "name"

@@ -9,25 +9,34 @@ a new row can only be for an environment the user may edit; two rows for one env
 refused; each row is validated by the owning app's service (`validate_row`), and saved and deleted
 through it (`save_per_environment_rows`), never by the formset.
 
-To adopt: subclass `PerEnvironmentInlineForm` (Meta, `validate_row`, optionally `limit_choices`,
-`show_instance`, `place_error`), `PerEnvironmentFormSet` (`row_name`), and mix
-`PerEnvironmentInlineMixin` into a Tabular/StackedInline (`row_select_related`); the parent admin
-(a `ScopedDefinitionAdmin`) saves the rows through `save_per_environment_rows` with its `row_set`
-and `row_delete`."""
+To adopt: subclass `PerEnvironmentInlineForm` (Meta, `validate_row`, optionally `secret_field`,
+`limit_choices`, `show_instance`, `place_error`) and mix `PerEnvironmentInlineMixin` into a
+Tabular/StackedInline (`form`, `row_name`, `row_select_related`; the fields are the form's); the parent admin
+(a `ScopedDefinitionAdmin`) saves the rows through `save_per_environment_rows` with its `rows`
+services."""
 
-from typing import Any
+from typing import Any, cast
 
+from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 
-from apps.core.admin import RequestFormInlineMixin, ServiceCheckedForm, ServiceModelAdmin
+from apps.core.admin import RequestFormInlineMixin, RowServices, ServiceCheckedForm, ServiceModelAdmin
 from apps.core.errors import DomainError
 from apps.tenancy import permissions as org_perms
 from apps.tenancy.permissions import is_org_member, sees_some_organization
 
 from . import permissions as perms
-from .models import Environment
+from .models import Environment, Kind
+
+
+def required_in_field(help_text: str) -> forms.MultipleChoiceField:
+    """A definition's `required_in` (environment kinds where a value must exist) as checkboxes."""
+    return forms.MultipleChoiceField(
+        choices=Kind.choices, required=False, widget=forms.CheckboxSelectMultiple, help_text=help_text
+    )
 
 
 def editable_environments(user, organization_id) -> list[Environment]:
@@ -41,7 +50,10 @@ def editable_environments(user, organization_id) -> list[Environment]:
 
 
 class PerEnvironmentInlineForm(ServiceCheckedForm):
-    """One row of `parent` (the object being edited) for one environment."""
+    """One row of `parent` (the object being edited) for one environment. `secret_field`: the row's
+    secret reference, whose choices are the parent organization's secrets."""
+
+    secret_field = ""
 
     def __init__(self, *args, parent=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -65,6 +77,10 @@ class PerEnvironmentInlineForm(ServiceCheckedForm):
 
     def limit_choices(self, organization_id) -> None:
         """Limit the row's other choices (secrets, ...) to the parent's organization."""
+        if self.secret_field:
+            field = cast(forms.ModelChoiceField, self.fields[self.secret_field])
+            secrets = cast(QuerySet, field.queryset).model._default_manager  # all of them, not the admin's choice
+            field.queryset = secrets.filter(organization_id=organization_id)
 
     def show_instance(self) -> None:
         """Set the initial values of form-only fields from the saved row."""
@@ -124,7 +140,17 @@ class PerEnvironmentInlineMixin(RequestFormInlineMixin):
     organization (the parent admin decided that the parent is visible)."""
 
     extra = 1
+    formset: type[BaseInlineFormSet] = PerEnvironmentFormSet
+    row_name = "row"  # in the formset's "one <row_name> per environment" error
     row_select_related: tuple[str, ...] = ()
+
+    def get_fields(self, request, obj=None):
+        return list(self.form._meta.fields)  # a PerEnvironmentInlineForm: its Meta's
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.row_name = self.row_name
+        return formset
 
     def get_queryset(self, request):
         return (
@@ -179,13 +205,18 @@ class ScopedDefinitionAdmin(ServiceModelAdmin):
     answer) decides who changes and deletes it, the inline appears once the row exists, and every
     write goes through the services.
 
-    A subclass sets `may_define` and writes `definition_changes(current, cleaned_data)` (the changed
-    fields, as the update service takes them), `service_change(request, obj, changes)` (the update
-    service), `service_create`, `service_delete`, and for the inline's rows `row_set(request,
-    parent, environment, cleaned_data)` (returns the row) and `row_delete(request, row)`."""
+    A subclass sets `may_define`, `definition` (the definition's create/update/delete services),
+    `rows` (its rows' set/delete services) and `row_fields` (what a row's set takes besides the
+    definition and the environment), and writes `_create_kwargs(request, cleaned_data)` and
+    `definition_changes(current, cleaned_data)` (the changed fields, as the update service takes
+    them). The delete services decide who may delete a definition with its rows (the lock on each
+    environment), not the admin's per-model delete permissions."""
 
     create_requires = ("organization",)
     may_define: Any = None  # staticmethod: the app's services.may_define
+    definition: RowServices
+    rows: RowServices
+    row_fields: tuple[str, ...] = ()
 
     def get_queryset(self, request):
         return super().get_queryset(request).restrict(request.user)
@@ -218,24 +249,31 @@ class ScopedDefinitionAdmin(ServiceModelAdmin):
         # The rows are validated against the saved definition: add them once it exists.
         return [] if obj is None else self.inlines
 
+    def _create_kwargs(self, request, cleaned_data) -> dict:
+        raise NotImplementedError
+
     def definition_changes(self, current, cleaned_data) -> dict:
         raise NotImplementedError
 
-    def service_change(self, request, obj, changes: dict):
-        raise NotImplementedError
+    def service_create(self, request, cleaned_data):
+        return self.definition.create(**self._create_kwargs(request, cleaned_data))
 
     def service_update(self, request, obj, form):
         current = self.model._default_manager.get(pk=obj.pk)
         changes = self.definition_changes(current, form.cleaned_data)
         if not changes:
             return current
-        return self.service_change(request, obj, changes)
+        return self.definition.update(actor=request.user, **{self.definition.name: obj}, **changes)
+
+    def service_delete(self, request, obj) -> None:
+        self.definition.delete(actor=request.user, **{self.definition.name: obj})
 
     def row_set(self, request, parent, environment, cleaned_data):
-        raise NotImplementedError
+        fields = {name: cleaned_data.get(name) for name in self.row_fields}
+        return self.rows.create(actor=request.user, **{self.definition.name: parent}, environment=environment, **fields)
 
     def row_delete(self, request, row) -> None:
-        raise NotImplementedError
+        self.rows.delete(actor=request.user, **{self.rows.name: row})
 
     def save_related(self, request, form, formsets, change):
         for formset in formsets:

@@ -3,9 +3,9 @@
 import zoneinfo
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any, ClassVar
 
 from croniter import croniter
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -14,7 +14,7 @@ from guardian.managers import GroupObjectPermissionManager, UserObjectPermission
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 from simple_history.models import HistoricalRecords
 
-from apps.core.models import TimeStampedModel
+from apps.core.models import TimeStampedModel, json_list, optional_reference, user_reference
 from apps.tenancy.models import Organization
 
 from .querysets import EnvironmentQuerySet, EnvScopedQuerySet, GrantQuerySet
@@ -48,9 +48,7 @@ class Environment(TimeStampedModel):
     slug = models.SlugField(max_length=63)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.DEVELOPMENT)
     position = models.PositiveSmallIntegerField(default=0, help_text="Order in the promotion path (low first).")
-    promotes_to = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="promoted_from"
-    )
+    promotes_to = optional_reference("self", related_name="promoted_from")
     is_protected = models.BooleanField(default=False, help_text="Protected stages refuse previews and deletion.")
     color = models.CharField(
         max_length=7, default="#6b7280", validators=[RegexValidator(r"^#[0-9a-fA-F]{6}$", "Use #RRGGBB.")]
@@ -82,24 +80,61 @@ class Environment(TimeStampedModel):
         return f"{self.name} ({self.organization.slug})"
 
 
-class EnvironmentUserObjectPermission(UserObjectPermissionBase):
-    """A permission on one environment granted to a user (direct foreign key, not generic)."""
+class EnvironmentRow(TimeStampedModel):
+    """A definition's row in one environment (a connection role's binding, a variable's override):
+    environment-scoped, shown as `<definition>@<environment>`. A subclass names its definition's
+    foreign key (`definition_field`), declares it and `environment`, and takes the Meta of one row
+    per definition and environment from `EnvironmentRow.meta(definition_field, constraint_name)`."""
+
+    definition_field: ClassVar[str]
+    environment: "models.ForeignKey[Environment, Environment]"
+
+    objects = EnvScopedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    @staticmethod
+    def meta(definition_field: str, constraint_name: str) -> Any:
+        """Listed by the definition's name, then stage; one row per definition and environment."""
+        return type(
+            "Meta",
+            (),
+            {
+                "ordering": [f"{definition_field}__name", "environment__position"],
+                "constraints": [
+                    models.UniqueConstraint(fields=[definition_field, "environment"], name=constraint_name)
+                ],
+            },
+        )
+
+    def __str__(self):
+        return f"{getattr(self, self.definition_field).name}@{self.environment.slug}"
+
+
+class _EnvironmentGrant(models.Model):
+    """A guardian grant on one environment through a direct foreign key (not generic)."""
 
     content_object = models.ForeignKey(Environment, on_delete=models.CASCADE)
-    objects = UserObjectPermissionManager.from_queryset(GrantQuerySet)()  # type: ignore[misc]  # guardian's stubs: a ClassVar
 
+    class Meta:
+        abstract = True
+
+
+class EnvironmentUserObjectPermission(UserObjectPermissionBase, _EnvironmentGrant):  # noqa: DJ008  # guardian's __str__
+    """A permission on one environment granted to a user."""
+
+    objects = UserObjectPermissionManager.from_queryset(GrantQuerySet)()  # type: ignore[misc]  # guardian's stubs: a ClassVar
     history = HistoricalRecords()
 
     class Meta(UserObjectPermissionBase.Meta):
         verbose_name = "environment user permission"
 
 
-class EnvironmentGroupObjectPermission(GroupObjectPermissionBase):
-    """A permission on one environment granted to a group (direct foreign key, not generic)."""
+class EnvironmentGroupObjectPermission(GroupObjectPermissionBase, _EnvironmentGrant):  # noqa: DJ008  # guardian's __str__
+    """A permission on one environment granted to a group."""
 
-    content_object = models.ForeignKey(Environment, on_delete=models.CASCADE)
     objects = GroupObjectPermissionManager.from_queryset(GrantQuerySet)()  # type: ignore[misc]  # guardian's stubs: a ClassVar
-
     history = HistoricalRecords()
 
     class Meta(GroupObjectPermissionBase.Meta):
@@ -157,9 +192,7 @@ class RuntimePolicy(TimeStampedModel):
         validators=[MinValueValidator(Decimal("0.01")), MaxValueValidator(Decimal("100"))],
         help_text="Keep this share of source rows.",
     )
-    allowed_destinations = models.JSONField(
-        default=list,
-        blank=True,
+    allowed_destinations = json_list(
         validators=[validate_destinations],
         help_text="Connection role names and/or kinds runs may write to; empty = any.",
     )
@@ -226,9 +259,7 @@ class FreezeWindow(TimeStampedModel):
     )
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
     reason = models.CharField(max_length=500)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    created_by = user_reference()
 
     objects = EnvScopedQuerySet.as_manager()
 

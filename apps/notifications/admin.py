@@ -169,17 +169,15 @@ class _ReadOnlyAdmin(ViewOnlyAdminMixin, LightModelAdmin):
     """Rows written only by the services: administrators look, they do not edit."""
 
 
-class ReadFilter(IsSetListFilter):
-    title = "read"
-    parameter_name = "read"
-    field = "read_at"
-    is_set, is_unset = ("yes", "Read"), ("no", "Unread")
-
-
 @admin.register(Notification)
 class NotificationAdmin(_ReadOnlyAdmin):
     list_display = ["title", "event", "user", "organization", "created_at", "read_at"]
-    list_filter = ["event", ReadFilter, "organization", "created_at"]
+    list_filter = [
+        "event",
+        IsSetListFilter.on("read_at", "read", ("yes", "Read"), ("no", "Unread")),
+        "organization",
+        "created_at",
+    ]
     search_fields = ["title", "event", "user__username", "user__email"]
     list_select_related = ["user", "organization"]
     date_hierarchy = "created_at"

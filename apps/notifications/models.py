@@ -8,8 +8,8 @@ from django.conf import settings
 from django.db import models
 from simple_history.models import HistoricalRecords
 
-from apps.core.models import TimeStampedModel
-from apps.tenancy.models import Organization
+from apps.core.models import json_list, optional_reference
+from apps.tenancy.models import Organization, OrganizationNamedModel
 from apps.tenancy.querysets import OrgScopedQuerySet
 
 
@@ -34,7 +34,7 @@ class ChannelKind(models.TextChoices):
     SLACK = "slack", "Slack-style incoming webhook"
 
 
-class Channel(TimeStampedModel):
+class Channel(OrganizationNamedModel):
     """Where an organization's events go.
 
     `target` is the visible address: email recipients, or the webhook URL. A Slack-style incoming
@@ -51,15 +51,12 @@ class Channel(TimeStampedModel):
     # History keeps these instead of `target`: a webhook URL's path or query often carries a token.
     target_display = models.CharField(max_length=2000, blank=True, editable=False)
     target_fingerprint = models.CharField(max_length=32, blank=True, editable=False)
-    events = models.JSONField(default=list, blank=True, help_text="Event names this channel hears; empty = all.")
+    events = json_list(help_text="Event names this channel hears; empty = all.")
     is_active = models.BooleanField(default=True)
-
-    objects = OrgScopedQuerySet.as_manager()
 
     history = HistoricalRecords(excluded_fields=["target", "secret_ciphertext"])
 
-    class Meta:
-        ordering = ["organization__name", "name"]
+    class Meta(OrganizationNamedModel.Meta):
         constraints = [models.UniqueConstraint(fields=["organization", "name"], name="uniq_channel_name")]
 
     def __str__(self):
@@ -122,13 +119,11 @@ class Delivery(models.Model):
 
     delivery_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="deliveries")
-    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="deliveries", null=True, blank=True)
-    recipient = models.ForeignKey(
+    channel = optional_reference(Channel, on_delete=models.CASCADE, related_name="deliveries")
+    recipient = optional_reference(
         settings.AUTH_USER_MODEL,
         on_delete=models.CASCADE,
         related_name="email_deliveries",
-        null=True,
-        blank=True,
         help_text="A person emailed at their address (instead of a channel).",
     )
     event = models.CharField(max_length=64, db_index=True)

@@ -9,16 +9,20 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Count, Max
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 
 from apps.core.admin import (
+    AggregateColumnsMixin,
     LightModelAdmin,
+    RowServices,
     ServiceFormMixin,
     ServiceModelAdmin,
     ViewOnlyAdminMixin,
     adopt,
+    changed_fields,
     dry_run,
     formsets_saved_by_services,
 )
@@ -44,6 +48,46 @@ class DerivedSlugForm(forms.ModelForm):
             self.fields["slug"].help_text = "Leave empty to derive it from the name."
 
 
+class _DefinitionAdmin(AggregateColumnsMixin, OrganizationScopedAdmin, ServiceModelAdmin):
+    """Projects and pipelines: named and slugged under their `parent` (organization, project), which
+    is fixed once created; the change page adds the timestamps; every write goes through the row's
+    create/update/delete services, an update with the `editable` fields the form changed."""
+
+    parent = ""
+    editable: frozenset[str] = frozenset()
+    row: RowServices
+    object_history_template = "simple_history/object_history.html"
+
+    def get_fields(self, request, obj=None):
+        fields = list(self.form._meta.fields or ())
+        return fields if obj is None else [*fields, "created_at", "updated_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else [self.parent, "created_at", "updated_at"]
+
+    def _changes(self, form) -> dict:
+        return changed_fields(form, self.editable)
+
+    def _create_kwargs(self, request, data) -> dict:
+        return {
+            "actor": request.user,
+            self.parent: data[self.parent],
+            "name": data["name"],
+            "slug": data.get("slug") or "",
+            "description": data.get("description") or "",
+        }
+
+    def service_create(self, request, cleaned_data):
+        return self.row.create(**self._create_kwargs(request, cleaned_data))
+
+    def service_update(self, request, obj, form):
+        changes = self._changes(form)
+        return self.row.update(actor=request.user, **{self.row.name: obj}, **changes) if changes else None
+
+    def service_delete(self, request, obj) -> None:
+        self.row.delete(actor=request.user, **{self.row.name: obj})
+
+
 class ProjectAdminForm(DerivedSlugForm):
     class Meta:
         model = Project
@@ -51,30 +95,16 @@ class ProjectAdminForm(DerivedSlugForm):
 
 
 @admin.register(Project)
-class ProjectAdmin(OrganizationScopedAdmin, ServiceModelAdmin):
+class ProjectAdmin(_DefinitionAdmin):
+    row = RowServices("project", services.project_create, services.project_update, services.project_delete)
+    parent, editable = "organization", services.PROJECT_FIELDS
     form = ProjectAdminForm
     list_display = ["name", "slug", "organization", "default_environment", "pipeline_count", "created_at"]
     list_filter = [("organization", admin.RelatedOnlyFieldListFilter), "created_at"]
     search_fields = ["name", "slug", "description", "organization__name", "organization__slug"]
     list_select_related = ["organization", "default_environment__organization"]
-    object_history_template = "simple_history/object_history.html"
     create_requires = ("organization",)
-
-    def get_queryset(self, request):
-        from django.db.models import Count
-
-        return super().get_queryset(request).annotate(pipeline_total=Count("pipelines", distinct=True))
-
-    @admin.display(description="pipelines", ordering="pipeline_total")
-    def pipeline_count(self, obj) -> int:
-        return obj.pipeline_total
-
-    def get_fields(self, request, obj=None):
-        fields = list(ProjectAdminForm.Meta.fields)
-        return fields if obj is None else [*fields, "created_at", "updated_at"]
-
-    def get_readonly_fields(self, request, obj=None):
-        return [] if obj is None else ["organization", "created_at", "updated_at"]
+    aggregate_columns = {"pipeline_count": ("pipelines", Count("pipelines", distinct=True))}
 
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)
@@ -87,28 +117,8 @@ class ProjectAdmin(OrganizationScopedAdmin, ServiceModelAdmin):
                 field.queryset = environments.administered_by(request.user)
         return form
 
-    def _changes(self, form) -> dict:
-        return {name: form.cleaned_data.get(name) for name in form.changed_data if name in services.PROJECT_FIELDS}
-
     def _create_kwargs(self, request, data) -> dict:
-        return {
-            "actor": request.user,
-            "organization": data["organization"],
-            "name": data["name"],
-            "slug": data.get("slug") or "",
-            "description": data.get("description") or "",
-            "default_environment": data.get("default_environment"),
-        }
-
-    def service_create(self, request, cleaned_data):
-        return services.project_create(**self._create_kwargs(request, cleaned_data))
-
-    def service_update(self, request, obj, form):
-        changes = self._changes(form)
-        return services.project_update(actor=request.user, project=obj, **changes) if changes else None
-
-    def service_delete(self, request, obj) -> None:
-        services.project_delete(actor=request.user, project=obj)
+        return {**super()._create_kwargs(request, data), "default_environment": data.get("default_environment")}
 
 
 # --- pipelines ------------------------------------------------------------------------------
@@ -148,7 +158,9 @@ class PipelineAdminForm(DerivedSlugForm):
 
 
 @admin.register(Pipeline)
-class PipelineAdmin(OrganizationScopedAdmin, ServiceModelAdmin):
+class PipelineAdmin(_DefinitionAdmin):
+    row = RowServices("pipeline", services.pipeline_create, services.pipeline_update, services.pipeline_delete)
+    parent, editable = "project", services.PIPELINE_FIELDS
     form = PipelineAdminForm
     list_display = ["name", "slug", "project", "organization", "latest_version", "created_at"]
     list_filter = [
@@ -158,9 +170,9 @@ class PipelineAdmin(OrganizationScopedAdmin, ServiceModelAdmin):
     search_fields = ["name", "slug", "description", "project__name", "project__slug"]
     list_select_related = ["project__organization"]
     inlines = [VersionInline]
-    object_history_template = "simple_history/object_history.html"
     create_requires = ("project",)
     actions = ["run_pipeline"]
+    aggregate_columns = {"latest_version": ("latest version", Max("versions__number"))}
 
     @admin.action(description="Run… (the pipeline page's run dialog)")
     def run_pipeline(self, request, queryset):
@@ -177,25 +189,9 @@ class PipelineAdmin(OrganizationScopedAdmin, ServiceModelAdmin):
     def _organization_id(self, obj) -> int:
         return obj.project.organization_id
 
-    def get_queryset(self, request):
-        from django.db.models import Max
-
-        return super().get_queryset(request).annotate(latest_number=Max("versions__number"))
-
     @admin.display(description="organization", ordering="project__organization__name")
     def organization(self, obj):
         return obj.project.organization
-
-    @admin.display(description="latest version", ordering="latest_number")
-    def latest_version(self, obj):
-        return obj.latest_number
-
-    def get_fields(self, request, obj=None):
-        fields = list(PipelineAdminForm.Meta.fields)
-        return fields if obj is None else [*fields, "created_at", "updated_at"]
-
-    def get_readonly_fields(self, request, obj=None):
-        return [] if obj is None else ["project", "created_at", "updated_at"]
 
     def get_inline_instances(self, request, obj=None):
         return super().get_inline_instances(request, obj) if obj is not None else []
@@ -204,28 +200,6 @@ class PipelineAdmin(OrganizationScopedAdmin, ServiceModelAdmin):
         if db_field.name == "project":
             kwargs["queryset"] = Project.objects.restrict(request.user, ADMIN).select_related("organization")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-    def _changes(self, form) -> dict:
-        return {name: form.cleaned_data.get(name) for name in form.changed_data if name in services.PIPELINE_FIELDS}
-
-    def _create_kwargs(self, request, data) -> dict:
-        return {
-            "actor": request.user,
-            "project": data["project"],
-            "name": data["name"],
-            "slug": data.get("slug") or "",
-            "description": data.get("description") or "",
-        }
-
-    def service_create(self, request, cleaned_data):
-        return services.pipeline_create(**self._create_kwargs(request, cleaned_data))
-
-    def service_update(self, request, obj, form):
-        changes = self._changes(form)
-        return services.pipeline_update(actor=request.user, pipeline=obj, **changes) if changes else None
-
-    def service_delete(self, request, obj) -> None:
-        services.pipeline_delete(actor=request.user, pipeline=obj)
 
     def save_related(self, request, form, formsets, change):
         """Versions are read-only here; the services saved the pipeline."""

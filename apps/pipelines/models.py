@@ -1,33 +1,27 @@
 """Projects, pipelines and their immutable versions."""
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from simple_history.models import HistoricalRecords
 
-from apps.core.models import TimeStampedModel
+from apps.core.models import TimeStampedModel, optional_reference, user_reference
 from apps.environments.models import Environment
-from apps.tenancy.models import Organization
+from apps.tenancy.models import Organization, OrganizationNamedModel
 from apps.tenancy.querysets import OrgScopedQuerySet
 
 
-class Project(TimeStampedModel):
+class Project(OrganizationNamedModel):
     """A group of pipelines; its default environment is used when a run names none."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="projects")
     name = models.CharField(max_length=120)
     slug = models.SlugField(max_length=63)
     description = models.TextField(blank=True, max_length=4000)
-    default_environment = models.ForeignKey(
-        Environment, null=True, blank=True, on_delete=models.SET_NULL, related_name="default_for_projects"
-    )
-
-    objects = OrgScopedQuerySet.as_manager()
+    default_environment = optional_reference(Environment, related_name="default_for_projects")
 
     history = HistoricalRecords()
 
-    class Meta:
-        ordering = ["organization__name", "name"]
+    class Meta(OrganizationNamedModel.Meta):
         constraints = [models.UniqueConstraint(fields=["organization", "slug"], name="uniq_project_slug")]
 
     def __str__(self):
@@ -84,7 +78,7 @@ class PipelineVersion(models.Model):
     number = models.PositiveIntegerField()
     graph = models.JSONField()
     content_hash = models.CharField(max_length=71, editable=False)
-    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    author = user_reference(blank=False)
     message = models.CharField(max_length=500, blank=True)
     git_repository = models.CharField(max_length=500, blank=True)
     git_commit = models.CharField(max_length=64, blank=True)

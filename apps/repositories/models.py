@@ -7,9 +7,9 @@ approval gates ask this app what the repository says about a version's commit)."
 from django.db import models
 from simple_history.models import HistoricalRecords
 
-from apps.core.models import TimeStampedModel
+from apps.core.models import TimeStampedModel, optional_reference
 from apps.pipelines.models import Pipeline, PipelineVersion
-from apps.secrets.models import Secret
+from apps.secrets.models import secret_reference
 from apps.tenancy.querysets import OrgScopedQuerySet
 
 
@@ -27,22 +27,8 @@ class Repository(TimeStampedModel):
     definition_path = models.CharField(
         max_length=500, help_text="The pipeline definition inside the repository (.yaml, .yml or .json)."
     )
-    credential = models.ForeignKey(
-        Secret,
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="+",
-        help_text="A token (https) or deploy key (ssh).",
-    )
-    webhook_secret = models.ForeignKey(
-        Secret,
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="+",
-        help_text="Verifies provider webhooks (GitHub's signature key, GitLab's token).",
-    )
+    credential = secret_reference(help_text="A token (https) or deploy key (ssh).")
+    webhook_secret = secret_reference(help_text="Verifies provider webhooks (GitHub's signature key, GitLab's token).")
 
     objects = RepositoryQuerySet.as_manager()
 
@@ -98,7 +84,7 @@ class VersionSource(models.Model):
     by hand ("not from Git") and never passes a Git gate."""
 
     version = models.OneToOneField(PipelineVersion, on_delete=models.CASCADE, related_name="git_source")
-    repository = models.ForeignKey(Repository, null=True, on_delete=models.SET_NULL, related_name="sources")
+    repository = optional_reference(Repository, related_name="sources", blank=False)
     commit = models.CharField(max_length=64)
     author_name = models.CharField(max_length=255, blank=True)
     author_email = models.CharField(max_length=255, blank=True)

@@ -1,16 +1,22 @@
 """Deployments, schedules, runs, and triggers with their fires (downstream orchestration)."""
 
-from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django_fsm import RETURN_VALUE, FSMField, FSMModelMixin, transition
 from simple_history.models import HistoricalRecords
 
-from apps.core.models import FrozenDocument, FrozenDocumentAttribute, FrozenDocumentsMixin, TimeStampedModel
+from apps.core.models import (
+    FrozenDocumentAttribute,
+    FrozenDocumentsMixin,
+    TimeStampedModel,
+    frozen_document_reference,
+    optional_reference,
+    user_reference,
+)
 from apps.environments.models import Environment, validate_cron, validate_timezone
 from apps.environments.querysets import EnvScopedQuerySet
 from apps.pipelines.models import Pipeline, PipelineVersion
-from apps.secrets.models import Secret
+from apps.secrets.models import secret_reference
 
 DEPLOYMENT_RECORD = (
     "version",
@@ -29,19 +35,17 @@ class Deployment(FrozenDocumentsMixin, models.Model):
     pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="deployments")
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="deployments")
     version = models.ForeignKey(PipelineVersion, on_delete=models.PROTECT, related_name="deployments")
-    deployed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    deployed_by = user_reference(blank=False)
     # The promotion request that deployed it (the approvals app sits above this one: a plain id).
     promotion_request_id = models.PositiveBigIntegerField(null=True, blank=True)
-    previous = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    previous = optional_reference("self")
     is_active = models.BooleanField(default=True)
     note = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     deactivated_at = models.DateTimeField(null=True, blank=True)
     # The configuration it was deployed with (resolved, secrets as references), stored once at deploy
     # time: the next promotion's "before" is read from here instead of rebuilt from history.
-    resolved_document = models.ForeignKey(
-        FrozenDocument, null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
-    )
+    resolved_document = frozen_document_reference()
     resolved = FrozenDocumentAttribute("resolved_document")
 
     objects = EnvScopedQuerySet.as_manager()
@@ -68,7 +72,7 @@ class Schedule(TimeStampedModel):
     cron = models.CharField(max_length=100, validators=[validate_cron])
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
     enabled = models.BooleanField(default=False)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    owner = user_reference(blank=False)
     last_fired_for = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = EnvScopedQuerySet.as_manager()
@@ -137,12 +141,12 @@ class Run(FSMModelMixin, models.Model):
     pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="runs")
     version = models.ForeignKey(PipelineVersion, on_delete=models.PROTECT, related_name="runs")
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="runs")
-    deployment = models.ForeignKey(Deployment, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    deployment = optional_reference(Deployment, related_name="runs")
     trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.MANUAL)
     # The run whose success started this one (an on-success PipelineTrigger).
-    upstream = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="downstream")
+    upstream = optional_reference("self", related_name="downstream")
     executor = models.CharField(max_length=20, choices=Executor.choices, default=Executor.BUILTIN)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    requested_by = user_reference(blank=False)
     status = FSMField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True, protected=True)
     parameters = models.JSONField(default=dict, blank=True)
     sample = models.BooleanField(default=False)
@@ -263,29 +267,20 @@ class PipelineTrigger(TimeStampedModel):
     pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="triggers")
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="triggers")
     kind = models.CharField(max_length=20, choices=TriggerKind.choices)
-    upstream_pipeline = models.ForeignKey(
+    upstream_pipeline = optional_reference(
         Pipeline,
-        null=True,
-        blank=True,
         on_delete=models.CASCADE,
         related_name="downstream_triggers",
         help_text="On success of: its succeeded runs in this environment start this pipeline.",
     )
     # The webhook's URL part: unguessable, but not what authenticates (the signature does).
     token = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
-    signing_secret = models.ForeignKey(
-        Secret,
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="+",
-        help_text="Signs the webhook's body (HMAC-SHA256 over the timestamp and the body).",
+    signing_secret = secret_reference(
+        help_text="Signs the webhook's body (HMAC-SHA256 over the timestamp and the body)."
     )
     enabled = models.BooleanField(default=False)
-    switched_on_by = models.ForeignKey(
-        Deployment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
-    )
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    switched_on_by = optional_reference(Deployment, editable=False)
+    owner = user_reference(blank=False)
 
     objects = EnvScopedQuerySet.as_manager()
 
@@ -323,7 +318,7 @@ class TriggerFire(models.Model):
     deliveries or concurrent workers happen; `run` is set when the run was created."""
 
     trigger = models.ForeignKey(PipelineTrigger, on_delete=models.CASCADE, related_name="fires")
-    upstream = models.ForeignKey(Run, null=True, blank=True, on_delete=models.CASCADE, related_name="trigger_fires")
+    upstream = optional_reference(Run, on_delete=models.CASCADE, related_name="trigger_fires")
     # A webhook delivery's signature: the same signed delivery inside the replay window is refused.
     delivery = models.CharField(max_length=80, blank=True)
     run = models.OneToOneField(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="trigger_fire")

@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count
 
 from apps.core.admin import (
+    AggregateColumnsMixin,
     AuditedAdmin,
     IsSetListFilter,
     LightChangelistMixin,
@@ -113,22 +114,16 @@ ORGANIZATION_FIELDS = services.ORGANIZATION_FIELDS
 
 
 @admin.register(Organization)
-class OrganizationAdmin(_TenancyServiceAdmin):
+class OrganizationAdmin(AggregateColumnsMixin, _TenancyServiceAdmin):
     list_display = ["name", "slug", "edition", "max_environments", "member_count", "created_at"]
     list_filter = ["edition", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ("name",)}
     inlines = [MembershipInline]
+    aggregate_columns = {"member_count": ("members", Count("memberships", distinct=True))}
 
     def _organization_id(self, obj) -> int:
         return obj.pk
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).annotate(member_count=Count("memberships", distinct=True))
-
-    @admin.display(description="members", ordering="member_count")
-    def member_count(self, obj) -> int:
-        return obj.member_count
 
     def get_fields(self, request, obj=None):
         return ORGANIZATION_FIELDS + (["created_at"] if obj is not None else [])
@@ -317,20 +312,16 @@ API_KEY_VIEW_FIELDS = [
 ]
 
 
-class ActiveKeyFilter(IsSetListFilter):
-    title = "state"
-    parameter_name = "state"
-    field = "revoked_at"
-    is_set, is_unset = ("revoked", "Revoked"), ("not_revoked", "Not revoked")
-
-
 @admin.register(ApiKey)
 class ApiKeyAdmin(OrganizationScopedAdmin):
     """Keys are created here (the token is shown once) and revoked; they are never edited."""
 
     form = ApiKeyAddForm
     list_display = ["name", "prefix", "organization", "owner", "scopes", "is_active", "expires_at", "last_used_at"]
-    list_filter = [ActiveKeyFilter, ("organization", admin.RelatedOnlyFieldListFilter)]
+    list_filter = [
+        IsSetListFilter.on("revoked_at", "state", ("revoked", "Revoked"), ("not_revoked", "Not revoked")),
+        ("organization", admin.RelatedOnlyFieldListFilter),
+    ]
     search_fields = ["name", "prefix", "owner__username", "organization__slug"]
     list_select_related = ["organization", "owner"]
     actions = ["revoke_keys"]

@@ -7,7 +7,7 @@ from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from apps.core import egress
-from apps.core.models import TimeStampedModel
+from apps.core.models import TimeStampedModel, json_list, user_reference
 from apps.core.patterns import validate_pattern
 
 from .querysets import ApiKeyQuerySet, OrganizationQuerySet, OrgScopedQuerySet
@@ -41,17 +41,13 @@ class Organization(TimeStampedModel):
         help_text="Regular expression every environment name must match in full.",
     )
     # The organization's part of the egress policy (apps/core/egress.py): networks or host names.
-    egress_allow = models.JSONField(
-        default=list,
-        blank=True,
+    egress_allow = json_list(
         validators=[egress.validate_organization_allow],
         help_text="Networks (CIDR) or host names (*.example.com) this organization's connections, connection "
         "tests and webhooks may reach even where the default policy refuses them (not loopback, link-local or "
         "metadata addresses: only the operator allows those).",
     )
-    egress_deny = models.JSONField(
-        default=list,
-        blank=True,
+    egress_deny = json_list(
         validators=[egress.validate_organization_deny],
         help_text="Networks (CIDR) or host names (*.example.com) this organization's connections, connection "
         "tests and webhooks may never reach.",
@@ -70,6 +66,19 @@ class Organization(TimeStampedModel):
     @property
     def has_environments_feature(self) -> bool:
         return self.edition == Edition.ENTERPRISE
+
+
+class OrganizationNamedModel(TimeStampedModel):
+    """A row an organization owns under a name (a project, a secret, a channel, a connection role, a
+    variable, a service account): scoped to the organizations the user may see (`OrgScopedQuerySet`),
+    listed by organization then name. A subclass declares its `organization` foreign key, and its
+    Meta extends this one (`class Meta(OrganizationNamedModel.Meta)`)."""
+
+    objects = OrgScopedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+        ordering = ["organization__name", "name"]
 
 
 class Role(models.TextChoices):
@@ -99,22 +108,18 @@ class Membership(TimeStampedModel):
         return f"{self.user} in {self.organization} ({self.role})"
 
 
-class ServiceAccount(TimeStampedModel):
+class ServiceAccount(OrganizationNamedModel):
     """A non-human user of an organization (CI systems, external executors); it cannot sign in."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="service_accounts")
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="service_account")
     name = models.CharField(max_length=80)
     description = models.TextField(blank=True, max_length=2000)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    created_by = user_reference()
 
-    objects = OrgScopedQuerySet.as_manager()
     history = HistoricalRecords()
 
-    class Meta:
-        ordering = ["organization__name", "name"]
+    class Meta(OrganizationNamedModel.Meta):
         constraints = [models.UniqueConstraint(fields=["organization", "name"], name="uniq_service_account_name")]
 
     def __str__(self):
@@ -137,9 +142,7 @@ class ApiKey(TimeStampedModel):
     expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    created_by = user_reference()
 
     objects = ApiKeyQuerySet.as_manager()
     # The hash is not a secret value, but history has no use for it; last_used_at changes on use

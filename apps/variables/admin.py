@@ -9,24 +9,23 @@ The "check readiness" and "export configuration" actions need apps.resolution, w
 this app, so apps/resolution/admin.py adds them to VariableAdmin."""
 
 import json
-from typing import cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
 
-from apps.core.admin import AuditedAdmin, ViewOnlyAdminMixin, add_domain_error
+from apps.core.admin import AuditedAdmin, RowServices, ViewOnlyAdminMixin, add_domain_error
 from apps.core.errors import DomainError
 from apps.environments import permissions as perms
 from apps.environments.admin_rows import (
     EnvironmentScopedAdminMixin,
-    PerEnvironmentFormSet,
     PerEnvironmentInlineForm,
     PerEnvironmentInlineMixin,
     ScopedDefinitionAdmin,
+    required_in_field,
 )
-from apps.environments.models import Environment, Kind
+from apps.environments.models import Environment
 from apps.pipelines.models import Pipeline, Project
 from apps.secrets.models import Secret
 from apps.tenancy.models import Organization
@@ -46,14 +45,11 @@ class OverrideInlineForm(PerEnvironmentInlineForm):
         required=False, strip=False, widget=forms.Textarea(attrs={"rows": 1, "cols": 40}), help_text=VALUE_HELP
     )
 
+    secret_field = "secret"
+
     class Meta:
         model = VariableOverride
         fields = ["environment", "value", "secret"]
-
-    def limit_choices(self, organization_id) -> None:
-        cast(forms.ModelChoiceField, self.fields["secret"]).queryset = Secret.objects.filter(
-            organization_id=organization_id
-        )
 
     def show_instance(self) -> None:
         self.initial["value"] = value_to_text(self.parent.type, self.instance.value)
@@ -69,15 +65,10 @@ class OverrideInlineForm(PerEnvironmentInlineForm):
         )
 
 
-class OverrideFormSet(PerEnvironmentFormSet):
-    row_name = "override"
-
-
 class VariableOverrideInline(PerEnvironmentInlineMixin, admin.TabularInline):
     model = VariableOverride
     form = OverrideInlineForm
-    formset = OverrideFormSet
-    fields = ["environment", "value", "secret"]
+    row_name = "override"
     row_select_related = ("secret", "variable")
 
 
@@ -90,12 +81,7 @@ class VariableAdminForm(forms.ModelForm):
     default_value = forms.CharField(
         required=False, strip=False, widget=forms.Textarea(attrs={"rows": 2}), help_text=VALUE_HELP
     )
-    required_in = forms.MultipleChoiceField(
-        choices=Kind.choices,
-        required=False,
-        widget=forms.CheckboxSelectMultiple,
-        help_text="Environment kinds where a value must exist before a run or promotion.",
-    )
+    required_in = required_in_field("Environment kinds where a value must exist before a run or promotion.")
 
     class Meta:
         model = Variable
@@ -163,6 +149,9 @@ class CloneOverridesForm(forms.Form):
 class VariableAdmin(ScopedDefinitionAdmin):
     form = VariableAdminForm
     may_define = staticmethod(services.may_define)
+    definition = RowServices("variable", services.variable_create, services.variable_update, services.variable_delete)
+    rows = RowServices("override", services.variable_override_set, delete=services.variable_override_delete)
+    row_fields = ("value", "secret")
     list_display = ["name", "scope", "type", "organization", "project", "pipeline", "required_in"]
     list_filter = [ScopeFilter, "type", "organization", "allow_runtime_override"]
     list_select_related = ["organization", "project", "pipeline__project"]
@@ -203,29 +192,6 @@ class VariableAdmin(ScopedDefinitionAdmin):
             "pipeline": cleaned_data.get("pipeline"),
             **self._definition(cleaned_data),
         }
-
-    def service_create(self, request, cleaned_data):
-        return services.variable_create(**self._create_kwargs(request, cleaned_data))
-
-    def service_change(self, request, obj, changes: dict):
-        return services.variable_update(actor=request.user, variable=obj, **changes)
-
-    def service_delete(self, request, obj) -> None:
-        # Overrides go with their variable; variable_delete decides who may delete (the lock on
-        # each environment), not the admin's per-model delete permissions.
-        services.variable_delete(actor=request.user, variable=obj)
-
-    def row_set(self, request, parent, environment, cleaned_data):
-        return services.variable_override_set(
-            actor=request.user,
-            variable=parent,
-            environment=environment,
-            value=cleaned_data.get("value"),
-            secret=cleaned_data.get("secret"),
-        )
-
-    def row_delete(self, request, row) -> None:
-        services.variable_override_delete(actor=request.user, override=row)
 
     # --- actions ---
 

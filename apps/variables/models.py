@@ -6,13 +6,12 @@ from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
-from apps.core.models import TimeStampedModel
-from apps.environments.models import Environment, Kind
+from apps.core.models import json_list, optional_reference
+from apps.environments.models import Environment, EnvironmentRow, Kind
 from apps.environments.querysets import EnvScopedQuerySet
 from apps.pipelines.models import Pipeline, Project
-from apps.secrets.models import Secret
-from apps.tenancy.models import Organization
-from apps.tenancy.querysets import OrgScopedQuerySet
+from apps.secrets.models import secret_reference
+from apps.tenancy.models import Organization, OrganizationNamedModel
 
 VARIABLE_NAME_VALIDATOR = RegexValidator(
     r"^[a-z][a-z0-9_]{0,63}$", "Use a-z, 0-9 and _, starting with a letter (max 64)."
@@ -41,30 +40,27 @@ VARIABLE_SETTINGS = ("type", "default_value", "default_secret", "description", *
 """A definition's settings after its scope and name: what the admin form, the API and the services edit."""
 
 
-class Variable(TimeStampedModel):
+class Variable(OrganizationNamedModel):
     """A named, typed value with a default; scope is the most specific of organization/project/pipeline."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="variables")
-    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.CASCADE, related_name="variables")
-    pipeline = models.ForeignKey(Pipeline, null=True, blank=True, on_delete=models.CASCADE, related_name="variables")
+    project = optional_reference(Project, on_delete=models.CASCADE, related_name="variables")
+    pipeline = optional_reference(Pipeline, on_delete=models.CASCADE, related_name="variables")
     name = models.CharField(max_length=64, validators=[VARIABLE_NAME_VALIDATOR])
     type = models.CharField(max_length=16, choices=VariableType.choices, default=VariableType.STRING)
     default_value = models.JSONField(null=True, blank=True)
-    default_secret = models.ForeignKey(Secret, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    default_secret = secret_reference()
     description = models.TextField(blank=True, max_length=4000)
-    required_in = models.JSONField(default=list, blank=True, help_text="Environment kinds where a value must exist.")
+    required_in = json_list(help_text="Environment kinds where a value must exist.")
     choices = models.JSONField(null=True, blank=True)
     regex = models.CharField(max_length=500, blank=True)
     min_value = models.FloatField(null=True, blank=True)
     max_value = models.FloatField(null=True, blank=True)
     allow_runtime_override = models.BooleanField(default=False)
 
-    objects = OrgScopedQuerySet.as_manager()
-
     history = HistoricalRecords()
 
-    class Meta:
-        ordering = ["organization__name", "name"]
+    class Meta(OrganizationNamedModel.Meta):
         constraints = [
             models.UniqueConstraint(
                 fields=["organization", "name"],
@@ -96,24 +92,23 @@ class Variable(TimeStampedModel):
         return Scope.ORGANIZATION
 
 
-class VariableOverride(TimeStampedModel):
+def override_value() -> tuple[models.JSONField, models.ForeignKey]:
+    """An override's value columns: a typed value (`value`), or for a secret variable a reference to
+    a secret (`secret`), never a plain value."""
+    return models.JSONField(null=True, blank=True), secret_reference()
+
+
+class VariableOverride(EnvironmentRow):
     """The value a variable takes in one environment (a typed value or a secret reference)."""
 
+    definition_field = "variable"
     variable = models.ForeignKey(Variable, on_delete=models.CASCADE, related_name="overrides")
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="variable_overrides")
-    value = models.JSONField(null=True, blank=True)
-    secret = models.ForeignKey(Secret, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-
-    objects = EnvScopedQuerySet.as_manager()
+    value, secret = override_value()
 
     history = HistoricalRecords()
 
-    class Meta:
-        ordering = ["variable__name", "environment__position"]
-        constraints = [models.UniqueConstraint(fields=["variable", "environment"], name="uniq_variable_override")]
-
-    def __str__(self):
-        return f"{self.variable.name}@{self.environment.slug}"
+    Meta = EnvironmentRow.meta("variable", "uniq_variable_override")
 
 
 # The environment kinds where members may keep personal overrides (every check and form reads this).
@@ -128,18 +123,17 @@ class PersonalOverrideQuerySet(EnvScopedQuerySet):
         return self.restrict(user).filter(user_id=user.pk)
 
 
-class PersonalOverride(TimeStampedModel):
+class PersonalOverride(EnvironmentRow):
     """One member's own value for a variable in one development environment: it applies only to the
     runs, previews and resolves that member starts (provenance `personal`), never to anyone else's."""
 
+    definition_field = "variable"
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="personal_overrides")
     variable = models.ForeignKey(Variable, on_delete=models.CASCADE, related_name="personal_overrides")
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="personal_overrides")
-    value = models.JSONField(null=True, blank=True)
-    # A secret variable's personal value is a reference (like an override's), never a plain value.
-    secret = models.ForeignKey(Secret, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    value, secret = override_value()  # a secret variable's personal value too is a reference
 
-    objects = PersonalOverrideQuerySet.as_manager()
+    objects = PersonalOverrideQuerySet.as_manager()  # type: ignore[misc]  # the stubs take the inherited manager for a ClassVar
 
     history = HistoricalRecords()
 
@@ -150,4 +144,4 @@ class PersonalOverride(TimeStampedModel):
         ]
 
     def __str__(self):
-        return f"{self.variable.name}@{self.environment.slug} for {self.user}"
+        return f"{super().__str__()} for {self.user}"
