@@ -14,7 +14,8 @@ default 2 = demo size and 10000):
              deployment task enqueued on commit, run by the worker, the request observed deployed;
 Each sample promotes a new version (promotion_execute's queries: tests/approvals/test_deploy_cost.py).
 
-Before each sample (not timed) the previous sample's deliveries have finished. The floor and the
+Before each sample (not timed) the deliveries so far (the request's e-mails, the previous sample's)
+have finished. The floor and the
 subject alternate sample by sample (the same load for both), in
 BENCH_DEPLOY_ROUNDS rounds of BENCH_DEPLOY_REPEAT samples; a figure is the median of the rounds'
 medians, and the ratio is also given in this process's CPU time (the worker is a thread of this
@@ -167,8 +168,8 @@ def main():
     post_save.connect(on_save, sender=PromotionRequest, weak=False)
 
     def settle() -> None:
-        """Wait until no delivery is pending or sending, so that neither the floor nor the next
-        sample waits for, or shares the cores with, the previous sample's notifications."""
+        """Wait until no delivery is pending or sending, so that neither the floor nor the subject
+        waits for, or shares the cores with, notifications sent before it."""
         from apps.notifications.models import Delivery, DeliveryStatus
 
         deadline = time.monotonic() + 60
@@ -203,8 +204,8 @@ def main():
                     series.append([])
                 for sample in range(SAMPLES + 1):  # the first sample of a round warms up
                     number += 1
-                    settle()  # the previous sample's deliveries are done: not timed
                     request = pending_request(world, number)  # built before the floor: not timed
+                    settle()  # its e-mails to the approvers and the previous sample's are sent: not timed
                     noop_done.clear()
                     start, start_cpu = time.perf_counter(), time.process_time()
                     noop.delay()
