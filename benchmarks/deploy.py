@@ -1,14 +1,22 @@
 """Benchmark of approve → deployed against a no-op Celery round trip on the same broker.
 
-A real worker (a thread of this process, like the workflow tests') consumes from the configured
-broker (a private filesystem broker, or BENCH_CELERY_BROKER_URL=redis://...). Per size of the
-target's configuration (BENCH_DEPLOY_VARIABLES, default 2 = demo size and 10000):
+A real worker (a thread of this process, like the workflow tests') consumes the default queue from
+the configured broker (a private filesystem broker, or BENCH_CELERY_BROKER_URL=redis://...). The
+notifications queue (deliveries: settings.celery_queues) is consumed as in production, by a worker
+of its own: a separate `celery worker -Q notifications` process, whose work (e-mail to the
+requester and approvers) is neither waited for nor counted in this process's CPU time, so the
+measured path is approve → deployed. BENCH_DEPLOY_NOTIFICATIONS=shared has the measured thread
+consume both queues instead (as `make run`'s one worker does), the deliveries then running on it
+before or after the deployment. Per size of the target's configuration (BENCH_DEPLOY_VARIABLES,
+default 2 = demo size and 10000):
   floor    — a no-op task: enqueue, run by the worker, observed done;
   measured — the last approval of a pending request into staging (the API's service call), the
              deployment task enqueued on commit, run by the worker, the request observed deployed;
 Each sample promotes a new version (promotion_execute's queries: tests/approvals/test_deploy_cost.py).
 
-The floor and the subject alternate sample by sample (the same load for both), in
+Before each sample (not timed) the deliveries so far (the request's e-mails, the previous sample's)
+have finished. The floor and the
+subject alternate sample by sample (the same load for both), in
 BENCH_DEPLOY_ROUNDS rounds of BENCH_DEPLOY_REPEAT samples; a figure is the median of the rounds'
 medians, and the ratio is also given in this process's CPU time (the worker is a thread of this
 process, so its work counts; waiting for a core or for the broker does not), which the load of a
@@ -16,18 +24,23 @@ shared machine barely moves, unlike the wall time of a round trip through the br
 
 Run: make bench."""
 
+import contextlib
 import copy
 import os
 import sqlite3
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 
-from common import bulk_variables, ratio, report, setup_django
+from common import ROOT, bulk_variables, ratio, report, setup_django
 
 SIZES = [int(s) for s in os.environ.get("BENCH_DEPLOY_VARIABLES", "2,10000").split(",")]
 SAMPLES = int(os.environ.get("BENCH_DEPLOY_REPEAT", "7"))
 ROUNDS = int(os.environ.get("BENCH_DEPLOY_ROUNDS", "3"))
+NOTIFICATIONS = os.environ.get("BENCH_DEPLOY_NOTIFICATIONS", "worker")  # "worker" (own process) or "shared"
 GRAPH = {
     "nodes": [
         {
@@ -108,6 +121,28 @@ def pending_request(world, number: int):
     return request
 
 
+@contextlib.contextmanager
+def notifications_worker(app, queue: str):
+    """A `celery worker -Q <queue>` process on this benchmark's database and broker (the
+    environment setup_django exported), e-mail kept in its memory; yields once it answers a ping."""
+    hostname = f"bench-notifications-{os.getpid()}@localhost"
+    log = tempfile.NamedTemporaryFile(prefix="bench-notifications-", suffix=".log", delete=False)  # noqa: SIM115
+    command = [sys.executable, "-m", "celery", "-A", "planasonix_env", "worker", "--queues", queue]
+    command += ["--pool", "threads", "--concurrency", "2", "--hostname", hostname, "--loglevel", "WARNING"]
+    command += ["--without-gossip", "--without-mingle"]
+    env = {**os.environ, "EMAIL_URL": "memorymail://"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+    try:
+        deadline = time.monotonic() + 90
+        while not app.control.ping(destination=[hostname], timeout=1.0):
+            assert process.poll() is None and time.monotonic() < deadline, f"no notifications worker: {log.name}"
+        yield
+    finally:
+        process.terminate()
+        process.wait(60)
+        log.close()
+
+
 def main():
     setup_django()
     from celery.contrib.testing.worker import start_worker
@@ -131,9 +166,33 @@ def main():
             transaction.on_commit(deployed.set)
 
     post_save.connect(on_save, sender=PromotionRequest, weak=False)
+
+    def settle() -> None:
+        """Wait until no delivery is pending or sending, so that neither the floor nor the subject
+        waits for, or shares the cores with, notifications sent before it."""
+        from apps.notifications.models import Delivery, DeliveryStatus
+
+        deadline = time.monotonic() + 60
+        busy = Delivery.objects.filter(status__in=[DeliveryStatus.PENDING, DeliveryStatus.SENDING])
+        while busy.exists():
+            assert time.monotonic() < deadline, "the notification deliveries did not finish"
+            time.sleep(0.005)
+
+    from django.conf import settings
+
     ensure_broker_folders()
     rows = []
-    with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False, shutdown_timeout=30):
+    default, notifications = settings.CELERY_TASK_DEFAULT_QUEUE, settings.NOTIFICATIONS_QUEUE
+    own = NOTIFICATIONS != "shared"
+    with contextlib.ExitStack() as stack:
+        if own:
+            stack.enter_context(notifications_worker(app, notifications))
+        queues = [default] if own else [default, notifications]
+        stack.enter_context(
+            start_worker(
+                app, pool="threads", concurrency=1, perform_ping_check=False, shutdown_timeout=30, queues=queues
+            )
+        )
         for size in SIZES:
             world = build(size)
             samples: dict[str, list[list[float]]] = {
@@ -146,6 +205,7 @@ def main():
                 for sample in range(SAMPLES + 1):  # the first sample of a round warms up
                     number += 1
                     request = pending_request(world, number)  # built before the floor: not timed
+                    settle()  # its e-mails to the approvers and the previous sample's are sent: not timed
                     noop_done.clear()
                     start, start_cpu = time.perf_counter(), time.process_time()
                     noop.delay()
@@ -197,9 +257,10 @@ def main():
                     "cpu_ratio": round(m_cpu["median"] / f_cpu["median"], 2) if f_cpu["median"] else None,
                 }
             )
+    where = "their own worker process" if own else "the measured worker thread too"
     report(
         "deploy",
-        "approve → deployed vs a no-op Celery round trip",
+        f"approve → deployed vs a no-op Celery round trip (notifications delivered by {where})",
         rows,
         [
             ("variables", "variables"),
@@ -214,6 +275,7 @@ def main():
         ],
         repeat=f"{ROUNDS} rounds of {SAMPLES} (median of the rounds' medians)",
         broker=app.conf.broker_url.split("://")[0],
+        notifications=f"queue {notifications!r} consumed by {where}",
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import environ
 from csp.constants import NONE, SELF
+from kombu import Exchange, Queue
 
 from .api_docs import API_TAGS
 
@@ -332,6 +333,20 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+
+def celery_queues(default: str, notifications: str) -> tuple[tuple[Queue, ...], dict]:
+    """The queues a worker started without -Q consumes (both), and the route that sends every
+    notification task (deliveries, their sweep) to the notifications queue: a slow or retried
+    webhook then never waits in front of a deployment or a run (README: Running in production).
+    Each queue is declared as Celery would create it on its own (a direct exchange of its name)."""
+    queues = tuple(Queue(name, Exchange(name), routing_key=name) for name in (default, notifications))
+    return queues, {"apps.notifications.tasks.*": {"queue": notifications}}
+
+
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+NOTIFICATIONS_QUEUE = "notifications"
+CELERY_TASK_QUEUES, CELERY_TASK_ROUTES = celery_queues(CELERY_TASK_DEFAULT_QUEUE, NOTIFICATIONS_QUEUE)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "apps.core.tasks.worker_heartbeat", "schedule": 30.0},

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from .settings import *  # noqa: F403
-from .settings import CACHES, CELERY_BROKER_TRANSPORT_OPTIONS, CELERY_BROKER_URL, DATABASES
+from .settings import CACHES, CELERY_BROKER_TRANSPORT_OPTIONS, CELERY_BROKER_URL, DATABASES, celery_queues
 
 # "gw0", "gw1", ... under pytest-xdist; "main" otherwise. Subprocesses a test starts inherit it.
 TEST_WORKER = os.environ.get("PYTEST_XDIST_WORKER") or "main"
@@ -46,6 +46,8 @@ elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
         "global_keyprefix": f"pnx-test-{TEST_WORKER}:",
     }
 CELERY_TASK_DEFAULT_QUEUE = f"pnx-test-{TEST_WORKER}"
+NOTIFICATIONS_QUEUE = f"pnx-test-{TEST_WORKER}-notifications"
+CELERY_TASK_QUEUES, CELERY_TASK_ROUTES = celery_queues(CELERY_TASK_DEFAULT_QUEUE, NOTIFICATIONS_QUEUE)
 CELERY_BEAT_SCHEDULE = {}
 
 if CACHES["default"]["BACKEND"] == "apps.core.cache.ReusedClientRedisCache":

@@ -273,16 +273,21 @@ def api():
 def _celery_worker_session(django_db_setup, django_db_blocker):
     """One real Celery worker (in a thread, two pool threads) per test session, that is per
     pytest-xdist worker: started by the first test that asks for it, stopped at the end. Starting
-    and stopping one per test cost more than most workflow tests themselves."""
+    and stopping one per test cost more than most workflow tests themselves. It consumes both
+    queues, the default one and the notifications one (production runs a pool for each)."""
     from celery.contrib.testing.worker import start_worker
+    from django.conf import settings
 
     from planasonix_env.celery import app
 
     stack = ExitStack()
+    queues = [settings.CELERY_TASK_DEFAULT_QUEUE, settings.NOTIFICATIONS_QUEUE]
     with django_db_blocker.unblock():
         app.control.purge()
         worker = stack.enter_context(
-            start_worker(app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=30)
+            start_worker(
+                app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=30, queues=queues
+            )
         )
     yield worker
     with django_db_blocker.unblock():
