@@ -10,10 +10,11 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from apps.core.api import StrictModelSerializer, StrictSerializer, VisibleRelatedField
-from apps.core.viewsets import OrganizationRelatedField, ServiceViewSet
+from apps.core.filtersets import organization_filterset
+from apps.core.viewsets import OrganizationRelatedField, ServiceFamily, ServiceViewSet
 from apps.notifications.models import Channel
 from apps.tenancy import selectors as tenancy_selectors
-from apps.tenancy.api import MemberOrganizationField
+from apps.tenancy.api import MemberOrganizationField, organization_shown
 from apps.tenancy.models import Organization
 
 from . import permissions as perms
@@ -35,6 +36,20 @@ def environment_reference(**kwargs) -> OrganizationRelatedField:
     """An environment of the organization being written in, by slug (a 400 naming the field otherwise)."""
     kwargs.setdefault("max_length", 63)
     return OrganizationRelatedField(Environment, slug=True, **kwargs)
+
+
+def environment_shown(**kwargs) -> serializers.SlugRelatedField:
+    """How a response shows the environment a row refers to: its slug (`many=True` for a list)."""
+    return serializers.SlugRelatedField(slug_field="slug", read_only=True, **kwargs)
+
+
+def environment_row_filterset(model, definition: str) -> type[filters.FilterSet]:
+    """The filters of a definition's per-environment rows (a role's bindings, a variable's overrides):
+    the definition's id, the environment's slug and the organization's, through the environment."""
+    fields = [definition, "environment", "organization"]
+    return organization_filterset(
+        model, fields, organization="environment__organization", environment="environment__slug"
+    )
 
 
 class RuntimePolicySerializer(serializers.ModelSerializer):
@@ -71,8 +86,8 @@ class FreezeWindowWriteSerializer(StrictModelSerializer):
 
 
 class EnvironmentSerializer(serializers.ModelSerializer):
-    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    promotes_to = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    organization = organization_shown()
+    promotes_to = environment_shown(allow_null=True)
     policy = RuntimePolicySerializer(read_only=True)
     freeze_windows = FreezeWindowSerializer(many=True, read_only=True)
     my_permissions = serializers.SerializerMethodField()
@@ -159,14 +174,6 @@ class PermissionGrantListSerializer(serializers.Serializer):
     groups = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
 
 
-class EnvironmentFilter(filters.FilterSet):
-    organization = filters.CharFilter(field_name="organization__slug")
-
-    class Meta:
-        model = Environment
-        fields = ["organization", "kind", "slug", "is_protected"]
-
-
 class EnvironmentViewSet(ServiceViewSet):
     """Stages of the promotion path, with their runtime policy and freeze windows nested.
 
@@ -175,14 +182,12 @@ class EnvironmentViewSet(ServiceViewSet):
     serializer_class = EnvironmentSerializer
     create_serializer_class = EnvironmentCreateSerializer
     update_serializer_class = EnvironmentUpdateSerializer
-    filterset_class = EnvironmentFilter
+    filterset_class = organization_filterset(Environment, ["organization", "kind", "slug", "is_protected"])
     search_fields = ["name", "slug"]
     ordering_fields = ["position", "name", "created_at"]
     required_scopes = {"create": "admin", "destroy": "admin", "permissions": "admin"}
     visible = selectors.environments_visible_to
-    update_service = services.environment_update
-    delete_service = services.environment_delete
-    service_instance = "environment"
+    writes = ServiceFamily("environment", update=services.environment_update, delete=services.environment_delete)
 
     def answer(self, environment):
         fresh = self.get_queryset().filter(pk=environment.pk).first() or environment

@@ -22,11 +22,12 @@ from apps.core.api import (
 )
 from apps.core.errors import field_error
 from apps.core.models import without_blobs
-from apps.core.viewsets import ETagServiceViewSet, resolve_references
+from apps.core.viewsets import ETagServiceViewSet, ServiceFamily, resolve_references
 from apps.environments import permissions as perms
-from apps.environments.api import environment_reference
+from apps.environments.api import environment_reference, environment_shown
 from apps.pipelines.models import Pipeline
 from apps.pipelines.selectors import get_pipeline_for_user, version_numbered
+from apps.tenancy.api import user_shown
 
 from . import selectors, services
 from .engine_reports import RunReportSerializer
@@ -59,8 +60,8 @@ class RunSerializer(serializers.ModelSerializer):
     pipeline_slug = serializers.CharField(source="pipeline.slug", read_only=True)
     project = serializers.CharField(source="pipeline.project.slug", read_only=True)
     version = serializers.IntegerField(source="version.number", read_only=True)
-    environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    environment = environment_shown()
+    requested_by = user_shown()
 
     class Meta:
         model = Run
@@ -289,8 +290,8 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 class DeploymentSerializer(serializers.ModelSerializer):
     pipeline_slug = serializers.CharField(source="pipeline.slug", read_only=True)
     version = serializers.IntegerField(source="version.number", read_only=True)
-    environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    deployed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    environment = environment_shown()
+    deployed_by = user_shown()
     previous_version = serializers.IntegerField(source="previous.version.number", read_only=True, allow_null=True)
     actions = actions_field(services.DEPLOYMENT_ACTIONS, services.deployment_actions)
 
@@ -363,8 +364,8 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
 class ScheduleSerializer(serializers.ModelSerializer):
     pipeline_slug = serializers.CharField(source="pipeline.slug", read_only=True)
-    environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    environment = environment_shown()
+    owner = user_shown()
 
     class Meta:
         model = Schedule
@@ -416,8 +417,7 @@ class ScheduleViewSet(ETagServiceViewSet):
     filter_backends = [StrictFilterBackend, StrictOrderingFilter]
     ordering_fields = ["created_at", "updated_at"]
     visible = selectors.schedules_for
-    delete_service = services.schedule_delete
-    service_instance = "schedule"
+    writes = ServiceFamily("schedule", delete=services.schedule_delete)
     reread = ("create", "partial_update")
     etag_on_create = True
 

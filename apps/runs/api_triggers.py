@@ -11,10 +11,11 @@ from rest_framework.response import Response
 from apps.core import signing
 from apps.core.api import IdFilter, StrictFilterBackend, StrictOrderingFilter, StrictSerializer
 from apps.core.openapi import signed
-from apps.core.viewsets import ETagServiceViewSet
-from apps.environments.api import environment_reference
+from apps.core.viewsets import ETagServiceViewSet, service_family
+from apps.environments.api import environment_reference, environment_shown
 from apps.pipelines.selectors import get_pipeline_for_user
 from apps.secrets.api import secret_reference, secret_shown
+from apps.tenancy.api import user_shown
 
 from . import selectors, services
 from .models import PipelineTrigger, TriggerKind
@@ -22,11 +23,11 @@ from .models import PipelineTrigger, TriggerKind
 
 class PipelineTriggerSerializer(serializers.ModelSerializer):
     pipeline_slug = serializers.CharField(source="pipeline.slug", read_only=True)
-    environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    environment = environment_shown()
     upstream_pipeline_slug = serializers.CharField(source="upstream_pipeline.slug", read_only=True, allow_null=True)
     signing_secret = secret_shown("signing_secret")
     hook_url = serializers.SerializerMethodField()
-    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    owner = user_shown()
 
     class Meta:
         model = PipelineTrigger
@@ -106,10 +107,7 @@ class PipelineTriggerViewSet(ETagServiceViewSet):
     filter_backends = [StrictFilterBackend, StrictOrderingFilter]
     ordering_fields = ["created_at", "updated_at"]
     visible = selectors.triggers_for
-    create_service = services.trigger_create
-    update_service = services.trigger_update
-    delete_service = services.trigger_delete
-    service_instance = "trigger"
+    writes = service_family(services, "trigger")
     organization_through = "pipeline.project"
     reread = ("create", "partial_update")
     etag_on_create = True
