@@ -1,14 +1,14 @@
 """API for connection roles and per-environment bindings (ETag/If-Match on updates)."""
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from apps.core.api import StrictSerializer, VisibleRelatedField
 from apps.core.filtersets import organization_filterset
-from apps.core.viewsets import ETagServiceViewSet, PerEnvironmentRowViewSet, ServiceFamily, service_family
-from apps.environments.api import environment_reference, environment_row_filterset, environment_shown
+from apps.core.viewsets import ETagServiceViewSet, PerEnvironmentRowViewSet, queued_action, service_family
+from apps.environments.api import environment_reference, environment_row_serializer
 from apps.environments.models import Kind
 from apps.pipelines.models import Project
 from apps.secrets.api import secret_reference, secret_shown
@@ -67,15 +67,8 @@ class ConnectionRoleViewSet(ETagServiceViewSet):
     writes = service_family(services, "connection_role", instance="role")
 
 
-class BindingSerializer(serializers.ModelSerializer):
-    role_name = serializers.CharField(source="role.name", read_only=True)
-    environment = environment_shown()
+class BindingSerializer(environment_row_serializer(ConnectionBinding, "role", "params", "credential")):
     credential = secret_shown("credential")
-
-    class Meta:
-        model = ConnectionBinding
-        fields = ["id", "role", "role_name", "environment", "params", "credential", "created_at", "updated_at"]
-        read_only_fields = fields
 
 
 class BindingCreateSerializer(StrictSerializer):
@@ -103,19 +96,15 @@ class ConnectionBindingViewSet(PerEnvironmentRowViewSet):
     serializer_class = BindingSerializer
     create_serializer_class = BindingCreateSerializer
     update_serializer_class = BindingUpdateSerializer
-    filterset_class = environment_row_filterset(ConnectionBinding, "role")
-    ordering_fields = ["created_at", "updated_at"]
     visible = selectors.bindings_for
-    writes = ServiceFamily("binding", set=services.connection_binding_set, delete=services.connection_binding_delete)
+    writes = service_family(services, "connection_binding", "set", "delete", instance="binding")
     organization_through = "role"
     row_values = ("params", "credential")
 
-    @extend_schema(request=None, responses={202: ConnectionTestSerializer})
-    @action(detail=True, methods=["post"])
+    @queued_action(ConnectionTestSerializer)
     def test(self, request, pk=None):
         """Queue a real reachability check (postgres, sqlite, http); poll the returned test."""
-        connection_test = services.connection_test_request(actor=request.user, binding=self.get_object())
-        return Response(ConnectionTestSerializer(connection_test).data, status=status.HTTP_202_ACCEPTED)
+        return services.connection_test_request(actor=request.user, binding=self.get_object())
 
     @extend_schema(responses=ConnectionTestSerializer(many=True))
     @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])  # the last 20, unpaged

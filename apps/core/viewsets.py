@@ -7,6 +7,7 @@ it writes through (`writes`, a `ServiceFamily`); create/update/destroy call thos
 business rules stay in services and a `DomainError` they raise reaches apps.core.api_errors, which
 renders the shared error shape."""
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -16,10 +17,12 @@ from django.core.validators import RegexValidator
 from django.db import transaction
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from .api import ETagMixin
 from .errors import field_error
+from .filtersets import environment_row_filterset
 
 
 class OrganizationRelatedField(serializers.CharField):
@@ -112,11 +115,27 @@ class ServiceFamily:
         return service
 
 
-def service_family(module: ModuleType, name: str, *, instance: str = "") -> ServiceFamily:
-    """The services of one resource named after it: `module`'s `<name>_create`, `<name>_update` and
-    `<name>_delete`, the object passed as `instance` (default `name`). A misspelt name fails at import."""
-    verbs = ("create", "update", "delete")
-    return ServiceFamily(instance or name, *(getattr(module, f"{name}_{verb}") for verb in verbs))
+def service_family(module: ModuleType, name: str, *verbs: str, instance: str = "") -> ServiceFamily:
+    """The services of one resource named after it: `module`'s `<name>_<verb>` for each of `verbs`
+    (default create, update and delete; "set", "delete" for a per-environment row), the object passed
+    as `instance` (default `name`). A misspelt name fails at import."""
+    services = {verb: getattr(module, f"{name}_{verb}") for verb in verbs or ("create", "update", "delete")}
+    return ServiceFamily(instance or name, **services)
+
+
+def queued_action(serializer_class: type[serializers.Serializer]):
+    """A detail POST that queues work on the object (a connection test, a repository sync) and answers
+    202 Accepted with the row to poll: the decorated method returns that row."""
+
+    def decorate(method):
+        @functools.wraps(method)
+        def view(self, request, pk=None):
+            return Response(serializer_class(method(self, request, pk)).data, status=status.HTTP_202_ACCEPTED)
+
+        answered = action(detail=True, methods=["post"])(view)
+        return extend_schema(request=None, responses={202: serializer_class})(answered)
+
+    return decorate
 
 
 def _through(obj, path: str):
@@ -265,10 +284,19 @@ class PerEnvironmentRowViewSet(ETagServiceViewSet):
     and replaced by one service, `writes.set(actor=, <definition>=, environment=, **values)`: the
     definition is the relation named by `organization_through`, `row_values` the values' names (None
     when a create does not give one). A partial update keeps the row's values not given; override
-    `updated_values` for another rule."""
+    `updated_values` for another rule. Lists filter by the definition, the environment and the
+    organization (`environment_row_filterset`) unless `filterset_class` says otherwise, and order by
+    when rows were written."""
 
     row_values: tuple[str, ...]
     reread = ("partial_update",)
+    ordering_fields = ["created_at", "updated_at"]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.serializer_class is not None and getattr(cls, "filterset_class", None) is None:
+            model = cls.serializer_class.Meta.model  # type: ignore[attr-defined]  # a ModelSerializer
+            cls.filterset_class = environment_row_filterset(model, cls.organization_through)
 
     def create_object(self, fields: dict):
         unset = dict.fromkeys(self.row_values)

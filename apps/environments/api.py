@@ -3,7 +3,6 @@
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.shortcuts import get_object_or_404
-from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import action
@@ -43,13 +42,15 @@ def environment_shown(**kwargs) -> serializers.SlugRelatedField:
     return serializers.SlugRelatedField(slug_field="slug", read_only=True, **kwargs)
 
 
-def environment_row_filterset(model, definition: str) -> type[filters.FilterSet]:
-    """The filters of a definition's per-environment rows (a role's bindings, a variable's overrides):
-    the definition's id, the environment's slug and the organization's, through the environment."""
-    fields = [definition, "environment", "organization"]
-    return organization_filterset(
-        model, fields, organization="environment__organization", environment="environment__slug"
-    )
+def environment_row_serializer(model, definition: str, *values: str) -> type[serializers.ModelSerializer]:
+    """The base of a response's definition row in one environment (a binding, an override): its id,
+    the definition's id and name, the environment's slug, `values` (a subclass declares how a secret
+    among them is shown), the times."""
+    fields = ["id", definition, f"{definition}_name", "environment", *values, "created_at", "updated_at"]
+    meta = type("Meta", (), {"model": model, "fields": fields, "read_only_fields": fields})
+    declared = {f"{definition}_name": serializers.CharField(source=f"{definition}.name", read_only=True)}
+    base = (serializers.ModelSerializer,)
+    return type(f"{model.__name__}RowSerializer", base, {**declared, "environment": environment_shown(), "Meta": meta})
 
 
 class RuntimePolicySerializer(serializers.ModelSerializer):

@@ -137,9 +137,7 @@ class PipelineViewSet(ETagServiceViewSet):
     serializer_class = PipelineSerializer
     create_serializer_class = PipelineWriteSerializer
     update_serializer_class = PipelineUpdateSerializer
-    filterset_class = organization_filterset(
-        Pipeline, ["organization", "project", "slug"], organization="project__organization"
-    )
+    filterset_class = organization_filterset(Pipeline, ["organization", "project", "slug"], through="project")
     search_fields = ["name", "slug"]
     ordering_fields = ["name", "created_at"]
     writes = service_family(services, "pipeline")

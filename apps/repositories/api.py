@@ -11,7 +11,7 @@ from apps.core import params
 from apps.core.api import ADMIN_WRITES, StrictSerializer, VisibleRelatedField
 from apps.core.filtersets import organization_filterset
 from apps.core.openapi import signed
-from apps.core.viewsets import ETagServiceViewSet, service_family
+from apps.core.viewsets import ETagServiceViewSet, queued_action, service_family
 from apps.pipelines.models import Pipeline
 from apps.secrets.api import secret_reference, secret_shown
 
@@ -81,9 +81,7 @@ class RepositoryViewSet(ETagServiceViewSet):
     serializer_class = RepositorySerializer
     create_serializer_class = RepositoryCreateSerializer
     update_serializer_class = RepositoryUpdateSerializer
-    filterset_class = organization_filterset(
-        Repository, ["pipeline", "organization"], organization="pipeline__project__organization"
-    )
+    filterset_class = organization_filterset(Repository, ["pipeline", "organization"], through="pipeline__project")
     ordering_fields = ["created_at", "updated_at"]
     required_scopes = ADMIN_WRITES
     visible = selectors.repositories_for
@@ -91,12 +89,10 @@ class RepositoryViewSet(ETagServiceViewSet):
     organization_through = "pipeline.project"
     reread = ("create", "partial_update")
 
-    @extend_schema(request=None, responses={202: SyncSerializer})
-    @action(detail=True, methods=["post"])
+    @queued_action(SyncSerializer)
     def sync(self, request, pk=None):
         """Queue a sync on the worker; poll the repository for its result."""
-        status_row = services.repository_sync_now(actor=request.user, repository=self.get_object())
-        return Response(SyncSerializer(status_row).data, status=status.HTTP_202_ACCEPTED)
+        return services.repository_sync_now(actor=request.user, repository=self.get_object())
 
     @extend_schema(
         request=None,

@@ -4,6 +4,7 @@ may and what is allowed; secrets appear only as references, except in a claim's 
 for an engine whose owner may use the environment's credentials (the service decides)."""
 
 from django_filters import rest_framework as filters
+from django_filters.filterset import filterset_factory
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -53,14 +54,37 @@ def _claimer(request) -> str:
     return key.prefix if hasattr(key, "prefix") else request.user.get_username()
 
 
+# The base of a response's row of a pipeline in an environment (a run, a deployment, a schedule, a
+# trigger): the pipeline's slug and the environment's, besides the pipeline's id. (No docstring: the
+# schema would show it as each serializer's description.)
+class PipelineRowSerializer(serializers.ModelSerializer):
+    pipeline_slug = serializers.CharField(source="pipeline.slug", read_only=True)
+    environment = environment_shown()
+
+
+class PipelineRowFilter(filters.FilterSet):
+    """The base of the filters of a pipeline's rows in environments: the pipeline's id, the environment's slug."""
+
+    pipeline = IdFilter(field_name="pipeline_id", help_text="Pipeline id.")
+    environment = filters.CharFilter(field_name="environment__slug")
+
+
+class PipelineRowViewSet(ETagServiceViewSet):
+    """Schedules and triggers, a pipeline's rows in one environment: no search, ordered by when they
+    were written, the 201 carrying the ETag, and the written row answered as the list reads it."""
+
+    filter_backends = [StrictFilterBackend, StrictOrderingFilter]
+    ordering_fields = ["created_at", "updated_at"]
+    reread = ("create", "partial_update")
+    etag_on_create = True
+
+
 # --- runs ---------------------------------------------------------------------------------------------
 
 
-class RunSerializer(serializers.ModelSerializer):
-    pipeline_slug = serializers.CharField(source="pipeline.slug", read_only=True)
+class RunSerializer(PipelineRowSerializer):
     project = serializers.CharField(source="pipeline.project.slug", read_only=True)
     version = serializers.IntegerField(source="version.number", read_only=True)
-    environment = environment_shown()
     requested_by = user_shown()
 
     class Meta:
@@ -136,9 +160,7 @@ class PreviewQuerySerializer(StrictSerializer):
     limit = serializers.IntegerField(min_value=1, max_value=200, required=False, default=20)
 
 
-class RunFilter(filters.FilterSet):
-    pipeline = IdFilter(field_name="pipeline_id", help_text="Pipeline id.")
-    environment = filters.CharFilter(field_name="environment__slug")
+class RunFilter(PipelineRowFilter):
     status = filters.ChoiceFilter(choices=RunStatus.choices)
     trigger = filters.ChoiceFilter(choices=Trigger.choices)
     executor = filters.ChoiceFilter(choices=Executor.choices)
@@ -287,10 +309,8 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 # --- deployments -------------------------------------------------------------------------------------
 
 
-class DeploymentSerializer(serializers.ModelSerializer):
-    pipeline_slug = serializers.CharField(source="pipeline.slug", read_only=True)
+class DeploymentSerializer(PipelineRowSerializer):
     version = serializers.IntegerField(source="version.number", read_only=True)
-    environment = environment_shown()
     deployed_by = user_shown()
     previous_version = serializers.IntegerField(source="previous.version.number", read_only=True, allow_null=True)
     actions = actions_field(services.DEPLOYMENT_ACTIONS, services.deployment_actions)
@@ -317,9 +337,7 @@ class DeploymentCreateSerializer(StrictSerializer):
     version = serializers.IntegerField(min_value=1, required=False, help_text="Default: the latest version.")
 
 
-class DeploymentFilter(filters.FilterSet):
-    pipeline = IdFilter(field_name="pipeline_id", help_text="Pipeline id.")
-    environment = filters.CharFilter(field_name="environment__slug")
+class DeploymentFilter(PipelineRowFilter):
     active = filters.BooleanFilter(field_name="is_active")
 
     class Meta:
@@ -362,9 +380,7 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 # --- schedules ---------------------------------------------------------------------------------------
 
 
-class ScheduleSerializer(serializers.ModelSerializer):
-    pipeline_slug = serializers.CharField(source="pipeline.slug", read_only=True)
-    environment = environment_shown()
+class ScheduleSerializer(PipelineRowSerializer):
     owner = user_shown()
 
     class Meta:
@@ -397,29 +413,16 @@ class ScheduleCreateSerializer(ScheduleUpdateSerializer):
     cron = serializers.CharField(max_length=100)
 
 
-class ScheduleFilter(filters.FilterSet):
-    pipeline = IdFilter(field_name="pipeline_id", help_text="Pipeline id.")
-    environment = filters.CharFilter(field_name="environment__slug")
-
-    class Meta:
-        model = Schedule
-        fields = ["pipeline", "environment", "enabled"]
-
-
-class ScheduleViewSet(ETagServiceViewSet):
+class ScheduleViewSet(PipelineRowViewSet):
     """Cron schedules of a pipeline in an environment (editing needs manage_schedules; in a locked
     environment, manage_environment too). Deploying into the environment switches them on."""
 
     serializer_class = ScheduleSerializer
     create_serializer_class = ScheduleCreateSerializer
     update_serializer_class = ScheduleUpdateSerializer
-    filterset_class = ScheduleFilter
-    filter_backends = [StrictFilterBackend, StrictOrderingFilter]
-    ordering_fields = ["created_at", "updated_at"]
+    filterset_class = filterset_factory(Schedule, PipelineRowFilter, ["pipeline", "environment", "enabled"])
     visible = selectors.schedules_for
     writes = ServiceFamily("schedule", delete=services.schedule_delete)
-    reread = ("create", "partial_update")
-    etag_on_create = True
 
     def create_input(self, serializer, fields):
         pipeline = get_pipeline_for_user(self.request.user, fields["pipeline"], field="pipeline")

@@ -4,8 +4,8 @@ from rest_framework import serializers
 
 from apps.core.api import StrictSerializer, VisibleRelatedField
 from apps.core.filtersets import organization_filterset
-from apps.core.viewsets import ETagServiceViewSet, PerEnvironmentRowViewSet, ServiceFamily, service_family
-from apps.environments.api import environment_reference, environment_row_filterset, environment_shown
+from apps.core.viewsets import ETagServiceViewSet, PerEnvironmentRowViewSet, service_family
+from apps.environments.api import environment_reference, environment_row_serializer
 from apps.environments.models import Kind
 from apps.pipelines.models import Pipeline, Project
 from apps.secrets.api import secret_reference, secret_shown
@@ -69,15 +69,8 @@ class VariableViewSet(ETagServiceViewSet):
     writes = service_family(services, "variable")
 
 
-class OverrideSerializer(serializers.ModelSerializer):
-    variable_name = serializers.CharField(source="variable.name", read_only=True)
-    environment = environment_shown()
+class OverrideSerializer(environment_row_serializer(VariableOverride, "variable", "value", "secret")):
     secret = secret_shown("secret")
-
-    class Meta:
-        model = VariableOverride
-        fields = ["id", "variable", "variable_name", "environment", "value", "secret", "created_at", "updated_at"]
-        read_only_fields = fields
 
 
 class OverrideCreateSerializer(StrictSerializer):
@@ -111,7 +104,5 @@ class VariableOverrideViewSet(OverrideViewSet):
     serializer_class = OverrideSerializer
     create_serializer_class = OverrideCreateSerializer
     update_serializer_class = OverrideUpdateSerializer
-    filterset_class = environment_row_filterset(VariableOverride, "variable")
-    ordering_fields = ["created_at", "updated_at"]
     visible = selectors.overrides_for
-    writes = ServiceFamily("override", set=services.variable_override_set, delete=services.variable_override_delete)
+    writes = service_family(services, "variable_override", "set", "delete", instance="override")
