@@ -67,7 +67,7 @@ class ConnectionRoleViewSet(ETagServiceViewSet):
     writes = service_family(services, "connection_role", instance="role")
 
 
-class BindingSerializer(environment_row_serializer(ConnectionBinding, "role", "params", "credential")):
+class BindingSerializer(environment_row_serializer(ConnectionBinding, "role", "params", "credential")):  # type: ignore[misc]  # a base built per model
     credential = secret_shown("credential")
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.core.validators import RegexValidator
 from django.db import transaction
+from django_filters.rest_framework import FilterSet
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
@@ -291,10 +292,11 @@ class PerEnvironmentRowViewSet(ETagServiceViewSet):
     row_values: tuple[str, ...]
     reread = ("partial_update",)
     ordering_fields = ["created_at", "updated_at"]
+    filterset_class: type[FilterSet] | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if cls.serializer_class is not None and getattr(cls, "filterset_class", None) is None:
+        if cls.serializer_class is not None and cls.filterset_class is None:
             model = cls.serializer_class.Meta.model  # type: ignore[attr-defined]  # a ModelSerializer
             cls.filterset_class = environment_row_filterset(model, cls.organization_through)
 

@@ -185,9 +185,14 @@ class ServiceAccountSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ServiceAccountCreateSerializer(StrictSerializer):
+# What a service account and an API key are created with first: the organization and a name.
+# (No docstring: the schema shows StrictSerializer's as the description of both.)
+class _NamedInOrganization(StrictSerializer):
     organization = MemberOrganizationField()
     name = serializers.CharField(max_length=80)
+
+
+class ServiceAccountCreateSerializer(_NamedInOrganization):
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
 
 
@@ -236,9 +241,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ApiKeyCreateSerializer(StrictSerializer):
-    organization = MemberOrganizationField()
-    name = serializers.CharField(max_length=80)
+class ApiKeyCreateSerializer(_NamedInOrganization):
     scopes = serializers.ListField(child=serializers.ChoiceField(choices=SCOPES), min_length=1, max_length=4)
     owner = serializers.CharField(
         max_length=150,

@@ -69,7 +69,7 @@ class VariableViewSet(ETagServiceViewSet):
     writes = service_family(services, "variable")
 
 
-class OverrideSerializer(environment_row_serializer(VariableOverride, "variable", "value", "secret")):
+class OverrideSerializer(environment_row_serializer(VariableOverride, "variable", "value", "secret")):  # type: ignore[misc]  # a base built per model
     secret = secret_shown("secret")
 
 

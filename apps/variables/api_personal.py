@@ -15,7 +15,7 @@ from .api import OverrideViewSet
 from .models import PersonalOverride, Variable
 
 
-class PersonalOverrideSerializer(environment_row_serializer(PersonalOverride, "variable", "value", "secret")):
+class PersonalOverrideSerializer(environment_row_serializer(PersonalOverride, "variable", "value", "secret")):  # type: ignore[misc]  # a base built per model
     secret = secret_shown("secret")
 
 
