@@ -1,22 +1,29 @@
-"""The service-backed viewset every configuration resource uses, and the one serializer field for a
-reference to a row of the caller's organization.
+"""The service-backed viewset every configuration resource uses, the services it writes through, and
+the one serializer field for a reference to a row of the caller's organization.
 
 A viewset declares its model's output serializer, the input serializers, the access layer's list for
-the caller (`visible`, a selector that applies organization scoping and visibility) and the service
-functions; create/update/destroy call those services, so business rules stay in services and a
-`DomainError` they raise reaches apps.core.api_errors, which renders the shared error shape."""
+the caller (`visible`, a selector that applies organization scoping and visibility) and the services
+it writes through (`writes`, a `ServiceFamily`); create/update/destroy call those services, so
+business rules stay in services and a `DomainError` they raise reaches apps.core.api_errors, which
+renders the shared error shape."""
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from django.core.validators import RegexValidator
 from django.db import transaction
+from django_filters.rest_framework import FilterSet
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from .api import ETagMixin
 from .errors import field_error
+from .filtersets import environment_row_filterset
 
 
 class OrganizationRelatedField(serializers.CharField):
@@ -89,6 +96,49 @@ def resolve_references(serializer: serializers.Serializer, fields: dict, organiz
     return fields
 
 
+@dataclass(frozen=True)
+class ServiceFamily:
+    """The services a ServiceViewSet writes through, each called with `actor=`; update and delete get
+    the object as the keyword `instance` (`role=`, `variable=`). `set` creates or replaces a row that
+    exists once per (definition, environment) (a `PerEnvironmentRowViewSet`'s). None: the viewset
+    writes that way itself (its `create_object` / `update_object`) or does not offer it."""
+
+    instance: str
+    create: Callable[..., Any] | None = None
+    update: Callable[..., Any] | None = None
+    delete: Callable[..., Any] | None = None
+    set: Callable[..., Any] | None = None
+
+    def service(self, verb: str) -> Callable[..., Any]:
+        service = getattr(self, verb)
+        if service is None:
+            raise NotImplementedError(f"No {verb} service for '{self.instance}': declare it or override {verb}_object.")
+        return service
+
+
+def service_family(module: ModuleType, name: str, *verbs: str, instance: str = "") -> ServiceFamily:
+    """The services of one resource named after it: `module`'s `<name>_<verb>` for each of `verbs`
+    (default create, update and delete; "set", "delete" for a per-environment row), the object passed
+    as `instance` (default `name`). A misspelt name fails at import."""
+    services = {verb: getattr(module, f"{name}_{verb}") for verb in verbs or ("create", "update", "delete")}
+    return ServiceFamily(instance or name, **services)
+
+
+def queued_action(serializer_class: type[serializers.Serializer]):
+    """A detail POST that queues work on the object (a connection test, a repository sync) and answers
+    202 Accepted with the row to poll: the decorated method returns that row."""
+
+    def decorate(method):
+        @functools.wraps(method)
+        def view(self, request, pk=None):
+            return Response(serializer_class(method(self, request, pk)).data, status=status.HTTP_202_ACCEPTED)
+
+        answered = action(detail=True, methods=["post"])(view)
+        return extend_schema(request=None, responses={202: serializer_class})(answered)
+
+    return decorate
+
+
 def _through(obj, path: str):
     for name in filter(None, path.split(".")):
         obj = getattr(obj, name)
@@ -100,22 +150,20 @@ class ServiceViewSet(viewsets.ModelViewSet):
     create/partial update/delete calling the services (no PUT).
 
     Declare `visible` (the selector), `serializer_class` (the output ModelSerializer; its model is
-    the resource's), `create_serializer_class` and `update_serializer_class` (input), the services
-    `create_service`, `update_service` and `delete_service` (`actor=` plus the object under
-    `service_instance` plus the input), and the `organization_of(obj)` / `input_organization(fields)`
-    that named references resolve in. Override `create_input` / `update_input` to prepare other input,
-    `create_object` / `update_object` for a service with another signature; set `organization_through`
-    where a row reaches its organization through a relation. The actions in `reread` ("create",
+    the resource's), `create_serializer_class` and `update_serializer_class` (input), the services as
+    `writes` (`service_family(services, "variable")`, or a `ServiceFamily` naming each: called with
+    `actor=`, the object as its `instance` keyword and the input), and the `organization_of(obj)` /
+    `input_organization(fields)` that named references resolve in. Override `create_input` /
+    `update_input` to prepare other input, `create_object` / `update_object` for a service with
+    another signature; set `organization_through` where a row reaches its organization through a
+    relation. The actions in `reread` ("create",
     "partial_update") answer with the row as the list reads it (annotations, prefetching)."""
 
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     visible: Callable[..., Any]  # selector(user) -> queryset
     create_serializer_class: type[serializers.Serializer] | None = None
     update_serializer_class: type[serializers.Serializer] | None = None
-    create_service: Callable[..., Any]
-    update_service: Callable[..., Any]
-    delete_service: Callable[..., Any]
-    service_instance: str
+    writes: ServiceFamily
     reread: tuple[str, ...] = ()
     organization_through = ""  # the relations, dotted, from a row to what holds its `organization`
 
@@ -162,13 +210,13 @@ class ServiceViewSet(viewsets.ModelViewSet):
         return resolve_references(serializer, fields, lambda: self.organization_of(obj), self.request.user)
 
     def create_object(self, fields: dict):
-        return type(self).create_service(actor=self.request.user, **fields)
+        return self.writes.service("create")(actor=self.request.user, **fields)
 
     def update_object(self, obj, fields: dict):
-        return type(self).update_service(actor=self.request.user, **{self.service_instance: obj}, **fields)
+        return self.writes.service("update")(actor=self.request.user, **{self.writes.instance: obj}, **fields)
 
     def delete_object(self, obj) -> None:
-        type(self).delete_service(actor=self.request.user, **{self.service_instance: obj})
+        self.writes.service("delete")(actor=self.request.user, **{self.writes.instance: obj})
 
     # --- the actions -------------------------------------------------------------------------------
 
@@ -230,3 +278,40 @@ class ETagServiceViewSet(ETagMixin, ServiceViewSet):
         with transaction.atomic():
             self.delete_object(self.locked_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PerEnvironmentRowViewSet(ETagServiceViewSet):
+    """A definition's rows, one per environment (a role's bindings, a variable's overrides), created
+    and replaced by one service, `writes.set(actor=, <definition>=, environment=, **values)`: the
+    definition is the relation named by `organization_through`, `row_values` the values' names (None
+    when a create does not give one). A partial update keeps the row's values not given; override
+    `updated_values` for another rule. Lists filter by the definition, the environment and the
+    organization (`environment_row_filterset`) unless `filterset_class` says otherwise, and order by
+    when rows were written."""
+
+    row_values: tuple[str, ...]
+    reread = ("partial_update",)
+    ordering_fields = ["created_at", "updated_at"]
+    filterset_class: type[FilterSet] | None = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.serializer_class is not None and cls.filterset_class is None:
+            model = cls.serializer_class.Meta.model  # type: ignore[attr-defined]  # a ModelSerializer
+            cls.filterset_class = environment_row_filterset(model, cls.organization_through)
+
+    def create_object(self, fields: dict):
+        unset = dict.fromkeys(self.row_values)
+        return self.writes.service("set")(actor=self.request.user, **{**unset, **fields})
+
+    def updated_values(self, row, fields: dict) -> dict:
+        return {**{name: getattr(row, name) for name in self.row_values}, **fields}
+
+    def update_object(self, row, fields: dict):
+        definition = self.organization_through
+        return self.writes.service("set")(
+            actor=self.request.user,
+            **{definition: getattr(row, definition)},
+            environment=row.environment,
+            **self.updated_values(row, fields),
+        )

@@ -3,17 +3,17 @@
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.shortcuts import get_object_or_404
-from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from apps.core.api import StrictModelSerializer, StrictSerializer, VisibleRelatedField
-from apps.core.viewsets import OrganizationRelatedField, ServiceViewSet
+from apps.core.filtersets import organization_filterset
+from apps.core.viewsets import OrganizationRelatedField, ServiceFamily, ServiceViewSet
 from apps.notifications.models import Channel
 from apps.tenancy import selectors as tenancy_selectors
-from apps.tenancy.api import MemberOrganizationField
+from apps.tenancy.api import MemberOrganizationField, organization_shown
 from apps.tenancy.models import Organization
 
 from . import permissions as perms
@@ -35,6 +35,22 @@ def environment_reference(**kwargs) -> OrganizationRelatedField:
     """An environment of the organization being written in, by slug (a 400 naming the field otherwise)."""
     kwargs.setdefault("max_length", 63)
     return OrganizationRelatedField(Environment, slug=True, **kwargs)
+
+
+def environment_shown(**kwargs) -> serializers.SlugRelatedField:
+    """How a response shows the environment a row refers to: its slug (`many=True` for a list)."""
+    return serializers.SlugRelatedField(slug_field="slug", read_only=True, **kwargs)
+
+
+def environment_row_serializer(model, definition: str, *values: str) -> type[serializers.ModelSerializer]:
+    """The base of a response's definition row in one environment (a binding, an override): its id,
+    the definition's id and name, the environment's slug, `values` (a subclass declares how a secret
+    among them is shown), the times."""
+    fields = ["id", definition, f"{definition}_name", "environment", *values, "created_at", "updated_at"]
+    meta = type("Meta", (), {"model": model, "fields": fields, "read_only_fields": fields})
+    declared = {f"{definition}_name": serializers.CharField(source=f"{definition}.name", read_only=True)}
+    base = (serializers.ModelSerializer,)
+    return type(f"{model.__name__}RowSerializer", base, {**declared, "environment": environment_shown(), "Meta": meta})
 
 
 class RuntimePolicySerializer(serializers.ModelSerializer):
@@ -71,8 +87,8 @@ class FreezeWindowWriteSerializer(StrictModelSerializer):
 
 
 class EnvironmentSerializer(serializers.ModelSerializer):
-    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    promotes_to = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    organization = organization_shown()
+    promotes_to = environment_shown(allow_null=True)
     policy = RuntimePolicySerializer(read_only=True)
     freeze_windows = FreezeWindowSerializer(many=True, read_only=True)
     my_permissions = serializers.SerializerMethodField()
@@ -159,14 +175,6 @@ class PermissionGrantListSerializer(serializers.Serializer):
     groups = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
 
 
-class EnvironmentFilter(filters.FilterSet):
-    organization = filters.CharFilter(field_name="organization__slug")
-
-    class Meta:
-        model = Environment
-        fields = ["organization", "kind", "slug", "is_protected"]
-
-
 class EnvironmentViewSet(ServiceViewSet):
     """Stages of the promotion path, with their runtime policy and freeze windows nested.
 
@@ -175,14 +183,12 @@ class EnvironmentViewSet(ServiceViewSet):
     serializer_class = EnvironmentSerializer
     create_serializer_class = EnvironmentCreateSerializer
     update_serializer_class = EnvironmentUpdateSerializer
-    filterset_class = EnvironmentFilter
+    filterset_class = organization_filterset(Environment, ["organization", "kind", "slug", "is_protected"])
     search_fields = ["name", "slug"]
     ordering_fields = ["position", "name", "created_at"]
     required_scopes = {"create": "admin", "destroy": "admin", "permissions": "admin"}
     visible = selectors.environments_visible_to
-    update_service = services.environment_update
-    delete_service = services.environment_delete
-    service_instance = "environment"
+    writes = ServiceFamily("environment", update=services.environment_update, delete=services.environment_delete)
 
     def answer(self, environment):
         fresh = self.get_queryset().filter(pk=environment.pk).first() or environment

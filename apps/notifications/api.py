@@ -7,15 +7,16 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from apps.core.api import ADMIN_WRITES, CursorPagination, StrictSerializer
-from apps.core.viewsets import ServiceViewSet
-from apps.tenancy.api import MemberOrganizationField
+from apps.core.filtersets import organization_filterset
+from apps.core.viewsets import ServiceFamily, ServiceViewSet
+from apps.tenancy.api import MemberOrganizationField, organization_shown
 
 from . import selectors, services
 from .models import Channel, ChannelKind, Event, Notification
 
 
 class ChannelSerializer(serializers.ModelSerializer):
-    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    organization = organization_shown()
     target = serializers.SerializerMethodField(help_text="Email addresses, or the URL masked as scheme://host/….")
     has_secret = serializers.SerializerMethodField()
 
@@ -65,28 +66,18 @@ class ChannelUpdateSerializer(StrictSerializer):
     signing_secret = serializers.CharField(max_length=200, required=False, write_only=True)
 
 
-class ChannelFilter(filters.FilterSet):
-    organization = filters.CharFilter(field_name="organization__slug")
-
-    class Meta:
-        model = Channel
-        fields = ["organization", "kind", "is_active"]
-
-
 class ChannelViewSet(ServiceViewSet):
     """Where events go. Secrets (signing keys, Slack-style URLs) are write-only: responses show a
     fingerprint, and a generated webhook signing secret is returned once, by create."""
 
     serializer_class = ChannelSerializer
     update_serializer_class = ChannelUpdateSerializer
-    filterset_class = ChannelFilter
+    filterset_class = organization_filterset(Channel, ["organization", "kind", "is_active"])
     search_fields = ["name"]
     ordering_fields = ["name", "created_at"]
     required_scopes = ADMIN_WRITES
     visible = selectors.channels_for
-    update_service = services.channel_update
-    delete_service = services.channel_delete
-    service_instance = "channel"
+    writes = ServiceFamily("channel", update=services.channel_update, delete=services.channel_delete)
 
     @extend_schema(
         request=ChannelCreateSerializer,
@@ -112,7 +103,7 @@ class ChannelViewSet(ServiceViewSet):
 
 
 class NotificationSerializer(serializers.ModelSerializer):
-    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    organization = organization_shown()
 
     class Meta:
         model = Notification

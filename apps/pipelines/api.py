@@ -1,25 +1,25 @@
 """API for projects, pipelines and their immutable versions."""
 
 from django.shortcuts import get_object_or_404
-from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from apps.core.api import StrictSerializer, VisibleRelatedField
+from apps.core.filtersets import organization_filterset
 from apps.core.models import without_blobs
-from apps.core.viewsets import ETagServiceViewSet
-from apps.environments.api import environment_reference
-from apps.tenancy.api import MemberOrganizationField
+from apps.core.viewsets import ETagServiceViewSet, service_family
+from apps.environments.api import environment_reference, environment_shown
+from apps.tenancy.api import MemberOrganizationField, organization_shown, user_shown
 
 from . import selectors, services
 from .models import VERSION_PROVENANCE, Pipeline, PipelineVersion, Project
 
 
 class ProjectSerializer(serializers.ModelSerializer):
-    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    default_environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    organization = organization_shown()
+    default_environment = environment_shown()
 
     class Meta:
         model = Project
@@ -51,28 +51,17 @@ class ProjectUpdateSerializer(StrictSerializer):
     default_environment = environment_reference(required=False, allow_null=True)
 
 
-class ProjectFilter(filters.FilterSet):
-    organization = filters.CharFilter(field_name="organization__slug")
-
-    class Meta:
-        model = Project
-        fields = ["organization", "slug"]
-
-
 class ProjectViewSet(ETagServiceViewSet):
     """Projects group pipelines; their default environment is used when a run names none."""
 
     serializer_class = ProjectSerializer
     create_serializer_class = ProjectWriteSerializer
     update_serializer_class = ProjectUpdateSerializer
-    filterset_class = ProjectFilter
+    filterset_class = organization_filterset(Project, ["organization", "slug"])
     search_fields = ["name", "slug"]
     ordering_fields = ["name", "created_at"]
     visible = selectors.projects_for
-    create_service = services.project_create
-    update_service = services.project_update
-    delete_service = services.project_delete
-    service_instance = "project"
+    writes = service_family(services, "project")
     reread = ("partial_update",)
 
 
@@ -103,7 +92,7 @@ class PipelineUpdateSerializer(StrictSerializer):
 
 
 class PipelineVersionSerializer(serializers.ModelSerializer):
-    author = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    author = user_shown()
     provenance = serializers.CharField(read_only=True, help_text="'from Git' (a repository sync) or 'not from Git'.")
 
     class Meta:
@@ -142,27 +131,16 @@ class PipelineVersionCreateSerializer(StrictSerializer):
     compare_url = serializers.URLField(max_length=1000, required=False, default="", allow_blank=True)
 
 
-class PipelineFilter(filters.FilterSet):
-    organization = filters.CharFilter(field_name="project__organization__slug")
-
-    class Meta:
-        model = Pipeline
-        fields = ["organization", "project", "slug"]
-
-
 class PipelineViewSet(ETagServiceViewSet):
     """Pipelines and their versions (immutable: a change is a new version)."""
 
     serializer_class = PipelineSerializer
     create_serializer_class = PipelineWriteSerializer
     update_serializer_class = PipelineUpdateSerializer
-    filterset_class = PipelineFilter
+    filterset_class = organization_filterset(Pipeline, ["organization", "project", "slug"], through="project")
     search_fields = ["name", "slug"]
     ordering_fields = ["name", "created_at"]
-    create_service = services.pipeline_create
-    update_service = services.pipeline_update
-    delete_service = services.pipeline_delete
-    service_instance = "pipeline"
+    writes = service_family(services, "pipeline")
     reread = ("partial_update",)
 
     def get_queryset(self):

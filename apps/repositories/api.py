@@ -2,7 +2,6 @@
 webhook, which authenticates by its signature (GitHub) or token (GitLab) rather than a user."""
 
 from django.urls import reverse
-from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import permissions, serializers, status
 from rest_framework.decorators import action
@@ -10,8 +9,9 @@ from rest_framework.response import Response
 
 from apps.core import params
 from apps.core.api import ADMIN_WRITES, StrictSerializer, VisibleRelatedField
+from apps.core.filtersets import organization_filterset
 from apps.core.openapi import signed
-from apps.core.viewsets import ETagServiceViewSet
+from apps.core.viewsets import ETagServiceViewSet, queued_action, service_family
 from apps.pipelines.models import Pipeline
 from apps.secrets.api import secret_reference, secret_shown
 
@@ -72,14 +72,6 @@ class RepositoryUpdateSerializer(StrictSerializer):
     webhook_secret = secret_reference(required=False, allow_null=True)
 
 
-class RepositoryFilter(filters.FilterSet):
-    organization = filters.CharFilter(field_name="pipeline__project__organization__slug")
-
-    class Meta:
-        model = Repository
-        fields = ["pipeline", "organization"]
-
-
 WEBHOOK_RESPONSE = inline_serializer("WebhookAccepted", {"status": serializers.CharField()})
 
 
@@ -89,23 +81,18 @@ class RepositoryViewSet(ETagServiceViewSet):
     serializer_class = RepositorySerializer
     create_serializer_class = RepositoryCreateSerializer
     update_serializer_class = RepositoryUpdateSerializer
-    filterset_class = RepositoryFilter
+    filterset_class = organization_filterset(Repository, ["pipeline", "organization"], through="pipeline__project")
     ordering_fields = ["created_at", "updated_at"]
     required_scopes = ADMIN_WRITES
     visible = selectors.repositories_for
-    create_service = services.repository_create
-    update_service = services.repository_update
-    delete_service = services.repository_delete
-    service_instance = "repository"
+    writes = service_family(services, "repository")
     organization_through = "pipeline.project"
     reread = ("create", "partial_update")
 
-    @extend_schema(request=None, responses={202: SyncSerializer})
-    @action(detail=True, methods=["post"])
+    @queued_action(SyncSerializer)
     def sync(self, request, pk=None):
         """Queue a sync on the worker; poll the repository for its result."""
-        status_row = services.repository_sync_now(actor=request.user, repository=self.get_object())
-        return Response(SyncSerializer(status_row).data, status=status.HTTP_202_ACCEPTED)
+        return services.repository_sync_now(actor=request.user, repository=self.get_object())
 
     @extend_schema(
         request=None,

@@ -4,6 +4,7 @@ may and what is allowed; secrets appear only as references, except in a claim's 
 for an engine whose owner may use the environment's credentials (the service decides)."""
 
 from django_filters import rest_framework as filters
+from django_filters.filterset import filterset_factory
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -22,11 +23,12 @@ from apps.core.api import (
 )
 from apps.core.errors import field_error
 from apps.core.models import without_blobs
-from apps.core.viewsets import ETagServiceViewSet, resolve_references
+from apps.core.viewsets import ETagServiceViewSet, ServiceFamily, resolve_references
 from apps.environments import permissions as perms
-from apps.environments.api import environment_reference
+from apps.environments.api import environment_reference, environment_shown
 from apps.pipelines.models import Pipeline
 from apps.pipelines.selectors import get_pipeline_for_user, version_numbered
+from apps.tenancy.api import user_shown
 
 from . import selectors, services
 from .engine_reports import RunReportSerializer
@@ -52,15 +54,38 @@ def _claimer(request) -> str:
     return key.prefix if hasattr(key, "prefix") else request.user.get_username()
 
 
+# The base of a response's row of a pipeline in an environment (a run, a deployment, a schedule, a
+# trigger): the pipeline's slug and the environment's, besides the pipeline's id. (No docstring: the
+# schema would show it as each serializer's description.)
+class PipelineRowSerializer(serializers.ModelSerializer):
+    pipeline_slug = serializers.CharField(source="pipeline.slug", read_only=True)
+    environment = environment_shown()
+
+
+class PipelineRowFilter(filters.FilterSet):
+    """The base of the filters of a pipeline's rows in environments: the pipeline's id, the environment's slug."""
+
+    pipeline = IdFilter(field_name="pipeline_id", help_text="Pipeline id.")
+    environment = filters.CharFilter(field_name="environment__slug")
+
+
+class PipelineRowViewSet(ETagServiceViewSet):
+    """Schedules and triggers, a pipeline's rows in one environment: no search, ordered by when they
+    were written, the 201 carrying the ETag, and the written row answered as the list reads it."""
+
+    filter_backends = [StrictFilterBackend, StrictOrderingFilter]
+    ordering_fields = ["created_at", "updated_at"]
+    reread = ("create", "partial_update")
+    etag_on_create = True
+
+
 # --- runs ---------------------------------------------------------------------------------------------
 
 
-class RunSerializer(serializers.ModelSerializer):
-    pipeline_slug = serializers.CharField(source="pipeline.slug", read_only=True)
+class RunSerializer(PipelineRowSerializer):
     project = serializers.CharField(source="pipeline.project.slug", read_only=True)
     version = serializers.IntegerField(source="version.number", read_only=True)
-    environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    requested_by = user_shown()
 
     class Meta:
         model = Run
@@ -135,9 +160,7 @@ class PreviewQuerySerializer(StrictSerializer):
     limit = serializers.IntegerField(min_value=1, max_value=200, required=False, default=20)
 
 
-class RunFilter(filters.FilterSet):
-    pipeline = IdFilter(field_name="pipeline_id", help_text="Pipeline id.")
-    environment = filters.CharFilter(field_name="environment__slug")
+class RunFilter(PipelineRowFilter):
     status = filters.ChoiceFilter(choices=RunStatus.choices)
     trigger = filters.ChoiceFilter(choices=Trigger.choices)
     executor = filters.ChoiceFilter(choices=Executor.choices)
@@ -286,11 +309,9 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 # --- deployments -------------------------------------------------------------------------------------
 
 
-class DeploymentSerializer(serializers.ModelSerializer):
-    pipeline_slug = serializers.CharField(source="pipeline.slug", read_only=True)
+class DeploymentSerializer(PipelineRowSerializer):
     version = serializers.IntegerField(source="version.number", read_only=True)
-    environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    deployed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    deployed_by = user_shown()
     previous_version = serializers.IntegerField(source="previous.version.number", read_only=True, allow_null=True)
     actions = actions_field(services.DEPLOYMENT_ACTIONS, services.deployment_actions)
 
@@ -316,9 +337,7 @@ class DeploymentCreateSerializer(StrictSerializer):
     version = serializers.IntegerField(min_value=1, required=False, help_text="Default: the latest version.")
 
 
-class DeploymentFilter(filters.FilterSet):
-    pipeline = IdFilter(field_name="pipeline_id", help_text="Pipeline id.")
-    environment = filters.CharFilter(field_name="environment__slug")
+class DeploymentFilter(PipelineRowFilter):
     active = filters.BooleanFilter(field_name="is_active")
 
     class Meta:
@@ -361,10 +380,8 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 # --- schedules ---------------------------------------------------------------------------------------
 
 
-class ScheduleSerializer(serializers.ModelSerializer):
-    pipeline_slug = serializers.CharField(source="pipeline.slug", read_only=True)
-    environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+class ScheduleSerializer(PipelineRowSerializer):
+    owner = user_shown()
 
     class Meta:
         model = Schedule
@@ -396,30 +413,16 @@ class ScheduleCreateSerializer(ScheduleUpdateSerializer):
     cron = serializers.CharField(max_length=100)
 
 
-class ScheduleFilter(filters.FilterSet):
-    pipeline = IdFilter(field_name="pipeline_id", help_text="Pipeline id.")
-    environment = filters.CharFilter(field_name="environment__slug")
-
-    class Meta:
-        model = Schedule
-        fields = ["pipeline", "environment", "enabled"]
-
-
-class ScheduleViewSet(ETagServiceViewSet):
+class ScheduleViewSet(PipelineRowViewSet):
     """Cron schedules of a pipeline in an environment (editing needs manage_schedules; in a locked
     environment, manage_environment too). Deploying into the environment switches them on."""
 
     serializer_class = ScheduleSerializer
     create_serializer_class = ScheduleCreateSerializer
     update_serializer_class = ScheduleUpdateSerializer
-    filterset_class = ScheduleFilter
-    filter_backends = [StrictFilterBackend, StrictOrderingFilter]
-    ordering_fields = ["created_at", "updated_at"]
+    filterset_class = filterset_factory(Schedule, PipelineRowFilter, ["pipeline", "environment", "enabled"])
     visible = selectors.schedules_for
-    delete_service = services.schedule_delete
-    service_instance = "schedule"
-    reread = ("create", "partial_update")
-    etag_on_create = True
+    writes = ServiceFamily("schedule", delete=services.schedule_delete)
 
     def create_input(self, serializer, fields):
         pipeline = get_pipeline_for_user(self.request.user, fields["pipeline"], field="pipeline")

@@ -2,31 +2,30 @@
 signed inbound webhook of a webhook trigger, which authenticates by its HMAC signature instead of
 a user. Signing secrets appear only as references."""
 
-from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import permissions, serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from apps.core import signing
-from apps.core.api import IdFilter, StrictFilterBackend, StrictOrderingFilter, StrictSerializer
+from apps.core.api import IdFilter, StrictSerializer
 from apps.core.openapi import signed
-from apps.core.viewsets import ETagServiceViewSet
+from apps.core.viewsets import service_family
 from apps.environments.api import environment_reference
 from apps.pipelines.selectors import get_pipeline_for_user
 from apps.secrets.api import secret_reference, secret_shown
+from apps.tenancy.api import user_shown
 
 from . import selectors, services
+from .api import PipelineRowFilter, PipelineRowSerializer, PipelineRowViewSet
 from .models import PipelineTrigger, TriggerKind
 
 
-class PipelineTriggerSerializer(serializers.ModelSerializer):
-    pipeline_slug = serializers.CharField(source="pipeline.slug", read_only=True)
-    environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+class PipelineTriggerSerializer(PipelineRowSerializer):
     upstream_pipeline_slug = serializers.CharField(source="upstream_pipeline.slug", read_only=True, allow_null=True)
     signing_secret = secret_shown("signing_secret")
     hook_url = serializers.SerializerMethodField()
-    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    owner = user_shown()
 
     class Meta:
         model = PipelineTrigger
@@ -64,10 +63,8 @@ class PipelineTriggerCreateSerializer(PipelineTriggerUpdateSerializer):
     kind = serializers.ChoiceField(choices=TriggerKind.choices)
 
 
-class PipelineTriggerFilter(filters.FilterSet):
-    pipeline = IdFilter(field_name="pipeline_id", help_text="Pipeline id.")
+class PipelineTriggerFilter(PipelineRowFilter):
     upstream_pipeline = IdFilter(field_name="upstream_pipeline_id", help_text="Upstream pipeline id.")
-    environment = filters.CharFilter(field_name="environment__slug")
 
     class Meta:
         model = PipelineTrigger
@@ -94,7 +91,7 @@ SIGNATURE_HEADERS = [
 ]
 
 
-class PipelineTriggerViewSet(ETagServiceViewSet):
+class PipelineTriggerViewSet(PipelineRowViewSet):
     """Triggers of a pipeline in an environment: on success of another pipeline there, or on a signed
     webhook. Editing follows the schedules' rule (manage_schedules; in a locked environment,
     manage_environment too); in production and protected stages they are off until a deployment."""
@@ -103,16 +100,9 @@ class PipelineTriggerViewSet(ETagServiceViewSet):
     create_serializer_class = PipelineTriggerCreateSerializer
     update_serializer_class = PipelineTriggerUpdateSerializer
     filterset_class = PipelineTriggerFilter
-    filter_backends = [StrictFilterBackend, StrictOrderingFilter]
-    ordering_fields = ["created_at", "updated_at"]
     visible = selectors.triggers_for
-    create_service = services.trigger_create
-    update_service = services.trigger_update
-    delete_service = services.trigger_delete
-    service_instance = "trigger"
+    writes = service_family(services, "trigger")
     organization_through = "pipeline.project"
-    reread = ("create", "partial_update")
-    etag_on_create = True
 
     def _upstream(self, fields: dict) -> dict:
         if "upstream_pipeline" in fields:

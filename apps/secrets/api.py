@@ -1,13 +1,13 @@
 """API for secrets. Values are write-only: responses carry a fingerprint, never the value."""
 
-from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.core.api import ADMIN_WRITES, StrictSerializer
-from apps.core.viewsets import ETagServiceViewSet, OrganizationRelatedField
-from apps.environments.api import environment_reference
-from apps.tenancy.api import MemberOrganizationField
+from apps.core.filtersets import organization_filterset
+from apps.core.viewsets import ETagServiceViewSet, OrganizationRelatedField, service_family
+from apps.environments.api import environment_reference, environment_shown
+from apps.tenancy.api import MemberOrganizationField, organization_shown
 
 from . import selectors, services
 from .models import Secret
@@ -30,8 +30,8 @@ def secret_shown(source: str) -> serializers.CharField:
 
 
 class SecretSerializer(serializers.ModelSerializer):
-    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    allowed_environments = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
+    organization = organization_shown()
+    allowed_environments = environment_shown(many=True)
     reference_uri = serializers.CharField(source="display_reference", read_only=True)
 
     class Meta:
@@ -74,27 +74,16 @@ class SecretUpdateSerializer(StrictSerializer):
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
 
 
-class SecretFilter(filters.FilterSet):
-    organization = filters.CharFilter(field_name="organization__slug")
-
-    class Meta:
-        model = Secret
-        fields = ["organization", "provider", "name"]
-
-
 class SecretViewSet(ETagServiceViewSet):
     """Credential references. Members see metadata; owners and admins create, rotate and delete."""
 
     serializer_class = SecretSerializer
     create_serializer_class = SecretCreateSerializer
     update_serializer_class = SecretUpdateSerializer
-    filterset_class = SecretFilter
+    filterset_class = organization_filterset(Secret, ["organization", "provider", "name"])
     search_fields = ["name", "description"]
     ordering_fields = ["name", "created_at", "rotated_at"]
     required_scopes = ADMIN_WRITES
     visible = selectors.secrets_for
-    create_service = services.secret_create
-    update_service = services.secret_update
-    delete_service = services.secret_delete
-    service_instance = "secret"
+    writes = service_family(services, "secret")
     reread = ("partial_update",)

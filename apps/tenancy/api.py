@@ -6,8 +6,9 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.response import Response
 
 from apps.core.api import ADMIN_WRITES, SCOPES, StrictModelSerializer, StrictSerializer
+from apps.core.filtersets import organization_filterset
 from apps.core.types import User
-from apps.core.viewsets import ServiceViewSet
+from apps.core.viewsets import ServiceFamily, ServiceViewSet
 
 from . import selectors, services
 from .models import ApiKey, Membership, Organization, Role, ServiceAccount
@@ -35,6 +36,16 @@ class MemberOrganizationField(serializers.SlugRelatedField):
         if request is None:
             return Organization.objects.none()
         return selectors.organizations_for(request.user)
+
+
+def organization_shown() -> serializers.SlugRelatedField:
+    """How a response shows the organization a row belongs to: its slug."""
+    return serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+
+def user_shown(**kwargs) -> serializers.SlugRelatedField:
+    """How a response shows a user a row names (an author, an owner): the username."""
+    return serializers.SlugRelatedField(slug_field="username", read_only=True, **kwargs)
 
 
 # --- organizations --------------------------------------------------------------------------
@@ -121,7 +132,7 @@ class OrganizationViewSet(
 
 class MembershipSerializer(serializers.ModelSerializer):
     user = UserSummarySerializer(read_only=True)
-    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    organization = organization_shown()
 
     class Meta:
         model = Membership
@@ -141,36 +152,31 @@ class MembershipUpdateSerializer(StrictSerializer):
     role = serializers.ChoiceField(choices=Role.choices)
 
 
-class MembershipFilter(filters.FilterSet):
-    organization = filters.CharFilter(field_name="organization__slug")
-    username = filters.CharFilter(field_name="user__username")
-
-    class Meta:
-        model = Membership
-        fields = ["organization", "role", "username"]
-
-
 class MembershipViewSet(ServiceViewSet):
     """Who belongs to your organizations. Owners and admins add, change and remove members."""
 
     serializer_class = MembershipSerializer
     create_serializer_class = MembershipCreateSerializer
     update_serializer_class = MembershipUpdateSerializer
-    filterset_class = MembershipFilter
+    filterset_class = organization_filterset(
+        Membership, ["organization", "role", "username"], username="user__username"
+    )
     ordering_fields = ["created_at", "role"]
     required_scopes = ADMIN_WRITES
     visible = selectors.memberships_for
-    create_service = services.membership_add
-    update_service = services.membership_change_role
-    delete_service = services.membership_remove
-    service_instance = "membership"
+    writes = ServiceFamily(
+        "membership",
+        create=services.membership_add,
+        update=services.membership_change_role,
+        delete=services.membership_remove,
+    )
 
 
 # --- service accounts -----------------------------------------------------------------------
 
 
 class ServiceAccountSerializer(serializers.ModelSerializer):
-    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    organization = organization_shown()
     user = UserSummarySerializer(read_only=True)
 
     class Meta:
@@ -179,9 +185,14 @@ class ServiceAccountSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ServiceAccountCreateSerializer(StrictSerializer):
+# What a service account and an API key are created with first: the organization and a name.
+# (No docstring: the schema shows StrictSerializer's as the description of both.)
+class _NamedInOrganization(StrictSerializer):
     organization = MemberOrganizationField()
     name = serializers.CharField(max_length=80)
+
+
+class ServiceAccountCreateSerializer(_NamedInOrganization):
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
 
 
@@ -208,7 +219,7 @@ class ServiceAccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vi
 
 
 class ApiKeySerializer(serializers.ModelSerializer):
-    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    organization = organization_shown()
     owner = UserSummarySerializer(read_only=True)
     is_active = serializers.BooleanField(read_only=True)
 
@@ -230,9 +241,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ApiKeyCreateSerializer(StrictSerializer):
-    organization = MemberOrganizationField()
-    name = serializers.CharField(max_length=80)
+class ApiKeyCreateSerializer(_NamedInOrganization):
     scopes = serializers.ListField(child=serializers.ChoiceField(choices=SCOPES), min_length=1, max_length=4)
     owner = serializers.CharField(
         max_length=150,
@@ -252,22 +261,17 @@ class ApiKeyCreateSerializer(StrictSerializer):
         return attrs
 
 
-class ApiKeyFilter(filters.FilterSet):
-    organization = filters.CharFilter(field_name="organization__slug")
-    owner = filters.CharFilter(field_name="owner__username")
-    active = filters.BooleanFilter(field_name="revoked_at", lookup_expr="isnull")
-
-    class Meta:
-        model = ApiKey
-        fields = ["organization", "owner", "active"]
-
-
 class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """API keys. The secret token is returned once, by create; only a hash is stored."""
 
     queryset = ApiKey.objects.none()
     serializer_class = ApiKeySerializer
-    filterset_class = ApiKeyFilter
+    filterset_class = organization_filterset(
+        ApiKey,
+        ["organization", "owner", "active"],
+        owner="owner__username",
+        active=filters.BooleanFilter(field_name="revoked_at", lookup_expr="isnull"),
+    )
     ordering_fields = ["created_at", "last_used_at", "name"]
     required_scopes = {"create": "admin", "destroy": "admin"}
 

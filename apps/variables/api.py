@@ -1,22 +1,22 @@
 """API for variable definitions and per-environment overrides (ETag/If-Match on updates)."""
 
-from django_filters import rest_framework as filters
 from rest_framework import serializers
 
 from apps.core.api import StrictSerializer, VisibleRelatedField
-from apps.core.viewsets import ETagServiceViewSet
-from apps.environments.api import environment_reference
+from apps.core.filtersets import organization_filterset
+from apps.core.viewsets import ETagServiceViewSet, PerEnvironmentRowViewSet, service_family
+from apps.environments.api import environment_reference, environment_row_serializer
 from apps.environments.models import Kind
 from apps.pipelines.models import Pipeline, Project
 from apps.secrets.api import secret_reference, secret_shown
-from apps.tenancy.api import MemberOrganizationField
+from apps.tenancy.api import MemberOrganizationField, organization_shown
 
 from . import selectors, services
 from .models import VARIABLE_SETTINGS, Variable, VariableOverride, VariableType
 
 
 class VariableSerializer(serializers.ModelSerializer):
-    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    organization = organization_shown()
     default_secret = secret_shown("default_secret")
     scope = serializers.CharField(read_only=True)
 
@@ -56,39 +56,21 @@ class VariableCreateSerializer(_DefinitionFields):
     name = serializers.CharField(max_length=64)
 
 
-class VariableFilter(filters.FilterSet):
-    organization = filters.CharFilter(field_name="organization__slug")
-
-    class Meta:
-        model = Variable
-        fields = ["organization", "project", "pipeline", "name", "type"]
-
-
 class VariableViewSet(ETagServiceViewSet):
     """Variable definitions at organization, project or pipeline scope."""
 
     serializer_class = VariableSerializer
     create_serializer_class = VariableCreateSerializer
     update_serializer_class = _DefinitionFields
-    filterset_class = VariableFilter
+    filterset_class = organization_filterset(Variable, ["organization", "project", "pipeline", "name", "type"])
     search_fields = ["name", "description"]
     ordering_fields = ["name", "created_at"]
     visible = selectors.variables_for
-    create_service = services.variable_create
-    update_service = services.variable_update
-    delete_service = services.variable_delete
-    service_instance = "variable"
+    writes = service_family(services, "variable")
 
 
-class OverrideSerializer(serializers.ModelSerializer):
-    variable_name = serializers.CharField(source="variable.name", read_only=True)
-    environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+class OverrideSerializer(environment_row_serializer(VariableOverride, "variable", "value", "secret")):  # type: ignore[misc]  # a base built per model
     secret = secret_shown("secret")
-
-    class Meta:
-        model = VariableOverride
-        fields = ["id", "variable", "variable_name", "environment", "value", "secret", "created_at", "updated_at"]
-        read_only_fields = fields
 
 
 class OverrideCreateSerializer(StrictSerializer):
@@ -103,39 +85,24 @@ class OverrideUpdateSerializer(StrictSerializer):
     secret = secret_reference(required=False, allow_null=True)
 
 
-class OverrideFilter(filters.FilterSet):
-    environment = filters.CharFilter(field_name="environment__slug")
-    organization = filters.CharFilter(field_name="environment__organization__slug")
+class OverrideViewSet(PerEnvironmentRowViewSet):
+    """A variable's value in one environment, shared or personal: a secret given replaces the value
+    (unless a value is given too)."""
 
-    class Meta:
-        model = VariableOverride
-        fields = ["variable", "environment", "organization"]
+    organization_through = "variable"
+    row_values = ("value", "secret")
+
+    def updated_values(self, override, fields):
+        value = fields.get("value", override.value if "secret" not in fields else None)
+        return {"value": value, "secret": fields.get("secret", override.secret)}
 
 
-class VariableOverrideViewSet(ETagServiceViewSet):
+class VariableOverrideViewSet(OverrideViewSet):
     """A variable's value in one environment. Writing needs change_environment_config there
     (and manage_environment while the environment is locked)."""
 
     serializer_class = OverrideSerializer
     create_serializer_class = OverrideCreateSerializer
     update_serializer_class = OverrideUpdateSerializer
-    filterset_class = OverrideFilter
-    ordering_fields = ["created_at", "updated_at"]
     visible = selectors.overrides_for
-    delete_service = services.variable_override_delete
-    service_instance = "override"
-    organization_through = "variable"
-    reread = ("partial_update",)
-
-    def create_object(self, fields):
-        return services.variable_override_set(actor=self.request.user, **{"value": None, "secret": None, **fields})
-
-    def update_object(self, override, fields):
-        value = fields.get("value", override.value if "secret" not in fields else None)
-        return services.variable_override_set(
-            actor=self.request.user,
-            variable=override.variable,
-            environment=override.environment,
-            value=value,
-            secret=fields.get("secret", override.secret),
-        )
+    writes = service_family(services, "variable_override", "set", "delete", instance="override")

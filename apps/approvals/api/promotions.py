@@ -20,10 +20,11 @@ from apps.core.errors import field_error
 from apps.core.models import without_blobs
 from apps.core.viewsets import resolve_references
 from apps.environments import permissions as perms
-from apps.environments.api import environment_reference
+from apps.environments.api import environment_reference, environment_shown
 from apps.pipelines.models import Pipeline
 from apps.pipelines.selectors import get_pipeline_for_user, version_numbered
 from apps.runs import selectors as run_selectors
+from apps.tenancy.api import organization_shown, user_shown
 
 from .. import selectors, services
 from ..models import PROMOTION_FREEZE_OVERRIDE, PROMOTION_PROGRESS, Decision, PromotionRequest
@@ -34,18 +35,18 @@ from ..models import PROMOTION_FREEZE_OVERRIDE, PROMOTION_PROGRESS, Decision, Pr
 class PromotionSerializer(serializers.ModelSerializer):
     """A promotion request as lists show it (no plan)."""
 
-    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    organization = organization_shown()
     pipeline_slug = serializers.CharField(source="pipeline.slug", read_only=True)
     project = serializers.CharField(source="pipeline.project.slug", read_only=True, help_text="Project slug.")
     version = serializers.IntegerField(source="version.number", read_only=True, help_text="Version number.")
-    source = serializers.SlugRelatedField(slug_field="slug", read_only=True)  # type: ignore[assignment]  # a field named "source" (DRF's Field.source is a str)
-    target = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    source = environment_shown()  # type: ignore[assignment]  # a field named "source" (DRF's Field.source is a str)
+    target = environment_shown()
+    requested_by = user_shown(allow_null=True)
     compare_url = serializers.CharField(read_only=True, help_text="A diff/compare link, or empty.")
     attached_runs = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     deployment = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
-    freeze_override_requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
-    freeze_override_confirmed_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    freeze_override_requested_by = user_shown(allow_null=True)
+    freeze_override_confirmed_by = user_shown(allow_null=True)
     current_approvals = serializers.SerializerMethodField(
         help_text="Approvals given against the current plan (earlier ones no longer count)."
     )

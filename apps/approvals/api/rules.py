@@ -12,11 +12,11 @@ from rest_framework import serializers
 from apps.approvals.filtersets import RuleFilter
 from apps.core.api import StrictFilterBackend, StrictOrderingFilter, StrictSearchFilter, StrictSerializer
 from apps.core.errors import field_error
-from apps.core.viewsets import ETagServiceViewSet
-from apps.environments.api import environment_reference
+from apps.core.viewsets import ETagServiceViewSet, ServiceFamily
+from apps.environments.api import environment_reference, environment_shown
 from apps.pipelines.models import Project
 from apps.pipelines.selectors import projects_for
-from apps.tenancy.api import MemberOrganizationField
+from apps.tenancy.api import MemberOrganizationField, organization_shown, user_shown
 
 from .. import selectors, services
 from ..models import RULE_SETTINGS, ApprovalRule
@@ -30,13 +30,13 @@ SLUG = re.compile(r"^[-a-zA-Z0-9_]{1,63}\Z")
 
 
 class ApprovalRuleSerializer(serializers.ModelSerializer):
-    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    organization = organization_shown()
+    environment = environment_shown()
     project = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
     project_slug = serializers.CharField(source="project.slug", read_only=True, allow_null=True, default=None)
     approver_group = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
-    approver_users = serializers.SlugRelatedField(slug_field="username", many=True, read_only=True)
-    extra_sources = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
+    approver_users = user_shown(many=True)
+    extra_sources = environment_shown(many=True)
     allowed_refs = serializers.ListField(child=serializers.CharField(), read_only=True)
 
     class Meta:
@@ -192,8 +192,7 @@ class ApprovalRuleViewSet(ETagServiceViewSet):
     search_fields = ["name"]
     ordering_fields = ["name", "created_at", "updated_at", "required_approvals"]
     visible = selectors.rules_for_user
-    delete_service = services.rule_delete
-    service_instance = "rule"
+    writes = ServiceFamily("rule", delete=services.rule_delete)
     etag_on_create = True
 
     def answer(self, rule):
