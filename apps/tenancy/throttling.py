@@ -6,6 +6,8 @@ import hmac
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.cache import DEFAULT_CACHE_ALIAS, caches
+from django.core.cache import cache as default_cache
 from rest_framework import exceptions
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
@@ -110,6 +112,8 @@ _ADMITTED_ATTR = "_planasonix_api_key_admitted"
 
 def _redis_windows() -> ReusedClientRedisCache | None:
     cache = SimpleRateThrottle.cache
+    if cache is default_cache:  # DRF's is Django's proxy of the default cache
+        cache = caches[DEFAULT_CACHE_ALIAS]
     return cache if isinstance(cache, ReusedClientRedisCache) else None
 
 
