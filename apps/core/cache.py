@@ -59,4 +59,5 @@ class ReusedClientRedisCache(RedisCache):
     def script(self, source: str, keys: list[str], args: list) -> Any:
         """Run a Lua script over these cache keys (versioned and prefixed as every other call's) in
         one round trip, for what needs to read and write in one step."""
-        return self._cache.script(source, [self.make_and_validate_key(key) for key in keys], args)
+        client: ReusedClientRedisCacheClient = self._cache  # type: ignore[assignment]  # self._class above
+        return client.script(source, [self.make_and_validate_key(key) for key in keys], args)

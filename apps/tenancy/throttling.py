@@ -244,7 +244,7 @@ class ApiKeyFailureThrottle(SimpleRateThrottle):
 
     def _admit(self, redis, request, num_requests: int, duration: int, token: str | None) -> None:
         self.now = self.timer()
-        stamp, keys = repr(self.now), [self.key + ":list"]
+        stamp, keys = repr(self.now), [f"{self.key}:list"]
         args: list = [stamp, num_requests, duration]
         rate = configured_rate("api_key")
         if token is not None and rate is not None and _throttled_per_principal(request):
