@@ -16,6 +16,14 @@ from .middleware import request_id_var
 
 logger = logging.getLogger("planasonix.api")
 
+_ON_ERROR_ATTR = "_planasonix_on_api_error"
+
+
+def on_api_error(request, callback) -> None:
+    """Have `callback()` run if this request ends in an error response (exception_handler below):
+    the API key's throttle takes back a request it counted before a check refused it."""
+    request.__dict__.setdefault(_ON_ERROR_ATTR, []).append(callback)
+
 
 def error_body(code: str, message: str, fields: dict | None = None) -> dict:
     body: dict[str, object] = {"code": code, "message": message}
@@ -54,6 +62,9 @@ def _fields_message(fields: dict[str, list[str]]) -> str:
 
 def exception_handler(exc, context):
     """Render every error as {"error": {"code", "message", "fields"?}}; never echo internals."""
+    request = context.get("request")
+    for callback in request.__dict__.pop(_ON_ERROR_ATTR, ()) if request is not None else ():
+        callback()
     if isinstance(exc, DomainError):
         return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status)
     if isinstance(exc, DjangoValidationError):

@@ -8,7 +8,8 @@ holds its pool and that table, and is safe to share between threads (the pool ha
 connections), so one per pool does.
 
 `incr` is one round trip (a script: INCRBY only when the key exists) instead of Django's EXISTS
-then INCRBY; the resolution cache counts every hit and miss with it."""
+then INCRBY; the resolution cache counts every hit and miss with it. `script` runs a Lua script in
+one round trip (the API key's throttle windows, apps.tenancy.throttling)."""
 
 from typing import Any
 
@@ -24,7 +25,7 @@ class ReusedClientRedisCacheClient(RedisCacheClient):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._clients: dict[int, Any] = {}  # id(pool) -> its Redis client (the pools live as long)
-        self._scripts: dict[int, Any] = {}  # id(client) -> its registered incr script
+        self._scripts: dict[tuple[int, str], Any] = {}  # (id(client), source) -> the registered script
 
     def get_client(self, key=None, *, write=False):
         pool = self._get_connection_pool(write)  # type: ignore[attr-defined]  # Django's, untyped in the stubs
@@ -34,14 +35,18 @@ class ReusedClientRedisCacheClient(RedisCacheClient):
         return client
 
     def incr(self, key, delta):
-        client = self.get_client(key, write=True)
-        script = self._scripts.get(id(client))
-        if script is None:
-            script = self._scripts[id(client)] = client.register_script(_INCR_IF_EXISTS)
-        value = script(keys=[key], args=[delta])  # EVALSHA, loading the script once if the server lacks it
+        value = self.script(_INCR_IF_EXISTS, [key], [delta])  # EVALSHA, loading the script once if the server lacks it
         if value is None:
             raise ValueError(f"Key '{key}' not found.")
         return value
+
+    def script(self, source: str, keys: list, args: list):
+        """EVALSHA of `source` (registered once per client) on the write client: one round trip."""
+        client = self.get_client(None, write=True)
+        registered = self._scripts.get((id(client), source))
+        if registered is None:
+            registered = self._scripts[(id(client), source)] = client.register_script(source)
+        return registered(keys=keys, args=args)
 
 
 class ReusedClientRedisCache(RedisCache):
@@ -50,3 +55,9 @@ class ReusedClientRedisCache(RedisCache):
     def __init__(self, server, params):
         super().__init__(server, params)
         self._class = ReusedClientRedisCacheClient
+
+    def script(self, source: str, keys: list[str], args: list) -> Any:
+        """Run a Lua script over these cache keys (versioned and prefixed as every other call's) in
+        one round trip, for what needs to read and write in one step."""
+        client: ReusedClientRedisCacheClient = self._cache  # type: ignore[assignment]  # self._class above
+        return client.script(source, [self.make_and_validate_key(key) for key in keys], args)

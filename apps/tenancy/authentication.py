@@ -24,7 +24,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             ApiKeyFailureThrottle().record_failure(request)
             raise exceptions.AuthenticationFailed("Malformed Authorization header; use 'Bearer <api key>'.")
         failures = ApiKeyFailureThrottle()
-        failures.refuse_if_over(request, api_key_prefix=api_key_prefix(parts[1]))
+        failures.refuse_if_over(request, api_key_prefix=api_key_prefix(parts[1]), token=parts[1])
         key = api_key_authenticate(parts[1])
         if key is None:
             failures.record_failure(request)

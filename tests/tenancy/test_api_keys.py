@@ -377,3 +377,68 @@ def test_a_key_request_reads_both_rate_windows_in_one_cache_call(api, org, membe
     assert client.get(ORGS).status_code == 200
     assert_error(client.get(ORGS), 429, code="throttled")
     assert reads == ["get_many"] * 3
+
+
+def test_a_changed_role_applies_to_the_keys_next_request(api, org, org_admin, members, outsider, make_key):
+    developer = members["developer"]
+    _, token = make_key(developer, ["admin"])
+    client = api(token=token)
+    assert_error(client.patch(f"{ORGS}{org.pk}/", {"name": "Renamed"}), 403)
+    membership = Membership.objects.get(organization=org, user=developer)
+    services.membership_change_role(actor=org_admin, membership=membership, role=Role.ADMIN)
+    assert client.patch(f"{ORGS}{org.pk}/", {"name": "Renamed"}).status_code == 200
+    services.membership_change_role(actor=org_admin, membership=membership, role=Role.MEMBER)
+    assert_error(client.patch(f"{ORGS}{org.pk}/", {"name": "Again"}), 403)
+
+
+def _tight_key_rate(settings):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {
+            **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+            "api_key": "2/minute",
+            "api_key_failure": "20/minute",
+        },
+    }
+
+
+def test_requests_refused_before_the_throttle_do_not_use_the_keys_rate(api, org, members, make_key, settings):
+    """A 403 (missing scope) and a wrong secret with the key's prefix leave the key's window as it was."""
+    _tight_key_rate(settings)
+    key, token = make_key(members["developer"], ["read"])
+    client = api(token=token)
+    for _ in range(3):
+        assert_error(client.post(KEYS, {"organization": "acme", "name": "more", "scopes": ["read"]}), 403)
+    wrong = f"pnx_{key.prefix}_{'x' * 40}"
+    for _ in range(3):
+        assert_error(api(token=wrong).get(ORGS), 401)
+    assert client.get(ORGS).status_code == 200
+    assert client.get(ORGS).status_code == 200
+    response = client.get(ORGS)
+    assert_error(response, 429, code="throttled")
+    assert 0 < int(response["Retry-After"]) <= 60
+
+
+def test_a_key_request_on_redis_asks_the_cache_once(api, org, members, make_key, settings, monkeypatch):
+    """With Redis, the failure window and the key's window are checked and counted in one script
+    before the key's query; the throttle then asks nothing more."""
+    from django.core.cache import caches
+
+    from apps.core.cache import ReusedClientRedisCache
+
+    cache = caches["default"]
+    if not isinstance(cache, ReusedClientRedisCache):
+        pytest.skip("the one-round-trip path is Redis's")
+    _tight_key_rate(settings)
+    calls: list[str] = []
+    for name in ("script", "get", "get_many", "set"):
+        real = getattr(cache, name)
+        monkeypatch.setattr(cache, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+    _, token = make_key(members["developer"], ["read"])
+    client = api(token=token)
+    ApiKey.objects.update(last_used_at=timezone.now())
+    assert client.get(ORGS).status_code == 200
+    assert calls == ["script"]
+    assert client.get(ORGS).status_code == 200
+    assert_error(client.get(ORGS), 429, code="throttled")
+    assert calls == ["script"] * 3
