@@ -9,7 +9,8 @@ connections), so one per pool does.
 
 `incr` is one round trip (a script: INCRBY only when the key exists) instead of Django's EXISTS
 then INCRBY; the resolution cache counts every hit and miss with it. `script` runs a Lua script in
-one round trip (the API key's throttle windows, apps.tenancy.throttling)."""
+one round trip (the API key's throttle windows, apps.tenancy.throttling); `get_counting` reads a
+value and counts the read as a hit or a miss in the same round trip (the resolution cache's counters)."""
 
 from typing import Any
 
@@ -18,6 +19,12 @@ from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 _INCR_IF_EXISTS = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], ARGV[1]) end
 return false
+"""
+# KEYS: the value, the hit counter[, the miss counter]. INCR starts a missing counter at 1, as `add`.
+_GET_COUNTING = """
+local value = redis.call('GET', KEYS[1])
+if value then redis.call('INCR', KEYS[2]) elseif KEYS[3] then redis.call('INCR', KEYS[3]) end
+return value
 """
 
 
@@ -61,3 +68,10 @@ class ReusedClientRedisCache(RedisCache):
         one round trip, for what needs to read and write in one step."""
         client: ReusedClientRedisCacheClient = self._cache  # type: ignore[assignment]  # self._class above
         return client.script(source, [self.make_and_validate_key(key) for key in keys], args)
+
+    def get_counting(self, key: str, hits: str, misses: str | None = None) -> Any:
+        """`get(key)`, counting it in `hits` when found (else in `misses`, if named): one round trip."""
+        keys = [key, hits] if misses is None else [key, hits, misses]
+        client: ReusedClientRedisCacheClient = self._cache  # type: ignore[assignment]
+        value = self.script(_GET_COUNTING, keys, [])
+        return None if value is None else client._serializer.loads(value)  # type: ignore[attr-defined]

@@ -173,8 +173,7 @@ def resolve(
             project.pk if project else None,
             _personal_key(personal_user, personal),
         )
-        hit = cache.get(key)
-        cache_stats.record("hit" if hit is not None else "miss")
+        hit = cache_stats.get(key)
         if hit is not None:
             return hit
     loader_args: dict[str, Any] = {
@@ -211,9 +210,8 @@ def resolve_encoded(
         return encode(resolve(pipeline, environment, version=version, revision=revision, personal_user=personal_user))
     key = cache_key(pipeline.pk, environment.pk, version.pk if version else None, revision, None, pipeline.project_id)
     key = f"{key}:encoded"
-    body = cache.get(key)
+    body = cache_stats.get(key, count_miss=False)  # a miss is counted by resolve below
     if body is not None:
-        cache_stats.record("hit")
         return body
     body = encode(resolve(pipeline, environment, version=version, revision=revision))  # counts hit or miss
     cache.set(key, body, CACHE_SECONDS)

@@ -104,6 +104,30 @@ def test_cache_stats_count_hits_and_misses():
     assert after["hit"] - before["hit"] == 2 and after["miss"] - before["miss"] == 1
 
 
+def test_a_counted_read_counts_its_hit_or_miss_in_the_same_call(monkeypatch):
+    """cache_stats.get: a found value counts a hit, a missing one a miss (or nothing with
+    count_miss=False); with the Redis cache the read and its count are one script, one round trip."""
+    from django.core.cache import cache, caches
+
+    from apps.core.cache import ReusedClientRedisCache
+
+    cache.set("counted-read:there", {"answer": 42})
+    cache.delete("counted-read:missing")
+    before = cache_stats.counts()
+    assert cache_stats.get("counted-read:there") == {"answer": 42}
+    assert cache_stats.get("counted-read:missing") is None
+    assert cache_stats.get("counted-read:missing", count_miss=False) is None
+    after = cache_stats.counts()
+    assert (after["hit"] - before["hit"], after["miss"] - before["miss"]) == (1, 1)
+    backend = caches["default"]
+    if isinstance(backend, ReusedClientRedisCache):  # CI's cache: no separate get or incr
+        calls = []
+        monkeypatch.setattr(type(backend), "get", lambda *a, **k: calls.append("get"))
+        monkeypatch.setattr(type(backend), "incr", lambda *a, **k: calls.append("incr"))
+        assert cache_stats.get("counted-read:there") == {"answer": 42}
+        assert calls == []
+
+
 def test_scrape_costs_a_fixed_number_of_queries(promo, scrape, django_assert_max_num_queries):
     run_ok(promo, "development")
     with django_assert_max_num_queries(12) as few:
