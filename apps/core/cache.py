@@ -8,7 +8,7 @@ holds its pool and that table, and is safe to share between threads (the pool ha
 connections), so one per pool does.
 
 `incr` is one round trip (a script: INCRBY only when the key exists) instead of Django's EXISTS
-then INCRBY; the resolution cache counts every hit and miss with it. `script` runs a Lua script in
+then INCRBY (every `cache.incr`). `script` runs a Lua script in
 one round trip (the API key's throttle windows, apps.tenancy.throttling); `get_counting` reads a
 value and counts the read as a hit or a miss in the same round trip (the resolution cache's counters)."""
 
